@@ -1,0 +1,4 @@
+from services.callback.models import Base
+from shared.alembic_env import run_env
+
+run_env(Base.metadata)

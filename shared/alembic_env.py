@@ -1,0 +1,59 @@
+"""The body of every component's Alembic `env.py`: async engine, one schema, one lock."""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import MetaData, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from shared.db import async_url
+
+# Two `ringback migrate` runs at once (say, two deploy jobs) must not interleave.
+_MIGRATION_LOCK = 0x52494E47  # "RING"
+
+
+def run_env(metadata: MetaData) -> None:
+    """Run this component's migrations inside its own schema."""
+    schema = metadata.schema
+    assert schema, "every component owns exactly one schema"
+    config = context.config
+    url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no database URL given to Alembic")
+
+    def include_object(obj: object, name: str | None, type_: str, *_: object) -> bool:
+        if type_ == "table":
+            return getattr(obj, "schema", None) == schema
+        return True
+
+    def do_run(connection: Connection) -> None:
+        connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
+        try:
+            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+            context.configure(
+                connection=connection,
+                target_metadata=metadata,
+                version_table_schema=schema,
+                include_schemas=True,
+                include_object=include_object,
+                compare_type=True,
+            )
+            with context.begin_transaction():
+                context.run_migrations()
+            connection.commit()
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
+            connection.commit()
+
+    async def main() -> None:
+        engine = create_async_engine(async_url(url))
+        try:
+            async with engine.connect() as connection:
+                await connection.run_sync(do_run)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())

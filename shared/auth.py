@@ -1,0 +1,76 @@
+"""Bearer API keys for the REST API: 401 without a valid key, 403 without the scope."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.apikeys import Principal, digest, find_principal
+from shared.errors import Forbidden, Unauthorized
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_INTERNAL = Principal(key_id="internal", name="internal", scopes=frozenset({"internal"}))
+
+
+class KeyVerifier:
+    """Resolves keys to principals, caching answers briefly so a request costs no query.
+
+    A revoked key stops working within `cache_seconds`; the trade is stated in the README.
+    The configured internal key is checked against settings, so services can talk to each
+    other before anyone has created a key.
+    """
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        *,
+        internal_key: str | None,
+        cache_seconds: float,
+    ) -> None:
+        self._sessions = session_factory
+        self._internal_digest = digest(internal_key) if internal_key else None
+        self._ttl = cache_seconds
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+
+    async def verify(self, key: str) -> Principal | None:
+        key_digest = digest(key)
+        if self._internal_digest and hmac.compare_digest(key_digest, self._internal_digest):
+            return _INTERNAL
+        now = time.monotonic()
+        hit = self._cache.get(key_digest)
+        if hit and hit[0] > now:
+            return hit[1]
+        async with self._sessions() as session:
+            principal = await find_principal(session, key)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key_digest] = (now + self._ttl, principal)
+        return principal
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Send an API key as `Authorization: Bearer <key>`.", headers=_CHALLENGE)
+    return token.strip()
+
+
+def require_scope(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
+    """A dependency admitting callers whose key holds any of `scopes` (or `admin`)."""
+
+    async def dependency(request: Request) -> Principal:
+        verifier: KeyVerifier = request.app.state.key_verifier
+        principal = await verifier.verify(_bearer(request))
+        if principal is None:
+            raise Unauthorized("The API key is unknown or revoked.", headers=_CHALLENGE)
+        if not principal.has_any(scopes):
+            wanted = ", ".join(scopes)
+            raise Forbidden(f"This key lacks the scope for this action: one of {wanted}.")
+        return principal
+
+    return dependency

@@ -1,0 +1,121 @@
+"""The JSON contracts services exchange over HTTP (DESIGN §3.3, §4.1, §5), as pydantic models."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+
+Channel = Literal["phone", "sms", "email", "chat", "web", "social", "in_person"]
+Direction = Literal["inbound", "outbound", "internal"]
+Language = Literal["fi", "sv", "en"]
+
+EVENT_TYPES = frozenset(
+    {
+        "missed_call",
+        "call_answered",
+        "contact_request",
+        "callback_created",
+        "callback_merged",
+        "callback_scheduled",
+        "callback_claimed",
+        "callback_attempted",
+        "callback_completed",
+        "callback_failed",
+        "callback_cancelled",
+        "callback_expired",
+        "notification_sent",
+        "notification_failed",
+        "customer_merged",
+        "customer_erased",
+        "note",
+    }
+)
+# Integrations may record their own kinds of event, in a namespace that cannot clash with ours.
+_EXTENSION_TYPE = re.compile(r"^x-[a-z0-9][a-z0-9_.\-]{0,62}$")
+
+
+def _event_type(value: str) -> str:
+    if value in EVENT_TYPES or _EXTENSION_TYPE.match(value):
+        return value
+    raise ValueError("unknown event type; use one of the documented types or an `x-` prefix")
+
+
+EventType = Annotated[str, AfterValidator(_event_type)]
+ShortText = Annotated[str, Field(max_length=200)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CustomerRef(_Strict):
+    """Whatever identifies the customer; history resolves it to one customer."""
+
+    phone: Annotated[str, Field(max_length=32)] | None = None
+    email: Annotated[EmailStr, Field(max_length=254)] | None = None
+    name: ShortText | None = None
+    external_id: ShortText | None = None
+    language: Language | None = None
+
+
+class Ref(_Strict):
+    kind: Annotated[str, Field(max_length=32)]
+    id: Annotated[str, Field(max_length=64)] | None = None
+
+
+class EventIn(_Strict):
+    """One entry on a customer's timeline (history `POST /v1/events`)."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    occurred_at: datetime
+    channel: Channel
+    direction: Direction
+    type: EventType
+    customer: CustomerRef
+    subject: Ref | None = None
+    actor: Ref | None = None
+    summary: Annotated[str, Field(max_length=500)] = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class PreferredTime(_Strict):
+    """When the customer wants the call: as soon as possible, a slot, or a window."""
+
+    asap: bool | None = None
+    slot_id: Annotated[str, Field(max_length=64)] | None = None
+    not_before: datetime | None = None
+    not_after: datetime | None = None
+
+
+class Consent(_Strict):
+    sms: bool = True
+    email: bool = True
+
+
+class CallbackCreate(_Strict):
+    """Ask callback to call a customer back (callback `POST /v1/callbacks`)."""
+
+    request_id: Annotated[str, Field(min_length=1, max_length=128)]
+    source: Literal["missed_call", "contact_request"]
+    channel: Channel = "phone"
+    first_contact_at: datetime
+    phone: Annotated[str, Field(max_length=32)]
+    email: Annotated[EmailStr, Field(max_length=254)] | None = None
+    name: ShortText | None = None
+    language: Language | None = None
+    message: Annotated[str, Field(max_length=2000)] | None = None
+    preferred: PreferredTime = Field(default_factory=lambda: PreferredTime(asap=True))
+    consent: Consent = Field(default_factory=Consent)
+    queue: ShortText | None = None
+    inbound_id: Annotated[str, Field(max_length=64)] | None = None
+
+
+class Accepted(BaseModel):
+    """The answer to a webhook or contact request (DESIGN §3.1)."""
+
+    id: str
+    status: Literal["accepted", "duplicate", "recorded"]
+    callback_url: str | None = None

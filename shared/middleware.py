@@ -1,0 +1,126 @@
+"""Plain ASGI middleware (not BaseHTTPMiddleware, which breaks context variables)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from fastapi import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.errors import problem_response
+from shared.metrics import HttpMetrics
+from shared.tracing import (
+    clean_request_id,
+    current_request_id,
+    current_trace,
+    new_trace,
+    parse_traceparent,
+)
+
+log = structlog.get_logger("ringback.http")
+
+# Routes too noisy to log on every call; they are still measured.
+_QUIET_ROUTES = {"/healthz", "/readyz", "/metrics"}
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            decoded: str = value.decode("latin-1")
+            return decoded
+    return None
+
+
+class RequestContextMiddleware:
+    """Binds X-Request-ID and the W3C trace to logs, echoes the id, measures the request."""
+
+    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = clean_request_id(_header(scope, b"x-request-id"))
+        parent = parse_traceparent(_header(scope, b"traceparent"))
+        trace = parent.child() if parent else new_trace()
+        rid_token = current_request_id.set(request_id)
+        trace_token = current_trace.set(trace)
+        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace.trace_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", ()))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route_obj: Any = scope.get("route")
+            route = getattr(route_obj, "path", None) or "unmatched"
+            self.metrics.observe(scope["method"], route, status, elapsed)
+            if route not in _QUIET_ROUTES:
+                log.info(
+                    "http.request",
+                    method=scope["method"],
+                    route=route,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 2),
+                )
+            structlog.contextvars.unbind_contextvars("request_id", "trace_id")
+            current_request_id.reset(rid_token)
+            current_trace.reset(trace_token)
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over the limit, whether declared by Content-Length or streamed."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._reject(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    # FastAPI re-raises an HTTPException from body reading as is, so the
+                    # problem handler answers 413 for streamed (chunked) bodies too.
+                    raise HTTPException(status_code=413, detail=self._detail())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _detail(self) -> str:
+        return f"The request body exceeds the limit of {self.limit} bytes."
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = problem_response(
+            status=413,
+            title="Payload Too Large",
+            detail=self._detail(),
+            slug="payload-too-large",
+            instance=scope.get("path"),
+        )
+        await response(scope, receive, send)

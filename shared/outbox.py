@@ -1,0 +1,273 @@
+"""The transactional outbox: a row written with the change, delivered over HTTP until acknowledged.
+
+A service adds an `Outbox` model (this mixin plus its own `Base`) and calls `enqueue()` in the
+same transaction as the change it announces. `OutboxRelay` then delivers rows to peers:
+
+- several relays may run at once (`FOR UPDATE SKIP LOCKED`);
+- rows for one customer (`ordering_key`) go out in the order they were written: a row waits
+  while an earlier row of its key and destination is still undelivered;
+- transient failures (network, 5xx, 408, 429) are retried forever with backoff and jitter,
+  so a peer that is down for an hour gets everything when it returns;
+- a permanent refusal (any other 4xx) parks the row as dead, visible and replayable, and it
+  no longer holds back later rows of its key;
+- a `NOTIFY` at commit wakes relays at once; polling is the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+import httpx
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy import BigInteger, DateTime, Identity, Integer, String, Text, func, select, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, aliased, mapped_column
+
+from shared.backoff import backoff_seconds
+from shared.db import utcnow
+
+log = structlog.get_logger("ringback.outbox")
+
+
+class OutboxMixin:
+    """Columns of an outbox table; combine with a service's declarative `Base`."""
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    destination: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    ordering_key: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    available_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+def channel_for(model: type[OutboxMixin]) -> str:
+    """The LISTEN/NOTIFY channel of an outbox table."""
+    table = model.__table__  # type: ignore[attr-defined]
+    return f"ringback_outbox_{table.schema}"
+
+
+async def enqueue(
+    session: AsyncSession,
+    model: type[OutboxMixin],
+    *,
+    destination: str,
+    path: str,
+    payload: Mapping[str, Any],
+    ordering_key: str,
+) -> OutboxMixin:
+    """Add a row to the outbox in the caller's transaction; relays wake when it commits."""
+    # The mixin has no constructor of its own; the concrete model's declarative one applies.
+    factory: Any = model
+    row: OutboxMixin = factory(
+        destination=destination, path=path, payload=dict(payload), ordering_key=ordering_key
+    )
+    session.add(row)
+    # NOTIFY is transactional: it is delivered at commit, and not at all on rollback.
+    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel_for(model)})
+    return row
+
+
+class RelayMetrics:
+    def __init__(self, registry: CollectorRegistry | None, source: str) -> None:
+        self.delivered = Counter(
+            "ringback_outbox_delivered_total",
+            "Outbox rows acknowledged by their destination.",
+            ["source", "destination"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "ringback_outbox_failures_total",
+            "Failed delivery attempts (kind: transient or permanent).",
+            ["source", "destination", "kind"],
+            registry=registry,
+        )
+        self.backlog = Gauge(
+            "ringback_outbox_backlog",
+            "Rows waiting for delivery.",
+            ["source"],
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "ringback_outbox_lag_seconds",
+            "Age of the oldest row waiting for delivery.",
+            ["source"],
+            registry=registry,
+        )
+        self.source = source
+
+
+class OutboxRelay:
+    """Delivers one service's outbox to its peers."""
+
+    def __init__(
+        self,
+        *,
+        model: type[OutboxMixin],
+        session_factory: async_sessionmaker[AsyncSession],
+        clients: Mapping[str, httpx.AsyncClient],
+        listen_dsn: str | None = None,
+        batch_size: int = 100,
+        poll_seconds: float = 1.0,
+        registry: CollectorRegistry | None = None,
+        source: str = "outbox",
+    ) -> None:
+        self.model = model
+        self.sessions = session_factory
+        self.clients = clients
+        self.listen_dsn = listen_dsn
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.metrics = RelayMetrics(registry, source)
+        self._wake = asyncio.Event()
+
+    async def run_once(self) -> int:
+        """Deliver one batch; return how many rows were acknowledged."""
+        model = self.model
+        earlier = aliased(model)
+        blocked = (
+            select(earlier.id)
+            .where(
+                earlier.destination == model.destination,
+                earlier.ordering_key == model.ordering_key,
+                earlier.id < model.id,
+                earlier.delivered_at.is_(None),
+                earlier.dead_at.is_(None),
+            )
+            .exists()
+        )
+        async with self.sessions() as session:
+            rows = list(
+                (
+                    await session.scalars(
+                        select(model)
+                        .where(
+                            model.delivered_at.is_(None),
+                            model.dead_at.is_(None),
+                            model.available_at <= func.now(),
+                            ~blocked,
+                        )
+                        .order_by(model.id)
+                        .limit(self.batch_size)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).all()
+            )
+            if not rows:
+                return 0
+            results = await asyncio.gather(*(self._deliver(row) for row in rows))
+            await session.commit()
+        return sum(results)
+
+    async def _deliver(self, row: OutboxMixin) -> int:
+        client = self.clients.get(row.destination)
+        row.attempts += 1
+        if client is None:
+            self._park(row, f"no client configured for destination {row.destination!r}")
+            return 0
+        try:
+            response = await client.post(
+                row.path, json=row.payload, headers={"Idempotency-Key": f"outbox-{row.id}"}
+            )
+        except httpx.HTTPError as exc:
+            self._retry(row, f"{type(exc).__name__}: {exc}"[:500])
+            return 0
+        if response.is_success:
+            row.delivered_at = utcnow()
+            row.last_error = None
+            self.metrics.delivered.labels(self.metrics.source, row.destination).inc()
+            return 1
+        error = f"HTTP {response.status_code}: {response.text[:400]}"
+        if response.status_code in (408, 425, 429) or response.status_code >= 500:
+            self._retry(row, error)
+        else:
+            self._park(row, error)
+        return 0
+
+    def _retry(self, row: OutboxMixin, error: str) -> None:
+        row.last_error = error
+        row.available_at = utcnow() + timedelta(seconds=backoff_seconds(row.attempts, cap=60))
+        self.metrics.failures.labels(self.metrics.source, row.destination, "transient").inc()
+        log.warning(
+            "outbox.delivery.retry",
+            outbox_id=row.id,
+            destination=row.destination,
+            attempts=row.attempts,
+            error=error[:200],
+        )
+
+    def _park(self, row: OutboxMixin, error: str) -> None:
+        row.last_error = error
+        row.dead_at = utcnow()
+        self.metrics.failures.labels(self.metrics.source, row.destination, "permanent").inc()
+        log.error(
+            "outbox.delivery.dead", outbox_id=row.id, destination=row.destination, error=error
+        )
+
+    async def refresh_gauges(self) -> None:
+        model = self.model
+        async with self.sessions() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(model.created_at)).where(
+                        model.delivered_at.is_(None), model.dead_at.is_(None)
+                    )
+                )
+            ).one()
+        self.metrics.backlog.labels(self.metrics.source).set(count)
+        lag = (utcnow() - oldest).total_seconds() if oldest else 0.0
+        self.metrics.lag.labels(self.metrics.source).set(lag)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set; wake on NOTIFY, poll as a fallback."""
+        listener = await self._listen()
+        try:
+            while not stop.is_set():
+                try:
+                    delivered = await self.run_once()
+                    await self.refresh_gauges()
+                except Exception:
+                    # The database may be restarting; keep the relay alive and try again.
+                    log.exception("outbox.relay.error")
+                    delivered = 0
+                if delivered:
+                    continue
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        _first(self._wake.wait(), stop.wait()), timeout=self.poll_seconds
+                    )
+        finally:
+            if listener is not None:
+                await listener.close()
+
+    async def _listen(self) -> asyncpg.Connection | None:
+        if not self.listen_dsn:
+            return None
+        try:
+            conn = await asyncpg.connect(self.listen_dsn)
+            await conn.add_listener(channel_for(self.model), lambda *_: self._wake.set())
+        except (OSError, asyncpg.PostgresError):
+            log.warning("outbox.relay.listen_unavailable")
+            return None
+        return conn
+
+
+async def _first(*awaitables: Any) -> None:
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -1,0 +1,151 @@
+"""The frame every service's `create_app(settings)` is built on: lifespan, middleware, health."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import httpx
+import structlog
+from arq import create_pool
+from arq.connections import ArqRedis, RedisSettings
+from fastapi import APIRouter, FastAPI, Request
+from prometheus_client import CollectorRegistry
+from starlette.responses import Response
+
+from shared.auth import KeyVerifier
+from shared.db import create_engine, create_session_factory, ping
+from shared.errors import install_error_handlers
+from shared.http import create_http_client
+from shared.jobs import job_deserializer, job_serializer
+from shared.jsonutil import ORJSONResponse
+from shared.metrics import CONTENT_TYPE_LATEST, HttpMetrics, render
+from shared.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from shared.settings import CommonSettings
+
+log = structlog.get_logger("ringback.app")
+
+# A service may add its own resources to the lifespan (relay tasks, LISTEN connections, ...).
+Extension = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+async def create_redis(settings: CommonSettings) -> ArqRedis:
+    """Redis as arq's pool (a `redis.asyncio.Redis` too), with our JSON job serializer."""
+    return await create_pool(
+        RedisSettings.from_dsn(settings.require_redis_url()),
+        default_queue_name=settings.queue_name,
+        job_serializer=job_serializer,
+        job_deserializer=job_deserializer,
+    )
+
+
+def create_service_app(
+    *,
+    name: str,
+    settings: CommonSettings,
+    routers: Sequence[APIRouter],
+    peers: Sequence[str] = (),
+    description: str = "",
+    extensions: Sequence[Extension] = (),
+) -> FastAPI:
+    """A FastAPI app for service `name` with the house middleware, errors and probes."""
+    registry = CollectorRegistry()
+    metrics = HttpMetrics(registry, name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings, application_name=f"ringback.{name}", service=name)
+        redis = await create_redis(settings)
+        peer_client = create_http_client(settings, user_agent=f"ringback-{name}", timeout=2.0)
+        app.state.engine = engine
+        app.state.session_factory = create_session_factory(engine)
+        app.state.redis = redis
+        app.state.peer_client = peer_client
+        internal = settings.internal_api_key
+        app.state.key_verifier = KeyVerifier(
+            app.state.session_factory,
+            internal_key=internal.get_secret_value() if internal else None,
+            cache_seconds=settings.api_key_cache_seconds,
+        )
+        try:
+            async with AsyncExitStack() as stack:
+                for extension in extensions:
+                    await stack.enter_async_context(extension(app))
+                log.info("service.started", service=name)
+                yield
+        finally:
+            await peer_client.aclose()
+            await redis.aclose()
+            await engine.dispose()
+            log.info("service.stopped", service=name)
+
+    app = FastAPI(
+        title=f"ringback {name}",
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.state.settings = settings
+    app.state.registry = registry
+    app.state.service_name = name
+    install_error_handlers(app)
+    app.include_router(_probe_router(name, peers, settings))
+    for router in routers:
+        app.include_router(router)
+    # Outermost first: the request id must exist before a 413 is answered.
+    app.add_middleware(BodyLimitMiddleware, limit=settings.body_limit_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app
+
+
+def _probe_router(name: str, peers: Sequence[str], settings: CommonSettings) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": name}
+
+    @router.get("/readyz", summary="Own database and Redis reachable; peers reported only")
+    async def readyz(request: Request) -> Response:
+        checks: dict[str, str] = {}
+        checks["database"] = await _check(ping(request.app.state.engine))
+        checks["redis"] = await _check(request.app.state.redis.ping())
+        peer_status = {
+            peer: await _check_peer(request.app.state.peer_client, settings.peer_url(peer))
+            for peer in peers
+        }
+        failed = [k for k, v in checks.items() if v != "ok"]
+        body: dict[str, Any] = {
+            "status": "ready" if not failed else "unready",
+            "service": name,
+            "checks": checks,
+            "peers": peer_status,
+        }
+        if failed:
+            body["failed"] = failed
+        return ORJSONResponse(body, status_code=503 if failed else 200)
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics(request: Request) -> Response:
+        return Response(render(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def _check(awaitable: Any) -> str:
+    try:
+        await asyncio.wait_for(awaitable, timeout=2.0)
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+async def _check_peer(client: httpx.AsyncClient, base_url: str) -> str:
+    try:
+        response = await client.get(f"{base_url}/healthz")
+    except httpx.HTTPError as exc:
+        return f"unreachable: {type(exc).__name__}"
+    return "ok" if response.status_code == 200 else f"status {response.status_code}"

@@ -1,0 +1,109 @@
+"""Settings shared by every process, read from `RINGBACK_*` environment variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+
+# Values a careless deployment might copy from an example file; refused outside development.
+_PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "example"}
+
+
+class CommonSettings(BaseSettings):
+    """Configuration every service and the worker understand."""
+
+    model_config = SettingsConfigDict(env_prefix="RINGBACK_", extra="ignore", frozen=True)
+
+    environment: Environment = "development"
+    database_url: str | None = None
+    # A service may keep its schema in a database of its own; unset, it uses `database_url`.
+    intake_database_url: str | None = None
+    callback_database_url: str | None = None
+    history_database_url: str | None = None
+    redis_url: str | None = None
+
+    intake_port: int = 8001
+    callback_port: int = 8002
+    history_port: int = 8003
+    intake_url: str | None = None
+    callback_url: str | None = None
+    history_url: str | None = None
+    public_base_url: str | None = None
+
+    internal_api_key: SecretStr | None = None
+    self_service_secret: SecretStr | None = None
+
+    site_timezone: str = "Europe/Helsinki"
+    default_region: str = "FI"
+    default_language: Literal["fi", "sv", "en"] = "fi"
+
+    log_level: str = "INFO"
+    log_json: bool = True
+    body_limit_bytes: int = Field(default=64 * 1024, ge=1024)
+    http_timeout_seconds: float = Field(default=5.0, gt=0)
+    api_key_cache_seconds: float = Field(default=30.0, ge=0)
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=10, ge=0)
+    db_command_timeout_seconds: float = Field(default=30.0, gt=0)
+    # arq's queue name; tests give each run its own so parallel runs never share work.
+    queue_name: str = "ringback:callback"
+
+    @model_validator(mode="after")
+    def _fill_peer_urls(self) -> CommonSettings:
+        # Frozen model: fill derived defaults through object.__setattr__ once, at validation.
+        for name, port in (
+            ("intake_url", self.intake_port),
+            ("callback_url", self.callback_port),
+            ("history_url", self.history_port),
+        ):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, f"http://127.0.0.1:{port}")
+        if self.public_base_url is None:
+            object.__setattr__(self, "public_base_url", self.intake_url)
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_placeholders(self) -> CommonSettings:
+        if self.environment != "production":
+            return self
+        for name in ("internal_api_key", "self_service_secret"):
+            value = getattr(self, name)
+            if value is None or value.get_secret_value().strip().lower() in _PLACEHOLDER_SECRETS:
+                variable = f"RINGBACK_{name.upper()}"
+                raise ValueError(f"{variable} must be set to a real secret in production")
+        return self
+
+    def require_database_url(self) -> str:
+        """The configured database URL, or a clear error naming the variable."""
+        if not self.database_url:
+            raise RuntimeError(
+                "RINGBACK_DATABASE_URL is not set (`make run` sets it, or starts an embedded one)"
+            )
+        return self.database_url
+
+    def database_url_for(self, service: str | None) -> str:
+        """The database a service's schema lives in (its own URL, else the shared one)."""
+        own = getattr(self, f"{service}_database_url", None) if service else None
+        return own or self.require_database_url()
+
+    def all_database_urls(self) -> dict[str, str]:
+        """Each component with the database it lives in; API keys live beside every service."""
+        return {svc: self.database_url_for(svc) for svc in ("intake", "callback", "history")}
+
+    def require_redis_url(self) -> str:
+        """The configured Redis URL, or a clear error naming the variable."""
+        if not self.redis_url:
+            raise RuntimeError(
+                "RINGBACK_REDIS_URL is not set (`make run` sets it, or starts an embedded one)"
+            )
+        return self.redis_url
+
+    def peer_url(self, name: str) -> str:
+        """Base URL of a peer service (`intake`, `callback`, `history`)."""
+        value = getattr(self, f"{name}_url")
+        assert isinstance(value, str)
+        return value.rstrip("/")

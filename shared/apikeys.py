@@ -88,10 +88,29 @@ def validate_scopes(scopes: list[str]) -> list[str]:
     return sorted(set(scopes))
 
 
-async def create_key(session: AsyncSession, *, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
-    """Store a new key and return it with the plaintext, which is never stored."""
-    key, lookup = generate_key()
-    row = ApiKey(name=name, lookup=lookup, digest=digest(key), scopes=validate_scopes(scopes))
+async def create_key(
+    session: AsyncSession,
+    *,
+    name: str,
+    scopes: list[str],
+    key: str | None = None,
+    key_id: str | None = None,
+) -> tuple[ApiKey, str]:
+    """Store a key (new unless given) and return it with the plaintext, which is never stored."""
+    if key is None:
+        key, lookup = generate_key()
+    else:
+        found = split_key(key)
+        if found is None:
+            raise ValueError("not a well-formed ringback key")
+        lookup = found
+    row = ApiKey(
+        id=key_id or new_id(),
+        name=name,
+        lookup=lookup,
+        digest=digest(key),
+        scopes=validate_scopes(scopes),
+    )
     session.add(row)
     await session.flush()
     return row, key

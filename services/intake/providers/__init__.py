@@ -1,0 +1,1 @@
+"""Provider adapters: each turns one telephony system's request into a `CallReport`."""

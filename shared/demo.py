@@ -1,0 +1,144 @@
+"""`ringback demo` (`make demo`): one realistic, signed missed call into a running `make run`.
+
+It prints what a newcomer wants to see: intake's answer, the customer's timeline as history
+records it, and the SMS and email the customer received (from the development sink).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import secrets
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shared.devstate import data_dir, dev_secrets, ensure_database_url, save_dev_value
+from shared.jsonutil import dumps
+from shared.settings import CommonSettings
+
+_EXPECTED = {"missed_call", "callback_created", "notification_sent"}
+
+
+def run_demo(*, timeout: float = 30.0) -> int:
+    return asyncio.run(_demo(wait_seconds=timeout))
+
+
+def _secret(name: str) -> str:
+    return os.environ.get(name) or dev_secrets()[name]
+
+
+async def _read_key() -> str:
+    """A `history:read` key for the demo, created once and remembered in `.data/`."""
+    stored = os.environ.get("RINGBACK_DEMO_API_KEY") or dev_secrets().get("RINGBACK_DEMO_API_KEY")
+    if stored:
+        return stored
+    from shared.apikeys import create_key
+    from shared.db import create_engine, create_session_factory
+
+    url, server = ensure_database_url()
+    engine = create_engine(CommonSettings(database_url=url), application_name="ringback.demo")
+    try:
+        async with create_session_factory(engine)() as session:
+            _, key = await create_key(
+                session, name="demo", scopes=["history:read", "callbacks:read"]
+            )
+            await session.commit()
+    finally:
+        await engine.dispose()
+        if server is not None:
+            server.stop()
+    save_dev_value("RINGBACK_DEMO_API_KEY", key)
+    return key
+
+
+async def _demo(wait_seconds: float) -> int:
+    settings = CommonSettings()
+    secret = _secret("RINGBACK_WEBHOOK_SECRETS").split(",")[0].strip()
+    from services.intake.providers.standard_webhooks import sign
+
+    # A fresh Finnish mobile number each run, so each demo is a new customer.
+    local = f"040 {random.randint(100, 999)} {random.randint(1000, 9999)}"
+    e164 = "+358" + local.replace(" ", "")[1:]
+    call = {
+        "id": f"evt_{secrets.token_hex(8)}",
+        "call_id": f"demo-{secrets.token_hex(6)}",
+        "from": local,
+        "to": "+358 9 4245 1000",
+        "status": "no_answer",
+        "occurred_at": datetime.now(UTC).isoformat(),
+        "queue": "billing",
+    }
+    body = dumps(call)
+    msg_id = f"msg_{secrets.token_hex(8)}"
+    stamp = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign(secret, msg_id, stamp, body),
+    }
+    started = time.time()
+    async with httpx.AsyncClient(timeout=5) as client:
+        intake = settings.peer_url("intake")
+        print(f"→ POST {intake}/v1/webhooks/generic  (missed call from {local})")
+        try:
+            answer = await client.post(
+                f"{intake}/v1/webhooks/generic", content=body, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            print(f"intake is not reachable ({exc}); is `make run` running?")
+            return 1
+        print(f"← {answer.status_code} {answer.text}")
+        if answer.status_code != 202:
+            return 1
+        key = await _read_key()
+        history = settings.peer_url("history")
+        timeline = await _wait_for_timeline(client, history, key, e164, wait_seconds)
+    if timeline is None:
+        print(f"the timeline did not show all events within {wait_seconds:.0f} s")
+        return 1
+    print(f"\nTimeline of {e164} (newest first):")
+    for event in timeline:
+        print(
+            f"  {event['occurred_at']}  {event['type']:18} {event['channel']:6} {event['summary']}"
+        )
+    _show_sink(started)
+    return 0
+
+
+async def _wait_for_timeline(
+    client: httpx.AsyncClient, history: str, key: str, phone: str, wait_seconds: float
+) -> list[dict[str, Any]] | None:
+    auth = {"authorization": f"Bearer {key}"}
+    deadline = time.monotonic() + wait_seconds
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        found = await client.get(f"{history}/v1/customers", params={"phone": phone}, headers=auth)
+        if found.status_code != 200 or not found.json()["items"]:
+            continue
+        customer_id = found.json()["items"][0]["id"]
+        page = await client.get(f"{history}/v1/customers/{customer_id}/timeline", headers=auth)
+        items: list[dict[str, Any]] = page.json().get("items", [])
+        sends = sum(1 for item in items if item["type"] == "notification_sent")
+        if _EXPECTED <= {item["type"] for item in items} and sends >= 2:
+            return items
+    return None
+
+
+def _show_sink(since: float) -> None:
+    sink = Path(os.environ.get("RINGBACK_SINK_DIR", str(data_dir() / "outbox")))
+    if not sink.exists():
+        print("\n(no development sink directory: SMS and email went to real providers)")
+        return
+    fresh = sorted(
+        (p for p in sink.rglob("*") if p.is_file() and p.stat().st_mtime >= since - 1),
+        key=lambda p: p.stat().st_mtime,
+    )
+    for path in fresh:
+        print(f"\n--- {path} ---")
+        print(path.read_text(encoding="utf-8", errors="replace").rstrip())

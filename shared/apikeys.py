@@ -67,7 +67,7 @@ def digest(key: str) -> str:
 
 def split_key(key: str) -> str | None:
     """The lookup part of a well-formed key, else None."""
-    parts = key.split("_")
+    parts = key.split("_", 2)  # the secret part may itself contain "_"
     if len(parts) != 3 or parts[0] != KEY_PREFIX or len(parts[1]) != 12 or len(parts[2]) < 32:
         return None
     return parts[1]

@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 import structlog
-from arq import create_pool
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from fastapi import APIRouter, FastAPI, Request
 from prometheus_client import CollectorRegistry
+from redis.asyncio import ConnectionPool
 from starlette.responses import Response
 
 from shared.auth import KeyVerifier
@@ -31,10 +31,15 @@ log = structlog.get_logger("ringback.app")
 Extension = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-async def create_redis(settings: CommonSettings) -> ArqRedis:
-    """Redis as arq's pool (a `redis.asyncio.Redis` too), with our JSON job serializer."""
-    return await create_pool(
-        RedisSettings.from_dsn(settings.require_redis_url()),
+def create_redis(settings: CommonSettings) -> ArqRedis:
+    """Redis as arq's client (a `redis.asyncio.Redis` too), with our JSON job serializer.
+
+    Connections are made on first use, not here: a service starts while Redis is down and
+    says so on `/readyz` instead of crash-looping.
+    """
+    pool = ConnectionPool.from_url(settings.require_redis_url(), socket_connect_timeout=2)
+    return ArqRedis(
+        connection_pool=pool,
         default_queue_name=settings.queue_name,
         job_serializer=job_serializer,
         job_deserializer=job_deserializer,
@@ -57,7 +62,7 @@ def create_service_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings, application_name=f"ringback.{name}", service=name)
-        redis = await create_redis(settings)
+        redis = create_redis(settings)
         peer_client = create_http_client(settings, user_agent=f"ringback-{name}", timeout=2.0)
         app.state.engine = engine
         app.state.session_factory = create_session_factory(engine)
@@ -77,7 +82,7 @@ def create_service_app(
                 yield
         finally:
             await peer_client.aclose()
-            await redis.aclose()
+            await redis.aclose(close_connection_pool=True)
             await engine.dispose()
             log.info("service.stopped", service=name)
 

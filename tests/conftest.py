@@ -113,5 +113,7 @@ def make_key(
 async def serve_asgi(app: FastAPI) -> AsyncIterator[AsyncClient]:
     """Run `app`'s lifespan and give an in-process client for it."""
     async with app.router.lifespan_context(app):
-        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://test") as client:
+        # Like a real server: an unhandled error becomes the app's 500 answer, not a test crash.
+        transport = ASGITransport(app=app, raise_app_exceptions=False)
+        async with AsyncClient(transport=transport, base_url="http://test") as client:
             yield client

@@ -72,6 +72,8 @@ async def _demo(wait_seconds: float) -> int:
         "status": "no_answer",
         "occurred_at": datetime.now(UTC).isoformat(),
         "queue": "billing",
+        # What a PBX's CRM lookup may know about the caller; it gets the email confirmation.
+        "metadata": {"customer": {"email": "maija.meikalainen@example.fi", "name": "Maija"}},
     }
     body = dumps(call)
     msg_id = f"msg_{secrets.token_hex(8)}"

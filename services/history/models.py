@@ -1,11 +1,135 @@
-"""ORM models of the history schema."""
+"""ORM models of the history schema: customers, their identities, and contact events."""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import DeclarativeBase
+from datetime import datetime
+from typing import Any
 
-from shared.db import make_metadata
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import make_metadata, utcnow
+from shared.ids import new_id
+
+IDENTITY_KINDS = ("phone", "email")
 
 
 class Base(DeclarativeBase):
     metadata = make_metadata("history")
+
+
+class Customer(Base):
+    """A person who contacted us; `merged_into` points a merged-away record at its survivor."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str | None] = mapped_column(String(200))
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    language: Mapped[str | None] = mapped_column(String(2))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    merged_into: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
+
+    __table_args__ = (
+        Index(
+            "ix_customers_external_id",
+            "external_id",
+            postgresql_where=text("external_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_customers_merged_into",
+            "merged_into",
+            postgresql_where=text("merged_into IS NOT NULL"),
+        ),
+    )
+
+
+class CustomerIdentity(Base):
+    """One phone number (E.164) or email (lower-cased) and the customer it belongs to."""
+
+    __tablename__ = "identities"
+
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    value: Mapped[str] = mapped_column(String(254), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (CheckConstraint("kind IN ('phone', 'email')", name="kind"),)
+
+
+class Event(Base):
+    """One entry on a customer's timeline; `id` is the sender's, `seq` our arrival order."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=False), unique=True)
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    channel: Mapped[str] = mapped_column(String(16))
+    direction: Mapped[str] = mapped_column(String(16))
+    type: Mapped[str] = mapped_column(String(64))
+    subject_kind: Mapped[str | None] = mapped_column(String(32))
+    subject_id: Mapped[str | None] = mapped_column(String(64))
+    actor_kind: Mapped[str | None] = mapped_column(String(32))
+    actor_id: Mapped[str | None] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(String(500), default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+    __table_args__ = (
+        # The timeline: one customer's events newest first, keyset-paginated.
+        Index("ix_events_timeline", "customer_id", text("occurred_at DESC"), text("seq DESC")),
+        Index(
+            "ix_events_customer_channel",
+            "customer_id",
+            "channel",
+            text("occurred_at DESC"),
+            text("seq DESC"),
+        ),
+        Index(
+            "ix_events_customer_type",
+            "customer_id",
+            "type",
+            text("occurred_at DESC"),
+            text("seq DESC"),
+        ),
+        # "Where it stands": the latest event of each of a customer's callbacks.
+        Index(
+            "ix_events_customer_callbacks",
+            "customer_id",
+            "subject_id",
+            text("occurred_at DESC"),
+            text("seq DESC"),
+            postgresql_where=text("subject_kind = 'callback'"),
+        ),
+    )
+
+
+class CustomerActivity(Base):
+    """Per customer, channel, direction and type: how many events and the latest one.
+
+    Kept up to date as events are stored, so a profile's counts and last contacts cost a
+    handful of rows however long the customer's history is.
+    """
+
+    __tablename__ = "customer_activity"
+
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(16), primary_key=True)
+    type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    last_occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -83,6 +83,9 @@ async def record_call(
             channel="phone",
             first_contact_at=report.occurred_at,
             phone=phone,
+            email=report.email,
+            name=report.name,
+            language=report.language,
             queue=report.queue,
             inbound_id=inbound_id,
         )
@@ -144,7 +147,7 @@ def _call_event(report: CallReport, inbound_id: str, phone: str | None) -> Event
         channel="phone",
         direction="inbound",
         type="missed_call" if missed else "call_answered",
-        customer=CustomerRef(phone=phone),
+        customer=CustomerRef(phone=phone, email=report.email, name=report.name),
         subject=Ref(kind="inbound", id=inbound_id),
         actor=Ref(kind="customer"),
         summary=summary,

@@ -231,3 +231,30 @@ async def test_row_counts_match_answers_under_concurrent_delivery(
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Inbound)) == 10
         assert await session.scalar(select(func.count()).select_from(IntakeOutbox)) == 20
+
+
+async def test_what_the_telephony_system_knows_about_the_caller_is_forwarded(
+    intake: AsyncClient, webhook_secret: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    customer = {"email": "Maija@Example.FI", "name": "Maija Meikäläinen", "language": "sv"}
+    response = await post_call(intake, webhook_secret, metadata={"customer": customer})
+
+    assert response.status_code == 202
+    history, callback = (row.payload for row in await outbox_rows(sessions))
+    assert history["customer"] == {
+        "phone": "+358401234567",
+        "email": "maija@example.fi",
+        "name": "Maija Meikäläinen",
+    }
+    assert (callback["email"], callback["language"]) == ("maija@example.fi", "sv")
+
+
+async def test_a_malformed_known_caller_is_rejected_and_kept(
+    intake: AsyncClient, webhook_secret: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    response = await post_call(intake, webhook_secret, metadata={"customer": {"email": "nope"}})
+
+    assert response.status_code == 422
+    assert "metadata.customer.email" in response.json()["detail"]
+    [kept] = await inbound_rows(sessions)
+    assert kept.status == "rejected"

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from shared.contracts import Language
+
 Outcome = Literal["missed", "answered", "ignored"]
 
 
@@ -21,6 +23,10 @@ class CallReport:
     occurred_at: datetime
     status: str
     queue: str | None = None
+    # What the telephony system knows about the caller (e.g. from its CRM lookup), if anything.
+    email: str | None = None
+    name: str | None = None
+    language: Language | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
 

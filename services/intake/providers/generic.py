@@ -5,13 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
 
 from services.intake.providers.base import CallReport, PayloadRejected
 from shared.errors import validation_errors
 from shared.jsonutil import loads
 
 MISSED_STATUSES = frozenset({"missed", "no_answer", "busy", "abandoned"})
+
+
+class KnownCaller(BaseModel):
+    """`metadata.customer`: what the telephony system already knows about the caller."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    email: Annotated[EmailStr, Field(max_length=254)] | None = None
+    name: Annotated[str, Field(max_length=200)] | None = None
+    language: Literal["fi", "sv", "en"] | None = None
 
 
 class GenericCallEvent(BaseModel):
@@ -47,6 +57,14 @@ def parse(body: bytes) -> CallReport:
         ) from None
     if event.occurred_at.tzinfo is None:
         raise PayloadRejected("occurred_at: must carry a time zone (RFC 3339)")
+    try:
+        known = KnownCaller.model_validate((event.metadata or {}).get("customer") or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"metadata.customer.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in validation_errors(exc.errors())
+        )
+        raise PayloadRejected(problems) from None
     return CallReport(
         provider="generic",
         call_id=event.call_id,
@@ -56,5 +74,8 @@ def parse(body: bytes) -> CallReport:
         occurred_at=event.occurred_at,
         status=event.status,
         queue=event.queue,
+        email=known.email.lower() if known.email else None,
+        name=known.name,
+        language=known.language,
         details={"event_id": event.id},
     )

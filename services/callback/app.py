@@ -1,0 +1,20 @@
+"""`create_app(settings)`: callback's API."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.callback.api import router
+from services.callback.settings import CallbackSettings
+from shared.service_app import create_service_app
+
+
+def create_app(settings: CallbackSettings) -> FastAPI:
+    """The callback API for `settings` (nothing is built at import time)."""
+    return create_service_app(
+        name="callback",
+        settings=settings,
+        routers=[router],
+        peers=["history"],
+        description="Callback lifecycle, confirmations and the agent queue (DESIGN §4).",
+    )

@@ -1,0 +1,1 @@
+"""Provider adapters for SMS and email, one file per provider, behind `base`'s protocols."""

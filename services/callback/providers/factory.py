@@ -1,0 +1,51 @@
+"""The configured providers, built once per worker process."""
+
+from __future__ import annotations
+
+import httpx
+
+from services.callback.providers.base import EmailSender, SmsSender
+from services.callback.providers.email_smtp import SmtpEmailSender
+from services.callback.providers.file_sink import FileEmailSender, FileSmsSender
+from services.callback.providers.sms_http import HttpSmsSender
+from services.callback.providers.sms_twilio import TwilioSmsSender
+from services.callback.settings import CallbackSettings
+
+
+def build_sms_sender(settings: CallbackSettings, *, client: httpx.AsyncClient) -> SmsSender:
+    """The SMS provider `RINGBACK_SMS_PROVIDER` names."""
+    if settings.sms_provider == "http":
+        assert settings.sms_http_url  # checked by the settings validator
+        return HttpSmsSender(client=client, url=settings.sms_http_url, sender=settings.sms_sender)
+    if settings.sms_provider == "twilio":
+        sid, token, sender = (
+            settings.sms_twilio_account_sid,
+            settings.sms_twilio_auth_token,
+            settings.sms_twilio_from,
+        )
+        assert sid and token and sender  # checked by the settings validator
+        return TwilioSmsSender(
+            client=client,
+            base_url=settings.sms_twilio_base_url,
+            account_sid=sid,
+            auth_token=token.get_secret_value(),
+            sender=sender,
+        )
+    return FileSmsSender(directory=settings.sink_dir, sender=settings.sms_sender)
+
+
+def build_email_sender(settings: CallbackSettings) -> EmailSender:
+    """The email provider `RINGBACK_EMAIL_PROVIDER` names."""
+    if settings.email_provider == "smtp":
+        assert settings.smtp_host  # checked by the settings validator
+        password = settings.smtp_password
+        return SmtpEmailSender(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.email_from,
+            username=settings.smtp_username,
+            password=password.get_secret_value() if password else None,
+            starttls=settings.smtp_starttls,
+            timeout=settings.smtp_timeout_seconds,
+        )
+    return FileEmailSender(directory=settings.sink_dir, sender=settings.email_from)

@@ -1,0 +1,49 @@
+"""Self-service links: a signed, expiring token that names one callback and grants nothing else."""
+
+from __future__ import annotations
+
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from services.callback.settings import CallbackSettings
+
+_SALT = "ringback.callback.self-service"
+# Development only: production refuses to start without RINGBACK_SELF_SERVICE_SECRET.
+_DEVELOPMENT_SECRET = "ringback-development-self-service-secret"
+
+
+def _serializer(settings: CallbackSettings) -> URLSafeTimedSerializer:
+    secret = settings.self_service_secret
+    if secret is not None and secret.get_secret_value():
+        key = secret.get_secret_value()
+    elif settings.environment == "production":
+        raise RuntimeError("RINGBACK_SELF_SERVICE_SECRET must be set in production")
+    else:
+        key = _DEVELOPMENT_SECRET
+    return URLSafeTimedSerializer(key, salt=_SALT)
+
+
+def create_token(settings: CallbackSettings, callback_id: str) -> str:
+    """A token for the customer of `callback_id`."""
+    return _serializer(settings).dumps({"cb": callback_id})
+
+
+def verify_token(settings: CallbackSettings, token: str) -> str | None:
+    """The callback id a token was made for, or None if forged, altered or expired."""
+    if len(token) > 512:
+        return None
+    try:
+        data = _serializer(settings).loads(
+            token, max_age=settings.self_service_max_age_hours * 3600
+        )
+    except BadSignature:  # SignatureExpired is a BadSignature too
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("cb"), str):
+        return None
+    callback_id: str = data["cb"]
+    return callback_id
+
+
+def self_service_link(settings: CallbackSettings, callback_id: str) -> str:
+    """`{public_base_url}/v1/self/{token}`."""
+    base = (settings.public_base_url or "").rstrip("/")
+    return f"{base}/v1/self/{create_token(settings, callback_id)}"

@@ -1,0 +1,89 @@
+"""Callback's configuration: `RINGBACK_*` variables on top of the common ones (DESIGN §8)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import NoDecode
+
+from shared.settings import CommonSettings
+
+
+class CallbackSettings(CommonSettings):
+    """Settings of the callback API and its arq worker."""
+
+    # SMS: the development file sink by default, so `make run` needs no provider account.
+    sms_provider: Literal["file", "http", "twilio"] = "file"
+    sms_http_url: str | None = None
+    sms_twilio_base_url: str = "https://api.twilio.com"
+    sms_twilio_account_sid: str | None = None
+    sms_twilio_auth_token: SecretStr | None = None
+    sms_twilio_from: str | None = None
+    # Alphanumeric sender id or number passed to the generic gateway as `sender`.
+    sms_sender: str | None = None
+    # Destination countries we send SMS to at all (against SMS-pumping fraud).
+    sms_allowed_regions: Annotated[frozenset[str], NoDecode] = frozenset({"FI", "SE", "EE"})
+
+    email_provider: Literal["file", "smtp"] = "file"
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = True
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    email_from: str = "ringback <noreply@localhost>"
+
+    # Where the file sinks write one readable file per message.
+    sink_dir: Path = Path(".data/outbox")
+
+    # The promise made to an ASAP callback: called within this many minutes of first contact.
+    sla_minutes: int = Field(default=120, ge=1, le=7 * 24 * 60)
+    # A merged contact inside this window gets no second confirmation.
+    confirmation_cooldown_minutes: int = Field(default=60, ge=0)
+    # How long a self-service link stays valid.
+    self_service_max_age_hours: int = Field(default=7 * 24, ge=1)
+
+    # Sends per notification before it is dead (an operator can replay it).
+    notification_max_tries: int = Field(default=5, ge=1, le=50)
+    notification_backoff_base_seconds: float = Field(default=30.0, gt=0)
+    notification_backoff_cap_seconds: float = Field(default=3600.0, gt=0)
+    # Upper bound of one send job; the lease below must outlast it.
+    notification_timeout_seconds: float = Field(default=30.0, gt=0)
+    # A row in `sending` longer than this is taken to be from a worker that died mid-send.
+    notification_lease_seconds: float = Field(default=120.0, gt=0)
+
+    worker_max_jobs: int = Field(default=10, ge=1)
+    # SIGTERM: stop taking jobs, let running ones finish this long, then hand them back.
+    worker_shutdown_grace_seconds: int = Field(default=20, ge=0)
+    # The worker forwards callback's outbox (history events); off when a separate relay runs.
+    outbox_relay: bool = True
+
+    @field_validator("sms_allowed_regions", mode="before")
+    @classmethod
+    def _split_regions(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple | set | frozenset):
+            return frozenset(str(v).strip().upper() for v in value if str(v).strip())
+        return value
+
+    @model_validator(mode="after")
+    def _providers_configured(self) -> CallbackSettings:
+        missing: list[str] = []
+        if self.sms_provider == "http" and not self.sms_http_url:
+            missing.append("RINGBACK_SMS_HTTP_URL")
+        if self.sms_provider == "twilio":
+            for name in ("sms_twilio_account_sid", "sms_twilio_auth_token", "sms_twilio_from"):
+                if not getattr(self, name):
+                    missing.append(f"RINGBACK_{name.upper()}")
+        if self.email_provider == "smtp" and not self.smtp_host:
+            missing.append("RINGBACK_SMTP_HOST")
+        if missing:
+            raise ValueError(f"the chosen providers need {', '.join(missing)}")
+        if self.notification_lease_seconds <= self.notification_timeout_seconds:
+            raise ValueError(
+                "RINGBACK_NOTIFICATION_LEASE_SECONDS must exceed RINGBACK_NOTIFICATION_TIMEOUT_SECONDS"
+            )
+        return self

@@ -1,0 +1,257 @@
+"""arq job functions: each takes ids, opens its own session, checks state before any side effect.
+
+Delivery is at least once, so `send_notification` is written to be run any number of times:
+the row is the ledger. It is marked `sending` (attempt counted, lease taken) and committed
+before the provider is called; a row found `sent` or `dead` is left alone; a row found in
+`sending` whose lease has run out belongs to a worker that died mid-send and is re-sent with
+the same idempotency key (SMS) or Message-ID (email), so the provider can drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import structlog
+from arq import Retry
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.callback import events, repository
+from services.callback.models import Callback, Notification
+from services.callback.providers.base import (
+    EmailSender,
+    OutgoingEmail,
+    OutgoingSms,
+    SendError,
+    SendResult,
+    SmsSender,
+    TransientSendError,
+)
+from services.callback.queue import ArqNotificationQueue
+from services.callback.settings import CallbackSettings
+from shared.backoff import backoff_seconds
+from shared.db import utcnow
+
+log = structlog.get_logger("ringback.callback.worker")
+
+SWEEP_BATCH = 1000
+
+
+@dataclass
+class WorkerState:
+    """What the worker's jobs share, built in `on_startup` and kept in `ctx["state"]`."""
+
+    settings: CallbackSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    http: httpx.AsyncClient
+    sms: SmsSender
+    email: EmailSender
+    history: httpx.AsyncClient | None = None
+    relay_task: asyncio.Task[None] | None = None
+    relay_stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def state_of(ctx: dict[str, Any]) -> WorkerState:
+    state = ctx["state"]
+    assert isinstance(state, WorkerState)
+    return state
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """A send this job owns: the notification's content and the attempt number it holds."""
+
+    notification_id: str
+    channel: str
+    recipient: str
+    subject: str | None
+    body: str
+    attempt: int
+
+
+async def send_notification(ctx: dict[str, Any], notification_id: str) -> str:
+    """Send one notification at most once per success; returns what happened (no PII)."""
+    return await deliver(state_of(ctx), notification_id)
+
+
+async def deliver(state: WorkerState, notification_id: str) -> str:
+    claim = await _claim(state, notification_id)
+    if isinstance(claim, str):
+        return claim
+    try:
+        result: SendResult | SendError = await _send(state, claim)
+    except asyncio.CancelledError:
+        # SIGTERM or a timeout: we do not know whether the provider took it. Hand the row
+        # back at once rather than after the lease; the re-send carries the same key.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(_release(state, claim), timeout=2)
+        raise
+    return await _record(state, claim, result)
+
+
+async def _claim(state: WorkerState, notification_id: str) -> _Claim | str:
+    """Mark the row `sending` and commit before any side effect; or say why not."""
+    settings = state.settings
+    async with state.sessions() as session:
+        row = await repository.lock_notification(session, notification_id)
+        if row is None:
+            log.warning("callback.notification.missing", notification_id=notification_id)
+            return "missing"
+        if row.status in ("sent", "dead"):
+            log.info(
+                "callback.notification.already_done",
+                notification_id=row.id,
+                status=row.status,
+            )
+            return f"already {row.status}"
+        now = utcnow()
+        if row.status == "sending" and row.next_attempt_at > now:
+            # Another job holds the send lease; look again when it runs out.
+            remaining = (row.next_attempt_at - now).total_seconds()
+            raise Retry(defer=remaining + 0.5)
+        if row.attempts >= row.max_attempts:
+            # Found `sending` with no tries left: the last try's worker died. Park it for an
+            # operator rather than send beyond the budget.
+            row.last_error = row.last_error or "attempts exhausted while a send was in flight"
+            await _dead(session, row)
+            await session.commit()
+            return "dead"
+        if row.status == "sending":
+            log.warning("callback.notification.resend_after_crash", notification_id=row.id)
+        sender = state.sms if row.channel == "sms" else state.email
+        row.status = "sending"
+        row.attempts += 1
+        row.provider = sender.name
+        row.next_attempt_at = now + timedelta(seconds=settings.notification_lease_seconds)
+        claim = _Claim(
+            notification_id=row.id,
+            channel=row.channel,
+            recipient=row.recipient,
+            subject=row.subject,
+            body=row.body,
+            attempt=row.attempts,
+        )
+        await session.commit()
+    return claim
+
+
+async def _send(state: WorkerState, claim: _Claim) -> SendResult | SendError:
+    try:
+        if claim.channel == "sms":
+            return await state.sms.send_sms(
+                OutgoingSms(notification_id=claim.notification_id, to=claim.recipient, text=claim.body)
+            )
+        return await state.email.send_email(
+            OutgoingEmail(
+                notification_id=claim.notification_id,
+                to=claim.recipient,
+                subject=claim.subject or "",
+                body=claim.body,
+            )
+        )
+    except SendError as exc:
+        return exc
+    except Exception as exc:
+        # A provider bug must not leave the row in `sending`: count it as a failed try.
+        log.exception("callback.notification.provider_error", notification_id=claim.notification_id)
+        return TransientSendError(f"unexpected {type(exc).__name__}")
+
+
+async def _record(state: WorkerState, claim: _Claim, outcome: SendResult | SendError) -> str:
+    """Write what the provider said, with its history event, in one transaction."""
+    settings = state.settings
+    async with state.sessions() as session:
+        row = await repository.lock_notification(session, claim.notification_id)
+        if row is None or row.status != "sending" or row.attempts != claim.attempt:
+            # Our lease ran out and another job took over; its outcome is the one that counts.
+            log.warning("callback.notification.superseded", notification_id=claim.notification_id)
+            return "superseded"
+        if isinstance(outcome, SendResult):
+            row.status = "sent"
+            row.sent_at = utcnow()
+            row.provider_message_id = outcome.message_id
+            row.last_error = None
+            callback = await _callback(session, row)
+            await events.notification_result(
+                session, callback=callback, notification=row, sent=True
+            )
+            await session.commit()
+            log.info(
+                "callback.notification.sent",
+                notification_id=row.id,
+                channel=row.channel,
+                attempts=row.attempts,
+            )
+            return "sent"
+        row.last_error = outcome.detail[:1000]
+        if outcome.permanent or row.attempts >= row.max_attempts:
+            await _dead(session, row)
+            await session.commit()
+            return "dead"
+        delay = backoff_seconds(
+            row.attempts,
+            base=settings.notification_backoff_base_seconds,
+            cap=settings.notification_backoff_cap_seconds,
+        )
+        row.status = "failed"
+        row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        await session.commit()
+        log.warning(
+            "callback.notification.failed",
+            notification_id=row.id,
+            channel=row.channel,
+            attempts=row.attempts,
+            retry_in=round(delay, 2),
+        )
+    raise Retry(defer=delay)
+
+
+async def _callback(session: AsyncSession, row: Notification) -> Callback:
+    callback = await session.get(Callback, row.callback_id)
+    assert callback is not None  # the foreign key cascades: no notification outlives it
+    return callback
+
+
+async def _dead(session: AsyncSession, row: Notification) -> None:
+    row.status = "dead"
+    callback = await _callback(session, row)
+    await events.notification_result(session, callback=callback, notification=row, sent=False)
+    log.error(
+        "callback.notification.dead",
+        notification_id=row.id,
+        channel=row.channel,
+        attempts=row.attempts,
+    )
+
+
+async def _release(state: WorkerState, claim: _Claim) -> None:
+    """Give up the send lease of an interrupted job, so the re-run need not wait for it."""
+    async with state.sessions() as session:
+        row = await repository.lock_notification(session, claim.notification_id)
+        if row is not None and row.status == "sending" and row.attempts == claim.attempt:
+            row.next_attempt_at = utcnow()
+            await session.commit()
+
+
+async def sweep_notifications(ctx: dict[str, Any]) -> int:
+    """Cron: re-enqueue what is due and unfinished (after a Redis flush, a lost job, a crash)."""
+    redis: ArqRedis = ctx["redis"]
+    return await sweep(state_of(ctx), redis)
+
+
+async def sweep(state: WorkerState, redis: ArqRedis) -> int:
+    """Enqueue every due, unfinished notification; the job id makes a duplicate a no-op."""
+    queue = ArqNotificationQueue(redis, queue_name=state.settings.queue_name)
+    total = 0
+    async with state.sessions() as session:
+        ids = await repository.due_notifications(session, now=utcnow(), limit=SWEEP_BATCH)
+    total += await queue.enqueue_notifications(ids)
+    if total:
+        log.info("callback.sweeper.enqueued", count=total, due=len(ids))
+    return total

@@ -1,0 +1,154 @@
+"""Callback's arq worker: notifications, the sweeper, and the relay of callback's outbox.
+
+`run_worker(settings)` is what `ringback worker` runs. Tests build the same worker from
+`worker_settings(settings)` with `burst=True`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import structlog
+from arq import Worker, cron, func
+from arq.connections import RedisSettings
+
+from services.callback.models import CallbackOutbox
+from services.callback.providers.factory import build_email_sender, build_sms_sender
+from services.callback.queue import SEND_NOTIFICATION, SWEEP_NOTIFICATIONS
+from services.callback.settings import CallbackSettings
+from services.callback.tasks import WorkerState, send_notification, state_of, sweep_notifications
+from shared.db import asyncpg_dsn, create_engine, create_session_factory
+from shared.http import create_http_client, internal_client
+from shared.jobs import job_deserializer, job_serializer
+from shared.outbox import OutboxRelay
+
+log = structlog.get_logger("ringback.callback.worker")
+
+# arq counts every run of a job, lease waits and SIGTERM hand-backs included; our own
+# `attempts` column is the real budget, so arq's limit only stops a runaway job.
+_ARQ_EXTRA_TRIES = 5
+
+
+def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
+    """Keyword arguments for `arq.Worker` (an arq `WorkerSettings` as a dict)."""
+    return {
+        "functions": [
+            func(
+                send_notification,
+                name=SEND_NOTIFICATION,
+                max_tries=settings.notification_max_tries + _ARQ_EXTRA_TRIES,
+                timeout=settings.notification_timeout_seconds,
+                # No stored result: the job id is free again the moment the job ends, so
+                # the sweeper can always re-enqueue a row that still needs work.
+                keep_result=0,
+            )
+        ],
+        "cron_jobs": [
+            cron(
+                sweep_notifications,
+                name=SWEEP_NOTIFICATIONS,
+                second=0,
+                run_at_startup=True,
+                timeout=60,
+                max_tries=1,
+                keep_result=0,
+            )
+        ],
+        "queue_name": settings.queue_name,
+        "redis_settings": RedisSettings.from_dsn(settings.require_redis_url()),
+        "job_serializer": job_serializer,
+        "job_deserializer": job_deserializer,
+        "on_startup": _on_startup(settings),
+        "on_shutdown": _on_shutdown,
+        "max_jobs": settings.worker_max_jobs,
+        "job_timeout": settings.notification_timeout_seconds,
+        "keep_result": 0,
+        "job_completion_wait": settings.worker_shutdown_grace_seconds,
+        "health_check_interval": 30,
+    }
+
+
+def create_worker(settings: CallbackSettings, **overrides: Any) -> Worker:
+    """An arq `Worker` for `settings`; call inside a running event loop."""
+    return Worker(**{**worker_settings(settings), **overrides})
+
+
+def run_worker(settings: CallbackSettings) -> None:
+    """Run the worker until SIGTERM or SIGINT (running jobs get the grace period)."""
+    asyncio.run(serve_worker(settings))
+
+
+async def serve_worker(settings: CallbackSettings, **overrides: Any) -> None:
+    """Run the worker in the current event loop until it is stopped by a signal."""
+    worker = create_worker(settings, **overrides)
+    try:
+        await worker.async_run()
+    except asyncio.CancelledError:
+        # arq stops by cancelling its main task after SIGTERM/SIGINT (and the grace period).
+        log.info("callback.worker.stopping")
+    finally:
+        # Jobs cancelled at the end of the grace period are handed back to the queue by arq;
+        # collect them here so closing does not trip over their cancellation.
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        worker.tasks.clear()
+        await worker.close()
+        log.info("callback.worker.stopped")
+
+
+def _on_startup(settings: CallbackSettings) -> Any:
+    async def on_startup(ctx: dict[str, Any]) -> None:
+        engine = create_engine(
+            settings, application_name="ringback.callback.worker", service="callback"
+        )
+        sessions = create_session_factory(engine)
+        http = create_http_client(settings, user_agent="ringback-callback")
+        state = WorkerState(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            http=http,
+            sms=build_sms_sender(settings, client=http),
+            email=build_email_sender(settings),
+        )
+        if settings.outbox_relay:
+            state.history = internal_client(settings, service="callback", peer="history")
+            relay = OutboxRelay(
+                model=CallbackOutbox,
+                session_factory=sessions,
+                clients={"history": state.history},
+                listen_dsn=asyncpg_dsn(settings.database_url_for("callback")),
+                source="callback",
+            )
+            state.relay_task = asyncio.create_task(relay.run(state.relay_stop))
+        ctx["state"] = state
+        log.info(
+            "callback.worker.started",
+            queue=settings.queue_name,
+            sms_provider=settings.sms_provider,
+            email_provider=settings.email_provider,
+            relay=settings.outbox_relay,
+        )
+
+    return on_startup
+
+
+async def _on_shutdown(ctx: dict[str, Any]) -> None:
+    if "state" not in ctx:
+        return
+    state = state_of(ctx)
+    state.relay_stop.set()
+    if state.relay_task is not None:
+        try:
+            await asyncio.wait_for(state.relay_task, timeout=10)
+        except (TimeoutError, asyncio.CancelledError):
+            log.warning("callback.worker.relay_stop_timeout")
+        except Exception:
+            log.exception("callback.worker.relay_failed")
+    for client in (state.http, state.history):
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+    await state.engine.dispose()
+

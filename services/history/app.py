@@ -1,0 +1,20 @@
+"""The history service: `create_app(settings)` builds it; nothing is created at import."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.history.api import router
+from services.history.settings import HistorySettings
+from shared.service_app import create_service_app
+
+
+def create_app(settings: HistorySettings) -> FastAPI:
+    """The history app: the cross-channel contact log and customer summaries."""
+    return create_service_app(
+        name="history",
+        settings=settings,
+        routers=[router],
+        peers=["callback", "intake"],
+        description="The cross-channel contact log: customers, timelines, where each case stands.",
+    )

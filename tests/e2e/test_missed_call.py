@@ -1,0 +1,123 @@
+"""One missed call the whole way, every service a real process on loopback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.gateways import SmsGateway, SmtpInbox, sms_gateway, smtp_server
+from tests.support.signing import body_of, call_event, new_secret, signed_headers
+from tests.support.stack import Stack, running_stack
+
+pytestmark = pytest.mark.e2e
+
+SECRET = new_secret()
+
+
+@pytest.fixture
+def gateway() -> Iterator[SmsGateway]:
+    with sms_gateway() as g:
+        yield g
+
+
+@pytest.fixture
+def inbox() -> Iterator[SmtpInbox]:
+    with smtp_server() as s:
+        yield s
+
+
+@pytest.fixture
+def stack(
+    base_env: dict[str, str],
+    clean_db: None,
+    gateway: SmsGateway,
+    inbox: SmtpInbox,
+    tmp_path: Path,
+) -> Iterator[Stack]:
+    extra = {
+        "RINGBACK_WEBHOOK_SECRETS": SECRET,
+        "RINGBACK_SMS_PROVIDER": "http",
+        "RINGBACK_SMS_HTTP_URL": f"{gateway.url}/v1/messages",
+        "RINGBACK_EMAIL_PROVIDER": "smtp",
+        "RINGBACK_SMTP_HOST": inbox.host,
+        "RINGBACK_SMTP_PORT": str(inbox.port),
+        "RINGBACK_SMTP_STARTTLS": "false",
+        "RINGBACK_EMAIL_FROM": "asiakaspalvelu@example.fi",
+        "RINGBACK_SINK_DIR": str(tmp_path / "sink"),
+    }
+    names = ("history", "callback", "intake", "worker", "relay")
+    with running_stack(base_env, tmp_path / "logs", extra, names) as running:
+        yield running
+
+
+def wait_until(check: Callable[[], object], timeout: float = 30.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError("condition not met in time")
+
+
+async def test_a_missed_call_reaches_the_customer_and_the_timeline(
+    stack: Stack,
+    gateway: SmsGateway,
+    inbox: SmtpInbox,
+    make_key: Callable[..., Awaitable[str]],
+) -> None:
+    # The telephony system sends the number in a national notation, and what its CRM lookup
+    # knows about the caller.
+    known = {"email": "maija@example.fi", "name": "Maija Meikäläinen", "language": "fi"}
+    event = call_event(
+        call_id="e2e-call-1", metadata={"customer": known}, **{"from": "040 765 4321"}
+    )
+    body = body_of(event)
+    answer = httpx.post(
+        f"{stack.url('intake')}/v1/webhooks/generic",
+        content=body,
+        headers=signed_headers(SECRET, body),
+    )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "accepted"
+
+    [sms] = gateway.wait_for(1)
+    sent = sms.json()
+    assert sent["to"] == "+358407654321"
+    assert sms.headers["idempotency-key"] == sent["reference"]
+    assert "/v1/self/" in sent["text"]
+
+    key = await make_key("history:read")
+    auth = {"authorization": f"Bearer {key}"}
+    history = stack.url("history")
+
+    def timeline() -> list[dict[str, object]] | None:
+        found = httpx.get(f"{history}/v1/customers", params={"phone": "0407654321"}, headers=auth)
+        if found.status_code != 200 or not found.json()["items"]:
+            return None
+        customer = found.json()["items"][0]["id"]
+        page = httpx.get(f"{history}/v1/customers/{customer}/timeline", headers=auth).json()
+        items: list[dict[str, object]] = page["items"]
+        kinds = sorted(str(item["type"]) for item in items)
+        expected = ["callback_created", "missed_call", "notification_sent", "notification_sent"]
+        return items if kinds == expected else None
+
+    [email] = inbox.wait_for(1)
+    assert email["To"] == "maija@example.fi"
+    assert email["From"] == "asiakaspalvelu@example.fi"
+    text = email.get_content()
+    assert "Maija" in text
+    assert "/v1/self/" in text
+
+    events = wait_until(timeline)
+    assert isinstance(events, list)
+    channels = sorted(str(e["channel"]) for e in events if e["type"] == "notification_sent")
+    assert channels == ["email", "sms"]
+    # Nothing more arrives later: exactly one SMS and one email for one missed call.
+    time.sleep(1.0)
+    assert len(gateway.requests) == 1
+    assert len(inbox.messages) == 1

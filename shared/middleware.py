@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -85,17 +86,22 @@ class RequestContextMiddleware:
 class BodyLimitMiddleware:
     """413 for bodies over the limit, whether declared by Content-Length or streamed."""
 
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, limit: int, per_path: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.limit = limit
+        # A route that takes batches may allow more than the default, and only that route.
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope.get("path", ""), self.limit)
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._reject(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._reject(scope, receive, send, limit)
             return
         seen = 0
 
@@ -104,23 +110,24 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.limit:
+                if seen > limit:
                     # FastAPI re-raises an HTTPException from body reading as is, so the
                     # problem handler answers 413 for streamed (chunked) bodies too.
-                    raise HTTPException(status_code=413, detail=self._detail())
+                    raise HTTPException(status_code=413, detail=_detail(limit))
             return message
 
         await self.app(scope, limited_receive, send)
 
-    def _detail(self) -> str:
-        return f"The request body exceeds the limit of {self.limit} bytes."
-
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
         response = problem_response(
             status=413,
             title="Payload Too Large",
-            detail=self._detail(),
+            detail=_detail(limit),
             slug="payload-too-large",
             instance=scope.get("path"),
         )
         await response(scope, receive, send)
+
+
+def _detail(limit: int) -> str:
+    return f"The request body exceeds the limit of {limit} bytes."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -54,6 +54,7 @@ def create_service_app(
     peers: Sequence[str] = (),
     description: str = "",
     extensions: Sequence[Extension] = (),
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
     """A FastAPI app for service `name` with the house middleware, errors and probes."""
     registry = CollectorRegistry()
@@ -101,7 +102,9 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     # Outermost first: the request id must exist before a 413 is answered.
-    app.add_middleware(BodyLimitMiddleware, limit=settings.body_limit_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, limit=settings.body_limit_bytes, per_path=body_limits or {}
+    )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
 

@@ -17,4 +17,6 @@ def create_app(settings: HistorySettings) -> FastAPI:
         routers=[router],
         peers=["callback", "intake"],
         description="The cross-channel contact log: customers, timelines, where each case stands.",
+        # 500 events do not fit the default 64 KiB; only the batch route may take more.
+        body_limits={"/v1/events:batch": settings.history_batch_body_limit_bytes},
     )

@@ -20,8 +20,6 @@ class RefOut(BaseModel):
 class EventOut(BaseModel):
     """One event as stored, with the customer it resolved to."""
 
-    model_config = ConfigDict(from_attributes=True)
-
     id: str
     occurred_at: datetime
     received_at: datetime

@@ -33,15 +33,16 @@ class Stack:
             "worker": ["worker"],
             "relay": ["relay"],
         }.get(name, ["serve", name])
-        log = (self.logs / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *argv],
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # The child keeps its own copy of the descriptor; ours is closed at once.
+        with (self.logs / f"{name}.log").open("ab") as log:
+            self.processes[name] = subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", *argv],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         if name in SERVICES:
             self.wait_ready(name)
 

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,17 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         """Start (or attach to) the server; return a URL for database `ringback`."""
-        import pgserver
-
         self.directory.mkdir(parents=True, exist_ok=True)
-        # cleanup_mode="stop": the last process holding a handle stops the server at exit.
-        self._server = pgserver.get_server(  # type: ignore[attr-defined]
-            self.directory.resolve(), cleanup_mode="stop"
-        )
+        with warnings.catch_warnings():
+            # pgserver's lock file falls back to /tmp when XDG_RUNTIME_DIR is unset, and
+            # platformdirs warns about that; the fallback is fine for a local server.
+            warnings.simplefilter("ignore")
+            import pgserver
+
+            # cleanup_mode="stop": the last process holding a handle stops the server at exit.
+            self._server = pgserver.get_server(  # type: ignore[attr-defined]
+                self.directory.resolve(), cleanup_mode="stop"
+            )
         exists = self._server.psql("SELECT 1 FROM pg_database WHERE datname = 'ringback';")
         if "(1 row)" not in exists:
             self._server.psql("CREATE DATABASE ringback;")
@@ -85,10 +90,10 @@ class EmbeddedRedis:
             args += ["--appendonly", "yes", "--appendfsync", "everysec"]
         else:
             args += ["--appendonly", "no"]
-        log_file = (self.directory / "redis.log").open("ab")
-        self._process = subprocess.Popen(
-            args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        with (self.directory / "redis.log").open("ab") as log_file:
+            self._process = subprocess.Popen(
+                args, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self._answers():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
@@ -66,6 +67,7 @@ async def list_callbacks(
     settings: SettingsDep,
     status: CallbackStatus | None = None,
     phone: Annotated[str | None, Query(max_length=32)] = None,
+    due_before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> CallbackList:
@@ -74,6 +76,7 @@ async def list_callbacks(
         settings=settings,
         status=status,
         phone=phone,
+        due_before=due_before,
         limit=limit,
         cursor=cursor,
     )

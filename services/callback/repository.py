@@ -59,6 +59,7 @@ async def list_callbacks(
     *,
     status: str | None,
     phone: str | None,
+    due_before: datetime | None,
     after_id: str | None,
     limit: int,
 ) -> Sequence[Callback]:
@@ -68,6 +69,8 @@ async def list_callbacks(
         query = query.where(Callback.status == status)
     if phone is not None:
         query = query.where(Callback.phone == phone)
+    if due_before is not None:
+        query = query.where(Callback.due_at < due_before)
     if after_id is not None:
         query = query.where(Callback.id < after_id)
     return (await session.scalars(query.order_by(Callback.id.desc()).limit(limit))).all()
@@ -103,4 +106,3 @@ async def notifications_for(session: AsyncSession, callback_id: str) -> Sequence
             .order_by(Notification.id)
         )
     ).all()
-

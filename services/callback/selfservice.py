@@ -6,7 +6,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from services.callback.settings import CallbackSettings
 
-_SALT = "ringback.callback.self-service"
+TOKEN_SALT = "ringback.callback.self-service"
 # Development only: production refuses to start without RINGBACK_SELF_SERVICE_SECRET.
 _DEVELOPMENT_SECRET = "ringback-development-self-service-secret"
 
@@ -19,7 +19,7 @@ def _serializer(settings: CallbackSettings) -> URLSafeTimedSerializer:
         raise RuntimeError("RINGBACK_SELF_SERVICE_SECRET must be set in production")
     else:
         key = _DEVELOPMENT_SECRET
-    return URLSafeTimedSerializer(key, salt=_SALT)
+    return URLSafeTimedSerializer(key, salt=TOKEN_SALT)
 
 
 def create_token(settings: CallbackSettings, callback_id: str) -> str:

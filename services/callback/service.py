@@ -120,7 +120,10 @@ async def create_callback(
     notifications: list[Notification] = []
     if _confirmation_due(callback, settings=settings, now=now):
         notifications = _confirmations(
-            callback, settings=settings, event_key=f"confirmation:{callback.id}:{data.request_id}"
+            callback,
+            settings=settings,
+            event_key=f"confirmation:{callback.id}:{data.request_id}",
+            now=now,
         )
         if notifications:
             callback.last_confirmation_at = now
@@ -203,7 +206,7 @@ def _confirmation_due(callback: Callback, *, settings: CallbackSettings, now: da
 
 
 def _confirmations(
-    callback: Callback, *, settings: CallbackSettings, event_key: str
+    callback: Callback, *, settings: CallbackSettings, event_key: str, now: datetime
 ) -> list[Notification]:
     """The confirmation rows (SMS and/or email) for `callback`, with their rendered text."""
     language = cast(Language, callback.language)
@@ -212,7 +215,7 @@ def _confirmations(
         name=callback.name,
         phone=callback.phone,
         deadline=callback.sla_deadline,
-        now=utcnow(),
+        now=now,
         tz=ZoneInfo(settings.site_timezone),
         link=self_service_link(settings, callback.id),
     )
@@ -224,7 +227,7 @@ def _confirmations(
         "status": "queued",
         "attempts": 0,
         "max_attempts": settings.notification_max_tries,
-        "next_attempt_at": utcnow(),
+        "next_attempt_at": now,
     }
     if callback.consent_sms:
         if region_of(callback.phone) in settings.sms_allowed_regions:
@@ -309,6 +312,7 @@ async def list_callbacks(
     settings: CallbackSettings,
     status: str | None,
     phone: str | None,
+    due_before: datetime | None,
     limit: int,
     cursor: str | None,
 ) -> CallbackList:
@@ -320,7 +324,12 @@ async def list_callbacks(
             raise _invalid(["query", "phone"], "not a valid phone number")
     after_id = _decode_cursor(cursor) if cursor else None
     rows = await repository.list_callbacks(
-        session, status=status, phone=e164, after_id=after_id, limit=limit + 1
+        session,
+        status=status,
+        phone=e164,
+        due_before=_aware(due_before) if due_before else None,
+        after_id=after_id,
+        limit=limit + 1,
     )
     page = list(rows[:limit])
     next_cursor = _encode_cursor(page[-1].id) if len(rows) > limit and page else None

@@ -84,6 +84,7 @@ class CallbackSettings(CommonSettings):
             raise ValueError(f"the chosen providers need {', '.join(missing)}")
         if self.notification_lease_seconds <= self.notification_timeout_seconds:
             raise ValueError(
-                "RINGBACK_NOTIFICATION_LEASE_SECONDS must exceed RINGBACK_NOTIFICATION_TIMEOUT_SECONDS"
+                "RINGBACK_NOTIFICATION_LEASE_SECONDS must exceed "
+                "RINGBACK_NOTIFICATION_TIMEOUT_SECONDS"
             )
         return self

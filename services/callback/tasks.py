@@ -144,9 +144,10 @@ async def _claim(state: WorkerState, notification_id: str) -> _Claim | str:
 async def _send(state: WorkerState, claim: _Claim) -> SendResult | SendError:
     try:
         if claim.channel == "sms":
-            return await state.sms.send_sms(
-                OutgoingSms(notification_id=claim.notification_id, to=claim.recipient, text=claim.body)
+            sms = OutgoingSms(
+                notification_id=claim.notification_id, to=claim.recipient, text=claim.body
             )
+            return await state.sms.send_sms(sms)
         return await state.email.send_email(
             OutgoingEmail(
                 notification_id=claim.notification_id,

@@ -2,7 +2,7 @@
 
 Times are shown in the site's zone as people there write them: `klo 15.30`, `ti 24.11.`
 (Finnish), `kl. 15.30`, `tis 24.11.` (Swedish), `15.30`, `Tue 24 Nov` (English, as the
-contract's own example has it). The name is shortened so an SMS stays within
+contract's own example has it). An SMS greets by first name and stays within
 `SMS_MAX_CHARS` (two concatenated segments) with a link of ordinary length; the link is
 never cut, since a broken link is worse than a third segment.
 """
@@ -17,6 +17,7 @@ from shared.contracts import Language
 
 SMS_MAX_CHARS = 300
 _NAME_MAX_CHARS = 40
+_SMS_NAME_MAX_CHARS = 20
 
 _WEEKDAYS: dict[str, tuple[str, ...]] = {
     "fi": ("ma", "ti", "ke", "to", "pe", "la", "su"),
@@ -47,7 +48,7 @@ def _date(language: Language, moment: datetime) -> str:
 
 
 def asap_phrase(language: Language, *, deadline: datetime, now: datetime, tz: ZoneInfo) -> str:
-    """"as soon as possible, today by 15.30", naming the day when the deadline is not today."""
+    """ "as soon as possible, today by 15.30", naming the day when the deadline is not today."""
     local, today = deadline.astimezone(tz), now.astimezone(tz).date()
     days = (local.date() - today).days
     clock, date = _clock(local), _date(language, local)
@@ -77,6 +78,28 @@ def _short_name(name: str | None) -> str | None:
     return name if len(name) <= _NAME_MAX_CHARS else name[: _NAME_MAX_CHARS - 1] + "…"
 
 
+def _first_name(name: str | None) -> str | None:
+    short = _short_name(name)
+    if short is None:
+        return None
+    first = short.split(" ", 1)[0]
+    return first if len(first) <= _SMS_NAME_MAX_CHARS else None
+
+
+def _sms(language: Language, name: str | None, when: str, link: str) -> str:
+    if language == "fi":
+        hello = f"Hei {name}!" if name else "Hei!"
+        return f"{hello} Saimme soittopyyntösi. Soitamme sinulle {when}. Katso tai peru: {link}"
+    if language == "sv":
+        hello = f"Hej {name}!" if name else "Hej!"
+        return (
+            f"{hello} Vi har tagit emot din begäran. Vi ringer dig {when}. "
+            f"Visa eller avboka: {link}"
+        )
+    hello = f"Hi {name}!" if name else "Hi!"
+    return f"{hello} We got your callback request. We will call you {when}. View or cancel: {link}"
+
+
 def render_confirmation(
     *,
     language: Language,
@@ -91,8 +114,6 @@ def render_confirmation(
     when = asap_phrase(language, deadline=deadline, now=now, tz=tz)
     short = _short_name(name)
     if language == "fi":
-        hello = f"Hei {short}!" if short else "Hei!"
-        sms = f"{hello} Saimme soittopyyntösi. Soitamme sinulle {when}. Katso tai peru: {link}"
         subject = "Soittopyyntösi on vastaanotettu"
         body = (
             f"{f'Hei {short},' if short else 'Hei,'}\n\n"
@@ -101,11 +122,6 @@ def render_confirmation(
             "Tähän viestiin ei voi vastata.\n"
         )
     elif language == "sv":
-        hello = f"Hej {short}!" if short else "Hej!"
-        sms = (
-            f"{hello} Vi har tagit emot din begäran. Vi ringer dig {when}. "
-            f"Visa eller avboka: {link}"
-        )
         subject = "Din begäran om återuppringning har tagits emot"
         body = (
             f"{f'Hej {short},' if short else 'Hej,'}\n\n"
@@ -114,8 +130,6 @@ def render_confirmation(
             "Det här meddelandet går inte att svara på.\n"
         )
     else:
-        hello = f"Hi {short}!" if short else "Hi!"
-        sms = f"{hello} We got your callback request. We will call you {when}. View or cancel: {link}"
         subject = "We received your callback request"
         body = (
             f"{f'Hi {short},' if short else 'Hi,'}\n\n"
@@ -123,4 +137,8 @@ def render_confirmation(
             f"You can check your callback request or cancel it here:\n{link}\n\n"
             "This message was sent automatically; replies are not read.\n"
         )
+    # The SMS greets by first name, and drops it rather than grow past SMS_MAX_CHARS.
+    sms = _sms(language, _first_name(name), when, link)
+    if len(sms) > SMS_MAX_CHARS:
+        sms = _sms(language, None, when, link)
     return Confirmation(sms=sms, email_subject=subject, email_body=body)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import warnings
 from typing import Any
 
 import structlog
@@ -93,8 +94,17 @@ async def serve_worker(settings: CallbackSettings, **overrides: Any) -> None:
         # collect them here so closing does not trip over their cancellation.
         await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
         worker.tasks.clear()
-        await worker.close()
+        await close_worker(worker)
         log.info("callback.worker.stopped")
+
+
+async def close_worker(worker: Worker) -> None:
+    """`worker.close()`, without the warning arq 0.28 triggers in redis-py 5 (`close()`)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"Call to deprecated close\.", category=DeprecationWarning
+        )
+        await worker.close()
 
 
 def _on_startup(settings: CallbackSettings) -> Any:
@@ -151,4 +161,3 @@ async def _on_shutdown(ctx: dict[str, Any]) -> None:
             with contextlib.suppress(Exception):
                 await client.aclose()
     await state.engine.dispose()
-

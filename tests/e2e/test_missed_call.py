@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -54,13 +55,14 @@ def stack(
         yield running
 
 
-def wait_until(check: Callable[[], object], timeout: float = 30.0) -> object:
-    deadline = time.monotonic() + timeout
+async def wait_until(check: Callable[[], Awaitable[object]], seconds: float = 30.0) -> object:
+    """Poll `check` until it returns something truthy, for at most `seconds`."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        result = check()
+        result = await check()
         if result:
             return result
-        time.sleep(0.2)
+        await asyncio.sleep(0.2)
     raise AssertionError("condition not met in time")
 
 
@@ -77,47 +79,50 @@ async def test_a_missed_call_reaches_the_customer_and_the_timeline(
         call_id="e2e-call-1", metadata={"customer": known}, **{"from": "040 765 4321"}
     )
     body = body_of(event)
-    answer = httpx.post(
-        f"{stack.url('intake')}/v1/webhooks/generic",
-        content=body,
-        headers=signed_headers(SECRET, body),
-    )
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            f"{stack.url('intake')}/v1/webhooks/generic",
+            content=body,
+            headers=signed_headers(SECRET, body),
+        )
     assert answer.status_code == 202, answer.text
     assert answer.json()["status"] == "accepted"
 
-    [sms] = gateway.wait_for(1)
+    [sms] = await asyncio.to_thread(gateway.wait_for, 1)
     sent = sms.json()
     assert sent["to"] == "+358407654321"
     assert sms.headers["idempotency-key"] == sent["reference"]
     assert "/v1/self/" in sent["text"]
 
     key = await make_key("history:read")
-    auth = {"authorization": f"Bearer {key}"}
-    history = stack.url("history")
+    history = httpx.AsyncClient(
+        base_url=stack.url("history"), headers={"authorization": f"Bearer {key}"}
+    )
 
-    def timeline() -> list[dict[str, object]] | None:
-        found = httpx.get(f"{history}/v1/customers", params={"phone": "0407654321"}, headers=auth)
+    async def timeline() -> list[dict[str, object]] | None:
+        found = await history.get("/v1/customers", params={"phone": "0407654321"})
         if found.status_code != 200 or not found.json()["items"]:
             return None
         customer = found.json()["items"][0]["id"]
-        page = httpx.get(f"{history}/v1/customers/{customer}/timeline", headers=auth).json()
+        page = (await history.get(f"/v1/customers/{customer}/timeline")).json()
         items: list[dict[str, object]] = page["items"]
         kinds = sorted(str(item["type"]) for item in items)
         expected = ["callback_created", "missed_call", "notification_sent", "notification_sent"]
         return items if kinds == expected else None
 
-    [email] = inbox.wait_for(1)
+    [email] = await asyncio.to_thread(inbox.wait_for, 1)
     assert email["To"] == "maija@example.fi"
     assert email["From"] == "asiakaspalvelu@example.fi"
     text = email.get_content()
     assert "Maija" in text
     assert "/v1/self/" in text
 
-    events = wait_until(timeline)
+    async with history:
+        events = await wait_until(timeline)
     assert isinstance(events, list)
     channels = sorted(str(e["channel"]) for e in events if e["type"] == "notification_sent")
     assert channels == ["email", "sms"]
     # Nothing more arrives later: exactly one SMS and one email for one missed call.
-    time.sleep(1.0)
+    await asyncio.sleep(1.0)
     assert len(gateway.requests) == 1
     assert len(inbox.messages) == 1

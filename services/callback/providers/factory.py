@@ -23,7 +23,10 @@ def build_sms_sender(settings: CallbackSettings, *, client: httpx.AsyncClient) -
             settings.sms_twilio_auth_token,
             settings.sms_twilio_from,
         )
-        assert sid and token and sender  # checked by the settings validator
+        # All three are checked by the settings validator.
+        assert sid
+        assert token
+        assert sender
         return TwilioSmsSender(
             client=client,
             base_url=settings.sms_twilio_base_url,

@@ -1,0 +1,102 @@
+"""Confirmation texts: the promised time in the site's zone, the local way, in three languages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from services.callback.templates import SMS_MAX_CHARS, asap_phrase, render_confirmation
+from shared.contracts import Language
+
+HELSINKI = ZoneInfo("Europe/Helsinki")
+# Tuesday 24 November 2026, 12.00 in Helsinki (UTC+2).
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("language", "deadline", "expected"),
+    [
+        (
+            "fi",
+            datetime(2026, 11, 24, 13, 30, tzinfo=UTC),
+            "mahdollisimman pian, tänään viimeistään klo 15.30",
+        ),
+        (
+            "fi",
+            datetime(2026, 11, 25, 7, 15, tzinfo=UTC),
+            "mahdollisimman pian, viimeistään huomenna ke 25.11. klo 9.15",
+        ),
+        (
+            "fi",
+            datetime(2026, 11, 27, 7, 15, tzinfo=UTC),
+            "mahdollisimman pian, viimeistään pe 27.11. klo 9.15",
+        ),
+        (
+            "sv",
+            datetime(2026, 11, 24, 13, 30, tzinfo=UTC),
+            "så snart som möjligt, i dag senast kl. 15.30",
+        ),
+        (
+            "sv",
+            datetime(2026, 11, 25, 7, 15, tzinfo=UTC),
+            "så snart som möjligt, senast i morgon ons 25.11. kl. 9.15",
+        ),
+        ("en", datetime(2026, 11, 24, 13, 30, tzinfo=UTC), "as soon as possible, today by 15.30"),
+        (
+            "en",
+            datetime(2026, 11, 25, 7, 15, tzinfo=UTC),
+            "as soon as possible, by 9.15 tomorrow (Wed 25 Nov)",
+        ),
+    ],
+)
+def test_asap_phrase_names_the_deadline_in_local_time(
+    language: Language, deadline: datetime, expected: str
+) -> None:
+    assert asap_phrase(language, deadline=deadline, now=NOW, tz=HELSINKI) == expected
+
+
+def test_the_day_is_the_local_day_not_the_utc_day() -> None:
+    # 23.30 UTC on the 24th is already 01.30 on Wednesday in Helsinki: "tomorrow", not "today".
+    deadline = datetime(2026, 11, 24, 23, 30, tzinfo=UTC)
+    phrase = asap_phrase("fi", deadline=deadline, now=NOW, tz=HELSINKI)
+    assert phrase == "mahdollisimman pian, viimeistään huomenna ke 25.11. klo 1.30"
+
+
+def test_summer_time_is_applied() -> None:
+    summer_now = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
+    deadline = datetime(2026, 7, 1, 11, 0, tzinfo=UTC)
+    phrase = asap_phrase("en", deadline=deadline, now=summer_now, tz=HELSINKI)
+    assert phrase == "as soon as possible, today by 14.00"
+
+
+@pytest.mark.parametrize("language", ["fi", "sv", "en"])
+def test_sms_fits_even_with_a_long_name(language: Language) -> None:
+    text = render_confirmation(
+        language=language,
+        name="Maija-Liisa Johanna Kristiina Meikäläinen-Virtanen-Korhonen",
+        phone="+358401234567",
+        deadline=datetime(2026, 11, 25, 7, 15, tzinfo=UTC),
+        now=NOW,
+        tz=HELSINKI,
+        link="http://127.0.0.1:8001/v1/self/" + "x" * 110,
+    )
+    assert len(text.sms) <= SMS_MAX_CHARS
+    assert text.sms.endswith("x" * 110)
+    assert text.sms.split("!")[0] in {"Hei Maija-Liisa", "Hej Maija-Liisa", "Hi Maija-Liisa"}
+    assert "Maija-Liisa Johanna Kristiina Meikäläin…" in text.email_body
+
+
+def test_without_a_name_the_greeting_is_plain() -> None:
+    text = render_confirmation(
+        language="fi",
+        name=None,
+        phone="+358401234567",
+        deadline=NOW,
+        now=NOW,
+        tz=HELSINKI,
+        link="https://x.example/v1/self/t",
+    )
+    assert text.sms.startswith("Hei! Saimme soittopyyntösi.")
+    assert text.email_body.startswith("Hei,\n\nkiitos yhteydenotostasi.")

@@ -119,3 +119,42 @@ class Accepted(BaseModel):
     id: str
     status: Literal["accepted", "duplicate", "recorded"]
     callback_url: str | None = None
+
+
+class AnsweredCall(_Strict):
+    """An inbound call someone answered (callback `POST /v1/answered-calls`).
+
+    The customer got through another way: an open callback for this number is completed
+    as `reached_inbound` (DESIGN §4.1).
+    """
+
+    request_id: Annotated[str, Field(min_length=1, max_length=128)]
+    phone: Annotated[str, Field(max_length=32)]
+    occurred_at: datetime
+    inbound_id: Annotated[str, Field(max_length=64)] | None = None
+
+
+class Acknowledgement(_Strict):
+    """A contact with an email and no phone (callback `POST /v1/acknowledgements`).
+
+    There is nobody to call back; the customer gets an email confirmation (DESIGN §3.2).
+    """
+
+    request_id: Annotated[str, Field(min_length=1, max_length=128)]
+    email: Annotated[EmailStr, Field(max_length=254)]
+    name: ShortText | None = None
+    language: Language | None = None
+    channel: Channel = "web"
+    received_at: datetime
+
+
+class ErasureRequest(_Strict):
+    """Forget a person (callback and intake `POST /v1/erasures`), sent by history (DESIGN §5).
+
+    Idempotent on `id`; the receiver erases every record with one of these identities.
+    """
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    phones: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=100)] = []
+    emails: Annotated[list[Annotated[EmailStr, Field(max_length=254)]], Field(max_length=100)] = []
+    requested_at: datetime

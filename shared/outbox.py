@@ -25,7 +25,18 @@ import asyncpg
 import httpx
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import BigInteger, DateTime, Identity, Integer, String, Text, func, select, text
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, aliased, mapped_column
@@ -50,6 +61,17 @@ class OutboxMixin:
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+def outbox_indexes() -> tuple[Index, Index]:
+    """The two partial indexes every outbox table needs: due rows, and rows per key."""
+    pending = text("delivered_at IS NULL AND dead_at IS NULL")
+    return (
+        Index("ix_outbox_pending", "available_at", postgresql_where=pending),
+        Index(
+            "ix_outbox_pending_key", "destination", "ordering_key", "id", postgresql_where=pending
+        ),
+    )
 
 
 def channel_for(model: type[OutboxMixin]) -> str:

@@ -11,7 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import make_metadata, utcnow
 from shared.ids import new_id
-from shared.outbox import OutboxMixin
+from shared.outbox import OutboxMixin, outbox_indexes
 
 
 class Base(DeclarativeBase):
@@ -53,17 +53,4 @@ class IntakeOutbox(OutboxMixin, Base):
     """Forwards to callback and history, written in the same transaction as the inbound row."""
 
     __tablename__ = "outbox"
-    __table_args__ = (
-        Index(
-            "ix_outbox_pending",
-            "available_at",
-            postgresql_where=text("delivered_at IS NULL AND dead_at IS NULL"),
-        ),
-        Index(
-            "ix_outbox_pending_key",
-            "destination",
-            "ordering_key",
-            "id",
-            postgresql_where=text("delivered_at IS NULL AND dead_at IS NULL"),
-        ),
-    )
+    __table_args__ = outbox_indexes()

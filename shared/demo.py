@@ -12,6 +12,8 @@ import random
 import secrets
 import time
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -143,4 +145,16 @@ def _show_sink(since: float) -> None:
     )
     for path in fresh:
         print(f"\n--- {path} ---")
-        print(path.read_text(encoding="utf-8", errors="replace").rstrip())
+        print(_readable(path))
+
+
+def _readable(path: Path) -> str:
+    """The file as a person reads it: an .eml decoded (headers and UTF-8 body)."""
+    if path.suffix != ".eml":
+        return path.read_text(encoding="utf-8", errors="replace").rstrip()
+    message = message_from_bytes(path.read_bytes(), policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    head = "\n".join(f"{name}: {message[name]}" for name in ("From", "To", "Subject"))
+    body = message.get_body(preferencelist=("plain",))
+    text = body.get_content() if body is not None else ""
+    return f"{head}\n\n{str(text).rstrip()}"

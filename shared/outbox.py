@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +46,8 @@ from shared.backoff import backoff_seconds
 from shared.db import utcnow
 
 log = structlog.get_logger("ringback.outbox")
+
+GAUGE_INTERVAL_SECONDS = 5.0
 
 
 class OutboxMixin:
@@ -153,6 +156,7 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.metrics = RelayMetrics(registry, source)
         self._wake = asyncio.Event()
+        self._gauges_due = 0.0
 
     async def run_once(self) -> int:
         """Deliver one batch; return how many rows were acknowledged."""
@@ -258,7 +262,10 @@ class OutboxRelay:
             while not stop.is_set():
                 try:
                     delivered = await self.run_once()
-                    await self.refresh_gauges()
+                    # Counting the backlog is a query of its own: a few times a minute is enough.
+                    if time.monotonic() >= self._gauges_due:
+                        self._gauges_due = time.monotonic() + GAUGE_INTERVAL_SECONDS
+                        await self.refresh_gauges()
                 except Exception:
                     # The database may be restarting; keep the relay alive and try again.
                     log.exception("outbox.relay.error")

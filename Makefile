@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt demo migrate venv lock clean
+.PHONY: run test lint fmt demo migrate venv lock clean bench
 
 venv: $(STAMP)
 
@@ -40,6 +40,10 @@ lint: $(STAMP)
 	$(BIN)/hadolint deploy/Dockerfile
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
 	$(BIN)/kubernetes-validate --strict --quiet $(K8S_MANIFESTS)
+
+# Benchmarks (not tests; CI does not run them): writes bench/RESULTS.md and bench/results.json.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .

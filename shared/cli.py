@@ -146,6 +146,14 @@ async def _api_key(args: argparse.Namespace, url: str) -> int:
     return 1 if outcome == ["no such active key"] else 0
 
 
+def cmd_history_purge(args: argparse.Namespace) -> int:
+    _log_setup("ringback.history.purge")
+    run_purge = _load("services.history.retention:run_purge")
+    purged = run_purge(_settings("history"))
+    print(f"purged {purged} events older than the retention period")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from shared.runner import run_all
 
@@ -178,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("worker", cmd_worker, "run callback's arq worker (notifications, sweeper, event relay)")
     add("relay", cmd_relay, "forward intake's outbox to callback and history")
     add("migrate", cmd_migrate, "apply every component's database migrations")
+    add(
+        "history-purge",
+        cmd_history_purge,
+        "purge history events older than RINGBACK_HISTORY_RETENTION_DAYS (also runs in history)",
+    )
     keys = add("api-key", cmd_api_key, "create, list or revoke API keys")
     key_sub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = key_sub.add_parser("create", help="create a key; prints it alone on the last line")

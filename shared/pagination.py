@@ -34,7 +34,9 @@ def decode_cursor(cursor: str, parts: int) -> list[str]:
     """The parts of a cursor made by `encode_cursor`, or a 400 problem for anything else."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        values = base64.urlsafe_b64decode(padded.encode()).decode().split("\x1f")
+        # validate=True: characters outside the alphabet are an error, not silently skipped.
+        decoded = base64.b64decode(padded.encode(), altchars=b"-_", validate=True)
+        values = decoded.decode().split("\x1f")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadRequest("The cursor is not one this API made.") from None
     if len(values) != parts:

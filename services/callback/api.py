@@ -1,20 +1,43 @@
-"""Callback's REST API: thin routers over `service`."""
+"""Callback's REST API: thin routers over `service` and `agents`."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import service
+from services.callback import agents, booking, service
+from services.callback.capacity import CapacityPlan
 from services.callback.queue import ArqNotificationQueue
-from services.callback.schemas import CallbackCreated, CallbackDetail, CallbackList, CallbackStatus
+from services.callback.schemas import (
+    AcknowledgementResult,
+    AgentIn,
+    AnsweredCallResult,
+    AttemptIn,
+    AttemptOut,
+    AttemptResult,
+    BookIn,
+    CallbackCreated,
+    CallbackDetail,
+    CallbackList,
+    CallbackOut,
+    CallbackStatus,
+    CancelIn,
+    DoNotCallOut,
+    ErasureResult,
+    NotificationList,
+    NotificationOut,
+    SelfServiceAction,
+    SelfServiceView,
+    SlotList,
+)
 from services.callback.settings import CallbackSettings
 from shared.auth import require_scope
-from shared.contracts import CallbackCreate
-from shared.db import session_dependency
+from shared.contracts import Acknowledgement, AnsweredCall, CallbackCreate, ErasureRequest, Language
+from shared.db import session_dependency, utcnow
+from shared.pagination import Cursor, Limit
 from shared.routing import JsonRoute
 
 
@@ -32,6 +55,11 @@ def _queue(request: Request) -> ArqNotificationQueue:
 SessionDep = Annotated[AsyncSession, Depends(session_dependency, scope="function")]
 SettingsDep = Annotated[CallbackSettings, Depends(_settings)]
 QueueDep = Annotated[ArqNotificationQueue, Depends(_queue)]
+CallbackId = Annotated[str, Path(max_length=64)]
+
+_READ = [Depends(require_scope("callbacks:read", "internal"))]
+_WRITE = [Depends(require_scope("callbacks:write", "internal"))]
+_ADMIN = [Depends(require_scope("admin"))]
 
 router = APIRouter(prefix="/v1/callbacks", tags=["callbacks"], route_class=JsonRoute)
 
@@ -40,8 +68,11 @@ router = APIRouter(prefix="/v1/callbacks", tags=["callbacks"], route_class=JsonR
     "",
     status_code=201,
     summary="Create a callback, or attach the contact to the number's open one",
-    responses={200: {"model": CallbackCreated, "description": "Merged, or a repeated request"}},
-    dependencies=[Depends(require_scope("callbacks:write", "internal"))],
+    responses={
+        200: {"model": CallbackCreated, "description": "Merged, or a repeated request"},
+        202: {"model": CallbackCreated, "description": "On the do-not-call list: no callback"},
+    },
+    dependencies=_WRITE,
 )
 async def create_callback(
     body: CallbackCreate,
@@ -57,25 +88,23 @@ async def create_callback(
     return outcome.result
 
 
-@router.get(
-    "",
-    summary="List callbacks, newest first",
-    dependencies=[Depends(require_scope("callbacks:read", "internal"))],
-)
+@router.get("", summary="List callbacks, newest first", dependencies=_READ)
 async def list_callbacks(
     session: SessionDep,
     settings: SettingsDep,
     status: CallbackStatus | None = None,
     phone: Annotated[str | None, Query(max_length=32)] = None,
+    agent_id: Annotated[str | None, Query(max_length=64)] = None,
     due_before: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> CallbackList:
     return await service.list_callbacks(
         session=session,
         settings=settings,
         status=status,
         phone=phone,
+        agent_id=agent_id,
         due_before=due_before,
         limit=limit,
         cursor=cursor,
@@ -84,11 +113,311 @@ async def list_callbacks(
 
 @router.get(
     "/{callback_id}",
-    summary="One callback with its notifications",
+    summary="One callback with its attempts and notifications",
+    dependencies=_READ,
+)
+async def get_callback(callback_id: CallbackId, session: SessionDep) -> CallbackDetail:
+    return await service.get_callback(session=session, callback_id=callback_id)
+
+
+@router.post(
+    "/{callback_id}/book",
+    summary="Book (or rebook) the callback into a slot; the old seat is given back",
+    responses={409: {"description": "Slot full, or the callback is closed"}},
+    dependencies=_WRITE,
+)
+async def book_callback(
+    callback_id: CallbackId,
+    body: BookIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+) -> CallbackOut:
+    callback = await service.book(
+        session=session,
+        settings=settings,
+        callback_id=callback_id,
+        slot_ref_in=body.slot_id,
+        queue=queue,
+        actor={"kind": "agent"},
+    )
+    return service.to_out(callback)
+
+
+@router.post(
+    "/{callback_id}/cancel",
+    summary="Cancel an open callback",
+    responses={409: {"description": "The callback is already closed"}},
+    dependencies=_WRITE,
+)
+async def cancel_callback(
+    callback_id: CallbackId,
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+    body: CancelIn | None = None,
+) -> CallbackOut:
+    callback = await service.cancel(
+        session=session,
+        settings=settings,
+        callback_id=callback_id,
+        queue=queue,
+        by="agent",
+        notify_customer=body.notify if body else True,
+        actor={"kind": "agent"},
+    )
+    return service.to_out(callback)
+
+
+@router.post(
+    "/{callback_id}/lease",
+    summary="Renew the claim on a callback",
+    responses={409: {"description": "This agent does not hold the claim"}},
+    dependencies=_WRITE,
+)
+async def renew_lease(
+    callback_id: CallbackId, body: AgentIn, session: SessionDep, settings: SettingsDep
+) -> CallbackOut:
+    callback = await agents.renew_lease(
+        session=session, settings=settings, callback_id=callback_id, agent_id=body.agent_id
+    )
+    return service.to_out(callback)
+
+
+@router.post(
+    "/{callback_id}/attempts",
+    status_code=201,
+    summary="Record a try to reach the customer",
+    responses={409: {"description": "This agent does not hold the claim"}},
+    dependencies=_WRITE,
+)
+async def record_attempt(
+    callback_id: CallbackId,
+    body: AttemptIn,
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+) -> AttemptResult:
+    result = await agents.record_attempt(
+        session=session,
+        settings=settings,
+        callback_id=callback_id,
+        agent_id=body.agent_id,
+        outcome=body.outcome,
+        note=body.note,
+        queue=queue,
+    )
+    return AttemptResult(
+        attempt=AttemptOut.model_validate(result.attempt),
+        callback=service.to_out(result.callback),
+    )
+
+
+queue_router = APIRouter(prefix="/v1/queue", tags=["queue"], route_class=JsonRoute)
+
+
+@queue_router.post(
+    "/claim",
+    summary="Hand the most urgent due callback to this agent",
+    responses={204: {"description": "Nothing is due"}},
+    response_model=CallbackOut,
+    dependencies=_WRITE,
+)
+async def claim(
+    body: AgentIn, session: SessionDep, settings: SettingsDep
+) -> Response | CallbackOut:
+    callback = await agents.claim_next(session=session, settings=settings, agent_id=body.agent_id)
+    if callback is None:
+        return Response(status_code=204)
+    return service.to_out(callback)
+
+
+capacity_router = APIRouter(tags=["capacity"], route_class=JsonRoute)
+
+
+@capacity_router.put("/v1/capacity", summary="Replace the capacity plan", dependencies=_ADMIN)
+async def put_capacity(body: CapacityPlan, session: SessionDep) -> CapacityPlan:
+    return await service.put_capacity(session=session, plan=body)
+
+
+@capacity_router.get(
+    "/v1/capacity",
+    summary="The capacity plan",
     dependencies=[Depends(require_scope("callbacks:read", "internal"))],
 )
-async def get_callback(
-    callback_id: Annotated[str, Path(max_length=64)],
+async def get_capacity(session: SessionDep) -> CapacityPlan:
+    return await service.get_capacity(session=session)
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@capacity_router.get(
+    "/v1/slots",
+    summary="Slots with capacity, booked and available seats",
+    dependencies=[Depends(require_scope("callbacks:read", "intake:write", "internal"))],
+)
+async def list_slots(
     session: SessionDep,
-) -> CallbackDetail:
-    return await service.get_callback(session=session, callback_id=callback_id)
+    settings: SettingsDep,
+    start: Annotated[datetime, Query(alias="from")],
+    end: Annotated[datetime, Query(alias="to")],
+    language: Language | None = None,
+) -> SlotList:
+    return await booking.list_slots(
+        session=session,
+        settings=settings,
+        start=_utc(start),
+        end=_utc(end),
+        now=utcnow(),
+        language=language or settings.default_language,
+    )
+
+
+inbound_router = APIRouter(tags=["inbound"], route_class=JsonRoute)
+
+
+@inbound_router.post(
+    "/v1/answered-calls",
+    summary="An answered inbound call: complete the number's open callback",
+    dependencies=[Depends(require_scope("internal"))],
+)
+async def answered_call(
+    body: AnsweredCall, session: SessionDep, settings: SettingsDep
+) -> AnsweredCallResult:
+    return await service.answered_call(session=session, settings=settings, data=body)
+
+
+@inbound_router.post(
+    "/v1/acknowledgements",
+    status_code=202,
+    summary="Email-only contact: send one 'we received your message' email",
+    responses={200: {"model": AcknowledgementResult, "description": "A repeated request"}},
+    dependencies=_WRITE,
+)
+async def acknowledge(
+    body: Acknowledgement,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+) -> AcknowledgementResult:
+    created, result = await service.acknowledge(
+        session=session, settings=settings, data=body, queue=queue
+    )
+    response.status_code = 202 if created else 200
+    return result
+
+
+@inbound_router.post(
+    "/v1/erasures",
+    summary="Erase a person's data from callback's records",
+    dependencies=[Depends(require_scope("internal", "admin"))],
+)
+async def erase(body: ErasureRequest, session: SessionDep, settings: SettingsDep) -> ErasureResult:
+    return await service.erase(session=session, settings=settings, data=body)
+
+
+admin_router = APIRouter(tags=["admin"], route_class=JsonRoute)
+
+
+@admin_router.put(
+    "/v1/dnc/{phone}",
+    summary="Put a number on the do-not-call list (any notation)",
+    responses={201: {"model": DoNotCallOut, "description": "Added"}},
+    dependencies=_ADMIN,
+)
+async def add_dnc(
+    phone: Annotated[str, Path(max_length=32)],
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+) -> DoNotCallOut:
+    created, out = await service.add_do_not_call(
+        session=session, settings=settings, raw_phone=phone, queue=queue
+    )
+    response.status_code = 201 if created else 200
+    return out
+
+
+@admin_router.delete(
+    "/v1/dnc/{phone}",
+    status_code=204,
+    summary="Take a number off the do-not-call list",
+    dependencies=_ADMIN,
+)
+async def remove_dnc(
+    phone: Annotated[str, Path(max_length=32)], session: SessionDep, settings: SettingsDep
+) -> Response:
+    await service.remove_do_not_call(session=session, settings=settings, raw_phone=phone)
+    return Response(status_code=204)
+
+
+@admin_router.get("/v1/notifications", summary="Notifications by status", dependencies=_ADMIN)
+async def list_notifications(
+    session: SessionDep,
+    status: Literal["queued", "sending", "sent", "failed", "dead", "cancelled"] | None = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> NotificationList:
+    return await service.list_notifications(
+        session=session, status=status, limit=limit, cursor=cursor
+    )
+
+
+@admin_router.post(
+    "/v1/notifications/{notification_id}/retry",
+    summary="Queue a dead notification again with a fresh budget of tries",
+    responses={409: {"description": "Not dead or failed"}},
+    dependencies=_ADMIN,
+)
+async def retry_notification(
+    notification_id: Annotated[str, Path(max_length=64)],
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+) -> NotificationOut:
+    return await service.retry_notification(
+        session=session, settings=settings, notification_id=notification_id, queue=queue
+    )
+
+
+self_router = APIRouter(prefix="/v1/self", tags=["self-service"], route_class=JsonRoute)
+
+
+@self_router.get(
+    "/{token}",
+    summary="The customer's own callback, through their signed link",
+    responses={404: {"description": "Not a link of ours"}, 410: {"description": "Expired"}},
+)
+async def self_view(
+    token: Annotated[str, Path(max_length=512)], session: SessionDep, settings: SettingsDep
+) -> SelfServiceView:
+    return await service.self_view(session=session, settings=settings, token=token)
+
+
+@self_router.post(
+    "/{token}",
+    summary="Cancel or rebook through the signed link",
+    responses={404: {"description": "Not a link of ours"}, 410: {"description": "Expired"}},
+)
+async def self_act(
+    token: Annotated[str, Path(max_length=512)],
+    body: SelfServiceAction,
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+) -> SelfServiceView:
+    return await service.self_act(
+        session=session,
+        settings=settings,
+        token=token,
+        action=body.action,
+        slot_id_in=body.slot_id,
+        queue=queue,
+    )
+
+
+ROUTERS = (router, queue_router, capacity_router, inbound_router, admin_router, self_router)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.callback.api import router
+from services.callback.api import ROUTERS
 from services.callback.settings import CallbackSettings
 from shared.service_app import create_service_app
 
@@ -14,7 +14,7 @@ def create_app(settings: CallbackSettings) -> FastAPI:
     return create_service_app(
         name="callback",
         settings=settings,
-        routers=[router],
+        routers=list(ROUTERS),
         peers=["history"],
         description="Callback lifecycle, confirmations and the agent queue (DESIGN §4).",
     )

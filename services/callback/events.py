@@ -13,14 +13,77 @@ from shared.db import utcnow
 from shared.ids import new_id
 from shared.outbox import enqueue
 
+# Contacts from a number on the do-not-call list: recorded, not called (not in EVENT_TYPES).
+DECLINED_DNC = "x-callback_declined_dnc"
+# An email-only contact that got an email acknowledgement.
+ACKNOWLEDGED = "x-contact_acknowledged"
 
-def _customer(callback: Callback) -> dict[str, Any]:
+
+def customer_of(callback: Callback) -> dict[str, Any]:
     customer: dict[str, Any] = {"phone": callback.phone, "language": callback.language}
     if callback.email:
         customer["email"] = callback.email
     if callback.name:
         customer["name"] = callback.name
     return customer
+
+
+def where_it_stands(callback: Callback) -> dict[str, Any]:
+    """What history needs to show where a callback stands, on every lifecycle event."""
+    return {
+        "status": callback.status,
+        "due_at": callback.due_at.isoformat(),
+        "sla_deadline": callback.sla_deadline.isoformat(),
+        # History measures time to reach from here; it survives merges and retries unchanged.
+        "first_contact_at": callback.first_contact_at.isoformat(),
+        "agent_id": callback.agent_id,
+        "slot_start": callback.slot_start.isoformat() if callback.slot_start else None,
+        "slot_end": callback.slot_end.isoformat() if callback.slot_end else None,
+        "contact_count": callback.contact_count,
+        "attempts": callback.attempt_count,
+        "outcome": callback.outcome,
+        "flag": callback.flag,
+    }
+
+
+async def emit(
+    session: AsyncSession,
+    *,
+    customer: dict[str, Any],
+    ordering_key: str,
+    type: str,
+    channel: Channel,
+    direction: str,
+    summary: str,
+    data: dict[str, Any],
+    subject_id: str | None = None,
+    actor: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> str:
+    """Queue one event for history (validated against the contract now, not at delivery)."""
+    event = EventIn.model_validate(
+        {
+            "id": new_id(),
+            "occurred_at": occurred_at or utcnow(),
+            "channel": channel,
+            "direction": direction,
+            "type": type,
+            "customer": customer,
+            "subject": {"kind": "callback", "id": subject_id} if subject_id else None,
+            "actor": actor or {"kind": "system"},
+            "summary": summary,
+            "data": data,
+        }
+    )
+    await enqueue(
+        session,
+        CallbackOutbox,
+        destination="history",
+        path="/v1/events",
+        payload=event.model_dump(mode="json", exclude_none=True),
+        ordering_key=ordering_key,
+    )
+    return event.id
 
 
 async def record(
@@ -32,38 +95,35 @@ async def record(
     direction: str,
     summary: str,
     data: dict[str, Any],
+    actor: dict[str, Any] | None = None,
     occurred_at: datetime | None = None,
 ) -> str:
-    """Queue one event for history (validated against the contract now, not at delivery)."""
-    event = EventIn.model_validate(
-        {
-            "id": new_id(),
-            "occurred_at": occurred_at or utcnow(),
-            "channel": channel,
-            "direction": direction,
-            "type": type,
-            "customer": _customer(callback),
-            "subject": {"kind": "callback", "id": callback.id},
-            "actor": {"kind": "system"},
-            "summary": summary,
-            "data": data,
-        }
-    )
-    await enqueue(
+    """Queue one event about `callback`."""
+    return await emit(
         session,
-        CallbackOutbox,
-        destination="history",
-        path="/v1/events",
-        payload=event.model_dump(mode="json", exclude_none=True),
+        customer=customer_of(callback),
         ordering_key=callback.phone,
+        type=type,
+        channel=channel,
+        direction=direction,
+        summary=summary,
+        data=data,
+        subject_id=callback.id,
+        actor=actor,
+        occurred_at=occurred_at,
     )
-    return event.id
 
 
 async def callback_changed(
-    session: AsyncSession, *, callback: Callback, type: str, summary: str
+    session: AsyncSession,
+    *,
+    callback: Callback,
+    type: str,
+    summary: str,
+    actor: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> str:
-    """`callback_created` / `callback_merged` with where the callback stands."""
+    """A lifecycle event (`callback_created`, `callback_scheduled`, ...) with where it stands."""
     return await record(
         session,
         callback=callback,
@@ -72,32 +132,46 @@ async def callback_changed(
         channel=cast(Channel, callback.channel),
         direction="internal",
         summary=summary,
-        data={
-            "status": callback.status,
-            "due_at": callback.due_at.isoformat(),
-            "sla_deadline": callback.sla_deadline.isoformat(),
-            "contact_count": callback.contact_count,
-        },
+        data={**where_it_stands(callback), **(extra or {})},
+        actor=actor,
     )
 
 
 async def notification_result(
-    session: AsyncSession, *, callback: Callback, notification: Notification, sent: bool
+    session: AsyncSession, *, callback: Callback | None, notification: Notification, sent: bool
 ) -> str:
     """`notification_sent` / `notification_failed`: ids and kinds, never the text."""
     channel: Channel = "sms" if notification.channel == "sms" else "email"
     what = f"{notification.kind.capitalize()} {'SMS' if channel == 'sms' else 'email'}"
-    return await record(
+    data = {
+        "notification_id": notification.id,
+        "kind": notification.kind,
+        "channel": notification.channel,
+        "attempts": notification.attempts,
+    }
+    summary = f"{what} sent" if sent else f"{what} could not be delivered"
+    type_ = "notification_sent" if sent else "notification_failed"
+    if callback is not None:
+        return await record(
+            session,
+            callback=callback,
+            type=type_,
+            channel=channel,
+            direction="outbound",
+            summary=summary,
+            data=data,
+        )
+    # A message that belongs to no callback (an acknowledgement): the recipient identifies.
+    customer = {"email": notification.recipient} if channel == "email" else {}
+    if channel == "sms":
+        customer = {"phone": notification.recipient}
+    return await emit(
         session,
-        callback=callback,
-        type="notification_sent" if sent else "notification_failed",
+        customer=customer,
+        ordering_key=notification.recipient,
+        type=type_,
         channel=channel,
         direction="outbound",
-        summary=f"{what} sent" if sent else f"{what} could not be delivered",
-        data={
-            "notification_id": notification.id,
-            "kind": notification.kind,
-            "channel": notification.channel,
-            "attempts": notification.attempts,
-        },
+        summary=summary,
+        data=data,
     )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Protocol
 
 from arq.connections import ArqRedis
 
 SEND_NOTIFICATION = "send_notification"
 SWEEP_NOTIFICATIONS = "sweep_notifications"
+BOOK_AND_CONFIRM = "book_and_confirm"
+EXPIRE_CALLBACKS = "expire_callbacks"
+RELEASE_LEASES = "release_leases"
 
 
 def notification_job_id(notification_id: str) -> str:
@@ -16,12 +20,20 @@ def notification_job_id(notification_id: str) -> str:
     return f"notify:{notification_id}"
 
 
+def book_job_id(callback_id: str) -> str:
+    return f"book:{callback_id}"
+
+
 class NotificationQueue(Protocol):
     async def enqueue_notifications(self, notification_ids: Iterable[str]) -> int: ...
 
+    async def enqueue_notification_at(self, notification_id: str, at: datetime) -> bool: ...
+
+    async def enqueue_booking(self, callback_id: str) -> bool: ...
+
 
 class ArqNotificationQueue:
-    """Enqueues `send_notification(notification_id)` jobs on the configured arq queue."""
+    """Enqueues callback's jobs on the configured arq queue."""
 
     def __init__(self, redis: ArqRedis, *, queue_name: str | None = None) -> None:
         self._redis = redis
@@ -39,3 +51,24 @@ class ArqNotificationQueue:
             )
             enqueued += job is not None
         return enqueued
+
+    async def enqueue_notification_at(self, notification_id: str, at: datetime) -> bool:
+        """A send deferred until `at` (a reminder); the sweeper is the safety net."""
+        job = await self._redis.enqueue_job(
+            SEND_NOTIFICATION,
+            notification_id,
+            _job_id=notification_job_id(notification_id),
+            _queue_name=self._queue_name,
+            _defer_until=at,
+        )
+        return job is not None
+
+    async def enqueue_booking(self, callback_id: str) -> bool:
+        """`book_and_confirm(callback_id)`: book an ASAP callback, then confirm it."""
+        job = await self._redis.enqueue_job(
+            BOOK_AND_CONFIRM,
+            callback_id,
+            _job_id=book_job_id(callback_id),
+            _queue_name=self._queue_name,
+        )
+        return job is not None

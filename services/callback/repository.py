@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import and_, case, delete, func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from services.callback.models import (
     OPEN_STATUSES,
     UNFINISHED_NOTIFICATION_STATUSES,
+    Attempt,
     Callback,
+    CallbackOutbox,
     CallbackRequest,
+    CapacityPlan,
+    DoNotCall,
     Notification,
+    ProcessedRequest,
+    SlotBooking,
 )
 
 
@@ -50,8 +58,279 @@ async def get_callback(
 ) -> Callback | None:
     query = select(Callback).where(Callback.id == callback_id)
     if with_notifications:
-        query = query.options(selectinload(Callback.notifications))
+        query = query.options(selectinload(Callback.notifications), selectinload(Callback.attempts))
     return await session.scalar(query)
+
+
+async def lock_callback(session: AsyncSession, callback_id: str) -> Callback | None:
+    """The callback, locked until commit: every change of state goes through this."""
+    return await session.scalar(
+        select(Callback)
+        .where(Callback.id == callback_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+# ----------------------------------------------------------------------------- slots
+
+
+async def booked_counts(session: AsyncSession, starts: Sequence[datetime]) -> dict[datetime, int]:
+    """Seats taken in each of these slots (absent: none)."""
+    if not starts:
+        return {}
+    rows = await session.execute(
+        select(SlotBooking.slot_start, SlotBooking.booked).where(
+            SlotBooking.slot_start.in_(list(starts))
+        )
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+async def booked_between(
+    session: AsyncSession, start: datetime, end: datetime
+) -> dict[datetime, int]:
+    rows = await session.execute(
+        select(SlotBooking.slot_start, SlotBooking.booked).where(
+            SlotBooking.slot_start >= start, SlotBooking.slot_start < end
+        )
+    )
+    return {row[0]: row[1] for row in rows}
+
+
+async def take_seat(
+    session: AsyncSession, *, start: datetime, end: datetime, capacity: int
+) -> bool:
+    """Take one seat in the slot if one is free; the database refuses the seat past the last.
+
+    `booked < :capacity` is re-checked on the locked row after any concurrent writer commits
+    (READ COMMITTED re-evaluates the WHERE of an UPDATE), and `CHECK (booked <= capacity)`
+    stands behind it.
+    """
+    if capacity <= 0:
+        return False
+    await session.execute(
+        insert(SlotBooking)
+        .values(slot_start=start, slot_end=end, capacity=capacity, booked=0)
+        .on_conflict_do_nothing(index_elements=[SlotBooking.slot_start])
+    )
+    taken = await session.execute(
+        update(SlotBooking)
+        .where(SlotBooking.slot_start == start, SlotBooking.booked < capacity)
+        .values(booked=SlotBooking.booked + 1, capacity=capacity, updated_at=func.now())
+        .returning(SlotBooking.booked)
+    )
+    return taken.first() is not None
+
+
+async def release_seat(session: AsyncSession, *, start: datetime) -> None:
+    await session.execute(
+        update(SlotBooking)
+        .where(SlotBooking.slot_start == start, SlotBooking.booked > 0)
+        .values(booked=SlotBooking.booked - 1, updated_at=func.now())
+    )
+
+
+async def get_plan(session: AsyncSession) -> dict[str, Any] | None:
+    row = await session.get(CapacityPlan, 1)
+    return row.plan if row is not None else None
+
+
+async def put_plan(session: AsyncSession, plan: dict[str, Any], now: datetime) -> None:
+    await session.execute(
+        insert(CapacityPlan)
+        .values(id=1, plan=plan, updated_at=now)
+        .on_conflict_do_update(
+            index_elements=[CapacityPlan.id], set_={"plan": plan, "updated_at": now}
+        )
+    )
+
+
+# ----------------------------------------------------------------------------- the agent queue
+
+
+async def claim_next(session: AsyncSession, *, now: datetime) -> Callback | None:
+    """The most urgent due callback nobody holds, locked; `SKIP LOCKED` keeps claimers apart.
+
+    Due: waiting with `due_at` passed, or claimed by an agent whose lease has run out.
+    """
+    return await session.scalar(
+        select(Callback)
+        .where(
+            or_(
+                and_(Callback.status.in_(("pending", "scheduled")), Callback.due_at <= now),
+                and_(Callback.status == "in_progress", Callback.lease_expires_at <= now),
+            )
+        )
+        .order_by(Callback.priority.desc(), Callback.due_at, Callback.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+
+
+async def lapsed_leases(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Callback]:
+    return (
+        await session.scalars(
+            select(Callback)
+            .where(Callback.status == "in_progress", Callback.lease_expires_at <= now)
+            .order_by(Callback.lease_expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+
+
+async def past_deadline(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Callback]:
+    """Waiting callbacks nobody worked before their deadline (a chosen slot counts as one)."""
+    deadline = func.greatest(
+        Callback.sla_deadline, func.coalesce(Callback.slot_end, Callback.sla_deadline)
+    )
+    return (
+        await session.scalars(
+            select(Callback)
+            .where(
+                Callback.status.in_(("pending", "scheduled")),
+                Callback.attempt_count == 0,
+                Callback.sla_deadline <= now,
+                deadline <= now,
+            )
+            .order_by(Callback.sla_deadline)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+
+
+async def owed_confirmations(
+    session: AsyncSession, *, older_than: datetime, limit: int
+) -> Sequence[str]:
+    """Callbacks whose `book_and_confirm` job should have run by now."""
+    return (
+        await session.scalars(
+            select(Callback.id)
+            .where(Callback.confirm_key.is_not(None), Callback.updated_at <= older_than)
+            .order_by(Callback.updated_at)
+            .limit(limit)
+        )
+    ).all()
+
+
+async def next_attempt_number(session: AsyncSession, callback_id: str) -> int:
+    current = await session.scalar(
+        select(func.coalesce(func.max(Attempt.number), 0)).where(Attempt.callback_id == callback_id)
+    )
+    return int(current or 0) + 1
+
+
+# ----------------------------------------------------------------------------- small registries
+
+
+async def is_do_not_call(session: AsyncSession, phone: str) -> bool:
+    return await session.get(DoNotCall, phone) is not None
+
+
+async def add_do_not_call(session: AsyncSession, phone: str, now: datetime) -> bool:
+    """Add `phone`; False if it was there already."""
+    result = await session.execute(
+        insert(DoNotCall)
+        .values(phone=phone, created_at=now)
+        .on_conflict_do_nothing()
+        .returning(DoNotCall.phone)
+    )
+    return result.first() is not None
+
+
+async def remove_do_not_call(session: AsyncSession, phone: str) -> bool:
+    result = await session.execute(
+        delete(DoNotCall).where(DoNotCall.phone == phone).returning(DoNotCall.phone)
+    )
+    return result.first() is not None
+
+
+async def get_processed(session: AsyncSession, kind: str, key: str) -> ProcessedRequest | None:
+    return await session.get(ProcessedRequest, (kind, key))
+
+
+# ----------------------------------------------------------------------------- erasure
+
+
+async def callbacks_of(
+    session: AsyncSession, *, phones: Iterable[str], emails: Iterable[str]
+) -> Sequence[Callback]:
+    phones, emails = list(phones), list(emails)
+    conditions = []
+    if phones:
+        conditions.append(Callback.phone.in_(phones))
+    if emails:
+        conditions.append(Callback.email.in_(emails))
+    if not conditions:
+        return []
+    return (
+        await session.scalars(
+            select(Callback).where(or_(*conditions)).order_by(Callback.id).with_for_update()
+        )
+    ).all()
+
+
+async def erase_notifications(
+    session: AsyncSession, *, callback_ids: Sequence[str], recipients: Sequence[str]
+) -> int:
+    """Blank recipient and text of these callbacks' messages (and of loose ones to them)."""
+    conditions = []
+    if callback_ids:
+        conditions.append(Notification.callback_id.in_(callback_ids))
+    if recipients:
+        conditions.append(Notification.recipient.in_(recipients))
+    if not conditions:
+        return 0
+    result = await session.execute(
+        update(Notification)
+        .where(or_(*conditions))
+        .values(
+            recipient="erased",
+            subject=None,
+            body="",
+            last_error=None,
+            # Nothing left to send to someone who asked to be forgotten.
+            status=case(
+                (Notification.status.in_(UNFINISHED_NOTIFICATION_STATUSES), "cancelled"),
+                else_=Notification.status,
+            ),
+            updated_at=func.now(),
+        )
+        .returning(Notification.id)
+    )
+    return len(result.all())
+
+
+async def erase_attempt_notes(session: AsyncSession, callback_ids: Sequence[str]) -> int:
+    if not callback_ids:
+        return 0
+    result = await session.execute(
+        update(Attempt)
+        .where(Attempt.callback_id.in_(callback_ids), Attempt.note.is_not(None))
+        .values(note=None)
+        .returning(Attempt.id)
+    )
+    return len(result.all())
+
+
+async def outbox_rows_for(
+    session: AsyncSession, *, keys: Sequence[str], phones: Sequence[str], emails: Sequence[str]
+) -> Sequence[CallbackOutbox]:
+    """Outbox rows that name one of these identities (by ordering key or in the payload)."""
+    conditions = []
+    if keys:
+        conditions.append(CallbackOutbox.ordering_key.in_(keys))
+    for phone in phones:
+        conditions.append(CallbackOutbox.payload["customer"]["phone"].astext == phone)
+    for email in emails:
+        conditions.append(CallbackOutbox.payload["customer"]["email"].astext == email)
+    if not conditions:
+        return []
+    return (
+        await session.scalars(select(CallbackOutbox).where(or_(*conditions)).with_for_update())
+    ).all()
 
 
 async def list_callbacks(
@@ -59,6 +338,7 @@ async def list_callbacks(
     *,
     status: str | None,
     phone: str | None,
+    agent_id: str | None = None,
     due_before: datetime | None,
     after_id: str | None,
     limit: int,
@@ -69,6 +349,8 @@ async def list_callbacks(
         query = query.where(Callback.status == status)
     if phone is not None:
         query = query.where(Callback.phone == phone)
+    if agent_id is not None:
+        query = query.where(Callback.agent_id == agent_id)
     if due_before is not None:
         query = query.where(Callback.due_at < due_before)
     if after_id is not None:
@@ -106,3 +388,36 @@ async def notifications_for(session: AsyncSession, callback_id: str) -> Sequence
             .order_by(Notification.id)
         )
     ).all()
+
+
+async def list_notifications(
+    session: AsyncSession, *, status: str | None, after_id: str | None, limit: int
+) -> Sequence[Notification]:
+    """Oldest first, one page past `after_id`."""
+    query = select(Notification)
+    if status is not None:
+        query = query.where(Notification.status == status)
+    if after_id is not None:
+        query = query.where(Notification.id > after_id)
+    return (await session.scalars(query.order_by(Notification.id).limit(limit))).all()
+
+
+async def notifications_by_key(session: AsyncSession, event_key: str) -> Sequence[Notification]:
+    return (
+        await session.scalars(select(Notification).where(Notification.event_key == event_key))
+    ).all()
+
+
+async def cancel_notifications(session: AsyncSession, *, callback_id: str, kind: str) -> int:
+    """Cancel this callback's unsent messages of one kind (reminders for a slot it left)."""
+    result = await session.execute(
+        update(Notification)
+        .where(
+            Notification.callback_id == callback_id,
+            Notification.kind == kind,
+            Notification.status.in_(("queued", "failed")),
+        )
+        .values(status="cancelled", updated_at=func.now())
+        .returning(Notification.id)
+    )
+    return len(result.all())

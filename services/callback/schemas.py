@@ -1,26 +1,38 @@
-"""What callback's API answers with."""
+"""What callback's API takes and answers with."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 CallbackStatus = Literal[
     "pending", "scheduled", "in_progress", "completed", "failed", "cancelled", "expired"
 ]
+Outcome = Literal["reached", "no_answer", "busy", "voicemail", "wrong_number", "declined"]
+AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@:\-]+$")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class CallbackCreated(BaseModel):
-    """The answer to `POST /v1/callbacks`: 201 for a new callback, 200 merged or repeated."""
+    """The answer to `POST /v1/callbacks`: 201 new, 200 merged or repeated, 202 do-not-call.
 
-    id: str
-    status: CallbackStatus
+    A number on the do-not-call list gets no callback: `id` is null and `status` says why.
+    """
+
+    id: str | None
+    status: CallbackStatus | Literal["do_not_call"]
     merged: bool
     contact_count: int
-    due_at: datetime
-    sla_deadline: datetime
+    due_at: datetime | None
+    sla_deadline: datetime | None
+    slot_start: datetime | None = None
+    slot_end: datetime | None = None
+    flag: str | None = None
 
 
 class ConsentOut(BaseModel):
@@ -34,16 +46,34 @@ class NotificationOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: str
+    callback_id: str | None = None
     kind: str
     channel: Literal["sms", "email"]
     provider: str
-    status: Literal["queued", "sending", "sent", "failed", "dead"]
+    status: Literal["queued", "sending", "sent", "failed", "dead", "cancelled"]
     attempts: int
     max_attempts: int
     next_attempt_at: datetime | None
     last_error: str | None
     created_at: datetime
     sent_at: datetime | None
+
+
+class NotificationList(BaseModel):
+    items: list[NotificationOut]
+    next_cursor: str | None
+
+
+class AttemptOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    number: int
+    agent_id: str
+    outcome: Outcome
+    note: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
 
 
 class CallbackOut(BaseModel):
@@ -63,14 +93,115 @@ class CallbackOut(BaseModel):
     consent: ConsentOut
     message: str | None
     last_confirmation_at: datetime | None
+    asap: bool
+    slot_id: str | None
+    slot_start: datetime | None
+    slot_end: datetime | None
+    flag: str | None
+    agent_id: str | None
+    lease_expires_at: datetime | None
+    attempt_count: int
+    outcome: str | None
+    closed_at: datetime | None
     created_at: datetime
     updated_at: datetime
 
 
 class CallbackDetail(CallbackOut):
+    attempts: list[AttemptOut]
     notifications: list[NotificationOut]
 
 
 class CallbackList(BaseModel):
     items: list[CallbackOut]
     next_cursor: str | None
+
+
+class SlotOut(BaseModel):
+    """A slot: RFC 3339 UTC bounds, the same in local time, and what is left in it."""
+
+    id: str
+    start: datetime
+    end: datetime
+    local_start: str
+    local_end: str
+    label: str
+    capacity: int
+    booked: int
+    available: int
+
+
+class SlotList(BaseModel):
+    items: list[SlotOut]
+    timezone: str
+    slot_minutes: int | None
+
+
+class AgentIn(_In):
+    agent_id: AgentId
+
+
+class BookIn(_In):
+    slot_id: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class CancelIn(_In):
+    reason: Annotated[str, Field(max_length=200)] | None = None
+    notify: bool = True
+
+
+class AttemptIn(_In):
+    agent_id: AgentId
+    outcome: Outcome
+    note: Annotated[str, Field(max_length=2000)] | None = None
+
+
+class AttemptResult(BaseModel):
+    attempt: AttemptOut
+    callback: CallbackOut
+
+
+class SelfServiceAction(_In):
+    action: Literal["cancel", "rebook"]
+    slot_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+
+
+class SelfServiceView(BaseModel):
+    """What the customer sees through their link: no agent, no notes, no other callbacks."""
+
+    status: CallbackStatus
+    asap: bool
+    due_at: datetime
+    sla_deadline: datetime
+    slot_id: str | None
+    slot_start: datetime | None
+    slot_end: datetime | None
+    when: str
+    language: Literal["fi", "sv", "en"]
+    can_cancel: bool
+    can_rebook: bool
+
+
+class AnsweredCallResult(BaseModel):
+    status: Literal["completed", "no_open_callback", "disabled"]
+    callback_id: str | None = None
+
+
+class AcknowledgementResult(BaseModel):
+    status: Literal["queued", "no_consent"]
+    notification_id: str | None = None
+
+
+class ErasureResult(BaseModel):
+    id: str
+    callbacks: int
+    cancelled: int
+    notifications: int
+    attempts: int
+    outbox: int
+
+
+class DoNotCallOut(BaseModel):
+    phone: str
+    created_at: datetime
+    cancelled_callback_id: str | None = None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from typing import Literal
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from services.callback.settings import CallbackSettings
 
@@ -41,6 +43,25 @@ def verify_token(settings: CallbackSettings, token: str) -> str | None:
         return None
     callback_id: str = data["cb"]
     return callback_id
+
+
+def check_token(
+    settings: CallbackSettings, token: str
+) -> tuple[Literal["ok", "expired", "invalid"], str | None]:
+    """("ok", callback id), ("expired", None) for a genuine but old link, or ("invalid", None)."""
+    if len(token) > 512:
+        return "invalid", None
+    serializer = _serializer(settings)
+    try:
+        data = serializer.loads(token, max_age=settings.self_service_max_age_hours * 3600)
+    except SignatureExpired:
+        return "expired", None
+    except BadSignature:
+        return "invalid", None
+    if not isinstance(data, dict) or not isinstance(data.get("cb"), str):
+        return "invalid", None
+    callback_id: str = data["cb"]
+    return "ok", callback_id
 
 
 def self_service_link(settings: CallbackSettings, callback_id: str) -> str:

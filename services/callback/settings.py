@@ -54,7 +54,29 @@ class CallbackSettings(CommonSettings):
     # A row in `sending` longer than this is taken to be from a worker that died mid-send.
     notification_lease_seconds: float = Field(default=120.0, gt=0)
 
+    # The agent queue: a claim is a lease that returns the callback when it runs out.
+    claim_lease_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    # Retry policy after no_answer/busy/voicemail: tries in all, and the waits between them
+    # (the last wait repeats if there are more tries than waits), moved into business hours.
+    retry_max_tries: int = Field(default=3, ge=1, le=20)
+    retry_delays_minutes: Annotated[tuple[int, ...], NoDecode] = (15, 120)
+    # A reminder goes this long before a booked slot starts (0: no reminders).
+    reminder_minutes_before: int = Field(default=15, ge=0, le=24 * 60)
+    # An answered inbound call from the number completes its open callback (`reached_inbound`).
+    complete_on_inbound_answer: bool = True
+    # `GET /v1/slots` answers for at most this many days at once.
+    slots_max_range_days: int = Field(default=31, ge=1, le=92)
+    # The worker serves its Prometheus metrics (SLA breaches, ...) here; unset: not served.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+    # Upper bound of the other jobs (booking, sweeper, expiry). arq re-runs the job of a worker
+    # that died this long (+10 s) after it started, the longest of all job timeouts.
+    job_timeout_seconds: float = Field(default=30.0, gt=0)
+
     worker_max_jobs: int = Field(default=10, ge=1)
+    # How often an idle worker asks Redis for jobs; it takes at most `worker_max_jobs` per ask,
+    # so this also caps throughput (arq's own default of 0.5 s allows ~20 sends/s).
+    worker_poll_delay_seconds: float = Field(default=0.1, gt=0, le=5)
     # SIGTERM: stop taking jobs, let running ones finish this long, then hand them back.
     worker_shutdown_grace_seconds: int = Field(default=20, ge=0)
     # The worker forwards callback's outbox (history events); off when a separate relay runs.
@@ -67,6 +89,20 @@ class CallbackSettings(CommonSettings):
             value = value.split(",")
         if isinstance(value, list | tuple | set | frozenset):
             return frozenset(str(v).strip().upper() for v in value if str(v).strip())
+        return value
+
+    @field_validator("retry_delays_minutes", mode="before")
+    @classmethod
+    def _split_delays(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(int(v) for v in value.split(",") if v.strip())
+        return value
+
+    @field_validator("retry_delays_minutes")
+    @classmethod
+    def _delays_bounded(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or len(value) > 20 or any(not 1 <= v <= 7 * 24 * 60 for v in value):
+            raise ValueError("give 1-20 waits of 1 minute to 7 days, comma-separated")
         return value
 
     @model_validator(mode="after")

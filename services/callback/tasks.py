@@ -19,9 +19,10 @@ import httpx
 import structlog
 from arq import Retry
 from arq.connections import ArqRedis
+from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.callback import events, repository
+from services.callback import agents, events, repository, service
 from services.callback.models import Callback, Notification
 from services.callback.providers.base import (
     EmailSender,
@@ -35,11 +36,39 @@ from services.callback.providers.base import (
 from services.callback.queue import ArqNotificationQueue
 from services.callback.settings import CallbackSettings
 from shared.backoff import backoff_seconds
-from shared.db import utcnow
+from shared.db import commit, utcnow
 
 log = structlog.get_logger("ringback.callback.worker")
 
 SWEEP_BATCH = 1000
+# An owed confirmation older than this has lost its `book_and_confirm` job (a Redis flush,
+# a crash between commit and enqueue): the sweeper enqueues it again.
+OWED_CONFIRMATION_GRACE = timedelta(seconds=10)
+# A job that finds a send not yet due leaves it to its deferred job or the sweeper.
+_EARLY_TOLERANCE = timedelta(seconds=2)
+
+
+class WorkerMetrics:
+    """The worker's own Prometheus metrics (served on RINGBACK_WORKER_METRICS_PORT)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.sla_breaches = Counter(
+            "ringback_callback_sla_breaches_total",
+            "Callbacks that expired: nobody worked them before their deadline.",
+            registry=self.registry,
+        )
+        self.leases_returned = Counter(
+            "ringback_callback_leases_returned_total",
+            "Claims that ran out and went back to the queue.",
+            registry=self.registry,
+        )
+        self.asap_bookings = Counter(
+            "ringback_callback_asap_bookings_total",
+            "ASAP booking attempts by result (booked, no slot).",
+            ["result"],
+            registry=self.registry,
+        )
 
 
 @dataclass
@@ -53,6 +82,8 @@ class WorkerState:
     sms: SmsSender
     email: EmailSender
     history: httpx.AsyncClient | None = None
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    redis: ArqRedis | None = None
     relay_task: asyncio.Task[None] | None = None
     relay_stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -103,7 +134,7 @@ async def _claim(state: WorkerState, notification_id: str) -> _Claim | str:
         if row is None:
             log.warning("callback.notification.missing", notification_id=notification_id)
             return "missing"
-        if row.status in ("sent", "dead"):
+        if row.status in ("sent", "dead", "cancelled"):
             log.info(
                 "callback.notification.already_done",
                 notification_id=row.id,
@@ -111,6 +142,16 @@ async def _claim(state: WorkerState, notification_id: str) -> _Claim | str:
             )
             return f"already {row.status}"
         now = utcnow()
+        if row.status in ("queued", "failed") and row.next_attempt_at > now + _EARLY_TOLERANCE:
+            # Enqueued ahead of its time (a reminder re-queued early): its deferred job or
+            # the sweeper sends it when it is due.
+            return "not due"
+        if row.kind == "reminder" and row.status == "queued":
+            callback = await _callback(session, row)
+            if callback is None or callback.status != "scheduled":
+                row.status = "cancelled"
+                await session.commit()
+                return "cancelled"
         if row.status == "sending" and row.next_attempt_at > now:
             # Another job holds the send lease; look again when it runs out.
             remaining = (row.next_attempt_at - now).total_seconds()
@@ -213,10 +254,11 @@ async def _record(state: WorkerState, claim: _Claim, outcome: SendResult | SendE
     raise Retry(defer=delay)
 
 
-async def _callback(session: AsyncSession, row: Notification) -> Callback:
-    callback = await session.get(Callback, row.callback_id)
-    assert callback is not None  # the foreign key cascades: no notification outlives it
-    return callback
+async def _callback(session: AsyncSession, row: Notification) -> Callback | None:
+    """The callback a message belongs to (None for an acknowledgement, which has none)."""
+    if row.callback_id is None:
+        return None
+    return await session.get(Callback, row.callback_id)
 
 
 async def _dead(session: AsyncSession, row: Notification) -> None:
@@ -247,12 +289,68 @@ async def sweep_notifications(ctx: dict[str, Any]) -> int:
 
 
 async def sweep(state: WorkerState, redis: ArqRedis) -> int:
-    """Enqueue every due, unfinished notification; the job id makes a duplicate a no-op."""
+    """Enqueue every due, unfinished notification and every owed confirmation.
+
+    Job ids make a duplicate a no-op, so the sweeper can run as often as it likes.
+    """
     queue = ArqNotificationQueue(redis, queue_name=state.settings.queue_name)
     total = 0
+    now = utcnow()
     async with state.sessions() as session:
-        ids = await repository.due_notifications(session, now=utcnow(), limit=SWEEP_BATCH)
+        ids = await repository.due_notifications(session, now=now, limit=SWEEP_BATCH)
+        owed = await repository.owed_confirmations(
+            session, older_than=now - OWED_CONFIRMATION_GRACE, limit=SWEEP_BATCH
+        )
     total += await queue.enqueue_notifications(ids)
+    for callback_id in owed:
+        total += await queue.enqueue_booking(callback_id)
     if total:
-        log.info("callback.sweeper.enqueued", count=total, due=len(ids))
+        log.info("callback.sweeper.enqueued", count=total, due=len(ids), owed=len(owed))
     return total
+
+
+async def book_and_confirm(ctx: dict[str, Any], callback_id: str) -> str:
+    """After a create: book an ASAP callback into the earliest free slot, then confirm it."""
+    state = state_of(ctx)
+    redis: ArqRedis = ctx["redis"]
+    return await run_book_and_confirm(state, redis, callback_id)
+
+
+async def run_book_and_confirm(state: WorkerState, redis: ArqRedis, callback_id: str) -> str:
+    queue = ArqNotificationQueue(redis, queue_name=state.settings.queue_name)
+    async with state.sessions() as session:
+        result = await service.book_and_confirm(
+            session=session, settings=state.settings, callback_id=callback_id, queue=queue
+        )
+        await commit(session)
+    if result in ("booked", "no slot"):
+        state.metrics.asap_bookings.labels(result).inc()
+    return result
+
+
+async def expire_callbacks(ctx: dict[str, Any]) -> int:
+    """Cron: callbacks nobody worked before their deadline become `expired` (SLA breaches)."""
+    return await run_expiry(state_of(ctx))
+
+
+async def run_expiry(state: WorkerState) -> int:
+    async with state.sessions() as session:
+        expired = await agents.expire_overdue(session=session)
+        await commit(session)
+    if expired:
+        state.metrics.sla_breaches.inc(len(expired))
+        for callback_id in expired:
+            log.warning("callback.sla_breach", callback_id=callback_id)
+    return len(expired)
+
+
+async def release_leases(ctx: dict[str, Any]) -> int:
+    """Cron: claims that ran out go back to the queue (claims also take them over lazily)."""
+    state = state_of(ctx)
+    async with state.sessions() as session:
+        returned = await agents.release_lapsed_leases(session=session)
+        await commit(session)
+    if returned:
+        state.metrics.leases_returned.inc(returned)
+        log.info("callback.leases.returned", count=returned)
+    return returned

@@ -10,12 +10,14 @@ never cut, since a broken link is worse than a third segment.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from shared.contracts import Language
 
 SMS_MAX_CHARS = 300
+# Time ranges are written with an en dash, as Finnish and Swedish typography has it.
+_EN_DASH = "\u2013"
 _NAME_MAX_CHARS = 40
 _SMS_NAME_MAX_CHARS = 20
 
@@ -71,6 +73,45 @@ def asap_phrase(language: Language, *, deadline: datetime, now: datetime, tz: Zo
     return f"as soon as possible, by {clock} on {date}"
 
 
+def _day_prefix(language: Language, local: datetime, today: date) -> str:
+    """`tänään` / `huomenna ti 24.11.` / `ti 24.11.` and the like, before a clock time."""
+    days = (local.date() - today).days
+    date_text = _date(language, local)
+    if language == "fi":
+        return "tänään" if days == 0 else f"huomenna {date_text}" if days == 1 else date_text
+    if language == "sv":
+        return "i dag" if days == 0 else f"i morgon {date_text}" if days == 1 else date_text
+    return "today" if days == 0 else f"tomorrow ({date_text})" if days == 1 else f"on {date_text}"
+
+
+def window_phrase(
+    language: Language, *, start: datetime, end: datetime, now: datetime, tz: ZoneInfo
+) -> str:
+    """A booked window: "tänään klo 14.30-14.45", "today between 14.30 and 14.45".
+
+    (The range is written with an en dash in the text itself.)
+    """
+    local_start, local_end = start.astimezone(tz), end.astimezone(tz)
+    prefix = _day_prefix(language, local_start, now.astimezone(tz).date())
+    span = f"{_clock(local_start)}{_EN_DASH}{_clock(local_end)}"
+    if language == "fi":
+        return f"{prefix} klo {span}"
+    if language == "sv":
+        return f"{prefix} kl. {span}"
+    return f"{prefix} between {_clock(local_start)} and {_clock(local_end)}"
+
+
+def moment_phrase(language: Language, *, moment: datetime, now: datetime, tz: ZoneInfo) -> str:
+    """ "tänään klo 15.00", "ti 24.11. klo 9.00", "tomorrow (Tue 24 Nov) at 9.00"."""
+    local = moment.astimezone(tz)
+    prefix = _day_prefix(language, local, now.astimezone(tz).date())
+    if language == "fi":
+        return f"{prefix} klo {_clock(local)}"
+    if language == "sv":
+        return f"{prefix} kl. {_clock(local)}"
+    return f"{prefix} at {_clock(local)}"
+
+
 def _short_name(name: str | None) -> str | None:
     if not name or not name.strip():
         return None
@@ -109,9 +150,17 @@ def render_confirmation(
     now: datetime,
     tz: ZoneInfo,
     link: str,
+    slot: tuple[datetime, datetime] | None = None,
 ) -> Confirmation:
-    """The confirmation of a new callback: when we will call, and the self-service link."""
-    when = asap_phrase(language, deadline=deadline, now=now, tz=tz)
+    """The confirmation of a new callback: when we will call, and the self-service link.
+
+    With a booked `slot` it names that window; without one, "as soon as possible" and the
+    SLA deadline.
+    """
+    if slot is not None:
+        when = window_phrase(language, start=slot[0], end=slot[1], now=now, tz=tz)
+    else:
+        when = asap_phrase(language, deadline=deadline, now=now, tz=tz)
     short = _short_name(name)
     if language == "fi":
         subject = "Soittopyyntösi on vastaanotettu"
@@ -142,3 +191,165 @@ def render_confirmation(
     if len(sms) > SMS_MAX_CHARS:
         sms = _sms(language, None, when, link)
     return Confirmation(sms=sms, email_subject=subject, email_body=body)
+
+
+def _greeting(language: Language, name: str | None) -> str:
+    short = _short_name(name)
+    word = {"fi": "Hei", "sv": "Hej", "en": "Hi"}[language]
+    return f"{word} {short}," if short else f"{word},"
+
+
+_NO_REPLY = {
+    "fi": "Tähän viestiin ei voi vastata.\n",
+    "sv": "Det här meddelandet går inte att svara på.\n",
+    "en": "This message was sent automatically; replies are not read.\n",
+}
+
+
+def _email(language: Language, name: str | None, paragraphs: list[str]) -> str:
+    return "\n\n".join([_greeting(language, name), *paragraphs]) + "\n\n" + _NO_REPLY[language]
+
+
+def _fit(sms: str, fallback: str) -> str:
+    return sms if len(sms) <= SMS_MAX_CHARS else fallback
+
+
+def render_reminder(
+    *,
+    language: Language,
+    name: str | None,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    tz: ZoneInfo,
+    link: str,
+) -> Confirmation:
+    """A reminder shortly before the booked slot."""
+    when = window_phrase(language, start=start, end=end, now=now, tz=tz)
+    first = _first_name(name)
+    if language == "fi":
+        hello = f"Hei {first}!" if first else "Hei!"
+        sms = f"{hello} Muistutus: soitamme sinulle {when}. Siirrä tai peru: {link}"
+        subject = "Muistutus: soitamme sinulle pian"
+        body = [f"muistutamme, että soitamme sinulle {when}.", f"Siirrä tai peru:\n{link}"]
+    elif language == "sv":
+        hello = f"Hej {first}!" if first else "Hej!"
+        sms = f"{hello} Påminnelse: vi ringer dig {when}. Boka om eller avboka: {link}"
+        subject = "Påminnelse: vi ringer dig snart"
+        body = [f"vi vill påminna om att vi ringer dig {when}.", f"Boka om eller avboka:\n{link}"]
+    else:
+        hello = f"Hi {first}!" if first else "Hi!"
+        sms = f"{hello} Reminder: we will call you {when}. Change or cancel: {link}"
+        subject = "Reminder: we will call you soon"
+        body = [f"a reminder that we will call you {when}.", f"Change or cancel:\n{link}"]
+    return Confirmation(
+        sms=_fit(sms, sms.replace(f" {first}!", "!") if first else sms),
+        email_subject=subject,
+        email_body=_email(language, name, body),
+    )
+
+
+def render_tried(
+    *,
+    language: Language,
+    name: str | None,
+    next_try: datetime | None,
+    now: datetime,
+    tz: ZoneInfo,
+    link: str,
+) -> Confirmation:
+    """ "We tried to reach you": with the next try's time, or without one after the last."""
+    first = _first_name(name)
+    if language == "fi":
+        hello = f"Hei {first}!" if first else "Hei!"
+        then = (
+            f"Yritämme uudelleen {moment_phrase(language, moment=next_try, now=now, tz=tz)}."
+            if next_try
+            else "Voit jättää uuden soittopyynnön, niin soitamme uudelleen."
+        )
+        sms = f"{hello} Yritimme soittaa sinulle, mutta emme tavoittaneet sinua. {then}"
+        subject = "Yritimme soittaa sinulle"
+    elif language == "sv":
+        hello = f"Hej {first}!" if first else "Hej!"
+        then = (
+            f"Vi försöker igen {moment_phrase(language, moment=next_try, now=now, tz=tz)}."
+            if next_try
+            else "Lämna gärna en ny begäran, så ringer vi igen."
+        )
+        sms = f"{hello} Vi försökte ringa dig men nådde dig inte. {then}"
+        subject = "Vi försökte ringa dig"
+    else:
+        hello = f"Hi {first}!" if first else "Hi!"
+        then = (
+            f"We will try again {moment_phrase(language, moment=next_try, now=now, tz=tz)}."
+            if next_try
+            else "Leave a new callback request and we will call again."
+        )
+        sms = f"{hello} We tried to reach you but could not get through. {then}"
+        subject = "We tried to reach you"
+    if next_try:
+        sms = f"{sms} {link}"
+    return Confirmation(sms=sms, email_subject=subject, email_body=_email(language, name, [sms]))
+
+
+def render_cancelled(*, language: Language, name: str | None) -> Confirmation:
+    """The callback was cancelled (by the customer or by us)."""
+    first = _first_name(name)
+    if language == "fi":
+        hello = f"Hei {first}!" if first else "Hei!"
+        sms = f"{hello} Soittopyyntösi on peruttu. Emme soita sinulle."
+        subject = "Soittopyyntösi on peruttu"
+    elif language == "sv":
+        hello = f"Hej {first}!" if first else "Hej!"
+        sms = f"{hello} Din begäran om återuppringning är avbokad. Vi ringer inte."
+        subject = "Din begäran om återuppringning är avbokad"
+    else:
+        hello = f"Hi {first}!" if first else "Hi!"
+        sms = f"{hello} Your callback request is cancelled. We will not call you."
+        subject = "Your callback request is cancelled"
+    return Confirmation(sms=sms, email_subject=subject, email_body=_email(language, name, [sms]))
+
+
+def render_rebooked(
+    *,
+    language: Language,
+    name: str | None,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    tz: ZoneInfo,
+    link: str,
+) -> Confirmation:
+    """The callback moved to another slot."""
+    when = window_phrase(language, start=start, end=end, now=now, tz=tz)
+    first = _first_name(name)
+    if language == "fi":
+        hello = f"Hei {first}!" if first else "Hei!"
+        sms = f"{hello} Soittoaikasi on muutettu: soitamme sinulle {when}. Katso tai peru: {link}"
+        subject = "Soittoaikasi on muutettu"
+    elif language == "sv":
+        hello = f"Hej {first}!" if first else "Hej!"
+        sms = f"{hello} Din tid är ändrad: vi ringer dig {when}. Visa eller avboka: {link}"
+        subject = "Din tid för återuppringning är ändrad"
+    else:
+        hello = f"Hi {first}!" if first else "Hi!"
+        sms = (
+            f"{hello} Your callback time has changed: we will call you {when}. "
+            f"View or cancel: {link}"
+        )
+        subject = "Your callback time has changed"
+    return Confirmation(sms=sms, email_subject=subject, email_body=_email(language, name, [sms]))
+
+
+def render_acknowledgement(*, language: Language, name: str | None) -> Confirmation:
+    """ "We received your message": an email-only contact, nobody to call back."""
+    if language == "fi":
+        subject = "Olemme vastaanottaneet viestisi"
+        text = "kiitos viestistäsi. Olemme vastaanottaneet sen ja vastaamme sinulle pian."
+    elif language == "sv":
+        subject = "Vi har tagit emot ditt meddelande"
+        text = "tack för ditt meddelande. Vi har tagit emot det och svarar dig snart."
+    else:
+        subject = "We received your message"
+        text = "thank you for your message. We have received it and will get back to you soon."
+    return Confirmation(sms="", email_subject=subject, email_body=_email(language, name, [text]))

@@ -14,12 +14,28 @@ from typing import Any
 import structlog
 from arq import Worker, cron, func
 from arq.connections import RedisSettings
+from prometheus_client import start_http_server
 
 from services.callback.models import CallbackOutbox
 from services.callback.providers.factory import build_email_sender, build_sms_sender
-from services.callback.queue import SEND_NOTIFICATION, SWEEP_NOTIFICATIONS
+from services.callback.queue import (
+    BOOK_AND_CONFIRM,
+    EXPIRE_CALLBACKS,
+    RELEASE_LEASES,
+    SEND_NOTIFICATION,
+    SWEEP_NOTIFICATIONS,
+)
 from services.callback.settings import CallbackSettings
-from services.callback.tasks import WorkerState, send_notification, state_of, sweep_notifications
+from services.callback.tasks import (
+    WorkerMetrics,
+    WorkerState,
+    book_and_confirm,
+    expire_callbacks,
+    release_leases,
+    send_notification,
+    state_of,
+    sweep_notifications,
+)
 from shared.db import asyncpg_dsn, create_engine, create_session_factory
 from shared.http import create_http_client, internal_client
 from shared.jobs import job_deserializer, job_serializer
@@ -44,18 +60,42 @@ def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
                 # No stored result: the job id is free again the moment the job ends, so
                 # the sweeper can always re-enqueue a row that still needs work.
                 keep_result=0,
-            )
+            ),
+            func(
+                book_and_confirm,
+                name=BOOK_AND_CONFIRM,
+                # Transient database errors are retried by arq; the sweeper is the backstop.
+                max_tries=5,
+                timeout=settings.job_timeout_seconds,
+                keep_result=0,
+            ),
         ],
         "cron_jobs": [
             cron(
                 sweep_notifications,
                 name=SWEEP_NOTIFICATIONS,
-                second=0,
+                second={0, 30},
                 run_at_startup=True,
-                timeout=60,
+                timeout=settings.job_timeout_seconds,
                 max_tries=1,
                 keep_result=0,
-            )
+            ),
+            cron(
+                expire_callbacks,
+                name=EXPIRE_CALLBACKS,
+                second=15,
+                timeout=settings.job_timeout_seconds,
+                max_tries=1,
+                keep_result=0,
+            ),
+            cron(
+                release_leases,
+                name=RELEASE_LEASES,
+                second=45,
+                timeout=settings.job_timeout_seconds,
+                max_tries=1,
+                keep_result=0,
+            ),
         ],
         "queue_name": settings.queue_name,
         "redis_settings": RedisSettings.from_dsn(settings.require_redis_url()),
@@ -64,6 +104,7 @@ def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
         "on_startup": _on_startup(settings),
         "on_shutdown": _on_shutdown,
         "max_jobs": settings.worker_max_jobs,
+        "poll_delay": settings.worker_poll_delay_seconds,
         "job_timeout": settings.notification_timeout_seconds,
         "keep_result": 0,
         "job_completion_wait": settings.worker_shutdown_grace_seconds,
@@ -121,7 +162,10 @@ def _on_startup(settings: CallbackSettings) -> Any:
             http=http,
             sms=build_sms_sender(settings, client=http),
             email=build_email_sender(settings),
+            metrics=WorkerMetrics(),
         )
+        if settings.worker_metrics_port is not None:
+            start_http_server(settings.worker_metrics_port, registry=state.metrics.registry)
         if settings.outbox_relay:
             state.history = internal_client(settings, service="callback", peer="history")
             relay = OutboxRelay(

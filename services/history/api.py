@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, EmailStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.history import service
+from services.history import erasure, repository, service, stats, stream
 from services.history.schemas import (
     BatchItemOut,
     BatchOut,
     CustomerPage,
     CustomerProfileOut,
+    ErasureOut,
     EventBatchIn,
     EventOut,
     EventPage,
+    MergePage,
+    StatsOut,
 )
 from services.history.settings import HistorySettings
 from shared.auth import require_scope
@@ -36,6 +40,8 @@ SessionDep = Annotated[AsyncSession, Depends(session_dependency, scope="function
 SettingsDep = Annotated[HistorySettings, Depends(_settings)]
 CanWrite = Depends(require_scope("history:write", "internal"))
 CanRead = Depends(require_scope("history:read"))
+CanErase = Depends(require_scope("admin"))
+CustomerId = Annotated[str, Path(max_length=64)]
 
 router = APIRouter(prefix="/v1", route_class=JsonRoute, tags=["history"])
 
@@ -111,7 +117,7 @@ async def list_customers(
     summary="The customer's profile and where their case stands",
 )
 async def get_customer(
-    customer_id: Annotated[str, Path(max_length=64)], session: SessionDep, response: Response
+    customer_id: CustomerId, session: SessionDep, response: Response
 ) -> CustomerProfileOut:
     profile = await service.customer_profile(session=session, customer_id=customer_id)
     # A merged-away id answers with the survivor; this names the record's canonical address.
@@ -143,3 +149,88 @@ async def get_timeline(
         limit=limit,
     )
     return EventPage(items=[service.event_out(e) for e in events], next_cursor=next_cursor)
+
+
+@router.get(
+    "/customers/{customer_id}/merges",
+    dependencies=[CanRead],
+    summary="The customer records merged into this one, newest merge first",
+)
+async def list_merges(
+    customer_id: CustomerId,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> MergePage:
+    items, next_cursor = await service.merges(
+        session=session, customer_id=customer_id, cursor=cursor, limit=limit
+    )
+    return MergePage(items=items, next_cursor=next_cursor)
+
+
+@router.delete(
+    "/customers/{customer_id}",
+    dependencies=[CanErase],
+    summary="Erase the person's data here, in callback and in intake (repeat: same answer)",
+)
+async def erase_customer(customer_id: CustomerId, session: SessionDep) -> ErasureOut:
+    return await erasure.erase_customer(session=session, customer_id=customer_id)
+
+
+@router.get(
+    "/stream",
+    dependencies=[CanRead],
+    response_class=StreamingResponse,
+    summary="Server-Sent Events of the customer's new events, resumable with Last-Event-ID",
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_events(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    customer_id: Annotated[str, Query(min_length=1, max_length=64)],
+    last_event_id: Annotated[int | None, Query(ge=0, lt=2**63)] = None,
+    last_event_id_header: Annotated[
+        str | None, Header(alias="Last-Event-ID", max_length=20)
+    ] = None,
+) -> StreamingResponse:
+    after = last_event_id
+    if last_event_id_header:  # the browser's own resume point wins over the URL's
+        if not last_event_id_header.isdigit() or int(last_event_id_header) >= 2**63:
+            raise Unprocessable(
+                "Last-Event-ID is not an event id of this stream.",
+                extra={"errors": [{"loc": ["header", "Last-Event-ID"], "msg": "not an id"}]},
+            )
+        after = int(last_event_id_header)
+    customer = await service.live_customer(session=session, customer_id=customer_id)
+    if after is None:  # a new stream: only what comes from now on
+        after = await repository.last_seq(session, customer.id)
+    body = stream.stream_events(
+        sessions=request.app.state.session_factory,
+        broadcaster=request.app.state.broadcaster,
+        settings=settings,
+        customer_id=customer.id,
+        after_seq=after,
+    )
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/stats",
+    dependencies=[CanRead],
+    summary="Contacts, missed calls, callbacks, time to reach, SLA share and demand",
+)
+async def get_stats(
+    session: SessionDep,
+    settings: SettingsDep,
+    from_: Annotated[AwareDatetime, Query(alias="from")],
+    to: AwareDatetime,
+    bucket: Literal["hour", "day"] = "day",
+) -> StatsOut:
+    return await stats.statistics(
+        session=session, start=from_, end=to, bucket=bucket, timezone=settings.site_timezone
+    )

@@ -5,12 +5,20 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.history.api import router
+from services.history.erasure import relay_extension
+from services.history.retention import purge_extension
 from services.history.settings import HistorySettings
-from shared.service_app import create_service_app
+from services.history.stream import broadcaster_extension
+from shared.service_app import Extension, create_service_app
 
 
 def create_app(settings: HistorySettings) -> FastAPI:
     """The history app: the cross-channel contact log and customer summaries."""
+    extensions: list[Extension] = [broadcaster_extension(settings)]
+    if settings.history_erasure_relay_enabled:
+        extensions.append(relay_extension(settings))
+    if settings.history_purge_enabled:
+        extensions.append(purge_extension(settings))
     return create_service_app(
         name="history",
         settings=settings,
@@ -19,4 +27,5 @@ def create_app(settings: HistorySettings) -> FastAPI:
         description="The cross-channel contact log: customers, timelines, where each case stands.",
         # 500 events do not fit the default 64 KiB; only the batch route may take more.
         body_limits={"/v1/events:batch": settings.history_batch_body_limit_bytes},
+        extensions=extensions,
     )

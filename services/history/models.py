@@ -21,6 +21,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import make_metadata, utcnow
 from shared.ids import new_id
+from shared.outbox import OutboxMixin, outbox_indexes
 
 IDENTITY_KINDS = ("phone", "email")
 
@@ -41,6 +42,8 @@ class Customer(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     merged_into: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
+    # Set when the person's data was erased (DESIGN §5); the record stays, without PII.
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         Index(
@@ -115,6 +118,15 @@ class Event(Base):
             text("seq DESC"),
             postgresql_where=text("subject_kind = 'callback'"),
         ),
+        # Statistics and retention read events by time across all customers.
+        Index("ix_events_occurred_at", "occurred_at"),
+        # Statistics: every event of one callback (its first contact, its SLA deadline).
+        Index(
+            "ix_events_callback_subject",
+            "subject_id",
+            "occurred_at",
+            postgresql_where=text("subject_kind = 'callback'"),
+        ),
     )
 
 
@@ -133,3 +145,22 @@ class CustomerActivity(Base):
     type: Mapped[str] = mapped_column(String(64), primary_key=True)
     count: Mapped[int] = mapped_column(Integer, default=0)
     last_occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Erasure(Base):
+    """The audit line of an erasure: who (a customer id), when, how much; never the PII itself."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    # No foreign key: the line outlives the customer record once retention purges it.
+    customer_id: Mapped[str] = mapped_column(String(36), unique=True)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    result: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+
+
+class HistoryOutbox(OutboxMixin, Base):
+    """Erasure requests for callback and intake; the payload is blanked once delivered."""
+
+    __tablename__ = "outbox"
+    __table_args__ = outbox_indexes()

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, delete, func, literal, literal_column, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy import (
+    Select,
+    String,
+    cast,
+    delete,
+    func,
+    literal,
+    literal_column,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, array, distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from services.history.models import Customer, CustomerActivity, CustomerIdentity, Event
+from services.history.models import Customer, CustomerActivity, CustomerIdentity, Erasure, Event
 from shared.db import utcnow
 
 # First key of history's two-int advisory locks; the two-int key space never meets the
@@ -48,36 +60,26 @@ async def existing_events(session: AsyncSession, ids: Collection[str]) -> dict[s
     return {row.id: row for row in rows}
 
 
-async def insert_event(session: AsyncSession, values: dict[str, Any]) -> Event | None:
-    """Store an event; None when its id is already taken (the first one wins)."""
-    stmt = (
-        insert(Event)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=[Event.id])
-        .returning(Event)
-    )
-    result = await session.scalars(stmt, execution_options={"populate_existing": True})
-    return result.one_or_none()
+async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[Event]:
+    """Store events in one statement; ids already taken are skipped (the first one wins)."""
+    if not rows:
+        return []
+    # Parameters as a list (not `.values(rows)`): one cached statement, sent by SQLAlchemy's
+    # "insertmanyvalues" as multi-row INSERTs, instead of compiling 500-row SQL every time.
+    stmt = insert(Event).on_conflict_do_nothing(index_elements=[Event.id]).returning(Event)
+    result = await session.scalars(stmt, list(rows), execution_options={"populate_existing": True})
+    return list(result)
 
 
-async def bump_activity(
-    session: AsyncSession,
-    *,
-    customer_id: str,
-    channel: str,
-    direction: str,
-    type_: str,
-    occurred_at: datetime,
-) -> None:
-    """Count one more event in the customer's activity roll-up."""
-    stmt = insert(CustomerActivity).values(
-        customer_id=customer_id,
-        channel=channel,
-        direction=direction,
-        type=type_,
-        count=1,
-        last_occurred_at=occurred_at,
-    )
+async def bump_activity(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Add counts to customers' activity roll-up, one statement for many (customer, kind) rows.
+
+    Each row is `customer_id, channel, direction, type, count, last_occurred_at`; the caller
+    aggregates first, since one statement may not update the same row twice.
+    """
+    if not rows:
+        return
+    stmt = insert(CustomerActivity)
     stmt = stmt.on_conflict_do_update(
         index_elements=[
             CustomerActivity.customer_id,
@@ -86,13 +88,23 @@ async def bump_activity(
             CustomerActivity.type,
         ],
         set_={
-            "count": CustomerActivity.count + 1,
+            "count": CustomerActivity.count + stmt.excluded.count,
             "last_occurred_at": func.greatest(
                 CustomerActivity.last_occurred_at, stmt.excluded.last_occurred_at
             ),
         },
     )
-    await session.execute(stmt)
+    await session.execute(stmt, list(rows))
+
+
+async def notify(session: AsyncSession, channel: str, payloads: Sequence[str]) -> None:
+    """NOTIFY `channel` once per payload, in one statement; delivered when the caller commits."""
+    if not payloads:
+        return
+    await session.execute(
+        text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS p"),
+        {"channel": channel, "payloads": list(payloads)},
+    )
 
 
 async def activity(session: AsyncSession, customer_id: str) -> Sequence[CustomerActivity]:
@@ -109,22 +121,33 @@ async def customer_ids_by_identity(
     """Which customer each known (kind, value) identity belongs to."""
     if not pairs:
         return {}
+    # `= ANY(array)` on both key columns is one index scan; a list of row tuples is not.
+    wanted = set(pairs)
     rows = await session.execute(
         select(CustomerIdentity.kind, CustomerIdentity.value, CustomerIdentity.customer_id).where(
-            tuple_(CustomerIdentity.kind, CustomerIdentity.value).in_(list(pairs))
+            CustomerIdentity.kind.in_(sorted({kind for kind, _ in wanted})),
+            CustomerIdentity.value
+            == func.any(cast(array(sorted({value for _, value in wanted})), ARRAY(String))),
         )
     )
-    return {(kind, value): customer_id for kind, value, customer_id in rows}
+    return {
+        (kind, value): customer_id for kind, value, customer_id in rows if (kind, value) in wanted
+    }
 
 
-async def customer_id_by_external_id(session: AsyncSession, external_id: str) -> str | None:
-    """The oldest customer carrying `external_id`, merged or not."""
-    return await session.scalar(
-        select(Customer.id)
-        .where(Customer.external_id == external_id)
-        .order_by(Customer.created_at, Customer.id)
-        .limit(1)
+async def customer_ids_by_external_id(
+    session: AsyncSession, external_ids: Collection[str]
+) -> dict[str, str]:
+    """For each external id, the oldest customer carrying it, merged or not."""
+    if not external_ids:
+        return {}
+    rows = await session.execute(
+        select(Customer.external_id, Customer.id)
+        .where(Customer.external_id.in_(list(external_ids)))
+        .ext(distinct_on(Customer.external_id))
+        .order_by(Customer.external_id, Customer.created_at, Customer.id)
     )
+    return {external_id: customer_id for external_id, customer_id in rows if external_id}
 
 
 async def lock_customers(session: AsyncSession, ids: Collection[str]) -> list[Customer]:
@@ -161,17 +184,13 @@ async def add_customer(session: AsyncSession, customer: Customer) -> Customer:
     return customer
 
 
-async def add_identities(
-    session: AsyncSession, *, customer_id: str, pairs: Iterable[tuple[str, str]]
-) -> None:
-    """Attach identities to a customer; ones already known stay where they are."""
-    now = utcnow()
-    values = [
-        {"kind": k, "value": v, "customer_id": customer_id, "created_at": now} for k, v in pairs
-    ]
-    if not values:
+async def add_identities(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Attach identities (`kind, value, customer_id`); ones already known stay where they are."""
+    if not rows:
         return
-    await session.execute(insert(CustomerIdentity).values(values).on_conflict_do_nothing())
+    now = utcnow()
+    values = [{**row, "created_at": now} for row in rows]
+    await session.execute(insert(CustomerIdentity).on_conflict_do_nothing(), values)
 
 
 async def identities_of(
@@ -242,6 +261,28 @@ async def merge_customer(session: AsyncSession, *, loser_id: str, survivor_id: s
     )
 
 
+def timeline_query(
+    *,
+    customer_id: str,
+    channel: str | None,
+    type_: str | None,
+    before: datetime | None,
+    after: tuple[datetime, int] | None,
+    limit: int,
+) -> Select[Event]:
+    """The keyset query behind a timeline page (tests EXPLAIN this very statement)."""
+    stmt = select(Event).where(Event.customer_id == customer_id)
+    if channel is not None:
+        stmt = stmt.where(Event.channel == channel)
+    if type_ is not None:
+        stmt = stmt.where(Event.type == type_)
+    if before is not None:
+        stmt = stmt.where(Event.occurred_at < before)
+    if after is not None:
+        stmt = stmt.where(tuple_(Event.occurred_at, Event.seq) < tuple_(*after))
+    return stmt.order_by(Event.occurred_at.desc(), Event.seq.desc()).limit(limit)
+
+
 async def timeline(
     session: AsyncSession,
     *,
@@ -253,16 +294,14 @@ async def timeline(
     limit: int,
 ) -> list[Event]:
     """Up to `limit` events newest first by (occurred_at, seq), strictly past `after`."""
-    stmt = select(Event).where(Event.customer_id == customer_id)
-    if channel is not None:
-        stmt = stmt.where(Event.channel == channel)
-    if type_ is not None:
-        stmt = stmt.where(Event.type == type_)
-    if before is not None:
-        stmt = stmt.where(Event.occurred_at < before)
-    if after is not None:
-        stmt = stmt.where(tuple_(Event.occurred_at, Event.seq) < tuple_(*after))
-    stmt = stmt.order_by(Event.occurred_at.desc(), Event.seq.desc()).limit(limit)
+    stmt = timeline_query(
+        customer_id=customer_id,
+        channel=channel,
+        type_=type_,
+        before=before,
+        after=after,
+        limit=limit,
+    )
     return list(await session.scalars(stmt))
 
 
@@ -282,3 +321,249 @@ async def latest_callback_events(
         .order_by(Event.subject_id, Event.occurred_at.desc(), Event.seq.desc())
     )
     return list(await session.scalars(stmt))
+
+
+# Live stream ------------------------------------------------------------------------------
+
+
+async def events_after(
+    session: AsyncSession, *, customer_id: str, after_seq: int, limit: int
+) -> list[Event]:
+    """The customer's events stored after `after_seq`, in the order they were stored."""
+    stmt = (
+        select(Event)
+        .where(Event.customer_id == customer_id, Event.seq > after_seq)
+        .order_by(Event.seq)
+        .limit(limit)
+    )
+    return list(await session.scalars(stmt))
+
+
+async def last_seq(session: AsyncSession, customer_id: str) -> int:
+    """The highest `seq` on the customer's timeline (0 when empty)."""
+    value = await session.scalar(
+        select(func.coalesce(func.max(Event.seq), 0)).where(Event.customer_id == customer_id)
+    )
+    return int(value or 0)
+
+
+async def merged_into(session: AsyncSession, survivor_id: str) -> list[str]:
+    """Ids of the customers merged into `survivor_id`, oldest first."""
+    rows = await session.scalars(
+        select(Customer.id)
+        .where(Customer.merged_into == survivor_id)
+        .order_by(Customer.created_at, Customer.id)
+    )
+    return list(rows)
+
+
+# Erasure ----------------------------------------------------------------------------------
+
+
+async def get_erasure(session: AsyncSession, customer_id: str) -> Erasure | None:
+    return await session.scalar(select(Erasure).where(Erasure.customer_id == customer_id))
+
+
+async def delete_identities(session: AsyncSession, customer_id: str) -> int:
+    result = await session.execute(
+        delete(CustomerIdentity).where(CustomerIdentity.customer_id == customer_id)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def blank_customers(session: AsyncSession, ids: Collection[str], *, at: datetime) -> None:
+    """Forget names and external ids of these customer records and mark them erased."""
+    await session.execute(
+        update(Customer)
+        .where(Customer.id.in_(list(ids)))
+        .values(name=None, external_id=None, erased_at=at, updated_at=at)
+    )
+
+
+async def scrub_events(
+    session: AsyncSession, *, customer_id: str, keep_keys: Collection[str], needles: Sequence[str]
+) -> int:
+    """Strip an erased customer's events down to what is not personal data.
+
+    The summary goes; `data` keeps only the listed keys with scalar values that contain
+    none of `needles` (the erased phones and emails); a customer actor loses its id.
+    """
+    escaped = (n.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") for n in needles)
+    patterns = [f"%{n}%" for n in escaped]
+    result = await session.execute(
+        text(
+            "UPDATE history.events SET summary = '',"
+            " actor_id = CASE WHEN actor_kind = 'customer' THEN NULL ELSE actor_id END,"
+            " data = COALESCE(("
+            "   SELECT jsonb_object_agg(kv.key, kv.value) FROM jsonb_each(data) AS kv"
+            "   WHERE kv.key = ANY(CAST(:keep AS text[]))"
+            "     AND jsonb_typeof(kv.value) IN ('string', 'number', 'boolean', 'null')"
+            "     AND NOT (kv.value #>> '{}') ILIKE ANY(CAST(:patterns AS text[]))"
+            " ), '{}'::jsonb)"
+            " WHERE customer_id = :customer_id"
+        ),
+        {"keep": sorted(keep_keys), "patterns": patterns, "customer_id": customer_id},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def latest_channel(session: AsyncSession, customer_id: str) -> str | None:
+    return await session.scalar(
+        select(Event.channel)
+        .where(Event.customer_id == customer_id)
+        .order_by(Event.occurred_at.desc(), Event.seq.desc())
+        .limit(1)
+    )
+
+
+# Retention --------------------------------------------------------------------------------
+
+
+async def purge_batch(session: AsyncSession, *, cutoff: datetime, limit: int) -> tuple[int, int]:
+    """Delete up to `limit` events older than `cutoff`, oldest first; keep the roll-up right.
+
+    Returns (events deleted, customer records deleted). Customers left with no events and no
+    identities go too, with the merged-away records that only pointed at them.
+    """
+    row = (
+        await session.execute(
+            text(
+                "WITH gone AS ("
+                "  DELETE FROM history.events WHERE id IN ("
+                "    SELECT id FROM history.events WHERE occurred_at < :cutoff"
+                "    ORDER BY occurred_at LIMIT :limit FOR UPDATE SKIP LOCKED)"
+                "  RETURNING customer_id, channel, direction, type"
+                "), counted AS ("
+                "  SELECT customer_id, channel, direction, type, count(*) AS n"
+                "  FROM gone GROUP BY 1, 2, 3, 4"
+                "), bumped AS ("
+                "  UPDATE history.customer_activity AS a SET count = a.count - c.n"
+                "  FROM counted AS c WHERE a.customer_id = c.customer_id"
+                "  AND a.channel = c.channel AND a.direction = c.direction AND a.type = c.type"
+                "  RETURNING a.customer_id"
+                ")"
+                " SELECT (SELECT count(*) FROM gone),"
+                " ARRAY(SELECT DISTINCT customer_id FROM counted),"
+                " (SELECT count(*) FROM bumped)"
+            ),
+            {"cutoff": cutoff, "limit": limit},
+        )
+    ).one()
+    deleted, touched = int(row[0]), list(row[1])
+    if not touched:
+        return deleted, 0
+    await session.execute(
+        delete(CustomerActivity).where(
+            CustomerActivity.customer_id.in_(touched), CustomerActivity.count <= 0
+        )
+    )
+    orphans = list(
+        await session.scalars(
+            select(Customer.id).where(
+                Customer.id.in_(touched),
+                ~select(Event.id).where(Event.customer_id == Customer.id).exists(),
+                ~select(CustomerIdentity.value)
+                .where(CustomerIdentity.customer_id == Customer.id)
+                .exists(),
+            )
+        )
+    )
+    if not orphans:
+        return deleted, 0
+    await session.execute(delete(CustomerActivity).where(CustomerActivity.customer_id.in_(orphans)))
+    aliases = await session.execute(delete(Customer).where(Customer.merged_into.in_(orphans)))
+    gone = await session.execute(delete(Customer).where(Customer.id.in_(orphans)))
+    return deleted, int(getattr(aliases, "rowcount", 0) or 0) + int(
+        getattr(gone, "rowcount", 0) or 0
+    )
+
+
+# Statistics -------------------------------------------------------------------------------
+
+CALLBACK_COUNTED = ("callback_created", "callback_completed", "callback_failed", "callback_expired")
+CALLBACK_CLOSING = ("callback_completed", "callback_failed", "callback_expired")
+
+
+async def bucket_counts(
+    session: AsyncSession, *, start: datetime, end: datetime, unit: str, tz: str
+) -> list[tuple[datetime, str, str, str, int, int]]:
+    """Per site-local bucket, channel, direction and type: events and distinct subjects.
+
+    Only what statistics count: inbound contacts, missed calls and callback lifecycle ends.
+    """
+    rows = await session.execute(
+        text(
+            "SELECT date_trunc(:unit, occurred_at, :tz) AS bucket, channel, direction, type,"
+            " count(*), count(DISTINCT subject_id)"
+            " FROM history.events"
+            " WHERE occurred_at >= :start AND occurred_at < :end"
+            " AND (direction = 'inbound' OR type = ANY(CAST(:types AS text[])))"
+            " GROUP BY 1, 2, 3, 4"
+        ),
+        {
+            "unit": unit,
+            "tz": tz,
+            "start": start,
+            "end": end,
+            "types": ["missed_call", *CALLBACK_COUNTED],
+        },
+    )
+    return [(r[0], r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows]
+
+
+async def demand(
+    session: AsyncSession, *, start: datetime, end: datetime, tz: str
+) -> list[tuple[int, int, int]]:
+    """Inbound contacts by site-local ISO weekday (1 = Monday) and hour."""
+    rows = await session.execute(
+        text(
+            "SELECT CAST(extract(isodow FROM occurred_at AT TIME ZONE :tz) AS int),"
+            " CAST(extract(hour FROM occurred_at AT TIME ZONE :tz) AS int), count(*)"
+            " FROM history.events"
+            " WHERE occurred_at >= :start AND occurred_at < :end AND direction = 'inbound'"
+            " GROUP BY 1, 2"
+        ),
+        {"tz": tz, "start": start, "end": end},
+    )
+    return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+
+async def closing_events(
+    session: AsyncSession, *, start: datetime, end: datetime
+) -> list[tuple[str, str, datetime, str | None, str | None, str | None]]:
+    """Each callback's first closing event in the range: (callback id, type, time, outcome,
+    first_contact_at, sla_deadline) as the event's data has them."""
+    rows = await session.execute(
+        text(
+            "SELECT DISTINCT ON (subject_id) subject_id, type, occurred_at,"
+            " data->>'outcome', data->>'first_contact_at', data->>'sla_deadline'"
+            " FROM history.events"
+            " WHERE occurred_at >= :start AND occurred_at < :end"
+            " AND subject_kind = 'callback' AND subject_id IS NOT NULL"
+            " AND type = ANY(CAST(:types AS text[]))"
+            " ORDER BY subject_id, occurred_at, seq"
+        ),
+        {"start": start, "end": end, "types": list(CALLBACK_CLOSING)},
+    )
+    return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+
+async def callback_origins(
+    session: AsyncSession, callback_ids: Sequence[str]
+) -> dict[str, tuple[datetime, list[str], list[str]]]:
+    """Per callback: its earliest event's time, and every `first_contact_at` and
+    `sla_deadline` its events carry (latest event first)."""
+    if not callback_ids:
+        return {}
+    rows = await session.execute(
+        text(
+            "SELECT subject_id, min(occurred_at),"
+            " array_remove(array_agg(data->>'first_contact_at'), NULL),"
+            " array_remove(array_agg(data->>'sla_deadline' ORDER BY occurred_at DESC), NULL)"
+            " FROM history.events"
+            " WHERE subject_kind = 'callback' AND subject_id = ANY(CAST(:ids AS text[]))"
+            " GROUP BY subject_id"
+        ),
+        {"ids": list(callback_ids)},
+    )
+    return {r[0]: (r[1], list(r[2]), list(r[3])) for r in rows}

@@ -85,12 +85,114 @@ class OpenCallbackOut(BaseModel):
     agent_id: str | None = None
     last_event_type: str
     last_event_at: datetime
+    sla_deadline: datetime | None = None
+    slot_start: datetime | None = None
+    slot_end: datetime | None = None
+    attempts: int | None = None
+    contact_count: int | None = None
+    flag: str | None = None
+
+
+class ClosedCallbackOut(BaseModel):
+    """A callback that is over: how it ended (`outcome`: reached, reached_inbound, ...)."""
+
+    id: str
+    status: str
+    outcome: str | None = None
+    agent_id: str | None = None
+    attempts: int | None = None
+    closed_at: datetime
+    last_event_type: str
 
 
 class CustomerProfileOut(CustomerOut):
     """The profile plus where the customer's case stands."""
 
     open_callbacks: list[OpenCallbackOut]
+    # The latest callbacks that are over, newest first (at most five).
+    recent_callbacks: list[ClosedCallbackOut]
     # Latest inbound or outbound contact per channel; internal bookkeeping is not a contact.
     last_contact: dict[str, datetime]
     counts: dict[str, int]
+    # Customer records merged into this one; each still answers with this profile.
+    merged_ids: list[str]
+    # When the person's data was erased; the record and its timeline stay, without PII.
+    erased_at: datetime | None = None
+
+
+class MergeOut(BaseModel):
+    """One merge recorded on the survivor's timeline."""
+
+    event_id: str
+    merged_at: datetime
+    survivor_id: str
+    merged_customer_id: str
+    cause_event_id: str | None = None
+
+
+class MergePage(BaseModel):
+    items: list[MergeOut]
+    next_cursor: str | None = None
+
+
+class ErasureOut(BaseModel):
+    """The audit line of an erasure: ids, time and counts, no personal data."""
+
+    id: str
+    customer_id: str
+    erased_at: datetime
+    customers: int
+    identities: int
+    events: int
+    # Services asked (through history's outbox) to erase the same phones and emails.
+    forwarded_to: list[str]
+
+
+class CallbackCounts(BaseModel):
+    created: int = 0
+    completed: int = 0
+    failed: int = 0
+    expired: int = 0
+
+
+class StatsBucket(BaseModel):
+    """One hour or day: `start`/`end` are UTC instants of the site-local boundaries."""
+
+    start: datetime
+    end: datetime
+    local_start: str
+    contacts: dict[str, int]
+    missed_calls: int
+    callbacks: CallbackCounts
+
+
+class TimeToReach(BaseModel):
+    """First contact to reached, over the callbacks reached in the range."""
+
+    count: int
+    median_seconds: float | None
+    p90_seconds: float | None
+
+
+class SlaShare(BaseModel):
+    """Callbacks closed in the range with a known SLA deadline, and those reached by it."""
+
+    closed: int
+    reached_within: int
+    share: float | None
+
+
+class StatsOut(BaseModel):
+    from_: datetime = Field(serialization_alias="from")
+    to: datetime
+    bucket: Literal["hour", "day"]
+    timezone: str
+    contacts: dict[str, int]
+    missed_calls: int
+    callbacks: CallbackCounts
+    buckets: list[StatsBucket]
+    time_to_reach: TimeToReach
+    sla: SlaShare
+    # demand[weekday - 1][hour]: inbound contacts by site-local ISO weekday (Monday first)
+    # and hour of the day.
+    demand: list[list[int]]

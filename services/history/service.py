@@ -15,17 +15,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from services.history import repository
 from services.history.models import Customer, Event
 from services.history.schemas import (
+    ClosedCallbackOut,
     CustomerOut,
     CustomerProfileOut,
     EventOut,
+    MergeOut,
     OpenCallbackOut,
     RefOut,
 )
-from shared.contracts import Channel, CustomerRef, EventIn, Ref
+from shared.contracts import CustomerRef, EventIn, Ref
 from shared.db import utcnow
 from shared.errors import BadRequest, NotFound, Unprocessable
 from shared.ids import new_id
@@ -34,13 +37,19 @@ from shared.phone import normalize
 # Callback lifecycle events and the status each implies when its data does not name one.
 OPEN_CALLBACK_TYPES = {
     "callback_created": "pending",
+    "callback_merged": "pending",
     "callback_scheduled": "scheduled",
     "callback_claimed": "in_progress",
     "callback_attempted": "pending",
 }
-CLOSED_CALLBACK_TYPES = frozenset(
-    {"callback_completed", "callback_failed", "callback_cancelled", "callback_expired"}
-)
+CLOSED_CALLBACK_TYPES = {
+    "callback_completed": "completed",
+    "callback_failed": "failed",
+    "callback_cancelled": "cancelled",
+    "callback_expired": "expired",
+}
+OPEN_STATUSES = frozenset({"pending", "scheduled", "in_progress"})
+RECENT_CLOSED = 5
 _MAX_MERGE_HOPS = 8
 
 
@@ -109,6 +118,14 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+EVENTS_CHANNEL = "ringback_history_events"
+
+
+def notice(seq: int, customer_id: str) -> str:
+    """The NOTIFY payload announcing a stored event: its seq and customer id, nothing else."""
+    return f"{seq}:{customer_id}"
+
+
 async def record_events(
     *, session: AsyncSession, events: Sequence[EventIn], region: str
 ) -> list[Recorded]:
@@ -116,28 +133,38 @@ async def record_events(
 
     Every identity, external id and event id involved is advisory-locked first, in one global
     order, so concurrent first events for a new number make one customer and a repeat
-    racing its original is answered with the original.
+    racing its original is answered with the original. A batch costs a handful of
+    statements whatever its size: identities and customers are looked up and locked at once,
+    new customers, identities, events and activity counts are written in bulk; only a merge
+    writes on its own.
     """
     names: set[str] = set()
     for event in events:
         names |= _lock_names(event, region=region)
     await repository.lock_keys(session, names)
     stored = await repository.existing_events(session, {event.id for event in events})
-    results: list[Recorded] = []
-    for event in events:
-        if event.id in stored:
-            results.append(Recorded(stored[event.id], created=False))
+    fresh = [event for event in events if event.id not in stored]
+    ingest = _Ingest(session, region)
+    await ingest.preload(fresh)
+    queued: set[str] = set()
+    for event in fresh:
+        if event.id in queued:
             continue
-        customer_id = await resolve_customer(
-            session=session, ref=event.customer, region=region, cause=event
-        )
-        row = await _insert(session=session, event=event, customer_id=customer_id)
-        if row is None:  # taken outside our locks (a different writer): the first one wins
-            row = (await repository.existing_events(session, {event.id}))[event.id]
-            results.append(Recorded(row, created=False))
+        queued.add(event.id)
+        customer_id = await ingest.resolve(event.customer, cause=event)
+        ingest.add(event, customer_id)
+    inserted = await ingest.finish()
+    missing = queued - inserted.keys()
+    if missing:  # taken outside our locks (a different writer): the first one wins
+        stored.update(await repository.existing_events(session, missing))
+    results: list[Recorded] = []
+    answered: set[str] = set()
+    for event in events:
+        if event.id in inserted and event.id not in answered:
+            results.append(Recorded(inserted[event.id], created=True))
         else:
-            results.append(Recorded(row, created=True))
-        stored[event.id] = row
+            results.append(Recorded(inserted.get(event.id) or stored[event.id], created=False))
+        answered.add(event.id)
     return results
 
 
@@ -147,130 +174,208 @@ async def record_event(*, session: AsyncSession, event: EventIn, region: str) ->
     return result
 
 
-async def _insert(*, session: AsyncSession, event: EventIn, customer_id: str) -> Event | None:
-    """Insert one event and count it in the customer's activity; None if the id is taken."""
-    occurred_at = _utc(event.occurred_at)
-    row = await repository.insert_event(
-        session,
-        {
-            "id": event.id,
-            "customer_id": customer_id,
-            "occurred_at": occurred_at,
-            "received_at": utcnow(),
-            "channel": event.channel,
-            "direction": event.direction,
-            "type": event.type,
-            "subject_kind": event.subject.kind if event.subject else None,
-            "subject_id": event.subject.id if event.subject else None,
-            "actor_kind": event.actor.kind if event.actor else None,
-            "actor_id": event.actor.id if event.actor else None,
-            "summary": event.summary,
-            "data": event.data,
-        },
-    )
-    if row is not None:
-        await repository.bump_activity(
-            session,
-            customer_id=customer_id,
-            channel=event.channel,
-            direction=event.direction,
-            type_=event.type,
-            occurred_at=occurred_at,
-        )
-    return row
+class _Ingest:
+    """One unit of work's identity resolution and pending writes.
 
-
-async def _lock_live(session: AsyncSession, ids: set[str]) -> list[Customer]:
-    """Row-lock the customers behind `ids`, following merges to the survivors."""
-    for _ in range(_MAX_MERGE_HOPS):
-        rows = await repository.lock_customers(session, ids)
-        targets = {row.merged_into for row in rows if row.merged_into}
-        if not targets:
-            return rows
-        ids = {row.id for row in rows if not row.merged_into} | targets
-    raise RuntimeError("customer merge chain longer than expected")
-
-
-async def resolve_customer(
-    *, session: AsyncSession, ref: CustomerRef, region: str, cause: EventIn
-) -> str:
-    """The id of the one customer `ref` denotes: found, created, extended or merged.
-
-    Phone numbers, emails and the integration's `external_id` each find a customer. When
-    they find two or more, the event bridges them and they are merged into the oldest. A
-    reference with none of them (a withheld number, a message without a reply address) gets
-    a new anonymous customer of its own: the event is kept on a timeline, and nothing would
-    ever link it to anyone else, so sharing one "unknown" customer would only mix strangers.
+    Holds what this transaction knows: which customer owns each identity and external id,
+    the customers it has row-locked (or created), and which ids merges sent where. Writes
+    wait in lists and go out in bulk at `finish()`, or before a merge, whose statements must
+    see everything written so far.
     """
-    pairs = identity_pairs(ref, region=region)
-    known = await repository.customer_ids_by_identity(session, pairs)
-    candidates = set(known.values())
-    if ref.external_id:
-        by_external = await repository.customer_id_by_external_id(session, ref.external_id)
-        if by_external:
-            candidates.add(by_external)
-    customers = await _lock_live(session, candidates)
-    now = utcnow()
-    if not customers:
-        customer = Customer(
-            id=new_id(),
-            name=ref.name,
-            external_id=ref.external_id,
-            language=ref.language,
-            created_at=now,
-            updated_at=now,
-        )
-        await repository.add_customer(session, customer)
-        await repository.add_identities(session, customer_id=customer.id, pairs=pairs)
-        return customer.id
 
-    customers.sort(key=lambda c: (c.created_at, c.id))
-    survivor, losers = customers[0], customers[1:]
-    changed = False
-    for loser in losers:
-        await _merge(session=session, survivor=survivor, loser=loser, cause=cause)
-        changed = True
-    missing = [pair for pair in pairs if pair not in known]
-    if missing:
-        await repository.add_identities(session, customer_id=survivor.id, pairs=missing)
-        changed = True
-    # Fill blanks only: events arrive out of order, so "newest name wins" would flap.
-    for field in ("name", "external_id", "language"):
-        if getattr(survivor, field) is None and getattr(ref, field) is not None:
-            setattr(survivor, field, getattr(ref, field))
+    def __init__(self, session: AsyncSession, region: str) -> None:
+        self.session = session
+        self.region = region
+        self.owner: dict[tuple[str, str], str] = {}
+        self.by_external: dict[str, str] = {}
+        self.alias: dict[str, str] = {}
+        self.customers: dict[str, Customer] = {}
+        self.new_identities: list[dict[str, str]] = []
+        self.pending: list[dict[str, Any]] = []
+        self.inserted: dict[str, Event] = {}
+        self.merged: dict[str, str] = {}  # customer_merged event id -> merged-away customer
+
+    def live(self, customer_id: str) -> str:
+        while customer_id in self.alias:
+            customer_id = self.alias[customer_id]
+        return customer_id
+
+    async def preload(self, events: Sequence[EventIn]) -> None:
+        """Look up and row-lock every customer the batch names, in three statements."""
+        pairs: set[tuple[str, str]] = set()
+        externals: set[str] = set()
+        for event in events:
+            pairs.update(identity_pairs(event.customer, region=self.region))
+            if event.customer.external_id:
+                externals.add(event.customer.external_id)
+        self.owner = await repository.customer_ids_by_identity(self.session, pairs)
+        self.by_external = await repository.customer_ids_by_external_id(self.session, externals)
+        await self._lock({*self.owner.values(), *self.by_external.values()})
+
+    async def _lock(self, ids: set[str]) -> None:
+        """Row-lock customers, following merges to the survivors."""
+        ids -= self.customers.keys()
+        for _ in range(_MAX_MERGE_HOPS):
+            if not ids:
+                return
+            rows = await repository.lock_customers(self.session, ids)
+            ids = set()
+            for row in rows:
+                self.customers[row.id] = row
+                if row.merged_into:
+                    self.alias[row.id] = row.merged_into
+                    if row.merged_into not in self.customers:
+                        ids.add(row.merged_into)
+        raise RuntimeError("customer merge chain longer than expected")
+
+    async def resolve(self, ref: CustomerRef, *, cause: EventIn) -> str:
+        """The id of the one customer `ref` denotes: found, created, extended or merged.
+
+        Phone numbers, emails and the integration's `external_id` each find a customer. When
+        they find two or more, the event bridges them and they are merged into the oldest. A
+        reference with none of them (a withheld number, a message without a reply address)
+        gets a new anonymous customer of its own: the event is kept on a timeline, and
+        nothing would ever link it to anyone else, so sharing one "unknown" customer would
+        only mix strangers.
+        """
+        pairs = identity_pairs(ref, region=self.region)
+        ids = {self.live(self.owner[pair]) for pair in pairs if pair in self.owner}
+        if ref.external_id and ref.external_id in self.by_external:
+            ids.add(self.live(self.by_external[ref.external_id]))
+        now = utcnow()
+        if not ids:
+            customer = Customer(
+                id=new_id(),
+                name=ref.name,
+                external_id=ref.external_id,
+                language=ref.language,
+                created_at=now,
+                updated_at=now,
+            )
+            self.session.add(customer)
+            self.customers[customer.id] = customer
+            self._attach(customer.id, pairs)
+            if ref.external_id:
+                self.by_external[ref.external_id] = customer.id
+            return customer.id
+
+        await self._lock(ids)  # a no-op unless a customer was created or merged meanwhile
+        ranked = sorted((self.customers[i] for i in ids), key=lambda c: (c.created_at, c.id))
+        survivor, losers = ranked[0], ranked[1:]
+        changed = False
+        if losers:
+            await self.flush()  # the merge's statements must see everything written so far
+            for loser in losers:
+                await self._merge(survivor=survivor, loser=loser, cause=cause)
             changed = True
-    if changed:
-        survivor.updated_at = now
-        await session.flush()
-    return survivor.id
+        missing = [pair for pair in pairs if pair not in self.owner]
+        if missing:
+            self._attach(survivor.id, missing)
+            changed = True
+        # Fill blanks only: events arrive out of order, so "newest name wins" would flap.
+        for field in ("name", "external_id", "language"):
+            if getattr(survivor, field) is None and getattr(ref, field) is not None:
+                setattr(survivor, field, getattr(ref, field))
+                changed = True
+        if ref.external_id and survivor.external_id == ref.external_id:
+            self.by_external.setdefault(ref.external_id, survivor.id)
+        if changed:
+            survivor.updated_at = now
+        return survivor.id
 
+    def _attach(self, customer_id: str, pairs: Sequence[tuple[str, str]]) -> None:
+        for kind, value in pairs:
+            self.owner[(kind, value)] = customer_id
+            self.new_identities.append({"kind": kind, "value": value, "customer_id": customer_id})
 
-async def _merge(
-    *, session: AsyncSession, survivor: Customer, loser: Customer, cause: EventIn
-) -> None:
-    """Merge `loser` into `survivor` and record it on the survivor's timeline."""
-    await repository.merge_customer(session, loser_id=loser.id, survivor_id=survivor.id)
-    for field in ("name", "external_id", "language"):
-        if getattr(survivor, field) is None and getattr(loser, field) is not None:
-            setattr(survivor, field, getattr(loser, field))
-    channel: Channel = cause.channel
-    merged = EventIn(
-        id=new_id(),
-        occurred_at=utcnow(),
-        channel=channel,
-        direction="internal",
-        type="customer_merged",
-        customer=CustomerRef(),
-        subject=Ref(kind="customer", id=loser.id),
-        actor=Ref(kind="system", id="history"),
-        summary="Two customer records were merged: one contact named identities of both.",
-        data={
-            "survivor_id": survivor.id,
-            "merged_customer_id": loser.id,
-            "cause_event_id": cause.id,
-        },
-    )
-    await _insert(session=session, event=merged, customer_id=survivor.id)
+    async def _merge(self, *, survivor: Customer, loser: Customer, cause: EventIn) -> None:
+        """Merge `loser` into `survivor` and record it on the survivor's timeline."""
+        await repository.merge_customer(self.session, loser_id=loser.id, survivor_id=survivor.id)
+        # The statements above changed the rows; keep the loaded objects in step without
+        # writing them again.
+        set_committed_value(loser, "merged_into", survivor.id)
+        self.alias[loser.id] = survivor.id
+        for field in ("name", "external_id", "language"):
+            if getattr(survivor, field) is None and getattr(loser, field) is not None:
+                setattr(survivor, field, getattr(loser, field))
+        merged = EventIn(
+            id=new_id(),
+            occurred_at=utcnow(),
+            channel=cause.channel,
+            direction="internal",
+            type="customer_merged",
+            customer=CustomerRef(),
+            subject=Ref(kind="customer", id=loser.id),
+            actor=Ref(kind="system", id="history"),
+            summary="Two customer records were merged: one contact named identities of both.",
+            data={
+                "survivor_id": survivor.id,
+                "merged_customer_id": loser.id,
+                "cause_event_id": cause.id,
+            },
+        )
+        self.merged[merged.id] = loser.id
+        self.add(merged, survivor.id)
+
+    def add(self, event: EventIn, customer_id: str) -> None:
+        """Queue one event for insertion."""
+        self.pending.append(
+            {
+                "id": event.id,
+                "customer_id": customer_id,
+                "occurred_at": _utc(event.occurred_at),
+                "received_at": utcnow(),
+                "channel": event.channel,
+                "direction": event.direction,
+                "type": event.type,
+                "subject_kind": event.subject.kind if event.subject else None,
+                "subject_id": event.subject.id if event.subject else None,
+                "actor_kind": event.actor.kind if event.actor else None,
+                "actor_id": event.actor.id if event.actor else None,
+                "summary": event.summary,
+                "data": event.data,
+            }
+        )
+
+    async def flush(self) -> None:
+        """Write what is pending: customers, identities, events and their activity counts."""
+        await self.session.flush()
+        await repository.add_identities(self.session, self.new_identities)
+        self.new_identities = []
+        rows = await repository.insert_events(self.session, self.pending)
+        self.pending = []
+        counts: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        for row in rows:
+            self.inserted[row.id] = row
+            key = (row.customer_id, row.channel, row.direction, row.type)
+            seen = counts.get(key)
+            if seen is None:
+                counts[key] = {
+                    "customer_id": row.customer_id,
+                    "channel": row.channel,
+                    "direction": row.direction,
+                    "type": row.type,
+                    "count": 1,
+                    "last_occurred_at": row.occurred_at,
+                }
+            else:
+                seen["count"] += 1
+                seen["last_occurred_at"] = max(seen["last_occurred_at"], row.occurred_at)
+        await repository.bump_activity(self.session, list(counts.values()))
+
+    async def finish(self) -> dict[str, Event]:
+        """Flush, announce the new events (NOTIFY at commit), and return them by id."""
+        await self.flush()
+        notices: list[str] = []
+        for row in sorted(self.inserted.values(), key=lambda r: r.seq):
+            survivor = self.live(row.customer_id)
+            if survivor != row.customer_id:  # moved by a later merge in this batch
+                set_committed_value(row, "customer_id", survivor)
+            notices.append(notice(row.seq, survivor))
+            if row.id in self.merged:  # streams following the merged-away id follow it here
+                notices.append(notice(row.seq, self.merged[row.id]))
+        await repository.notify(self.session, EVENTS_CHANNEL, notices)
+        return self.inserted
 
 
 # Reading ---------------------------------------------------------------------------------
@@ -349,21 +454,53 @@ def _parse_time(value: Any) -> datetime | None:
     return _utc(parsed)
 
 
-def _open_callback(event: Event) -> OpenCallbackOut | None:
-    if event.type in CLOSED_CALLBACK_TYPES or event.subject_id is None:
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
+
+
+def _callback_state(event: Event) -> OpenCallbackOut | ClosedCallbackOut | None:
+    """Where one callback stands, from its latest lifecycle event.
+
+    The event's `data.status` (callback sends it on every lifecycle event) decides open or
+    closed; without it the event type does.
+    """
+    if event.subject_id is None:
         return None
     data = event.data if isinstance(event.data, dict) else {}
     status = data.get("status")
+    if not isinstance(status, str):
+        status = OPEN_CALLBACK_TYPES.get(event.type) or CLOSED_CALLBACK_TYPES[event.type]
     agent_id = data.get("agent_id")
     if agent_id is None and event.type == "callback_claimed" and event.actor_kind == "agent":
         agent_id = event.actor_id
+    if status not in OPEN_STATUSES:
+        return ClosedCallbackOut(
+            id=event.subject_id,
+            status=status,
+            outcome=_text(data.get("outcome")),
+            agent_id=_text(agent_id),
+            attempts=_int(data.get("attempts")),
+            closed_at=event.occurred_at,
+            last_event_type=event.type,
+        )
+    flag = data.get("flag")
     return OpenCallbackOut(
         id=event.subject_id,
-        status=status if isinstance(status, str) else OPEN_CALLBACK_TYPES[event.type],
+        status=status,
         due_at=_parse_time(data.get("due_at")),
-        agent_id=str(agent_id) if agent_id is not None else None,
+        agent_id=_text(agent_id),
         last_event_type=event.type,
         last_event_at=event.occurred_at,
+        sla_deadline=_parse_time(data.get("sla_deadline")),
+        slot_start=_parse_time(data.get("slot_start")),
+        slot_end=_parse_time(data.get("slot_end")),
+        attempts=_int(data.get("attempts")),
+        contact_count=_int(data.get("contact_count")),
+        flag=flag if isinstance(flag, str) else None,
     )
 
 
@@ -376,8 +513,15 @@ async def customer_profile(*, session: AsyncSession, customer_id: str) -> Custom
         customer_id=customer.id,
         types=[*OPEN_CALLBACK_TYPES, *CLOSED_CALLBACK_TYPES],
     )
-    open_callbacks = [cb for cb in map(_open_callback, callbacks) if cb is not None]
+    open_callbacks: list[OpenCallbackOut] = []
+    closed: list[ClosedCallbackOut] = []
+    for state in map(_callback_state, callbacks):
+        if isinstance(state, OpenCallbackOut):
+            open_callbacks.append(state)
+        elif isinstance(state, ClosedCallbackOut):
+            closed.append(state)
     open_callbacks.sort(key=lambda cb: (cb.due_at is None, cb.due_at or cb.last_event_at))
+    closed.sort(key=lambda cb: cb.closed_at, reverse=True)
     last_contact: dict[str, datetime] = {}
     counts: dict[str, int] = {}
     for row in await repository.activity(session, customer.id):
@@ -389,9 +533,40 @@ async def customer_profile(*, session: AsyncSession, customer_id: str) -> Custom
     return CustomerProfileOut(
         **base.model_dump(),
         open_callbacks=open_callbacks,
+        recent_callbacks=closed[:RECENT_CLOSED],
         last_contact=last_contact,
         counts=dict(sorted(counts.items())),
+        merged_ids=await repository.merged_into(session, customer.id),
+        erased_at=customer.erased_at,
     )
+
+
+async def merges(
+    *, session: AsyncSession, customer_id: str, cursor: str | None, limit: int
+) -> tuple[list[MergeOut], str | None]:
+    """The merges recorded on the customer's timeline, newest first."""
+    events, next_cursor = await timeline(
+        session=session,
+        customer_id=customer_id,
+        channel=None,
+        type_="customer_merged",
+        before=None,
+        cursor=cursor,
+        limit=limit,
+    )
+    items: list[MergeOut] = []
+    for event in events:
+        data = event.data if isinstance(event.data, dict) else {}
+        items.append(
+            MergeOut(
+                event_id=event.id,
+                merged_at=event.occurred_at,
+                survivor_id=str(data.get("survivor_id") or event.customer_id),
+                merged_customer_id=str(data.get("merged_customer_id") or event.subject_id),
+                cause_event_id=_text(data.get("cause_event_id")),
+            )
+        )
+    return items, next_cursor
 
 
 def encode_cursor(event: Event) -> str:

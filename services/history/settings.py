@@ -12,5 +12,18 @@ class HistorySettings(CommonSettings):
 
     # Events older than this are purged by the retention job (DESIGN §5); two years by default.
     history_retention_days: int = Field(default=730, ge=1)
+    # The retention job: on or off, how often, how many events per delete statement.
+    history_purge_enabled: bool = True
+    history_purge_interval_seconds: float = Field(default=3600.0, gt=0)
+    history_purge_batch_size: int = Field(default=5000, ge=1, le=100_000)
     # A full batch of 500 events is about 130 KB; the route allows this much, others the default.
     history_batch_body_limit_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    # The live stream: a comment line this often keeps proxies from closing an idle stream.
+    history_stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    # Wake-ups one stream may have waiting; past it the stream catches up from the database.
+    history_stream_queue_size: int = Field(default=64, ge=1, le=10_000)
+    # Without a LISTEN connection (database restarting) streams look for new events this often.
+    history_stream_poll_seconds: float = Field(default=5.0, gt=0)
+    # The erasure relay (history's outbox to callback and intake) runs inside the app.
+    history_erasure_relay_enabled: bool = True
+    history_relay_poll_seconds: float = Field(default=1.0, gt=0)

@@ -2,29 +2,60 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
+import httpx
 import structlog
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
 
-from services.intake import service
+from services.intake import repository, service
 from services.intake.metrics import IntakeMetrics
-from services.intake.providers import generic, standard_webhooks
-from services.intake.providers.base import PayloadRejected
+from services.intake.providers import REGISTRY
+from services.intake.providers.base import (
+    NotConfigured,
+    Provider,
+    ProviderRequest,
+    Unauthenticated,
+)
+from services.intake.ratelimit import RateLimiter
+from services.intake.schemas import (
+    ContactRequestIn,
+    ErasureResult,
+    InboundDetail,
+    InboundItem,
+    ReplayResult,
+)
 from services.intake.service import RawRequest
 from services.intake.settings import IntakeSettings
-from shared.contracts import Accepted
+from shared.apikeys import Principal
+from shared.auth import require_scope
+from shared.contracts import Accepted, ErasureRequest
 from shared.db import commit, session_dependency
-from shared.errors import Forbidden, ProblemError, Unauthorized
-from shared.jsonutil import ORJSONResponse
-from shared.routing import is_json_media_type
+from shared.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    ProblemError,
+    ServiceUnavailable,
+    Unauthorized,
+    Unprocessable,
+    UnsupportedMediaType,
+    validation_errors,
+)
+from shared.jsonutil import ORJSONResponse, loads
+from shared.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from shared.routing import JsonRoute, is_json_media_type
 
 log = structlog.get_logger("ringback.intake")
 
 SessionDep = Annotated[AsyncSession, Depends(session_dependency, scope="function")]
-
-webhooks = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+AdminDep = Depends(require_scope("admin"))
 
 
 def _settings(request: Request) -> IntakeSettings:
@@ -37,73 +68,283 @@ def _metrics(request: Request) -> IntakeMetrics:
     return metrics
 
 
-@webhooks.post(
-    "/generic",
+# --- webhooks ---------------------------------------------------------------------------
+
+webhooks = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+_TITLES = {400: "Bad Request", 415: "Unsupported Media Type", 422: "Unprocessable Content"}
+
+
+def _webhook_endpoint(
+    provider: Provider[Any],
+) -> Callable[[Request, AsyncSession], Awaitable[Response]]:
+    async def endpoint(request: Request, session: SessionDep) -> Response:
+        settings = _settings(request)
+        metrics = _metrics(request)
+        body = await request.body()
+        incoming = ProviderRequest(
+            body=body,
+            content_type=request.headers.get("content-type"),
+            headers=request.headers,
+            path=request.url.path,
+            query=request.url.query,
+            path_params={k: str(v) for k, v in request.path_params.items()},
+        )
+        try:
+            delivery_id = provider.authenticate(settings, incoming)
+        except NotConfigured as exc:
+            metrics.unauthenticated.labels(provider.name).inc()
+            raise Forbidden(str(exc)) from None
+        except Unauthenticated as exc:
+            # Counted and logged, never stored: an unauthenticated body is nobody's word.
+            metrics.unauthenticated.labels(provider.name).inc()
+            log.warning("intake.webhook.unauthenticated", provider=provider.name, reason=str(exc))
+            raise Unauthorized(str(exc)) from None
+
+        raw = RawRequest.capture(body, request.headers, request.url.query)
+        try:
+            accepted = await service.ingest(
+                session=session,
+                settings=settings,
+                provider=provider,
+                request=incoming,
+                raw=raw,
+                delivery_id=delivery_id,
+            )
+        except service.Rejected as exc:
+            # Kept before answering: the caller's bytes survive even though we say no.
+            await commit(session)
+            metrics.inbound.labels(provider.name, "rejected").inc()
+            log.info("intake.webhook.rejected", provider=provider.name, inbound_id=exc.inbound_id)
+            answer = provider.respond_rejected(incoming, exc.inbound_id)
+            if answer is not None:
+                return answer
+            raise ProblemError(
+                exc.error.reason[:1000],
+                status=exc.error.status,
+                title=_TITLES.get(exc.error.status, "Bad Request"),
+                slug="rejected-payload",
+                extra={"inbound_id": exc.inbound_id},
+            ) from None
+        metrics.inbound.labels(provider.name, accepted.status).inc()
+        log.info(
+            "intake.webhook.stored",
+            provider=provider.name,
+            inbound_id=accepted.id,
+            status=accepted.status,
+        )
+        return provider.respond(incoming, accepted)
+
+    return endpoint
+
+
+def _register(provider: Provider[Any]) -> None:
+    extra: dict[str, Any] = {}
+    if provider.openapi_body:
+        extra["requestBody"] = provider.openapi_body
+    names = re.findall(r"{(\w+)}", provider.route)
+    if names:
+        extra["parameters"] = [
+            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
+        ]
+    webhooks.add_api_route(
+        provider.route,
+        _webhook_endpoint(provider),
+        methods=["POST"],
+        status_code=202,
+        response_model=Accepted,
+        summary=provider.summary,
+        name=f"webhook_{provider.name}",
+        openapi_extra=extra or None,
+    )
+
+
+for _provider in REGISTRY.values():
+    _register(_provider)
+
+
+# --- contact requests -------------------------------------------------------------------
+
+contact = APIRouter(prefix="/v1", tags=["contact requests"])
+_KEY_CHARS = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def client_ip(request: Request, trusted: frozenset[str]) -> str | None:
+    """The client's address; X-Forwarded-For counts only when sent by a trusted proxy."""
+    peer = request.client.host if request.client else None
+    forwarded = request.headers.get("x-forwarded-for")
+    if peer is None or peer not in trusted or not forwarded:
+        return peer
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        if hop not in trusted:
+            return hop[:64]
+    return peer
+
+
+@contact.post(
+    "/contact-requests",
     status_code=202,
     response_model=Accepted,
-    summary="A call event in our signed JSON format (Standard Webhooks)",
+    response_model_exclude_none=True,
+    summary="A customer asks to be contacted (web form, chat, email, social, ...)",
+    responses={
+        200: {"model": Accepted, "description": "A repeat of an Idempotency-Key: the first result"}
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {
-                "application/json": {"schema": generic.GenericCallEvent.model_json_schema()}
-            },
+            "content": {"application/json": {"schema": ContactRequestIn.model_json_schema()}},
         }
     },
 )
-async def generic_webhook(request: Request, session: SessionDep) -> ORJSONResponse:
+async def create_contact_request(
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, Depends(require_scope("intake:write"))],
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> Response:
     settings = _settings(request)
-    secrets = settings.webhook_secret_list()
-    if not secrets:
-        raise Forbidden("Generic webhooks are not enabled: RINGBACK_WEBHOOK_SECRETS is not set.")
+    if idempotency_key is not None and not _KEY_CHARS.match(idempotency_key):
+        raise BadRequest("Idempotency-Key must be 1-200 visible ASCII characters.")
+    if not is_json_media_type(request.headers.get("content-type")):
+        raise UnsupportedMediaType("Send the body as application/json.")
     body = await request.body()
     try:
-        # Verified on the raw bytes, before anything is parsed.
-        standard_webhooks.verify(
-            secrets=secrets,
-            headers=request.headers,
-            body=body,
-            tolerance_seconds=settings.webhook_tolerance_seconds,
-        )
-    except standard_webhooks.SignatureError as exc:
-        _metrics(request).unauthenticated.labels("generic").inc()
-        log.warning("intake.webhook.unauthenticated", provider="generic", reason=str(exc))
-        raise Unauthorized(f"Webhook signature rejected: {exc}.") from None
-
-    raw = RawRequest.capture(body, request.headers)
+        document = loads(body)
+    except ValueError:
+        raise BadRequest("The body is not valid JSON (UTF-8).") from None
     try:
-        if not is_json_media_type(raw.content_type):
-            raise PayloadRejected("the body must be application/json", status=415)
-        report = generic.parse(body)
-    except PayloadRejected as exc:
-        inbound_id = await service.record_rejected(
-            session=session,
-            provider="generic",
-            kind="call",
-            raw=raw,
-            reason=exc.reason,
-            body_limit=settings.rejected_body_limit_bytes,
-        )
-        # Kept before answering: the caller's bytes survive even though we say no.
-        await commit(session)
-        _metrics(request).inbound.labels("generic", "rejected").inc()
-        log.info("intake.webhook.rejected", provider="generic", inbound_id=inbound_id)
-        raise ProblemError(
-            exc.reason[:1000],
-            status=exc.status,
-            title=_TITLES.get(exc.status, "Bad Request"),
-            slug="rejected-payload",
-            extra={"inbound_id": inbound_id},
+        data = ContactRequestIn.model_validate(document)
+    except ValidationError as exc:
+        errors = [
+            {"loc": ["body", *e["loc"]], "msg": e["msg"]} for e in validation_errors(exc.errors())
+        ]
+        raise Unprocessable(
+            "The request did not pass validation.", extra={"errors": errors}
         ) from None
-
-    accepted = await service.record_call(
-        session=session, report=report, raw=raw, region=settings.default_region
+    limiter: RateLimiter = request.app.state.rate_limiter
+    outcome = await service.contact_request(
+        session=session,
+        settings=settings,
+        limiter=limiter,
+        data=data,
+        raw=RawRequest.capture(body, request.headers),
+        principal=principal,
+        client_ip=client_ip(request, settings.trusted_proxy_set()),
+        idempotency_key=idempotency_key,
     )
-    _metrics(request).inbound.labels("generic", accepted.status).inc()
-    log.info(
-        "intake.webhook.stored", provider="generic", inbound_id=accepted.id, status=accepted.status
+    _metrics(request).inbound.labels("api", outcome.accepted.status).inc()
+    return ORJSONResponse(
+        outcome.accepted.model_dump(exclude_none=True),
+        status_code=200 if outcome.repeated else 202,
     )
-    return ORJSONResponse(accepted.model_dump(exclude_none=True), status_code=202)
 
 
-_TITLES = {400: "Bad Request", 415: "Unsupported Media Type", 422: "Unprocessable Content"}
+# --- operators ----------------------------------------------------------------------------
+
+operators = APIRouter(prefix="/v1", tags=["operators"], route_class=JsonRoute)
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+InboundStatus = Literal["accepted", "recorded", "duplicate", "rejected", "replayed"]
+
+
+@operators.get(
+    "/inbound",
+    dependencies=[AdminDep],
+    summary="Inbound records, newest first (no bodies, no personal data)",
+)
+async def list_inbound(
+    session: SessionDep,
+    status: InboundStatus | None = None,
+    provider: Annotated[str | None, Query(max_length=32)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> Page[InboundItem]:
+    before = decode_cursor(cursor, 1)[0] if cursor else None
+    if before is not None and not _UUID.match(before):
+        raise BadRequest("The cursor is not one this API made.")
+    rows = await repository.list_inbound(
+        session, status=status, provider=provider, limit=limit + 1, before_id=before
+    )
+    items = [service.inbound_item(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
+    return Page[InboundItem](items=items, next_cursor=next_cursor)
+
+
+@operators.get(
+    "/inbound/{inbound_id}",
+    dependencies=[AdminDep],
+    summary="One inbound record with its body and headers",
+)
+async def get_inbound(
+    inbound_id: Annotated[str, Path(max_length=64)], session: SessionDep
+) -> InboundDetail:
+    row = await repository.get_inbound(session, inbound_id)
+    if row is None:
+        raise NotFound("No inbound record has this id.")
+    return service.inbound_detail(row)
+
+
+@operators.post(
+    "/inbound/{inbound_id}/replay",
+    dependencies=[AdminDep],
+    summary="Parse a rejected record again with the current code and record it",
+)
+async def replay_inbound(
+    inbound_id: Annotated[str, Path(max_length=64)], request: Request, session: SessionDep
+) -> ReplayResult:
+    return await service.replay(session=session, settings=_settings(request), inbound_id=inbound_id)
+
+
+@operators.post(
+    "/erasures",
+    dependencies=[Depends(require_scope("internal", "admin"))],
+    summary="Erase the personal data of these phones and emails (idempotent on id)",
+)
+async def post_erasure(
+    body: ErasureRequest, request: Request, session: SessionDep
+) -> ErasureResult:
+    return await service.erase(session=session, settings=_settings(request), request=body)
+
+
+# --- self-service links -----------------------------------------------------------------
+
+selfservice = APIRouter(prefix="/v1/self", tags=["self-service"])
+_FORWARDED_REQUEST = ("content-type", "accept", "accept-language")
+_FORWARDED_RESPONSE = ("content-type", "cache-control", "location", "retry-after")
+
+
+async def _forward_self_service(token: str, request: Request) -> Response:
+    client: httpx.AsyncClient = request.app.state.callback_client
+    headers = {
+        name: request.headers[name] for name in _FORWARDED_REQUEST if name in request.headers
+    }
+    try:
+        upstream = await client.request(
+            request.method,
+            f"/v1/self/{quote(token, safe='')}",
+            params=request.url.query or None,
+            content=await request.body() if request.method == "POST" else None,
+            headers=headers,
+        )
+    except httpx.HTTPError as exc:
+        log.warning("intake.self_service.unavailable", error=type(exc).__name__)
+        raise ServiceUnavailable(
+            "The callback service cannot be reached just now; please try again shortly.",
+            headers={"Retry-After": "30"},
+        ) from None
+    kept = {n: upstream.headers[n] for n in _FORWARDED_RESPONSE if n in upstream.headers}
+    return Response(upstream.content, status_code=upstream.status_code, headers=kept)
+
+
+Token = Annotated[str, Path(max_length=1024)]
+
+
+@selfservice.get("/{token}", summary="The customer's self-service page (served by callback)")
+async def self_service_view(token: Token, request: Request) -> Response:
+    return await _forward_self_service(token, request)
+
+
+@selfservice.post("/{token}", summary="The customer cancels or rebooks (handled by callback)")
+async def self_service_act(token: Token, request: Request) -> Response:
+    return await _forward_self_service(token, request)

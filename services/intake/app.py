@@ -2,22 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
-from services.intake.api import webhooks
+from services.intake.api import contact, operators, selfservice, webhooks
 from services.intake.metrics import IntakeMetrics
+from services.intake.ratelimit import RateLimiter
 from services.intake.settings import IntakeSettings
+from shared.http import internal_client
 from shared.service_app import create_service_app
+
+# Without any configured secret (development only) the rate-limit keys are still hashed.
+_DEVELOPMENT_KEY = b"ringback-development-rate-limit-key"
+
+
+def _rate_limit_key(settings: IntakeSettings) -> bytes:
+    for secret in (settings.internal_api_key, settings.self_service_secret):
+        if secret is not None and secret.get_secret_value():
+            return secret.get_secret_value().encode()
+    return _DEVELOPMENT_KEY
 
 
 def create_app(settings: IntakeSettings) -> FastAPI:
     """Intake: verifies, normalises and durably stores everything that comes in."""
+
+    @asynccontextmanager
+    async def resources(app: FastAPI) -> AsyncIterator[None]:
+        app.state.rate_limiter = RateLimiter(
+            app.state.redis,
+            window_seconds=settings.rate_limit_window_seconds,
+            secret=_rate_limit_key(settings),
+        )
+        app.state.callback_client = internal_client(settings, service="intake", peer="callback")
+        try:
+            yield
+        finally:
+            await app.state.callback_client.aclose()
+
     app = create_service_app(
         name="intake",
         settings=settings,
-        routers=[webhooks],
+        routers=[webhooks, contact, operators, selfservice],
         peers=["callback", "history"],
         description="Missed-call webhooks and contact requests, stored before they are answered.",
+        extensions=[resources],
     )
     app.state.intake_metrics = IntakeMetrics(app.state.registry)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Index, LargeBinary, String, Text, text
+from sqlalchemy import DateTime, Index, LargeBinary, PrimaryKeyConstraint, String, Text, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -32,6 +32,9 @@ class Inbound(Base):
             postgresql_where=text("external_id IS NOT NULL"),
         ),
         Index("ix_inbound_status_received_at", "status", "received_at"),
+        # Erasure finds a person's rows by these.
+        Index("ix_inbound_phone", "phone", postgresql_where=text("phone IS NOT NULL")),
+        Index("ix_inbound_email", "email", postgresql_where=text("email IS NOT NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -46,7 +49,63 @@ class Inbound(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     body_truncated: Mapped[bool] = mapped_column(default=False)
     phone: Mapped[str | None] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(254))
+    # The query string of the request (Twilio signs it; a replay re-parses with it).
+    query: Mapped[str | None] = mapped_column(Text)
     summary: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CallLeg(Base):
+    """What one provider said so far about one call leg (CTI callId, Twilio CallSid).
+
+    Events about a call arrive separately, twice, or out of order; this row is what lets a
+    later event be understood (a hangup without an answer, the customer of a child leg) and
+    makes each outcome of a call reported once.
+    """
+
+    __tablename__ = "call_legs"
+    __table_args__ = (
+        PrimaryKeyConstraint("provider", "call_id"),
+        Index("ix_call_legs_phone", "phone", postgresql_where=text("phone IS NOT NULL")),
+        Index("ix_call_legs_updated_at", "updated_at"),
+    )
+
+    provider: Mapped[str] = mapped_column(String(32))
+    call_id: Mapped[str] = mapped_column(String(200))
+    direction: Mapped[str | None] = mapped_column(String(16))
+    caller: Mapped[str | None] = mapped_column(String(64))
+    callee: Mapped[str | None] = mapped_column(String(64))
+    # The caller in E.164, when it parses: erasure finds legs by it.
+    phone: Mapped[str | None] = mapped_column(String(32))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    missed_inbound_id: Mapped[str | None] = mapped_column(String(36))
+    answered_inbound_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebhookReceipt(Base):
+    """A Standard Webhooks `webhook-id` seen recently: a replay of it is a duplicate."""
+
+    __tablename__ = "webhook_receipts"
+    __table_args__ = (Index("ix_webhook_receipts_received_at", "received_at"),)
+
+    webhook_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    inbound_id: Mapped[str] = mapped_column(String(36))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Erasure(Base):
+    """An erasure request done (no personal data: only its id and what was erased)."""
+
+    __tablename__ = "erasures"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
 
 
 class IntakeOutbox(OutboxMixin, Base):

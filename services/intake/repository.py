@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Text, cast, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.models import Inbound
+from services.intake.models import CallLeg, Erasure, Inbound, IntakeOutbox, WebhookReceipt
+from shared.db import utcnow
 from shared.ids import new_id
 
 
@@ -33,3 +36,213 @@ async def find_by_external_id(session: AsyncSession, provider: str, external_id:
         select(Inbound.id).where(Inbound.provider == provider, Inbound.external_id == external_id)
     )
     return found
+
+
+async def get_inbound(
+    session: AsyncSession, inbound_id: str, *, lock: bool = False
+) -> Inbound | None:
+    statement = select(Inbound).where(Inbound.id == inbound_id)
+    if lock:
+        statement = statement.with_for_update()
+    row: Inbound | None = await session.scalar(statement)
+    return row
+
+
+async def find_inbound(session: AsyncSession, provider: str, external_id: str) -> Inbound | None:
+    row: Inbound | None = await session.scalar(
+        select(Inbound).where(Inbound.provider == provider, Inbound.external_id == external_id)
+    )
+    return row
+
+
+async def update_inbound(session: AsyncSession, inbound_id: str, **values: Any) -> None:
+    await session.execute(update(Inbound).where(Inbound.id == inbound_id).values(**values))
+
+
+async def list_inbound(
+    session: AsyncSession,
+    *,
+    status: str | None,
+    provider: str | None,
+    limit: int,
+    before_id: str | None,
+) -> Sequence[Inbound]:
+    """Newest first (ids are UUIDv7, so id order is arrival order)."""
+    statement = select(Inbound).order_by(Inbound.id.desc()).limit(limit)
+    if status:
+        statement = statement.where(Inbound.status == status)
+    if provider:
+        statement = statement.where(Inbound.provider == provider)
+    if before_id:
+        statement = statement.where(Inbound.id < before_id)
+    return (await session.scalars(statement)).all()
+
+
+async def claim_receipt(session: AsyncSession, webhook_id: str, inbound_id: str) -> str:
+    """Record a `webhook-id`; return the inbound id of its first delivery (maybe this one)."""
+    inserted = await session.scalar(
+        insert(WebhookReceipt)
+        .values(webhook_id=webhook_id, inbound_id=inbound_id, received_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[WebhookReceipt.webhook_id])
+        .returning(WebhookReceipt.inbound_id)
+    )
+    if inserted is not None:
+        return str(inserted)
+    first = await session.scalar(
+        select(WebhookReceipt.inbound_id).where(WebhookReceipt.webhook_id == webhook_id)
+    )
+    return str(first)
+
+
+async def point_receipt(session: AsyncSession, webhook_id: str, inbound_id: str) -> None:
+    await session.execute(
+        update(WebhookReceipt)
+        .where(WebhookReceipt.webhook_id == webhook_id)
+        .values(inbound_id=inbound_id)
+    )
+
+
+async def open_leg(session: AsyncSession, provider: str, call_id: str) -> tuple[CallLeg, bool]:
+    """The leg, created when unknown, locked until the transaction ends."""
+    now = utcnow()
+    created = await session.scalar(
+        insert(CallLeg)
+        .values(provider=provider, call_id=call_id, created_at=now, updated_at=now)
+        .on_conflict_do_nothing(index_elements=[CallLeg.provider, CallLeg.call_id])
+        .returning(CallLeg.call_id)
+    )
+    leg = await session.scalar(
+        select(CallLeg)
+        .where(CallLeg.provider == provider, CallLeg.call_id == call_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    assert leg is not None
+    return leg, created is not None
+
+
+async def get_erasure(session: AsyncSession, erasure_id: str) -> Erasure | None:
+    return await session.get(Erasure, erasure_id)
+
+
+async def claim_erasure(session: AsyncSession, erasure_id: str, requested_at: datetime) -> bool:
+    """True when this erasure id is new (and now ours until commit)."""
+    inserted = await session.scalar(
+        insert(Erasure)
+        .values(id=erasure_id, requested_at=requested_at, completed_at=utcnow(), counts={})
+        .on_conflict_do_nothing(index_elements=[Erasure.id])
+        .returning(Erasure.id)
+    )
+    return inserted is not None
+
+
+def _body_text() -> Any:
+    # bytea as text for searching: non-ASCII bytes become \ooo escapes, which is fine for
+    # finding digits and ASCII email addresses.
+    return func.lower(func.encode(Inbound.body, "escape"))
+
+
+async def erase_inbound(
+    session: AsyncSession,
+    *,
+    phones: Sequence[str],
+    phone_patterns: Sequence[str],
+    emails: Sequence[str],
+    email_forms: Sequence[str],
+) -> int:
+    """Strip personal data from every inbound row that names one of these people."""
+    conditions: list[Any] = []
+    if phones:
+        conditions.append(Inbound.phone.in_(phones))
+    if emails:
+        conditions.append(Inbound.email.in_(emails))
+    body = func.encode(Inbound.body, "escape")
+    conditions.extend(body.op("~*")(pattern) for pattern in phone_patterns)
+    conditions.extend(func.strpos(_body_text(), form) > 0 for form in email_forms)
+    if not conditions:
+        return 0
+    result = await session.execute(
+        update(Inbound)
+        .where(or_(*conditions))
+        .values(
+            body=b"",
+            body_truncated=False,
+            headers={},
+            phone=None,
+            email=None,
+            query=None,
+            summary={"erased": True},
+            erased_at=utcnow(),
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def erase_call_legs(
+    session: AsyncSession, *, phones: Sequence[str], phone_patterns: Sequence[str]
+) -> int:
+    conditions: list[Any] = []
+    if phones:
+        conditions.append(CallLeg.phone.in_(phones))
+    for pattern in phone_patterns:
+        conditions.extend(column.op("~*")(pattern) for column in (CallLeg.caller, CallLeg.callee))
+    if not conditions:
+        return 0
+    result = await session.execute(
+        update(CallLeg).where(or_(*conditions)).values(caller=None, callee=None, phone=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def erase_outbox(session: AsyncSession, *, needles: Sequence[str]) -> int:
+    """Empty the payloads that mention these people; undelivered ones are withdrawn."""
+    if not needles:
+        return 0
+    text = func.lower(cast(IntakeOutbox.payload, Text))
+    mentions = or_(
+        *(func.strpos(text, needle) > 0 for needle in needles),
+        IntakeOutbox.ordering_key.in_(needles),
+    )
+    pending = IntakeOutbox.delivered_at.is_(None) & IntakeOutbox.dead_at.is_(None)
+    # Not delivered yet: withdrawn (parked), since the person asked to be forgotten.
+    await session.execute(
+        update(IntakeOutbox)
+        .where(mentions, pending)
+        .values(dead_at=utcnow(), last_error="withdrawn: personal data erased")
+    )
+    emptied = await session.execute(
+        # The ordering key is the customer's number or address: it goes too. These rows are
+        # delivered or withdrawn, so they hold nothing up.
+        update(IntakeOutbox).where(mentions).values(payload={"erased": True}, ordering_key="erased")
+    )
+    return int(getattr(emptied, "rowcount", 0) or 0)
+
+
+async def record_erasure(session: AsyncSession, erasure_id: str, counts: dict[str, int]) -> None:
+    await session.execute(
+        update(Erasure).where(Erasure.id == erasure_id).values(counts=counts, completed_at=utcnow())
+    )
+
+
+async def purge(
+    session: AsyncSession,
+    *,
+    receipts_before: datetime,
+    rejected_before: datetime,
+    legs_before: datetime,
+) -> dict[str, int]:
+    """Housekeeping: forget old webhook ids, rejected payloads and finished call legs."""
+    counts: dict[str, int] = {}
+    for name, statement in (
+        ("receipts", delete(WebhookReceipt).where(WebhookReceipt.received_at < receipts_before)),
+        (
+            "rejected",
+            delete(Inbound).where(
+                Inbound.status.in_(("rejected", "replayed")), Inbound.received_at < rejected_before
+            ),
+        ),
+        ("call_legs", delete(CallLeg).where(CallLeg.updated_at < legs_before)),
+    ):
+        result = await session.execute(statement)
+        counts[name] = int(getattr(result, "rowcount", 0) or 0)
+    return counts

@@ -2,20 +2,56 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
+import phonenumbers
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake import repository
-from services.intake.models import IntakeOutbox
-from services.intake.providers.base import CallReport
-from shared.contracts import Accepted, CallbackCreate, CustomerRef, EventIn, Ref
+from services.intake.models import CallLeg, Inbound, IntakeOutbox
+from services.intake.providers import REGISTRY
+from services.intake.providers.base import (
+    CallReport,
+    Decision,
+    Delivery,
+    PayloadRejected,
+    Provider,
+    ProviderRequest,
+)
+from services.intake.ratelimit import Limit, RateLimiter
+from services.intake.schemas import (
+    ContactRequestIn,
+    ErasureCounts,
+    ErasureResult,
+    InboundDetail,
+    InboundItem,
+    ReplayResult,
+)
+from services.intake.settings import IntakeSettings
+from shared.apikeys import Principal
+from shared.contracts import (
+    Accepted,
+    Acknowledgement,
+    AnsweredCall,
+    CallbackCreate,
+    Consent,
+    CustomerRef,
+    ErasureRequest,
+    EventIn,
+    PreferredTime,
+    Ref,
+)
+from shared.db import utcnow
+from shared.errors import Conflict, NotFound, Unprocessable
 from shared.ids import new_id
 from shared.outbox import enqueue
-from shared.phone import normalize
+from shared.phone import normalize, region_of
 
-# Request headers worth keeping with a raw record; never credentials.
+# Request headers worth keeping with a raw record; never credentials or signatures.
 _KEPT_HEADERS = (
     "content-type",
     "user-agent",
@@ -23,6 +59,7 @@ _KEPT_HEADERS = (
     "webhook-timestamp",
     "x-request-id",
     "x-forwarded-for",
+    "idempotency-key",
 )
 
 
@@ -33,39 +70,195 @@ class RawRequest:
     body: bytes
     content_type: str | None
     headers: dict[str, str]
+    query: str | None = None
 
     @classmethod
-    def capture(cls, body: bytes, headers: Any) -> RawRequest:
+    def capture(cls, body: bytes, headers: Any, query: str | None = None) -> RawRequest:
         kept = {name: headers[name] for name in _KEPT_HEADERS if name in headers}
-        return cls(body=body, content_type=headers.get("content-type"), headers=kept)
+        return cls(
+            body=body, content_type=headers.get("content-type"), headers=kept, query=query or None
+        )
 
 
-async def record_call(
-    *, session: AsyncSession, report: CallReport, raw: RawRequest, region: str
+class Rejected(Exception):
+    """An authentic payload was kept as `inbound_id` but cannot be used."""
+
+    def __init__(self, inbound_id: str, error: PayloadRejected) -> None:
+        super().__init__(error.reason)
+        self.inbound_id = inbound_id
+        self.error = error
+
+
+def normalize_caller(raw: str | None, region: str) -> str | None:
+    """E.164 of a caller id; PBXs often send international numbers without `+` or `00`."""
+    phone = normalize(raw, region)
+    if phone is None and raw is not None:
+        digits = raw.strip()
+        if digits.isdigit() and not digits.startswith("0") and len(digits) >= 8:
+            phone = normalize("+" + digits, region)
+    return phone
+
+
+def sms_allowed(settings: IntakeSettings, phone: str) -> bool:
+    """Whether we may text this number (destination allow-list against SMS pumping)."""
+    return (region_of(phone) or "") in settings.sms_allowed_region_set()
+
+
+class _Legs:
+    """`LegStore` for one provider, in the request's transaction."""
+
+    def __init__(self, session: AsyncSession, provider: str) -> None:
+        self.session = session
+        self.provider = provider
+        self.opened: list[CallLeg] = []
+
+    async def open(self, call_id: str) -> tuple[CallLeg, bool]:
+        leg, created = await repository.open_leg(self.session, self.provider, call_id)
+        self.opened.append(leg)
+        return leg, created
+
+
+# --- webhooks ---------------------------------------------------------------------------
+
+
+async def ingest(
+    *,
+    session: AsyncSession,
+    settings: IntakeSettings,
+    provider: Provider[Any],
+    request: ProviderRequest,
+    raw: RawRequest,
+    delivery_id: str | None,
 ) -> Accepted:
-    """Store a verified call report with its forwards; a redelivered call is a duplicate."""
-    phone = normalize(report.caller, region)
-    wants_callback = report.outcome == "missed" and phone is not None
-    inbound_id = await repository.insert_inbound(
+    """Store one authenticated webhook and what it means; raise `Rejected` if unusable."""
+    inbound_id = new_id()
+    if delivery_id is not None:
+        first = await repository.claim_receipt(session, delivery_id, inbound_id)
+        if first != inbound_id:
+            # A replayed message id: the sender's retry, or someone else's replay.
+            return Accepted(id=first, status="duplicate")
+    try:
+        delivery = provider.parse(request)
+    except PayloadRejected as exc:
+        await record_rejected(
+            session=session,
+            provider=provider.name,
+            kind="call",
+            raw=raw,
+            reason=exc.reason,
+            body_limit=settings.rejected_body_limit_bytes,
+            inbound_id=inbound_id,
+        )
+        raise Rejected(inbound_id, exc) from None
+    accepted = await record_delivery(
+        session=session,
+        settings=settings,
+        provider=provider,
+        delivery=delivery,
+        raw=raw,
+        inbound_id=inbound_id,
+    )
+    if delivery_id is not None and accepted.id != inbound_id:
+        await repository.point_receipt(session, delivery_id, accepted.id)
+    return accepted
+
+
+async def record_delivery(
+    *,
+    session: AsyncSession,
+    settings: IntakeSettings,
+    provider: Provider[Any],
+    delivery: Delivery[Any],
+    raw: RawRequest,
+    inbound_id: str,
+) -> Accepted:
+    """Store a parsed delivery (a redelivery is a duplicate), interpret it, queue forwards."""
+    inserted = await repository.insert_inbound(
         session,
         {
-            "provider": report.provider,
+            "id": inbound_id,
+            "provider": provider.name,
             "kind": "call",
-            "external_id": report.call_id,
-            "status": "accepted" if wants_callback else "recorded",
+            "external_id": delivery.external_id,
+            "status": "recorded",
             "content_type": raw.content_type,
             "headers": raw.headers,
             "body": raw.body,
-            "phone": phone,
-            "summary": {"outcome": report.outcome, "status": report.status},
+            "query": raw.query,
+            "summary": dict(delivery.summary),
         },
     )
-    if inbound_id is None:
-        existing = await repository.find_by_external_id(session, report.provider, report.call_id)
+    if inserted is None:
+        existing = await repository.find_by_external_id(
+            session, provider.name, delivery.external_id
+        )
         return Accepted(id=existing or "", status="duplicate")
-    if report.outcome == "ignored":
-        return Accepted(id=inbound_id, status="recorded")
+    legs = _Legs(session, provider.name)
+    decision = await provider.interpret(delivery, legs)
+    now = utcnow()
+    for leg in legs.opened:
+        leg.updated_at = now
+        if leg.phone is None and leg.caller:
+            leg.phone = normalize_caller(leg.caller, settings.default_region)
+    return await _apply(
+        session=session,
+        settings=settings,
+        inbound_id=inbound_id,
+        decision=decision,
+        summary=dict(delivery.summary),
+    )
 
+
+async def _apply(
+    *,
+    session: AsyncSession,
+    settings: IntakeSettings,
+    inbound_id: str,
+    decision: Decision,
+    summary: dict[str, Any],
+) -> Accepted:
+    report = decision.report
+    if decision.notes:
+        summary["notes"] = {k: str(v) for k, v in decision.notes.items()}
+    if report is None:
+        await repository.update_inbound(session, inbound_id, summary=summary)
+        return Accepted(id=inbound_id, status="recorded")
+    summary["outcome"] = report.outcome
+    leg = decision.leg
+    if leg is not None:
+        # Each outcome of a call is reported once, whichever of its requests says so first.
+        first = leg.missed_inbound_id if report.outcome == "missed" else leg.answered_inbound_id
+        if first is not None:
+            summary["duplicate_of"] = first
+            await repository.update_inbound(
+                session, inbound_id, status="duplicate", summary=summary
+            )
+            return Accepted(id=first, status="duplicate")
+        if report.outcome == "missed":
+            leg.missed_inbound_id = inbound_id
+        else:
+            leg.answered_inbound_id = inbound_id
+    phone = normalize_caller(report.caller, settings.default_region)
+    status = await forward_call(
+        session=session, settings=settings, report=report, inbound_id=inbound_id, phone=phone
+    )
+    if phone is not None and not sms_allowed(settings, phone):
+        summary["sms_blocked"] = "region"
+    await repository.update_inbound(
+        session, inbound_id, status=status, phone=phone, email=report.email, summary=summary
+    )
+    return Accepted(id=inbound_id, status=status)
+
+
+async def forward_call(
+    *,
+    session: AsyncSession,
+    settings: IntakeSettings,
+    report: CallReport,
+    inbound_id: str,
+    phone: str | None,
+) -> str:
+    """Queue the forwards of a missed or answered call; return the inbound status."""
     ordering_key = phone or f"inbound:{inbound_id}"
     await enqueue(
         session,
@@ -75,29 +268,48 @@ async def record_call(
         payload=_call_event(report, inbound_id, phone).model_dump(mode="json", exclude_none=True),
         ordering_key=ordering_key,
     )
-    if wants_callback:
-        assert phone is not None
-        create = CallbackCreate(
+    if phone is None:
+        return "recorded"
+    if report.outcome == "answered":
+        # The customer got through: callback completes their open callback, if any.
+        answered = AnsweredCall(
             request_id=f"inbound:{inbound_id}",
-            source="missed_call",
-            channel="phone",
-            first_contact_at=report.occurred_at,
             phone=phone,
-            email=report.email,
-            name=report.name,
-            language=report.language,
-            queue=report.queue,
+            occurred_at=report.occurred_at,
             inbound_id=inbound_id,
         )
         await enqueue(
             session,
             IntakeOutbox,
             destination="callback",
-            path="/v1/callbacks",
-            payload=create.model_dump(mode="json", exclude_none=True),
+            path="/v1/answered-calls",
+            payload=answered.model_dump(mode="json", exclude_none=True),
             ordering_key=ordering_key,
         )
-    return Accepted(id=inbound_id, status="accepted" if wants_callback else "recorded")
+        return "recorded"
+    create = CallbackCreate(
+        request_id=f"inbound:{inbound_id}",
+        source="missed_call",
+        channel="phone",
+        first_contact_at=report.occurred_at,
+        phone=phone,
+        email=report.email,
+        name=report.name,
+        language=report.language,
+        queue=report.queue,
+        inbound_id=inbound_id,
+        # Outside the allow-list the callback still happens, but nothing texts the number.
+        consent=Consent(sms=sms_allowed(settings, phone), email=True),
+    )
+    await enqueue(
+        session,
+        IntakeOutbox,
+        destination="callback",
+        path="/v1/callbacks",
+        payload=create.model_dump(mode="json", exclude_none=True),
+        ordering_key=ordering_key,
+    )
+    return "accepted"
 
 
 async def record_rejected(
@@ -108,25 +320,27 @@ async def record_rejected(
     raw: RawRequest,
     reason: str,
     body_limit: int,
+    inbound_id: str | None = None,
 ) -> str:
     """Keep an authentic but unusable payload, bounded in size, for an operator to inspect."""
-    inbound_id = await repository.insert_inbound(
-        session,
-        {
-            "provider": provider,
-            "kind": kind,
-            "external_id": None,
-            "status": "rejected",
-            "reason": reason[:2000],
-            "content_type": raw.content_type,
-            "headers": raw.headers,
-            "body": raw.body[:body_limit],
-            "body_truncated": len(raw.body) > body_limit,
-            "summary": {},
-        },
-    )
-    assert inbound_id is not None
-    return inbound_id
+    values: dict[str, Any] = {
+        "provider": provider,
+        "kind": kind,
+        "external_id": None,
+        "status": "rejected",
+        "reason": reason[:2000],
+        "content_type": raw.content_type,
+        "headers": raw.headers,
+        "body": raw.body[:body_limit],
+        "body_truncated": len(raw.body) > body_limit,
+        "query": raw.query,
+        "summary": {},
+    }
+    if inbound_id is not None:
+        values["id"] = inbound_id
+    stored = await repository.insert_inbound(session, values)
+    assert stored is not None
+    return stored
 
 
 def _call_event(report: CallReport, inbound_id: str, phone: str | None) -> EventIn:
@@ -153,3 +367,296 @@ def _call_event(report: CallReport, inbound_id: str, phone: str | None) -> Event
         summary=summary,
         data=data,
     )
+
+
+# --- operators --------------------------------------------------------------------------
+
+
+def inbound_item(row: Inbound) -> InboundItem:
+    return InboundItem(
+        id=row.id,
+        provider=row.provider,
+        kind=row.kind,
+        status=row.status,
+        reason=row.reason,
+        received_at=row.received_at,
+        content_type=row.content_type,
+        body_bytes=len(row.body),
+        body_truncated=row.body_truncated,
+        summary=row.summary,
+    )
+
+
+def inbound_detail(row: Inbound) -> InboundDetail:
+    try:
+        text: str | None = row.body.decode("utf-8")
+        encoded = None
+    except UnicodeDecodeError:
+        text, encoded = None, base64.b64encode(row.body).decode()
+    return InboundDetail(
+        **inbound_item(row).model_dump(),
+        external_id=row.external_id,
+        phone=row.phone,
+        email=row.email,
+        headers=row.headers,
+        query=row.query,
+        body=text,
+        body_base64=encoded,
+        erased_at=row.erased_at,
+    )
+
+
+async def replay(
+    *, session: AsyncSession, settings: IntakeSettings, inbound_id: str
+) -> ReplayResult:
+    """Parse a rejected record again with today's code; record it like a fresh delivery."""
+    row = await repository.get_inbound(session, inbound_id, lock=True)
+    if row is None:
+        raise NotFound("No inbound record has this id.")
+    if row.status != "rejected":
+        raise Conflict(f"Only rejected records can be replayed; this one is {row.status}.")
+    provider = REGISTRY.get(row.provider)
+    if provider is None:
+        raise Conflict(f"No adapter handles provider {row.provider!r} any more.")
+    if row.body_truncated:
+        raise Unprocessable("The stored body was truncated when it was kept; it cannot be parsed.")
+    request = ProviderRequest(
+        body=row.body,
+        content_type=row.content_type,
+        headers={k.lower(): str(v) for k, v in row.headers.items()},
+        query=row.query or "",
+    )
+    try:
+        delivery = provider.parse(request)
+    except PayloadRejected as exc:
+        raise Unprocessable(
+            f"It still does not parse: {exc.reason}"[:1000], extra={"inbound_id": row.id}
+        ) from None
+    raw = RawRequest(
+        body=row.body, content_type=row.content_type, headers=dict(row.headers), query=row.query
+    )
+    accepted = await record_delivery(
+        session=session,
+        settings=settings,
+        provider=provider,
+        delivery=delivery,
+        raw=raw,
+        inbound_id=new_id(),
+    )
+    row.status = "replayed"
+    row.summary = {**row.summary, "replayed_as": accepted.id, "replayed_at": utcnow().isoformat()}
+    return ReplayResult(id=row.id, status="replayed", result=accepted)
+
+
+# --- contact requests -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ContactOutcome:
+    accepted: Accepted
+    repeated: bool
+
+
+async def contact_request(
+    *,
+    session: AsyncSession,
+    settings: IntakeSettings,
+    limiter: RateLimiter,
+    data: ContactRequestIn,
+    raw: RawRequest,
+    principal: Principal,
+    client_ip: str | None,
+    idempotency_key: str | None,
+) -> ContactOutcome:
+    """Store a contact request with its forwards, once per Idempotency-Key."""
+    phone: str | None = None
+    if data.phone is not None:
+        phone = normalize(data.phone, settings.default_region)
+        if phone is None:
+            raise Unprocessable(
+                "The phone number is not one we can call.",
+                extra={"errors": [{"loc": ["body", "phone"], "msg": "not a valid phone number"}]},
+            )
+    email = data.email.lower() if data.email else None
+    if phone is None and email is None:
+        raise Unprocessable(
+            "Give a phone number (for a callback) or an email address.",
+            extra={"errors": [{"loc": ["body"], "msg": "phone or email is required"}]},
+        )
+    fingerprint = hashlib.sha256(raw.body).hexdigest()
+    external_id = f"{principal.key_id}:{idempotency_key}"[:200] if idempotency_key else None
+    if external_id is not None:
+        earlier = await repository.find_inbound(session, "api", external_id)
+        if earlier is not None:
+            return _repeat(earlier, fingerprint)
+
+    limits = [Limit("api_key", principal.key_id, settings.rate_limit_per_api_key)]
+    if client_ip:
+        limits.append(Limit("ip", client_ip, settings.rate_limit_per_ip))
+    if phone:
+        limits.append(Limit("phone", phone, settings.rate_limit_per_phone))
+    await limiter.hit(limits)
+
+    can_text = phone is not None and sms_allowed(settings, phone)
+    wants_callback = phone is not None
+    summary: dict[str, Any] = {"channel": data.channel, "body_sha256": fingerprint}
+    if phone is not None and not can_text:
+        summary["sms_blocked"] = "region"
+    status = "accepted" if wants_callback else "recorded"
+    inbound_id = await repository.insert_inbound(
+        session,
+        {
+            "provider": "api",
+            "kind": "contact_request",
+            "external_id": external_id,
+            "status": status,
+            "content_type": raw.content_type,
+            "headers": raw.headers,
+            "body": raw.body,
+            "phone": phone,
+            "email": email,
+            "summary": summary,
+        },
+    )
+    if inbound_id is None:
+        # The same key at the same moment: the other request won; answer its result.
+        assert external_id is not None
+        earlier = await repository.find_inbound(session, "api", external_id)
+        assert earlier is not None
+        return _repeat(earlier, fingerprint)
+
+    received_at = utcnow()
+    ordering_key = phone or email or f"inbound:{inbound_id}"
+    event = EventIn(
+        id=new_id(),
+        occurred_at=received_at,
+        channel=data.channel,
+        direction="inbound",
+        type="contact_request",
+        customer=CustomerRef(phone=phone, email=email, name=data.name, language=data.language),
+        subject=Ref(kind="inbound", id=inbound_id),
+        actor=Ref(kind="customer"),
+        summary=f"Contact request ({data.channel})",
+        data={
+            k: v
+            for k, v in {
+                "message": data.message,
+                "preferred": data.preferred.model_dump(mode="json", exclude_none=True),
+                "sms_blocked": summary.get("sms_blocked"),
+            }.items()
+            if v is not None
+        },
+    )
+    await enqueue(
+        session,
+        IntakeOutbox,
+        destination="history",
+        path="/v1/events",
+        payload=event.model_dump(mode="json", exclude_none=True),
+        ordering_key=ordering_key,
+    )
+    if phone is not None:
+        create = CallbackCreate(
+            request_id=f"inbound:{inbound_id}",
+            source="contact_request",
+            channel=data.channel,
+            first_contact_at=received_at,
+            phone=phone,
+            email=email,
+            name=data.name,
+            language=data.language,
+            message=data.message,
+            preferred=PreferredTime(**data.preferred.model_dump()),
+            consent=Consent(sms=data.consent.sms and can_text, email=data.consent.email),
+            inbound_id=inbound_id,
+        )
+        await enqueue(
+            session,
+            IntakeOutbox,
+            destination="callback",
+            path="/v1/callbacks",
+            payload=create.model_dump(mode="json", exclude_none=True),
+            ordering_key=ordering_key,
+        )
+    elif email is not None and data.consent.email:
+        ack = Acknowledgement(
+            request_id=f"inbound:{inbound_id}",
+            email=email,
+            name=data.name,
+            language=data.language,
+            channel=data.channel,
+            received_at=received_at,
+        )
+        await enqueue(
+            session,
+            IntakeOutbox,
+            destination="callback",
+            path="/v1/acknowledgements",
+            payload=ack.model_dump(mode="json", exclude_none=True),
+            ordering_key=ordering_key,
+        )
+    return ContactOutcome(Accepted(id=inbound_id, status=status), repeated=False)
+
+
+def _repeat(earlier: Inbound, fingerprint: str) -> ContactOutcome:
+    stored = earlier.summary.get("body_sha256")
+    if stored is not None and stored != fingerprint:
+        raise Unprocessable(
+            "This Idempotency-Key was used with a different request body.",
+            slug="idempotency-key-reused",
+        )
+    status = earlier.status if earlier.status in {"accepted", "recorded"} else "recorded"
+    return ContactOutcome(Accepted(id=earlier.id, status=status), repeated=True)
+
+
+# --- erasure ----------------------------------------------------------------------------
+
+# Between two digits of a number people and systems write spaces, dots, slashes, dashes,
+# brackets, or their URL encodings (`+`, `%20`, `%2F`, ...).
+_SEPARATOR = r"(?:[ ./()+-]|%2[0-9a-f]){0,3}"
+
+
+def phone_pattern(national: str) -> str:
+    """A PostgreSQL regular expression for the national digits in any common notation."""
+    return _SEPARATOR.join(national) + "(?![0-9])"
+
+
+async def erase(
+    *, session: AsyncSession, settings: IntakeSettings, request: ErasureRequest
+) -> ErasureResult:
+    """Remove these people's personal data from the intake schema; idempotent on the id."""
+    if not await repository.claim_erasure(session, request.id, request.requested_at):
+        done = await repository.get_erasure(session, request.id)
+        assert done is not None
+        return ErasureResult(
+            id=done.id, erased=ErasureCounts(**done.counts), completed_at=done.completed_at
+        )
+    phones: set[str] = set()
+    patterns: set[str] = set()
+    for given in request.phones:
+        phone = normalize_caller(given, settings.default_region)
+        if phone is None:
+            continue
+        phones.add(phone)
+        national = phonenumbers.national_significant_number(phonenumbers.parse(phone, None))
+        # Raw bodies hold the number in whatever notation the sender used.
+        if len(national) >= 6:
+            patterns.add(phone_pattern(national))
+    emails = {email.lower() for email in request.emails}
+    email_forms = emails | {quote(email, safe="").lower() for email in emails}
+    counts = {
+        "inbound": await repository.erase_inbound(
+            session,
+            phones=sorted(phones),
+            phone_patterns=sorted(patterns),
+            emails=sorted(emails),
+            email_forms=sorted(email_forms),
+        ),
+        "call_legs": await repository.erase_call_legs(
+            session, phones=sorted(phones), phone_patterns=sorted(patterns)
+        ),
+        # Forwards carry numbers in E.164 and emails lower-cased, as intake wrote them.
+        "outbox": await repository.erase_outbox(session, needles=sorted(phones | emails)),
+    }
+    await repository.record_erasure(session, request.id, counts)
+    return ErasureResult(id=request.id, erased=ErasureCounts(**counts), completed_at=utcnow())

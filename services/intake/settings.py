@@ -1,10 +1,14 @@
-"""Intake's settings: webhook secrets and the relay's pace, on top of the common ones."""
+"""Intake's settings: webhook secrets, abuse limits, the relay's pace (beyond the common ones)."""
 
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
 from shared.settings import CommonSettings
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 class IntakeSettings(CommonSettings):
@@ -15,11 +19,32 @@ class IntakeSettings(CommonSettings):
     cti_token: SecretStr | None = None
     relay_batch_size: int = Field(default=100, ge=1, le=1000)
     relay_poll_seconds: float = Field(default=1.0, gt=0)
-    # Raw bodies of rejected payloads are kept for operators, up to this many bytes each.
+    # The relay serves its own /metrics here (on `relay_metrics_host`); unset: no server.
+    relay_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    relay_metrics_host: str = "127.0.0.1"
+    # Raw bodies of rejected payloads are kept for operators, up to this many bytes each ...
     rejected_body_limit_bytes: int = Field(default=16 * 1024, ge=0)
+    # ... for this many days; call legs (only needed while a call is going on) for fewer.
+    rejected_retention_days: int = Field(default=30, ge=1)
+    call_leg_retention_days: int = Field(default=7, ge=1)
+
+    # Abuse limits on contact requests, per rolling-hour window.
+    rate_limit_window_seconds: int = Field(default=3600, ge=1)
+    rate_limit_per_phone: int = Field(default=5, ge=1)
+    rate_limit_per_ip: int = Field(default=30, ge=1)
+    rate_limit_per_api_key: int = Field(default=300, ge=1)
+    # Addresses of reverse proxies whose X-Forwarded-For names the real client (comma-separated).
+    trusted_proxies: str = ""
+    # Destination countries we send SMS to (against SMS pumping); others get no SMS.
+    sms_allowed_regions: str = "FI,SE,EE"
 
     def webhook_secret_list(self) -> list[str]:
         if self.webhook_secrets is None:
             return []
-        raw = self.webhook_secrets.get_secret_value()
-        return [part.strip() for part in raw.split(",") if part.strip()]
+        return _csv(self.webhook_secrets.get_secret_value())
+
+    def sms_allowed_region_set(self) -> frozenset[str]:
+        return frozenset(region.upper() for region in _csv(self.sms_allowed_regions))
+
+    def trusted_proxy_set(self) -> frozenset[str]:
+        return frozenset(_csv(self.trusted_proxies))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from email import policy
@@ -15,16 +16,21 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
+import redis.asyncio as aioredis
 from aiosmtpd.controller import Controller
 from arq import Worker
 from httpx import AsyncClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.callback import service
 from services.callback.app import create_app
-from services.callback.models import CallbackOutbox, Notification
+from services.callback.models import Callback, CallbackOutbox, Notification
+from services.callback.queue import ArqNotificationQueue
 from services.callback.settings import CallbackSettings
 from services.callback.worker import close_worker, create_worker
+from shared.db import commit
+from shared.service_app import create_redis
 from tests.conftest import serve_asgi
 from tests.support.infra import free_port
 
@@ -214,6 +220,14 @@ def run_worker(settings: CallbackSettings) -> RunWorker:
     """Run the real worker in burst mode: every due job, then stop."""
 
     async def run(custom: CallbackSettings | None = None, **overrides: Any) -> Worker:
+        # arq's burst mode waits for deferred jobs too (a reminder due tomorrow): run them
+        # now instead. A send found not yet due does nothing; its row waits for the sweeper.
+        redis = aioredis.Redis.from_url(settings.require_redis_url())
+        now_ms = time.time() * 1000
+        deferred = await redis.zrangebyscore(settings.queue_name, now_ms, "+inf")
+        if deferred:
+            await redis.zadd(settings.queue_name, dict.fromkeys(deferred, now_ms))
+        await redis.aclose()
         worker = create_worker(
             custom or settings, burst=True, poll_delay=0, handle_signals=False, **overrides
         )
@@ -254,3 +268,94 @@ def read_outbox(
             )
 
     return read
+
+
+ConfirmOwed = Callable[..., Awaitable[dict[str, str]]]
+
+
+@pytest.fixture
+def confirm_owed(
+    settings: CallbackSettings, sessions: async_sessionmaker[AsyncSession]
+) -> ConfirmOwed:
+    """Run `book_and_confirm` for every callback that is owed a confirmation, as the job does."""
+
+    async def run(now: Any = None) -> dict[str, str]:
+        redis = create_redis(settings)
+        queue = ArqNotificationQueue(redis)
+        results: dict[str, str] = {}
+        try:
+            async with sessions() as session:
+                ids = (
+                    await session.scalars(
+                        select(Callback.id).where(Callback.confirm_key.is_not(None))
+                    )
+                ).all()
+            for callback_id in ids:
+                async with sessions() as session:
+                    results[callback_id] = await service.book_and_confirm(
+                        session=session,
+                        settings=settings,
+                        callback_id=callback_id,
+                        queue=queue,
+                        now=now,
+                    )
+                    await commit(session)
+        finally:
+            await redis.aclose(close_connection_pool=True)
+        return results
+
+    return run
+
+
+@pytest.fixture
+async def admin(make_key: Callable[..., Awaitable[str]], clean_db: None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await make_key('admin')}"}
+
+
+InsertCallbacks = Callable[..., Awaitable[list[str]]]
+
+
+@pytest.fixture
+def insert_callbacks(sessions: async_sessionmaker[AsyncSession], clean_db: None) -> InsertCallbacks:
+    """Put `count` pending ASAP callbacks straight into the table (distinct numbers)."""
+
+    async def insert(count: int, **values: Any) -> list[str]:
+        from datetime import UTC, datetime, timedelta
+
+        from shared.ids import new_id
+
+        now = datetime.now(UTC)
+        rows = []
+        for i in range(count):
+            fields: dict[str, Any] = {
+                "id": new_id(),
+                "phone": f"+3584010{i:05d}",
+                "language": "fi",
+                "status": "pending",
+                "source": "missed_call",
+                "channel": "phone",
+                "priority": 0,
+                "first_contact_at": now,
+                "due_at": now,
+                "sla_deadline": now + timedelta(hours=2),
+                "contact_count": 1,
+                "consent_sms": True,
+                "consent_email": True,
+                "asap": True,
+                "booking_seq": 0,
+                "attempt_count": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            fields.update(values)
+            rows.append(Callback(**fields))
+        async with sessions() as session:
+            session.add_all(rows)
+            await session.commit()
+        return [r.id for r in rows]
+
+    return insert
+
+
+ReadOutboxFn = Callable[[], Awaitable[list[CallbackOutbox]]]
+ReadNotificationsFn = Callable[..., Awaitable[list[Notification]]]

@@ -21,3 +21,26 @@ def callback_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+ALL_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def plan_body(
+    *,
+    hours: tuple[str, str] = ("00:00", "24:00"),
+    days: tuple[str, ...] = ALL_DAYS,
+    agents: int = 1,
+    per_agent: int = 1,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """A capacity plan: the same hours and staffing on each of `days`."""
+    body: dict[str, Any] = {
+        "timezone": "Europe/Helsinki",
+        "slot_minutes": 15,
+        "callbacks_per_agent_per_slot": per_agent,
+        "business_hours": {day: [{"start": hours[0], "end": hours[1]}] for day in days},
+        "default_agents": agents,
+    }
+    body.update(overrides)
+    return body

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback.models import Callback, CallbackOutbox, Notification
 from services.callback.settings import CallbackSettings
+from tests.callback.conftest import ConfirmOwed
 from tests.callback.helpers import callback_body
 
 ReadNotifications = Callable[..., Awaitable[list[Notification]]]
@@ -34,6 +35,7 @@ async def test_create_answers_201_and_queues_both_confirmations(
     settings: CallbackSettings,
     read_notifications: ReadNotifications,
     read_outbox: ReadOutbox,
+    confirm_owed: ConfirmOwed,
 ) -> None:
     first_contact = datetime.now(UTC) - timedelta(minutes=5)
     response = await client.post(
@@ -50,9 +52,16 @@ async def test_create_answers_201_and_queues_both_confirmations(
     sla_deadline = datetime.fromisoformat(created["sla_deadline"])
     assert sla_deadline == first_contact + timedelta(minutes=settings.sla_minutes)
 
+    # The confirmation is owed: one booking job (it books ASAP first, then confirms).
+    assert await _queued_job_ids(settings) == {f"book:{created['id']}"}
+    assert await read_notifications(created["id"]) == []
+    assert await confirm_owed() == {created["id"]: "no slot"}
+
     detail = (await client.get(f"/v1/callbacks/{created['id']}", headers=auth)).json()
     assert detail["phone"] == "+358401234567"
     assert detail["email"] == "maija.meikalainen@example.fi"
+    # No capacity plan: no slot before the deadline, so it waits, flagged.
+    assert (detail["status"], detail["flag"]) == ("pending", "no_slot_before_deadline")
     assert {(n["channel"], n["status"], n["kind"]) for n in detail["notifications"]} == {
         ("sms", "queued", "confirmation"),
         ("email", "queued", "confirmation"),
@@ -60,7 +69,9 @@ async def test_create_answers_201_and_queues_both_confirmations(
 
     # One job per notification, deduplicated by id, carrying ids only.
     rows = await read_notifications(created["id"])
-    assert await _queued_job_ids(settings) == {f"notify:{n.id}" for n in rows}
+    assert await _queued_job_ids(settings) == {f"book:{created['id']}"} | {
+        f"notify:{n.id}" for n in rows
+    }
     raw_jobs = await _raw_jobs(settings)
     assert all(b"+358" not in job and b"@" not in job for job in raw_jobs)
 
@@ -83,9 +94,13 @@ async def _raw_jobs(settings: CallbackSettings) -> list[bytes]:
 
 
 async def test_confirmation_texts_are_rendered_into_the_rows(
-    client: AsyncClient, auth: dict[str, str], read_notifications: ReadNotifications
+    client: AsyncClient,
+    auth: dict[str, str],
+    read_notifications: ReadNotifications,
+    confirm_owed: ConfirmOwed,
 ) -> None:
     response = await client.post("/v1/callbacks", json=callback_body(), headers=auth)
+    await confirm_owed()
     sms, email = await read_notifications(response.json()["id"])
 
     assert sms.recipient == "+358401234567"
@@ -103,10 +118,13 @@ async def test_repeated_request_id_returns_the_first_answer_and_does_nothing(
     auth: dict[str, str],
     read_notifications: ReadNotifications,
     read_outbox: ReadOutbox,
+    confirm_owed: ConfirmOwed,
 ) -> None:
     body = callback_body()
     first = await client.post("/v1/callbacks", json=body, headers=auth)
+    await confirm_owed()
     again = await client.post("/v1/callbacks", json=body, headers=auth)
+    assert await confirm_owed() == {}
 
     assert first.status_code == 201
     assert again.status_code == 200
@@ -122,6 +140,7 @@ async def test_same_number_in_another_notation_merges_without_second_confirmatio
     auth: dict[str, str],
     read_notifications: ReadNotifications,
     read_outbox: ReadOutbox,
+    confirm_owed: ConfirmOwed,
 ) -> None:
     early = datetime.now(UTC) - timedelta(minutes=30)
     first = await client.post(
@@ -134,6 +153,7 @@ async def test_same_number_in_another_notation_merges_without_second_confirmatio
         ),
         headers=auth,
     )
+    await confirm_owed()
 
     assert second.status_code == 200
     merged = second.json()
@@ -154,8 +174,10 @@ async def test_merge_after_the_cooldown_confirms_again(
     auth: dict[str, str],
     sessions: async_sessionmaker[AsyncSession],
     read_notifications: ReadNotifications,
+    confirm_owed: ConfirmOwed,
 ) -> None:
     first = (await client.post("/v1/callbacks", json=callback_body(), headers=auth)).json()
+    await confirm_owed()
     async with sessions() as session:
         await session.execute(
             update(Callback)
@@ -165,6 +187,7 @@ async def test_merge_after_the_cooldown_confirms_again(
         await session.commit()
 
     again = await client.post("/v1/callbacks", json=callback_body(), headers=auth)
+    await confirm_owed()
 
     assert again.json()["merged"] is True
     rows = await read_notifications(first["id"])
@@ -177,6 +200,7 @@ async def test_twenty_concurrent_creates_for_one_new_number_make_one_callback(
     auth: dict[str, str],
     sessions: async_sessionmaker[AsyncSession],
     read_notifications: ReadNotifications,
+    confirm_owed: ConfirmOwed,
 ) -> None:
     notations = ["040 123 4567", "+358401234567", "0401234567", "040/1234567", "00358401234567"]
     responses = await asyncio.gather(
@@ -186,6 +210,7 @@ async def test_twenty_concurrent_creates_for_one_new_number_make_one_callback(
         )
     )
 
+    await confirm_owed()
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [200] * 19 + [201]
     assert len({r.json()["id"] for r in responses}) == 1
@@ -197,7 +222,10 @@ async def test_twenty_concurrent_creates_for_one_new_number_make_one_callback(
 
 
 async def test_sms_only_to_allowed_regions_and_with_consent(
-    client: AsyncClient, auth: dict[str, str], read_notifications: ReadNotifications
+    client: AsyncClient,
+    auth: dict[str, str],
+    read_notifications: ReadNotifications,
+    confirm_owed: ConfirmOwed,
 ) -> None:
     us = await client.post(
         "/v1/callbacks", json=callback_body(phone="+1 650 253 0000"), headers=auth
@@ -210,6 +238,7 @@ async def test_sms_only_to_allowed_regions_and_with_consent(
     no_email = await client.post(
         "/v1/callbacks", json=callback_body(phone="+372 5123 4567", email=None), headers=auth
     )
+    await confirm_owed()
 
     assert [n.channel for n in await read_notifications(us.json()["id"])] == ["email"]
     assert [n.channel for n in await read_notifications(no_consent.json()["id"])] == ["email"]
@@ -304,7 +333,7 @@ async def test_problems(
     await _problem(await client.get("/v1/callbacks/no-such-callback", headers=reader), 404)
     await _problem(await client.get("/v1/callbacks?status=lost", headers=reader), 422)
     await _problem(await client.get("/v1/callbacks?limit=501", headers=reader), 422)
-    await _problem(await client.get("/v1/callbacks?cursor=%%%", headers=reader), 422)
+    await _problem(await client.get("/v1/callbacks?cursor=%%%", headers=reader), 400)
     await _problem(await client.get("/v1/callbacks?phone=abc", headers=reader), 422)
 
 

@@ -22,21 +22,32 @@ from services.callback.settings import CallbackSettings
 from services.callback.tasks import deliver, state_of, sweep
 from services.callback.worker import worker_settings
 from shared.service_app import create_redis
-from tests.callback.conftest import RunWorker, SmsGateway, SmtpServer
+from tests.callback.conftest import ConfirmOwed, RunWorker, SmsGateway, SmtpServer
 from tests.callback.helpers import callback_body
 
 ReadNotifications = Callable[..., Awaitable[list[Notification]]]
 ReadOutbox = Callable[[], Awaitable[list[CallbackOutbox]]]
 
 
-async def _create(client: AsyncClient, auth: dict[str, str], **overrides: Any) -> str:
-    response = await client.post("/v1/callbacks", json=callback_body(**overrides), headers=auth)
-    assert response.status_code == 201, response.text
-    callback_id: str = response.json()["id"]
-    return callback_id
+Create = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def create(client: AsyncClient, auth: dict[str, str], confirm_owed: ConfirmOwed) -> Create:
+    """POST a callback and run its `book_and_confirm` job, so its confirmations are rows."""
+
+    async def run(**overrides: Any) -> str:
+        response = await client.post("/v1/callbacks", json=callback_body(**overrides), headers=auth)
+        assert response.status_code == 201, response.text
+        callback_id: str = response.json()["id"]
+        await confirm_owed()
+        return callback_id
+
+    return run
 
 
 async def test_worker_sends_one_sms_and_one_email(
+    create: Create,
     client: AsyncClient,
     auth: dict[str, str],
     run_worker: RunWorker,
@@ -45,7 +56,7 @@ async def test_worker_sends_one_sms_and_one_email(
     read_notifications: ReadNotifications,
     read_outbox: ReadOutbox,
 ) -> None:
-    callback_id = await _create(client, auth)
+    callback_id = await create()
     sms_row, email_row = await read_notifications(callback_id)
 
     await run_worker()
@@ -99,6 +110,7 @@ async def test_worker_sends_one_sms_and_one_email(
 
 
 async def test_redelivered_job_sends_nothing_twice(
+    create: Create,
     client: AsyncClient,
     auth: dict[str, str],
     settings: CallbackSettings,
@@ -108,7 +120,7 @@ async def test_redelivered_job_sends_nothing_twice(
     read_notifications: ReadNotifications,
     read_outbox: ReadOutbox,
 ) -> None:
-    callback_id = await _create(client, auth)
+    callback_id = await create()
     await run_worker()
     rows = await read_notifications(callback_id)
 
@@ -131,6 +143,7 @@ async def test_redelivered_job_sends_nothing_twice(
 
 
 async def test_gateway_500_is_retried_until_it_recovers(
+    create: Create,
     client: AsyncClient,
     auth: dict[str, str],
     settings: CallbackSettings,
@@ -138,7 +151,7 @@ async def test_gateway_500_is_retried_until_it_recovers(
     gateway: SmsGateway,
     read_notifications: ReadNotifications,
 ) -> None:
-    callback_id = await _create(client, auth, email=None)
+    callback_id = await create(email=None)
     (row,) = await read_notifications(callback_id)
     gateway.fail_next(500)
 
@@ -165,6 +178,7 @@ async def test_gateway_500_is_retried_until_it_recovers(
 
 
 async def test_gateway_400_is_dead_at_once_and_recorded(
+    create: Create,
     client: AsyncClient,
     auth: dict[str, str],
     run_worker: RunWorker,
@@ -172,7 +186,7 @@ async def test_gateway_400_is_dead_at_once_and_recorded(
     read_notifications: ReadNotifications,
     read_outbox: ReadOutbox,
 ) -> None:
-    callback_id = await _create(client, auth, email=None)
+    callback_id = await create(email=None)
     gateway.fail_next(400)
 
     await run_worker()
@@ -187,6 +201,7 @@ async def test_gateway_400_is_dead_at_once_and_recorded(
 
 
 async def test_transient_failures_end_dead_after_the_last_try(
+    create: Create,
     client: AsyncClient,
     auth: dict[str, str],
     settings: CallbackSettings,
@@ -197,7 +212,7 @@ async def test_transient_failures_end_dead_after_the_last_try(
     read_outbox: ReadOutbox,
 ) -> None:
     limited = settings.model_copy(update={"notification_max_tries": 3})
-    callback_id = await _create(client, auth, email=None)
+    callback_id = await create(email=None)
     async with sessions() as session:
         await session.execute(update(Notification).values(max_attempts=3))
         await session.commit()
@@ -213,13 +228,14 @@ async def test_transient_failures_end_dead_after_the_last_try(
 
 
 async def test_smtp_permanent_refusal_is_dead(
+    create: Create,
     client: AsyncClient,
     auth: dict[str, str],
     run_worker: RunWorker,
     smtp: SmtpServer,
     read_notifications: ReadNotifications,
 ) -> None:
-    callback_id = await _create(client, auth, consent={"sms": False, "email": True})
+    callback_id = await create(consent={"sms": False, "email": True})
     smtp.reply = "554 Transaction failed"
 
     await run_worker()
@@ -231,6 +247,7 @@ async def test_smtp_permanent_refusal_is_dead(
 
 
 async def test_a_send_interrupted_by_a_dead_worker_is_resent_with_the_same_key(
+    create: Create,
     client: AsyncClient,
     auth: dict[str, str],
     settings: CallbackSettings,
@@ -238,7 +255,7 @@ async def test_a_send_interrupted_by_a_dead_worker_is_resent_with_the_same_key(
     gateway: SmsGateway,
     read_notifications: ReadNotifications,
 ) -> None:
-    callback_id = await _create(client, auth, email=None)
+    callback_id = await create(email=None)
     (row,) = await read_notifications(callback_id)
     # A worker marked it `sending`, called the gateway and was killed before recording.
     async with sessions() as session:
@@ -276,6 +293,7 @@ async def test_a_send_interrupted_by_a_dead_worker_is_resent_with_the_same_key(
 
 
 async def test_sweeper_requeues_what_a_redis_flush_lost(
+    create: Create,
     client: AsyncClient,
     auth: dict[str, str],
     settings: CallbackSettings,
@@ -284,7 +302,7 @@ async def test_sweeper_requeues_what_a_redis_flush_lost(
     run_worker: RunWorker,
     read_notifications: ReadNotifications,
 ) -> None:
-    callback_id = await _create(client, auth)
+    callback_id = await create()
     redis = aioredis.Redis.from_url(settings.require_redis_url())
     await redis.flushdb()
     await redis.aclose()
@@ -305,14 +323,15 @@ async def test_sweeper_requeues_what_a_redis_flush_lost(
 
 
 async def test_swedish_and_english_confirmations(
+    create: Create,
     client: AsyncClient,
     auth: dict[str, str],
     run_worker: RunWorker,
     gateway: SmsGateway,
     smtp: SmtpServer,
 ) -> None:
-    await _create(client, auth, language="sv", phone="+46 70 123 45 67", name="Åsa Öberg")
-    await _create(client, auth, language="en", phone="+372 5123 4567", name="Mari", email="m@e.ee")
+    await create(language="sv", phone="+46 70 123 45 67", name="Åsa Öberg")
+    await create(language="en", phone="+372 5123 4567", name="Mari", email="m@e.ee")
 
     await run_worker()
 
@@ -329,6 +348,7 @@ async def test_swedish_and_english_confirmations(
 
 
 async def test_twilio_compatible_provider(
+    create: Create,
     client: AsyncClient,
     auth: dict[str, str],
     settings: CallbackSettings,
@@ -345,7 +365,7 @@ async def test_twilio_compatible_provider(
             "sms_twilio_from": "+358500000000",
         }
     )
-    callback_id = await _create(client, auth, email=None)
+    callback_id = await create(email=None)
 
     await run_worker(twilio)
 
@@ -361,6 +381,7 @@ async def test_twilio_compatible_provider(
 
 
 async def test_file_sink_writes_readable_messages(
+    create: Create,
     client: AsyncClient,
     auth: dict[str, str],
     settings: CallbackSettings,
@@ -368,7 +389,7 @@ async def test_file_sink_writes_readable_messages(
     read_notifications: ReadNotifications,
 ) -> None:
     files = settings.model_copy(update={"sms_provider": "file", "email_provider": "file"})
-    callback_id = await _create(client, auth)
+    callback_id = await create()
 
     await run_worker(files)
 

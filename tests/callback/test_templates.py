@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -100,3 +100,85 @@ def test_without_a_name_the_greeting_is_plain() -> None:
     )
     assert text.sms.startswith("Hei! Saimme soittopyyntösi.")
     assert text.email_body.startswith("Hei,\n\nkiitos yhteydenotostasi.")
+
+
+def test_windows_and_moments_are_written_the_local_way() -> None:
+    from services.callback.templates import moment_phrase, window_phrase
+
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # ti 24.11. 12.00 in Helsinki
+    start, end = (
+        datetime(2026, 11, 24, 12, 30, tzinfo=UTC),
+        datetime(2026, 11, 24, 12, 45, tzinfo=UTC),
+    )
+    assert (
+        window_phrase("fi", start=start, end=end, now=now, tz=HELSINKI)
+        == "tänään klo 14.30\u201314.45"
+    )
+    assert (
+        window_phrase("sv", start=start, end=end, now=now, tz=HELSINKI)
+        == "i dag kl. 14.30\u201314.45"
+    )
+    assert (
+        window_phrase("en", start=start, end=end, now=now, tz=HELSINKI)
+        == "today between 14.30 and 14.45"
+    )
+    tomorrow = start + timedelta(days=1)
+    assert (
+        window_phrase(
+            "fi", start=tomorrow, end=tomorrow + timedelta(minutes=15), now=now, tz=HELSINKI
+        )
+        == "huomenna ke 25.11. klo 14.30\u201314.45"
+    )
+    later = start + timedelta(days=7)
+    assert moment_phrase("fi", moment=later, now=now, tz=HELSINKI) == "ti 1.12. klo 14.30"
+    assert moment_phrase("sv", moment=later, now=now, tz=HELSINKI) == "tis 1.12. kl. 14.30"
+    assert moment_phrase("en", moment=later, now=now, tz=HELSINKI) == "on Tue 1 Dec at 14.30"
+
+
+@pytest.mark.parametrize("language", ["fi", "sv", "en"])
+def test_every_kind_of_message_in_every_language(language: Language) -> None:
+    from services.callback.templates import (
+        render_acknowledgement,
+        render_cancelled,
+        render_rebooked,
+        render_reminder,
+        render_tried,
+    )
+
+    now = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+    start = datetime(2026, 11, 24, 12, 30, tzinfo=UTC)
+    link = "https://rb.example.fi/v1/self/" + "t" * 90
+    messages = [
+        render_reminder(
+            language=language,
+            name="Åsa Öberg",
+            start=start,
+            end=start + timedelta(minutes=15),
+            now=now,
+            tz=HELSINKI,
+            link=link,
+        ),
+        render_tried(
+            language=language, name="Åsa Öberg", next_try=start, now=now, tz=HELSINKI, link=link
+        ),
+        render_tried(language=language, name=None, next_try=None, now=now, tz=HELSINKI, link=link),
+        render_cancelled(language=language, name="Åsa Öberg"),
+        render_rebooked(
+            language=language,
+            name="Åsa Öberg",
+            start=start,
+            end=start + timedelta(minutes=15),
+            now=now,
+            tz=HELSINKI,
+            link=link,
+        ),
+    ]
+    for message in messages:
+        assert 0 < len(message.sms) <= 300
+        assert message.email_subject
+        assert message.email_body.endswith("\n")
+    assert "14.30" in messages[0].sms
+    assert "Åsa" in messages[0].sms
+    ack = render_acknowledgement(language=language, name="Åsa Öberg")
+    assert ack.sms == ""
+    assert "Åsa Öberg" in ack.email_body

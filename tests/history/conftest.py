@@ -14,11 +14,28 @@ from shared.ids import new_id
 from tests.conftest import serve_asgi
 
 
+def history_settings(settings_kwargs: dict[str, Any], **overrides: Any) -> HistorySettings:
+    """History's settings for a test: no erasure relay and no purge unless a test asks."""
+    return HistorySettings(
+        **{
+            **settings_kwargs,
+            "history_erasure_relay_enabled": False,
+            "history_purge_enabled": False,
+            **overrides,
+        }
+    )
+
+
 @pytest.fixture
 async def client(clean_db: None, settings_kwargs: dict[str, Any]) -> AsyncIterator[AsyncClient]:
-    app = create_app(HistorySettings(**settings_kwargs))
+    app = create_app(history_settings(settings_kwargs))
     async for http in serve_asgi(app):
         yield http
+
+
+@pytest.fixture
+async def admin(make_key: Callable[..., Awaitable[str]]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await make_key('admin')}"}
 
 
 @pytest.fixture

@@ -80,9 +80,12 @@ async def test_answered_call_is_recorded_on_the_timeline_without_a_callback(
 
     assert response.status_code == 202
     assert response.json()["status"] == "recorded"
-    [forward] = await outbox_rows(sessions)
-    assert forward.destination == "history"
-    assert forward.payload["type"] == "call_answered"
+    history, answered = await outbox_rows(sessions)
+    assert (history.destination, history.payload["type"]) == ("history", "call_answered")
+    # The customer got through: callback completes an open callback for the number.
+    assert (answered.destination, answered.path) == ("callback", "/v1/answered-calls")
+    assert answered.payload["phone"] == "+358401234567"
+    assert answered.payload["request_id"] == f"inbound:{response.json()['id']}"
 
 
 @pytest.mark.parametrize("caller", ["anonymous", "", "+", "12", "not a number"])
@@ -258,3 +261,96 @@ async def test_a_malformed_known_caller_is_rejected_and_kept(
     assert "metadata.customer.email" in response.json()["detail"]
     [kept] = await inbound_rows(sessions)
     assert kept.status == "rejected"
+
+
+async def test_a_replayed_webhook_id_is_a_duplicate_and_processed_once(
+    intake: AsyncClient, webhook_secret: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    body = body_of(call_event())
+    headers = signed_headers(webhook_secret, body, msg_id="msg_replayed")
+
+    first = await intake.post(URL, content=body, headers=headers)
+    replay = await intake.post(URL, content=body, headers=headers)
+
+    assert first.json()["status"] == "accepted"
+    assert replay.status_code == 202
+    assert replay.json() == {"id": first.json()["id"], "status": "duplicate"}
+    assert len(await inbound_rows(sessions)) == 1
+    assert len(await outbox_rows(sessions)) == 2
+
+
+async def test_a_replayed_webhook_id_with_another_signed_call_is_not_processed(
+    intake: AsyncClient, webhook_secret: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    # Same message id, a different (validly signed) body: the id is what was seen.
+    one, two = body_of(call_event()), body_of(call_event())
+    first = await intake.post(
+        URL, content=one, headers=signed_headers(webhook_secret, one, msg_id="m1")
+    )
+    second = await intake.post(
+        URL, content=two, headers=signed_headers(webhook_secret, two, msg_id="m1")
+    )
+    assert second.json() == {"id": first.json()["id"], "status": "duplicate"}
+    assert len(await inbound_rows(sessions)) == 1
+
+
+async def test_a_retry_of_a_rejected_message_is_not_stored_twice(
+    intake: AsyncClient, webhook_secret: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    body = body_of(call_event(status="ringing"))
+    headers = signed_headers(webhook_secret, body, msg_id="msg_bad")
+    first = await intake.post(URL, content=body, headers=headers)
+    retry = await intake.post(URL, content=body, headers=headers)
+    assert first.status_code == 422
+    # Kept once; the sender may stop retrying, an operator sees and replays it.
+    assert retry.json() == {"id": first.json()["inbound_id"], "status": "duplicate"}
+    assert len(await inbound_rows(sessions)) == 1
+
+
+async def test_a_stale_replay_is_refused_even_after_its_id_was_forgotten(
+    intake: AsyncClient, webhook_secret: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    from sqlalchemy import delete
+
+    from services.intake.models import WebhookReceipt
+
+    body = body_of(call_event())
+    old = int(time.time()) - 400
+    headers = signed_headers(webhook_secret, body, msg_id="msg_old", timestamp=old)
+    async with sessions() as session:
+        await session.execute(delete(WebhookReceipt))
+        await session.commit()
+    response = await intake.post(URL, content=body, headers=headers)
+    assert response.status_code == 401
+    assert await inbound_rows(sessions) == []
+
+
+async def test_housekeeping_forgets_ids_only_after_twice_the_tolerance(
+    intake: AsyncClient,
+    webhook_secret: str,
+    intake_settings: Any,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from services.intake.models import WebhookReceipt
+    from services.intake.relay import housekeeping
+    from shared.db import utcnow
+
+    await post_call(intake, webhook_secret)
+    await post_call(intake, webhook_secret)
+    async with sessions() as session:
+        first = (await session.scalars(select(WebhookReceipt))).first()
+        assert first is not None
+        await session.execute(
+            update(WebhookReceipt)
+            .where(WebhookReceipt.webhook_id == first.webhook_id)
+            .values(received_at=utcnow() - timedelta(seconds=601))
+        )
+        await session.commit()
+    counts = await housekeeping(intake_settings, sessions)
+    assert counts["receipts"] == 1
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(WebhookReceipt)) == 1

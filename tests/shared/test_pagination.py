@@ -8,7 +8,14 @@ from shared.errors import BadRequest
 from shared.pagination import decode_cursor, encode_cursor
 
 
-@given(st.text(alphabet=st.characters(blacklist_characters="\x1f"), max_size=40), st.integers())
+# Cursor parts are timestamps, ids and numbers we made: text, never lone surrogates.
+@given(
+    st.text(
+        alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x1f"),
+        max_size=40,
+    ),
+    st.integers(),
+)
 def test_cursor_round_trip(text: str, number: int) -> None:
     assert decode_cursor(encode_cursor(text, number), 2) == [text, str(number)]
 

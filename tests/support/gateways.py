@@ -53,13 +53,16 @@ class SmsGateway:
 
 
 @contextmanager
-def sms_gateway() -> Iterator[SmsGateway]:
+def sms_gateway(delay: float = 0.0) -> Iterator[SmsGateway]:
+    """A gateway on loopback; `delay` seconds before each answer (a slow provider)."""
     gateway = SmsGateway()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
+            if delay:
+                time.sleep(delay)
             with gateway.lock:
                 gateway.requests.append(
                     GatewayRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body)

@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
 
-from services.intake.providers.base import CallReport, PayloadRejected
+from services.intake.providers import standard_webhooks
+from services.intake.providers.base import (
+    CallReport,
+    Decision,
+    Delivery,
+    LegStore,
+    NotConfigured,
+    PayloadRejected,
+    Provider,
+    ProviderRequest,
+    Unauthenticated,
+)
 from shared.errors import validation_errors
 from shared.jsonutil import loads
+from shared.routing import is_json_media_type
+
+if TYPE_CHECKING:
+    from services.intake.settings import IntakeSettings
 
 MISSED_STATUSES = frozenset({"missed", "no_answer", "busy", "abandoned"})
 
@@ -39,6 +54,13 @@ class GenericCallEvent(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
+def _problems(exc: ValidationError, prefix: str = "") -> str:
+    return "; ".join(
+        f"{prefix}{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        for e in validation_errors(exc.errors())
+    )
+
+
 def parse(body: bytes) -> CallReport:
     """The call report in a verified body, or `PayloadRejected` saying what is wrong."""
     try:
@@ -48,23 +70,15 @@ def parse(body: bytes) -> CallReport:
     try:
         event = GenericCallEvent.model_validate(document)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in validation_errors(exc.errors())
-        )
         raise PayloadRejected(
-            f"the body does not match the generic call format: {problems}"
+            f"the body does not match the generic call format: {_problems(exc)}"
         ) from None
     if event.occurred_at.tzinfo is None:
         raise PayloadRejected("occurred_at: must carry a time zone (RFC 3339)")
     try:
         known = KnownCaller.model_validate((event.metadata or {}).get("customer") or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"metadata.customer.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in validation_errors(exc.errors())
-        )
-        raise PayloadRejected(problems) from None
+        raise PayloadRejected(_problems(exc, "metadata.customer.")) from None
     return CallReport(
         provider="generic",
         call_id=event.call_id,
@@ -79,3 +93,42 @@ def parse(body: bytes) -> CallReport:
         language=known.language,
         details={"event_id": event.id},
     )
+
+
+class GenericProvider(Provider[CallReport]):
+    """Standard Webhooks-signed JSON; the call id is the natural key of a call."""
+
+    name = "generic"
+    route = "/generic"
+    summary = "A call event in our signed JSON format (Standard Webhooks)"
+    openapi_body: ClassVar[dict[str, Any] | None] = {
+        "required": True,
+        "content": {"application/json": {"schema": GenericCallEvent.model_json_schema()}},
+    }
+
+    def authenticate(self, settings: IntakeSettings, request: ProviderRequest) -> str | None:
+        secrets = settings.webhook_secret_list()
+        if not secrets:
+            raise NotConfigured(
+                "Generic webhooks are not enabled: RINGBACK_WEBHOOK_SECRETS is not set."
+            )
+        try:
+            # Verified on the raw bytes, before anything is parsed.
+            return standard_webhooks.verify(
+                secrets=secrets,
+                headers=request.headers,
+                body=request.body,
+                tolerance_seconds=settings.webhook_tolerance_seconds,
+            )
+        except standard_webhooks.SignatureError as exc:
+            raise Unauthenticated(f"Webhook signature rejected: {exc}.") from None
+
+    def parse(self, request: ProviderRequest) -> Delivery[CallReport]:
+        if not is_json_media_type(request.content_type):
+            raise PayloadRejected("the body must be application/json", status=415)
+        report = parse(request.body)
+        # One call is one missed call however often (and with whatever message id) it comes.
+        return Delivery(event=report, external_id=report.call_id, summary={"status": report.status})
+
+    async def interpret(self, delivery: Delivery[CallReport], legs: LegStore) -> Decision:
+        return Decision(report=delivery.event)

@@ -1,0 +1,195 @@
+"""Booking under contention: 1,000 concurrent attempts into 20 slots of capacity 5.
+
+Run: `.venv/bin/python bench/booking.py` (PostgreSQL from RINGBACK_BENCH_DATABASE_URL, default
+the local server). Creates a scratch database, migrates it, books through the service function
+(`service.book`, one session and transaction per attempt, as the API does), checks the booking
+invariant in the database, prints the figures and writes `bench/results/booking.json`.
+Notifications the bookings would send are not enqueued (no Redis): this measures the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.callback import service  # noqa: E402
+from services.callback.capacity import CapacityPlan, iter_slots, slot_id  # noqa: E402
+from services.callback.models import Callback, SlotBooking  # noqa: E402
+from services.callback.settings import CallbackSettings  # noqa: E402
+from shared.db import asyncpg_dsn, commit, create_engine, create_session_factory  # noqa: E402
+from shared.errors import Conflict  # noqa: E402
+from shared.ids import new_id  # noqa: E402
+from shared.migrate import upgrade  # noqa: E402
+
+ATTEMPTS = 1000
+SLOTS = 20
+CAPACITY = 5
+
+
+class NoQueue:
+    """The bookings' notices are rows in the database; nothing is enqueued in this benchmark."""
+
+    async def enqueue_notifications(self, notification_ids: Iterable[str]) -> int:
+        return 0
+
+    async def enqueue_notification_at(self, notification_id: str, at: datetime) -> bool:
+        return False
+
+    async def enqueue_booking(self, callback_id: str) -> bool:
+        return False
+
+
+async def _admin(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def run(database_url: str) -> dict[str, Any]:
+    settings = CallbackSettings(
+        database_url=database_url,
+        redis_url="redis://127.0.0.1:6379/0",
+        db_pool_size=20,
+        db_max_overflow=20,
+        db_command_timeout_seconds=60,
+        outbox_relay=False,
+    )
+    engine = create_engine(settings, application_name="ringback.bench.booking")
+    sessions = create_session_factory(engine)
+    plan = CapacityPlan.model_validate(
+        {
+            "business_hours": {
+                d: [{"start": "00:00", "end": "24:00"}]
+                for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+            },
+            "default_agents": 1,
+            "callbacks_per_agent_per_slot": CAPACITY,
+        }
+    )
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
+    slots = list(iter_slots(plan, start, start + timedelta(days=1)))[:SLOTS]
+    now = datetime.now(UTC)
+    async with sessions() as session:
+        await service.put_capacity(session=session, plan=plan)
+        session.add_all(
+            Callback(
+                id=new_id(),
+                phone=f"+3584070{i:05d}",
+                language="fi",
+                status="pending",
+                source="missed_call",
+                channel="phone",
+                priority=0,
+                first_contact_at=now,
+                due_at=now,
+                sla_deadline=now + timedelta(hours=2),
+                contact_count=1,
+                consent_sms=True,
+                consent_email=True,
+                asap=True,
+                booking_seq=0,
+                attempt_count=0,
+                created_at=now,
+                updated_at=now,
+            )
+            for i in range(ATTEMPTS)
+        )
+        await session.commit()
+        ids = list((await session.scalars(select(Callback.id))).all())
+
+    queue = NoQueue()
+
+    async def attempt(callback_id: str, slot_ref: str) -> str:
+        async with sessions() as session:
+            try:
+                await service.book(
+                    session=session,
+                    settings=settings,
+                    callback_id=callback_id,
+                    slot_ref_in=slot_ref,
+                    queue=queue,
+                )
+                await commit(session)
+            except Conflict:
+                await session.rollback()
+                return "full"
+        return "booked"
+
+    began = time.perf_counter()
+    outcomes = await asyncio.gather(
+        *(attempt(cid, slot_id(slots[i % SLOTS].start)) for i, cid in enumerate(ids))
+    )
+    elapsed = time.perf_counter() - began
+
+    async with sessions() as session:
+        seats = dict(
+            (await session.execute(select(SlotBooking.slot_start, SlotBooking.booked))).all()
+        )
+        held = dict(
+            (
+                await session.execute(
+                    select(Callback.slot_start, func.count())
+                    .where(Callback.status == "scheduled")
+                    .group_by(Callback.slot_start)
+                )
+            ).all()
+        )
+    await engine.dispose()
+    successes = outcomes.count("booked")
+    overbooked = sum(max(0, n - CAPACITY) for n in seats.values()) + sum(
+        max(0, n - CAPACITY) for n in held.values()
+    )
+    return {
+        "attempts": ATTEMPTS,
+        "slots": SLOTS,
+        "capacity_per_slot": CAPACITY,
+        "successes": successes,
+        "refused_full": outcomes.count("full"),
+        "overbookings": overbooked,
+        "seats_match_callbacks": seats == held,
+        "seconds": round(elapsed, 3),
+        "attempts_per_second": round(ATTEMPTS / elapsed, 1),
+        "bookings_per_second": round(successes / elapsed, 1),
+        "db_pool": settings.db_pool_size + settings.db_max_overflow,
+    }
+
+
+def main() -> None:
+    admin = os.environ.get(
+        "RINGBACK_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    name = f"ringback_bench_{secrets.token_hex(4)}"
+    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
+    url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url, ["callback"])
+        result = asyncio.run(run(url))
+    finally:
+        asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    out = ROOT / "bench" / "results" / "booking.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for key, value in result.items():
+        print(f"{key:>22}: {value}")
+    print(f"written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""Slots and seats: what capacity is left, and taking or giving back a callback's one seat.
+
+Locks are always taken in one order, the callback row first and then slot rows by start time,
+so two rebookings that cross never deadlock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.callback import repository
+from services.callback.capacity import CapacityPlan, Slot, find_slot, iter_slots, parse_slot_id
+from services.callback.models import Callback
+from services.callback.schemas import SlotList, SlotOut
+from services.callback.settings import CallbackSettings
+from services.callback.templates import window_phrase
+from shared.contracts import Language
+from shared.errors import Unprocessable
+
+
+async def load_plan(session: AsyncSession) -> CapacityPlan | None:
+    raw = await repository.get_plan(session)
+    if raw is None:
+        return None
+    try:
+        return CapacityPlan.model_validate(raw)
+    except ValidationError:
+        # Stored by an older version with other rules: no slots rather than a 500.
+        return None
+
+
+def zone_of(plan: CapacityPlan | None, settings: CallbackSettings) -> ZoneInfo:
+    return plan.zone if plan is not None else ZoneInfo(settings.site_timezone)
+
+
+def _invalid(loc: list[str | int], msg: str) -> Unprocessable:
+    return Unprocessable(
+        "The request did not pass validation.", extra={"errors": [{"loc": loc, "msg": msg}]}
+    )
+
+
+async def list_slots(
+    *,
+    session: AsyncSession,
+    settings: CallbackSettings,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    language: Language,
+) -> SlotList:
+    """Every slot with capacity starting in `[start, end)`, with what is booked and left."""
+    if end <= start:
+        raise _invalid(["query", "to"], "must be after `from`")
+    if end - start > timedelta(days=settings.slots_max_range_days):
+        raise _invalid(
+            ["query", "to"], f"at most {settings.slots_max_range_days} days after `from`"
+        )
+    plan = await load_plan(session)
+    if plan is None:
+        return SlotList(items=[], timezone=settings.site_timezone, slot_minutes=None)
+    slots = list(iter_slots(plan, start, end))
+    booked = await repository.booked_between(session, start, end)
+    items = [_slot_out(slot, booked.get(slot.start, 0), now, language) for slot in slots]
+    return SlotList(items=items, timezone=plan.timezone, slot_minutes=plan.slot_minutes)
+
+
+def _slot_out(slot: Slot, booked: int, now: datetime, language: Language) -> SlotOut:
+    return SlotOut(
+        id=slot.id,
+        start=slot.start,
+        end=slot.end,
+        local_start=slot.local_start.isoformat(),
+        local_end=slot.local_end.isoformat(),
+        label=window_phrase(language, start=slot.start, end=slot.end, now=now, tz=slot.zone),
+        capacity=slot.capacity,
+        booked=booked,
+        available=max(0, slot.capacity - booked),
+    )
+
+
+async def resolve_slot(session: AsyncSession, slot_id: str) -> Slot | None:
+    """The plan's slot named by `slot_id`, or None if there is no such slot."""
+    start = parse_slot_id(slot_id)
+    if start is None:
+        return None
+    plan = await load_plan(session)
+    if plan is None:
+        return None
+    return find_slot(plan, start)
+
+
+async def hold(session: AsyncSession, callback: Callback, slot: Slot, *, now: datetime) -> bool:
+    """Give `callback` a seat in `slot`, giving back the seat it held; False if `slot` is full.
+
+    On False nothing has changed but a released seat, so callers raise and roll back.
+    """
+    old = callback.slot_start
+    if old == slot.start:
+        return True
+    if old is not None and old < slot.start:
+        await _give_back(session, old, now=now)
+    taken = await repository.take_seat(
+        session, start=slot.start, end=slot.end, capacity=slot.capacity
+    )
+    if not taken:
+        return False
+    if old is not None and old > slot.start:
+        await _give_back(session, old, now=now)
+    callback.slot_start, callback.slot_end = slot.start, slot.end
+    callback.booking_seq += 1
+    return True
+
+
+async def release(session: AsyncSession, callback: Callback, *, now: datetime) -> None:
+    """Give back the callback's seat (if the slot is still ahead) and forget the slot."""
+    if callback.slot_start is None:
+        return
+    await _give_back(session, callback.slot_start, now=now)
+    callback.slot_start = callback.slot_end = None
+    await repository.cancel_notifications(session, callback_id=callback.id, kind="reminder")
+
+
+async def release_if_ahead(session: AsyncSession, callback: Callback, *, now: datetime) -> None:
+    """At the close of a callback: a seat in a slot still ahead is capacity for someone else.
+
+    The slot of a callback worked in (or after) its slot stays booked and on record.
+    """
+    if callback.slot_start is not None and callback.slot_start > now:
+        await release(session, callback, now=now)
+    else:
+        await repository.cancel_notifications(session, callback_id=callback.id, kind="reminder")
+
+
+async def _give_back(session: AsyncSession, start: datetime, *, now: datetime) -> None:
+    if start > now:
+        await repository.release_seat(session, start=start)
+
+
+async def book_earliest(
+    session: AsyncSession,
+    callback: Callback,
+    plan: CapacityPlan,
+    *,
+    now: datetime,
+) -> bool:
+    """Book the earliest slot with a free seat that ends by the callback's deadline.
+
+    ASAP: starts from now, ends by the SLA deadline. A window: within the window.
+    """
+    start = max(now, callback.window_start or now)
+    end = callback.window_end or callback.sla_deadline
+    candidates = [slot for slot in iter_slots(plan, start, end) if slot.end <= end]
+    if not candidates:
+        return False
+    booked = await repository.booked_counts(session, [slot.start for slot in candidates])
+    for slot in candidates:
+        if booked.get(slot.start, 0) >= slot.capacity:
+            continue
+        if await hold(session, callback, slot, now=now):
+            return True
+    return False

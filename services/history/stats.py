@@ -1,0 +1,205 @@
+"""Statistics (DESIGN §5) over the contact log, bucketed in the site's time zone.
+
+Definitions (docs/history.md repeats them):
+
+- contacts: inbound events, per channel; missed calls: `missed_call` events.
+- callbacks created / completed / failed / expired: distinct callbacks with such an event
+  in the bucket.
+- time to reach: for each callback whose first closing event in the range is
+  `callback_completed` with outcome `reached` or `reached_inbound`, the completion time
+  minus the callback's first contact: `data.first_contact_at` of the completion event,
+  else the earliest `first_contact_at` on any of the callback's events, else the callback's
+  earliest event (its `callback_created`, written when the first contact arrived).
+  Median and p90 interpolate linearly between ranks (PostgreSQL's `percentile_cont`).
+- SLA share: of the callbacks closed in the range as completed, failed or expired whose
+  SLA deadline is known (`data.sla_deadline` of the closing event, else the latest one on
+  the callback's events), the share reached (as above) at or before the deadline.
+  Cancelled callbacks are not counted.
+- demand: inbound contacts by site-local weekday (Monday first) and hour.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.history import repository
+from services.history.schemas import (
+    CallbackCounts,
+    SlaShare,
+    StatsBucket,
+    StatsOut,
+    TimeToReach,
+)
+from shared.errors import Unprocessable
+
+MAX_RANGE = {"hour": timedelta(days=31), "day": timedelta(days=366)}
+REACHED = frozenset({"reached", "reached_inbound"})
+_CALLBACK_FIELD = {
+    "callback_created": "created",
+    "callback_completed": "completed",
+    "callback_failed": "failed",
+    "callback_expired": "expired",
+}
+
+
+class _Discard:
+    def __init__(self) -> None:
+        self.contacts: dict[str, int] = {}
+        self.missed_calls = 0
+        self.callbacks = CallbackCounts()
+
+
+def _problem(msg: str, field: str) -> Unprocessable:
+    return Unprocessable(msg, extra={"errors": [{"loc": ["query", field], "msg": msg}]})
+
+
+def _parse(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-quantile of `values` with linear interpolation between ranks."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = q * (len(ordered) - 1)
+    low, high = math.floor(pos), math.ceil(pos)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def bucket_starts(start: datetime, end: datetime, unit: str, zone: ZoneInfo) -> list[datetime]:
+    """UTC instants of the site-local hour or day boundaries covering [start, end)."""
+    local = start.astimezone(zone)
+    if unit == "hour":
+        first = local.replace(minute=0, second=0, microsecond=0)
+        current = first.astimezone(UTC)
+        out = []
+        while current < end:
+            out.append(current)
+            current += timedelta(hours=1)
+        return out
+    day = local.date()
+    out = []
+    while True:
+        boundary = datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+        if boundary >= end:
+            return out
+        out.append(boundary)
+        day += timedelta(days=1)
+
+
+def _next_boundary(at: datetime, unit: str, zone: ZoneInfo) -> datetime:
+    if unit == "hour":
+        return at + timedelta(hours=1)
+    day = at.astimezone(zone).date() + timedelta(days=1)
+    return datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+
+
+async def statistics(
+    *,
+    session: AsyncSession,
+    start: datetime,
+    end: datetime,
+    bucket: Literal["hour", "day"],
+    timezone: str,
+) -> StatsOut:
+    """The figures of DESIGN §5 for [start, end)."""
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    if end <= start:
+        raise _problem("`to` must be after `from`.", "to")
+    if end - start > MAX_RANGE[bucket]:
+        days = MAX_RANGE[bucket].days
+        raise _problem(f"At most {days} days with bucket={bucket}.", "to")
+    zone = ZoneInfo(timezone)
+    starts = bucket_starts(start, end, bucket, zone)
+    buckets = {
+        at: StatsBucket(
+            start=at,
+            end=_next_boundary(at, bucket, zone),
+            local_start=at.astimezone(zone).isoformat(),
+            contacts={},
+            missed_calls=0,
+            callbacks=CallbackCounts(),
+        )
+        for at in starts
+    }
+    contacts: dict[str, int] = {}
+    missed = 0
+    totals = CallbackCounts()
+    rows = await repository.bucket_counts(session, start=start, end=end, unit=bucket, tz=timezone)
+    for at, channel, direction, type_, events, subjects in rows:
+        # Always one of ours; a zone whose rules the database knows otherwise is not lost.
+        target = buckets.get(at.astimezone(UTC)) or _Discard()
+        if direction == "inbound":
+            target.contacts[channel] = target.contacts.get(channel, 0) + events
+            contacts[channel] = contacts.get(channel, 0) + events
+        if type_ == "missed_call":
+            target.missed_calls += events
+            missed += events
+        field = _CALLBACK_FIELD.get(type_)
+        if field:
+            setattr(target.callbacks, field, getattr(target.callbacks, field) + subjects)
+            setattr(totals, field, getattr(totals, field) + subjects)
+
+    grid = [[0] * 24 for _ in range(7)]
+    for weekday, hour, count in await repository.demand(session, start=start, end=end, tz=timezone):
+        grid[weekday - 1][hour] += count
+
+    time_to_reach, sla = await _reach(session, start=start, end=end)
+    return StatsOut(
+        from_=start,
+        to=end,
+        bucket=bucket,
+        timezone=timezone,
+        contacts=dict(sorted(contacts.items())),
+        missed_calls=missed,
+        callbacks=totals,
+        buckets=list(buckets.values()),
+        time_to_reach=time_to_reach,
+        sla=sla,
+        demand=grid,
+    )
+
+
+async def _reach(
+    session: AsyncSession, *, start: datetime, end: datetime
+) -> tuple[TimeToReach, SlaShare]:
+    closings = await repository.closing_events(session, start=start, end=end)
+    origins = await repository.callback_origins(session, [c[0] for c in closings])
+    durations: list[float] = []
+    closed = within = 0
+    for callback_id, type_, at, outcome, first_contact, deadline_text in closings:
+        earliest, contact_texts, deadline_texts = origins.get(callback_id, (at, [], []))
+        reached = type_ == "callback_completed" and outcome in REACHED
+        if reached:
+            first = _parse(first_contact)
+            if first is None:
+                candidates = [t for t in map(_parse, contact_texts) if t is not None]
+                first = min(candidates) if candidates else earliest
+            durations.append((at - first).total_seconds())
+        deadline = _parse(deadline_text)
+        if deadline is None:
+            deadline = next((t for t in map(_parse, deadline_texts) if t is not None), None)
+        if deadline is not None:
+            closed += 1
+            if reached and at <= deadline:
+                within += 1
+    return (
+        TimeToReach(
+            count=len(durations),
+            median_seconds=percentile(durations, 0.5),
+            p90_seconds=percentile(durations, 0.9),
+        ),
+        SlaShare(closed=closed, reached_within=within, share=within / closed if closed else None),
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -147,6 +147,7 @@ class OutboxRelay:
         poll_seconds: float = 1.0,
         registry: CollectorRegistry | None = None,
         source: str = "outbox",
+        redact_delivered: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.model = model
         self.sessions = session_factory
@@ -155,6 +156,8 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_seconds = poll_seconds
         self.metrics = RelayMetrics(registry, source)
+        # A payload that carries personal data (an erasure request) need not outlive delivery.
+        self.redact_delivered = redact_delivered
         self._wake = asyncio.Event()
         self._gauges_due = 0.0
 
@@ -212,6 +215,8 @@ class OutboxRelay:
         if response.is_success:
             row.delivered_at = utcnow()
             row.last_error = None
+            if self.redact_delivered is not None:
+                row.payload = self.redact_delivered(row.payload)
             self.metrics.delivered.labels(self.metrics.source, row.destination).inc()
             return 1
         error = f"HTTP {response.status_code}: {response.text[:400]}"

@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +29,7 @@ from shared.contracts import ErasureRequest
 from shared.db import asyncpg_dsn, utcnow
 from shared.http import internal_client
 from shared.ids import new_id
-from shared.outbox import OutboxMixin, OutboxRelay, enqueue
+from shared.outbox import OutboxRelay, enqueue
 from shared.service_app import Extension
 
 PEERS = ("callback", "intake")
@@ -170,14 +171,9 @@ async def _record_erased(
     await repository.notify(session, EVENTS_CHANNEL, [notice(row.seq, customer_id)])
 
 
-class ErasureRelay(OutboxRelay):
-    """The outbox relay, forgetting a row's phones and emails once the peer has them."""
-
-    async def _deliver(self, row: OutboxMixin) -> int:
-        delivered = await super()._deliver(row)
-        if row.delivered_at is not None:
-            row.payload = {"id": row.payload.get("id"), "delivered": True}
-        return delivered
+def forget_identities(payload: dict[str, Any]) -> dict[str, Any]:
+    """A delivered erasure request, without the phones and emails the peer now has."""
+    return {"id": payload.get("id"), "delivered": True}
 
 
 def relay_extension(settings: HistorySettings) -> Extension:
@@ -186,7 +182,7 @@ def relay_extension(settings: HistorySettings) -> Extension:
     @asynccontextmanager
     async def extension(app: FastAPI) -> AsyncIterator[None]:
         clients = {peer: internal_client(settings, service="history", peer=peer) for peer in PEERS}
-        relay = ErasureRelay(
+        relay = OutboxRelay(
             model=HistoryOutbox,
             session_factory=app.state.session_factory,
             clients=clients,
@@ -194,6 +190,7 @@ def relay_extension(settings: HistorySettings) -> Extension:
             poll_seconds=settings.history_relay_poll_seconds,
             registry=app.state.registry,
             source="history",
+            redact_delivered=forget_identities,
         )
         app.state.relay = relay
         stop = asyncio.Event()

@@ -19,7 +19,7 @@ import httpx
 import structlog
 from arq import Retry
 from arq.connections import ArqRedis
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.callback import agents, events, repository, service
@@ -69,6 +69,17 @@ class WorkerMetrics:
             ["result"],
             registry=self.registry,
         )
+        self.notifications = Counter(
+            "ringback_notifications_total",
+            "Provider calls by channel, provider and result (sent, failed, dead).",
+            ["channel", "provider", "result"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "ringback_queue_depth",
+            "Jobs waiting in the arq queue (the worker autoscaler's signal).",
+            registry=self.registry,
+        )
 
 
 @dataclass
@@ -85,7 +96,9 @@ class WorkerState:
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     redis: ArqRedis | None = None
     relay_task: asyncio.Task[None] | None = None
+    # Set at shutdown: stops the relay and the queue-depth watcher.
     relay_stop: asyncio.Event = field(default_factory=asyncio.Event)
+    depth_task: asyncio.Task[None] | None = None
 
 
 def state_of(ctx: dict[str, Any]) -> WorkerState:
@@ -224,6 +237,7 @@ async def _record(state: WorkerState, claim: _Claim, outcome: SendResult | SendE
                 session, callback=callback, notification=row, sent=True
             )
             await session.commit()
+            state.metrics.notifications.labels(row.channel, row.provider, "sent").inc()
             log.info(
                 "callback.notification.sent",
                 notification_id=row.id,
@@ -235,6 +249,7 @@ async def _record(state: WorkerState, claim: _Claim, outcome: SendResult | SendE
         if outcome.permanent or row.attempts >= row.max_attempts:
             await _dead(session, row)
             await session.commit()
+            state.metrics.notifications.labels(row.channel, row.provider, "dead").inc()
             return "dead"
         delay = backoff_seconds(
             row.attempts,
@@ -244,6 +259,7 @@ async def _record(state: WorkerState, claim: _Claim, outcome: SendResult | SendE
         row.status = "failed"
         row.next_attempt_at = utcnow() + timedelta(seconds=delay)
         await session.commit()
+        state.metrics.notifications.labels(row.channel, row.provider, "failed").inc()
         log.warning(
             "callback.notification.failed",
             notification_id=row.id,

@@ -174,8 +174,10 @@ def _on_startup(settings: CallbackSettings) -> Any:
                 clients={"history": state.history},
                 listen_dsn=asyncpg_dsn(settings.database_url_for("callback")),
                 source="callback",
+                registry=state.metrics.registry,
             )
             state.relay_task = asyncio.create_task(relay.run(state.relay_stop))
+        state.depth_task = asyncio.create_task(_watch_queue_depth(ctx["redis"], state))
         ctx["state"] = state
         log.info(
             "callback.worker.started",
@@ -188,11 +190,24 @@ def _on_startup(settings: CallbackSettings) -> Any:
     return on_startup
 
 
+async def _watch_queue_depth(redis: Any, state: WorkerState) -> None:
+    """Keep `ringback_queue_depth` current for the autoscaler, every few seconds."""
+    while not state.relay_stop.is_set():
+        try:
+            state.metrics.queue_depth.set(await redis.zcard(state.settings.queue_name))
+        except Exception:
+            log.warning("callback.worker.queue_depth_unavailable")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.relay_stop.wait(), timeout=5)
+
+
 async def _on_shutdown(ctx: dict[str, Any]) -> None:
     if "state" not in ctx:
         return
     state = state_of(ctx)
     state.relay_stop.set()
+    if state.depth_task is not None:
+        await state.depth_task
     if state.relay_task is not None:
         try:
             await asyncio.wait_for(state.relay_task, timeout=10)

@@ -40,6 +40,7 @@ async def test_worker_process_delivers_and_stops_cleanly_on_sigterm(
         # The relay runs too; history is not up, so its deliveries wait (and must not block exit).
         "RINGBACK_HISTORY_URL": f"http://127.0.0.1:{free_port()}",
         "RINGBACK_WORKER_SHUTDOWN_GRACE_SECONDS": "2",
+        "RINGBACK_WORKER_METRICS_PORT": str(metrics_port := free_port()),
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -59,6 +60,14 @@ async def test_worker_process_delivers_and_stops_cleanly_on_sigterm(
                 break
             await asyncio.sleep(0.1)
         assert statuses == ["sent", "sent"]
+        async with AsyncClient() as scraper:
+            metrics = (await scraper.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+        # What an operator's dashboard and the worker autoscaler read.
+        for channel in ("sms", "email"):
+            labels = f'channel="{channel}",provider="file",result="sent"'
+            assert f"ringback_notifications_total{{{labels}}} 1.0" in metrics
+        assert "ringback_queue_depth " in metrics
+        assert 'ringback_outbox_backlog{source="callback"}' in metrics
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)

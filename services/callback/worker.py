@@ -177,7 +177,8 @@ def _on_startup(settings: CallbackSettings) -> Any:
                 registry=state.metrics.registry,
             )
             state.relay_task = asyncio.create_task(relay.run(state.relay_stop))
-        state.depth_task = asyncio.create_task(_watch_queue_depth(ctx["redis"], state))
+        if ctx.get("redis") is not None:
+            state.depth_task = asyncio.create_task(_watch_queue_depth(ctx["redis"], state))
         ctx["state"] = state
         log.info(
             "callback.worker.started",

@@ -1,4 +1,4 @@
-"""The `ringback` command: run, serve, worker, relay, migrate, api-key, demo."""
+"""The `ringback` command: run, serve, worker, relay, migrate, api-key, inbound, capacity, demo."""
 
 from __future__ import annotations
 
@@ -166,16 +166,82 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(timeout=args.timeout)
 
 
+_CAPACITY_CSV = """\
+The CSV (UTF-8, a header row, then one row per stretch of opening hours):
+
+  day,from,to,agents
+  mon,08:00,12:00,3          Mondays 08-12, 3 agents on duty
+  mon,12:00,16:00,2          ... 12-16 with 2 (touching rows join into one stretch)
+  2026-12-24,08:00,12:00,1   a date of its own: replaces that weekday's hours
+  2026-12-25,closed,,        a holiday: closed all day
+
+day: mon..sun, or a date (YYYY-MM-DD). from/to: local HH:MM on slot boundaries
+(to may be 24:00). agents: agents on duty; staffing may change only on whole hours.
+A weekday without rows is closed. Blank lines and lines starting with # are ignored.
+Errors name the line. The plan replaces the stored one as a whole.
+"""
+
+_MAIN_EPILOG = """\
+examples:
+  ringback run                                   everything, as `make run` does
+  ringback api-key create --scope admin --name ops | tail -n 1
+  ringback inbound list --status rejected
+  ringback capacity import plan.csv --dry-run
+
+`ringback COMMAND --help` explains each command. Configuration is read from RINGBACK_*
+environment variables (docs/configuration.md); the REST API is described in docs/api.md.
+"""
+
+
+def _admin_options(parser: argparse.ArgumentParser, service: str) -> None:
+    """Where the service is and the admin key to use, shared by the REST-calling commands."""
+    group = parser.add_argument_group("connection")
+    group.add_argument(
+        "--url",
+        help=f"{service}'s base URL (default: RINGBACK_{service.upper()}_URL, "
+        f"else http://127.0.0.1:RINGBACK_{service.upper()}_PORT)",
+    )
+    group.add_argument(
+        "--api-key",
+        help="a key with scope admin (default: RINGBACK_ADMIN_API_KEY; prefer the variable, "
+        "a command line is visible to other users of the machine)",
+    )
+    group.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+
+
+def _admin(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run a REST-calling command; a failure becomes its message on stderr and exit code."""
+
+    def run(args: argparse.Namespace) -> int:
+        from shared.cli_admin import CliFailure
+
+        try:
+            return handler(args)
+        except CliFailure as exc:
+            print(str(exc), file=sys.stderr)
+            return exc.code
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from shared import cli_admin
+
+    formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="ringback",
         description="ringback: nobody who tried to reach us is forgotten.",
+        epilog=_MAIN_EPILOG,
+        formatter_class=formatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, handler: Callable[[argparse.Namespace], int], help_: str) -> Any:
-        p = sub.add_parser(name, help=help_, description=help_)
-        p.set_defaults(handler=handler)
+    def add(
+        name: str, handler: Callable[[argparse.Namespace], int] | None, help_: str, **extra: Any
+    ) -> Any:
+        p = sub.add_parser(name, help=help_, description=help_, formatter_class=formatter, **extra)
+        if handler is not None:
+            p.set_defaults(handler=handler)
         return p
 
     add("run", cmd_run, "start every service, the worker and the relay (what `make run` does)")
@@ -191,7 +257,18 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_history_purge,
         "purge history events older than RINGBACK_HISTORY_RETENTION_DAYS (also runs in history)",
     )
-    keys = add("api-key", cmd_api_key, "create, list or revoke API keys")
+    keys = add(
+        "api-key",
+        cmd_api_key,
+        "create, list or revoke API keys (straight in the database)",
+        epilog="examples:\n"
+        "  ringback api-key create --scope admin --name ops | tail -n 1\n"
+        "  ringback api-key create --scope history:read --scope callbacks:read --name agent-ui\n"
+        "  ringback api-key list\n"
+        "  ringback api-key revoke KEY_ID\n\n"
+        "Scopes: intake:write, callbacks:read, callbacks:write, history:read, history:write,\n"
+        "admin (implies all), internal. Uses RINGBACK_DATABASE_URL, else the embedded database.",
+    )
     key_sub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = key_sub.add_parser("create", help="create a key; prints it alone on the last line")
     create.add_argument("--scope", action="append", required=True, help="repeat for more scopes")
@@ -199,6 +276,97 @@ def build_parser() -> argparse.ArgumentParser:
     key_sub.add_parser("list", help="list keys (never the keys themselves)")
     revoke = key_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")
+
+    inbound = add(
+        "inbound",
+        None,
+        "list or replay what intake received (webhooks, contact requests); needs an admin key",
+        epilog="examples:\n"
+        "  export RINGBACK_ADMIN_API_KEY=$(ringback api-key create --scope admin | tail -n 1)\n"
+        "  ringback inbound list --status rejected --provider generic --limit 20\n"
+        "  ringback inbound replay 0193f1c2-...   # parse a rejected record again, record it",
+    )
+    inbound_sub = inbound.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = inbound_sub.add_parser(
+        "list",
+        help="inbound records, newest first, as a table (no bodies, no personal data)",
+        description="Inbound records, newest first: id, time received, provider, kind, status\n"
+        "and, for rejected ones, why. Calls GET /v1/inbound on intake.",
+        formatter_class=formatter,
+    )
+    listing.add_argument(
+        "--status",
+        choices=["accepted", "recorded", "duplicate", "rejected", "replayed"],
+        help="only records with this status",
+    )
+    listing.add_argument("--provider", help="only this provider (generic, twilio, cti, api, ...)")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (1-500; 50)")
+    listing.add_argument("--cursor", help="the next page (printed under a full page)")
+    _admin_options(listing, "intake")
+    listing.set_defaults(handler=_admin(cli_admin.cmd_inbound_list))
+    replay = inbound_sub.add_parser(
+        "replay",
+        help="parse a rejected record again with today's code and record it",
+        description="Parse a rejected inbound record again with the current code and record it\n"
+        "like a fresh delivery (POST /v1/inbound/ID/replay on intake). Only rejected records\n"
+        "can be replayed; one that still does not parse says why.",
+        formatter_class=formatter,
+    )
+    replay.add_argument("inbound_id", metavar="ID", help="the record's id (from `inbound list`)")
+    _admin_options(replay, "intake")
+    replay.set_defaults(handler=_admin(cli_admin.cmd_inbound_replay))
+
+    capacity = add(
+        "capacity",
+        None,
+        "import the capacity plan (opening hours and staffing) from a CSV, or show it",
+        epilog=_CAPACITY_CSV,
+    )
+    capacity_sub = capacity.add_subparsers(dest="action", required=True, metavar="ACTION")
+    load = capacity_sub.add_parser(
+        "import",
+        help="replace the capacity plan with the one in a CSV",
+        description="Build the capacity plan from a CSV a supervisor edits, PUT it to callback\n"
+        "(/v1/capacity), then print the plan as stored.",
+        epilog=_CAPACITY_CSV + "\nexamples:\n"
+        "  ringback capacity import plan.csv --dry-run       # check it, print the JSON body\n"
+        "  ringback capacity import plan.csv --slot-minutes 30 --per-agent 2",
+        formatter_class=formatter,
+    )
+    load.add_argument("file", metavar="FILE.csv")
+    load.add_argument(
+        "--timezone",
+        default=os.environ.get("RINGBACK_SITE_TIMEZONE", "Europe/Helsinki"),
+        help="IANA zone the hours are in (default: RINGBACK_SITE_TIMEZONE, else Europe/Helsinki)",
+    )
+    load.add_argument(
+        "--slot-minutes",
+        type=int,
+        choices=[5, 10, 15, 20, 30, 60],
+        default=15,
+        help="length of a bookable slot (default: 15)",
+    )
+    load.add_argument(
+        "--per-agent",
+        type=int,
+        default=1,
+        metavar="N",
+        help="callbacks one agent takes per slot (1-100; default: 1)",
+    )
+    load.add_argument(
+        "--dry-run", action="store_true", help="check the CSV and print the body; send nothing"
+    )
+    _admin_options(load, "callback")
+    load.set_defaults(handler=_admin(cli_admin.cmd_capacity_import))
+    show = capacity_sub.add_parser(
+        "show",
+        help="print the stored capacity plan",
+        description="Print the capacity plan callback has (GET /v1/capacity).",
+    )
+    show.add_argument("--json", action="store_true", help="the plan as JSON, as the API has it")
+    _admin_options(show, "callback")
+    show.set_defaults(handler=_admin(cli_admin.cmd_capacity_show))
+
     demo = add("demo", cmd_demo, "send a signed missed call to a running `make run` and show it")
     demo.add_argument("--timeout", type=float, default=30.0)
     return parser

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    model_validator,
+)
 
 Channel = Literal["phone", "sms", "email", "chat", "web", "social", "in_person"]
 Direction = Literal["inbound", "outbound", "internal"]
@@ -44,11 +52,61 @@ def _event_type(value: str) -> str:
 
 
 EventType = Annotated[str, AfterValidator(_event_type)]
+
+# Times ringback can store and compute with: PostgreSQL and Python agree on this range, and a
+# date outside it is a typo or an attack, never a customer's call.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _plausible_time(value: datetime) -> datetime:
+    try:
+        in_utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the time is outside the supported range") from None
+    if not _EARLIEST <= in_utc < _LATEST:
+        raise ValueError("the time must be between 1970 and 2200")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible_time)]
+
+_INT64 = 2**63
+
+
+def _storable(value: Any, depth: int = 0) -> None:
+    """Refuse what PostgreSQL or our JSON encoder cannot hold: NUL in text, ints over 64 bits."""
+    if depth > 64:
+        raise ValueError("the document is nested too deeply")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text may not contain NUL characters")
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not -_INT64 <= value < _INT64:
+            raise ValueError("integers must fit in 64 bits")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key, depth + 1)
+            _storable(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _storable(item, depth + 1)
+
+
 ShortText = Annotated[str, Field(max_length=200)]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_unstorable(cls, data: Any) -> Any:
+        # Checked on the raw input, so every field (free-form `data` included) is covered.
+        _storable(data)
+        return data
 
 
 class CustomerRef(_Strict):
@@ -70,7 +128,7 @@ class EventIn(_Strict):
     """One entry on a customer's timeline (history `POST /v1/events`)."""
 
     id: Annotated[str, Field(min_length=1, max_length=64)]
-    occurred_at: datetime
+    occurred_at: Timestamp
     channel: Channel
     direction: Direction
     type: EventType
@@ -86,8 +144,8 @@ class PreferredTime(_Strict):
 
     asap: bool | None = None
     slot_id: Annotated[str, Field(max_length=64)] | None = None
-    not_before: datetime | None = None
-    not_after: datetime | None = None
+    not_before: Timestamp | None = None
+    not_after: Timestamp | None = None
 
 
 class Consent(_Strict):
@@ -101,7 +159,7 @@ class CallbackCreate(_Strict):
     request_id: Annotated[str, Field(min_length=1, max_length=128)]
     source: Literal["missed_call", "contact_request"]
     channel: Channel = "phone"
-    first_contact_at: datetime
+    first_contact_at: Timestamp
     phone: Annotated[str, Field(max_length=32)]
     email: Annotated[EmailStr, Field(max_length=254)] | None = None
     name: ShortText | None = None
@@ -130,7 +188,7 @@ class AnsweredCall(_Strict):
 
     request_id: Annotated[str, Field(min_length=1, max_length=128)]
     phone: Annotated[str, Field(max_length=32)]
-    occurred_at: datetime
+    occurred_at: Timestamp
     inbound_id: Annotated[str, Field(max_length=64)] | None = None
 
 
@@ -145,7 +203,7 @@ class Acknowledgement(_Strict):
     name: ShortText | None = None
     language: Language | None = None
     channel: Channel = "web"
-    received_at: datetime
+    received_at: Timestamp
 
 
 class ErasureRequest(_Strict):
@@ -157,4 +215,4 @@ class ErasureRequest(_Strict):
     id: Annotated[str, Field(min_length=1, max_length=64)]
     phones: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=100)] = []
     emails: Annotated[list[Annotated[EmailStr, Field(max_length=254)]], Field(max_length=100)] = []
-    requested_at: datetime
+    requested_at: Timestamp

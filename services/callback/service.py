@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -426,9 +427,11 @@ def _after_id(cursor: str | None) -> str | None:
     if not cursor:
         return None
     (value,) = decode_cursor(cursor, 1)
-    if not value or len(value) > 64:
-        raise BadRequest("The cursor is not one this API made.")
-    return value
+    # Our cursors hold a row id (a UUID); anything else was not made by this API.
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise BadRequest("The cursor is not one this API made.") from None
 
 
 async def list_callbacks(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
@@ -19,6 +18,7 @@ from services.intake.providers.base import (
     ProviderRequest,
     Unauthenticated,
 )
+from shared.contracts import Timestamp
 from shared.errors import validation_errors
 from shared.jsonutil import loads
 from shared.routing import is_json_media_type
@@ -49,7 +49,7 @@ class GenericCallEvent(BaseModel):
     from_: Annotated[str | None, Field(alias="from", max_length=64)] = None
     to: Annotated[str | None, Field(max_length=64)] = None
     status: Literal["missed", "no_answer", "busy", "abandoned", "answered"]
-    occurred_at: datetime
+    occurred_at: Timestamp
     queue: Annotated[str | None, Field(max_length=200)] = None
     metadata: dict[str, Any] | None = None
 
@@ -73,8 +73,6 @@ def parse(body: bytes) -> CallReport:
         raise PayloadRejected(
             f"the body does not match the generic call format: {_problems(exc)}"
         ) from None
-    if event.occurred_at.tzinfo is None:
-        raise PayloadRejected("occurred_at: must carry a time zone (RFC 3339)")
     try:
         known = KnownCaller.model_validate((event.metadata or {}).get("customer") or {})
     except ValidationError as exc:

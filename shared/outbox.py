@@ -48,6 +48,7 @@ from shared.db import utcnow
 log = structlog.get_logger("ringback.outbox")
 
 GAUGE_INTERVAL_SECONDS = 5.0
+_NOTIFIED_KEY = "ringback.outbox.notified"
 
 
 class OutboxMixin:
@@ -99,9 +100,27 @@ async def enqueue(
         destination=destination, path=path, payload=dict(payload), ordering_key=ordering_key
     )
     session.add(row)
-    # NOTIFY is transactional: it is delivered at commit, and not at all on rollback.
-    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel_for(model)})
+    await _notify_once(session, channel_for(model))
     return row
+
+
+async def _notify_once(session: AsyncSession, channel: str) -> None:
+    """NOTIFY `channel` once per transaction, however many rows it adds.
+
+    NOTIFY is transactional: delivered at commit, not at all on rollback. One is enough to
+    wake the relays, and each extra one is a round trip on the request's critical path.
+    """
+    transaction = session.sync_session.get_transaction()
+    done: tuple[object, set[str]] | None = session.info.get(_NOTIFIED_KEY)
+    if transaction is not None and done is not None and done[0] is transaction:
+        if channel in done[1]:
+            return
+    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
+    transaction = session.sync_session.get_transaction()
+    if done is None or done[0] is not transaction:
+        done = (transaction, set())
+        session.info[_NOTIFIED_KEY] = done
+    done[1].add(channel)
 
 
 class RelayMetrics:

@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import event, func, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.callback.app import create_app as create_callback
 from services.callback.settings import CallbackSettings
@@ -210,3 +210,41 @@ async def test_a_refused_row_is_parked_and_does_not_block_its_customer(
     assert rows[0].dead_at is not None
     assert "422" in (rows[0].last_error or "")
     assert all(row.delivered_at is not None for row in rows[1:])
+
+
+async def test_one_notify_per_transaction_however_many_rows(
+    engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession], clean_db: None
+) -> None:
+    """PostgreSQL folds repeated NOTIFYs anyway; each extra one is only a wasted round trip."""
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "pg_notify" in statement:
+            statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with sessions() as session:
+            for key in ("a", "b", "c"):
+                await enqueue(
+                    session,
+                    IntakeOutbox,
+                    destination="history",
+                    path="/v1/events",
+                    payload={},
+                    ordering_key=key,
+                )
+            await session.commit()
+            assert len(statements) == 1
+            await enqueue(
+                session,
+                IntakeOutbox,
+                destination="history",
+                path="/v1/events",
+                payload={},
+                ordering_key="d",
+            )
+            await session.commit()
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert len(statements) == 2, "a new transaction notifies again"

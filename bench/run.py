@@ -74,6 +74,11 @@ def write_report() -> None:
         if rps:
             lines.append("## Ratios")
             lines.append("")
+            lines.append(
+                "Caution: the floors are driven by wrk, intake by a Python (httpx) generator on"
+                " the same cores, which is itself a limit; the ratio is a lower bound."
+            )
+            lines.append("")
             for floor in ("echo", "insert"):
                 ref = floors.get(floor, {}).get("requests_per_second")
                 if ref:

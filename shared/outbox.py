@@ -26,6 +26,7 @@ import asyncpg
 import httpx
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import BaseModel
 from sqlalchemy import (
     BigInteger,
     DateTime,
@@ -90,10 +91,15 @@ async def enqueue(
     *,
     destination: str,
     path: str,
-    payload: Mapping[str, Any],
+    payload: Mapping[str, Any] | BaseModel,
     ordering_key: str,
 ) -> OutboxMixin:
-    """Add a row to the outbox in the caller's transaction; relays wake when it commits."""
+    """Add a row to the outbox in the caller's transaction; relays wake when it commits.
+
+    A contract model is stored as the JSON its receiver validates (unset optionals left out).
+    """
+    if isinstance(payload, BaseModel):
+        payload = payload.model_dump(mode="json", exclude_none=True)
     # The mixin has no constructor of its own; the concrete model's declarative one applies.
     factory: Any = model
     row: OutboxMixin = factory(

@@ -80,7 +80,7 @@ async def emit(
         CallbackOutbox,
         destination="history",
         path="/v1/events",
-        payload=event.model_dump(mode="json", exclude_none=True),
+        payload=event,
         ordering_key=ordering_key,
     )
     return event.id

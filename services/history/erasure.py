@@ -122,7 +122,7 @@ async def erase_customer(
                 HistoryOutbox,
                 destination=peer,
                 path="/v1/erasures",
-                payload=request.model_dump(mode="json"),
+                payload=request,
                 ordering_key=f"erasure:{erasure.id}",
             )
     await _record_erased(session, customer_id=customer.id, erasure_id=erasure.id, now=now)

@@ -265,7 +265,7 @@ async def forward_call(
         IntakeOutbox,
         destination="history",
         path="/v1/events",
-        payload=_call_event(report, inbound_id, phone).model_dump(mode="json", exclude_none=True),
+        payload=_call_event(report, inbound_id, phone),
         ordering_key=ordering_key,
     )
     if phone is None:
@@ -283,7 +283,7 @@ async def forward_call(
             IntakeOutbox,
             destination="callback",
             path="/v1/answered-calls",
-            payload=answered.model_dump(mode="json", exclude_none=True),
+            payload=answered,
             ordering_key=ordering_key,
         )
         return "recorded"
@@ -306,7 +306,7 @@ async def forward_call(
         IntakeOutbox,
         destination="callback",
         path="/v1/callbacks",
-        payload=create.model_dump(mode="json", exclude_none=True),
+        payload=create,
         ordering_key=ordering_key,
     )
     return "accepted"
@@ -552,7 +552,7 @@ async def contact_request(
         IntakeOutbox,
         destination="history",
         path="/v1/events",
-        payload=event.model_dump(mode="json", exclude_none=True),
+        payload=event,
         ordering_key=ordering_key,
     )
     if phone is not None:
@@ -575,7 +575,7 @@ async def contact_request(
             IntakeOutbox,
             destination="callback",
             path="/v1/callbacks",
-            payload=create.model_dump(mode="json", exclude_none=True),
+            payload=create,
             ordering_key=ordering_key,
         )
     elif email is not None and data.consent.email:
@@ -592,7 +592,7 @@ async def contact_request(
             IntakeOutbox,
             destination="callback",
             path="/v1/acknowledgements",
-            payload=ack.model_dump(mode="json", exclude_none=True),
+            payload=ack,
             ordering_key=ordering_key,
         )
     return ContactOutcome(Accepted(id=inbound_id, status=status), repeated=False)

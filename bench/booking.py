@@ -1,40 +1,37 @@
 """Booking under contention: 1,000 concurrent attempts into 20 slots of capacity 5.
 
-Run: `.venv/bin/python bench/booking.py` (PostgreSQL from RINGBACK_BENCH_DATABASE_URL, default
-the local server). Creates a scratch database, migrates it, books through the service function
-(`service.book`, one session and transaction per attempt, as the API does), checks the booking
-invariant in the database, prints the figures and writes `bench/results/booking.json`.
-Notifications the bookings would send are not enqueued (no Redis): this measures the database.
+Run: `.venv/bin/python bench/booking.py [--attempts 1000] [--out FILE]` (PostgreSQL from
+RINGBACK_BENCH_DATABASE_URL, default the local server). Creates a scratch database, migrates
+it, books through the service function (`service.book`, one session and transaction per
+attempt, as the API does), checks the booking invariant in the database, prints the figures
+and writes `bench/results/booking.json` (or `--out`). Notifications the bookings would send are
+not enqueued (no Redis): this measures the database.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
-import os
 import secrets
-import sys
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
+from common import admin_url, results_path
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from services.callback import service  # noqa: E402
-from services.callback.capacity import CapacityPlan, iter_slots, slot_id  # noqa: E402
-from services.callback.models import Callback, SlotBooking  # noqa: E402
-from services.callback.settings import CallbackSettings  # noqa: E402
-from shared.db import asyncpg_dsn, commit, create_engine, create_session_factory  # noqa: E402
-from shared.errors import Conflict  # noqa: E402
-from shared.ids import new_id  # noqa: E402
-from shared.migrate import upgrade  # noqa: E402
+from services.callback import service
+from services.callback.capacity import CapacityPlan, iter_slots, slot_id
+from services.callback.models import Callback, SlotBooking
+from services.callback.settings import CallbackSettings
+from shared.db import asyncpg_dsn, commit, create_engine, create_session_factory
+from shared.errors import Conflict
+from shared.ids import new_id
+from shared.migrate import upgrade
 
 ATTEMPTS = 1000
 SLOTS = 20
@@ -62,7 +59,7 @@ async def _admin(url: str, statement: str) -> None:
         await conn.close()
 
 
-async def run(database_url: str) -> dict[str, Any]:
+async def run(database_url: str, attempts: int = ATTEMPTS) -> dict[str, Any]:
     settings = CallbackSettings(
         database_url=database_url,
         redis_url="redis://127.0.0.1:6379/0",
@@ -109,7 +106,7 @@ async def run(database_url: str) -> dict[str, Any]:
                 created_at=now,
                 updated_at=now,
             )
-            for i in range(ATTEMPTS)
+            for i in range(attempts)
         )
         await session.commit()
         ids = list((await session.scalars(select(Callback.id))).all())
@@ -157,7 +154,7 @@ async def run(database_url: str) -> dict[str, Any]:
         max(0, n - CAPACITY) for n in held.values()
     )
     return {
-        "attempts": ATTEMPTS,
+        "attempts": attempts,
         "slots": SLOTS,
         "capacity_per_slot": CAPACITY,
         "successes": successes,
@@ -165,30 +162,32 @@ async def run(database_url: str) -> dict[str, Any]:
         "overbookings": overbooked,
         "seats_match_callbacks": seats == held,
         "seconds": round(elapsed, 3),
-        "attempts_per_second": round(ATTEMPTS / elapsed, 1),
+        "attempts_per_second": round(attempts / elapsed, 1),
         "bookings_per_second": round(successes / elapsed, 1),
         "db_pool": settings.db_pool_size + settings.db_max_overflow,
     }
 
 
 def main() -> None:
-    admin = os.environ.get(
-        "RINGBACK_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--attempts", type=int, default=ATTEMPTS)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    admin = admin_url()
     name = f"ringback_bench_{secrets.token_hex(4)}"
     asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(url, ["callback"])
-        result = asyncio.run(run(url))
+        result = asyncio.run(run(url, args.attempts))
     finally:
         asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    out = ROOT / "bench" / "results" / "booking.json"
+    out = results_path("booking", args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     for key, value in result.items():
         print(f"{key:>22}: {value}")
-    print(f"written to {out.relative_to(ROOT)}")
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

@@ -1,51 +1,63 @@
 """History benchmark: load N events, then time timeline pages and batch ingest.
 
-    .venv/bin/python bench/history.py --events 1000000
+    .venv/bin/python bench/history.py [--events 10000000] [--requests 1000] [--batches 40]
+        [--skip-load] [--out FILE]
 
 Loads N events (default 10 million) with COPY into a database of its own (created if
 missing and kept for `--skip-load` runs; `--database-url`, or
-`RINGBACK_BENCH_HISTORY_DATABASE_URL`, default `rb_bench_history` on 127.0.0.1; its history
-tables are emptied first), over `--customers` customers (default N / 20) each with a phone
-number, some with long histories (the distribution is skewed like real contact logs).
-Then, with the history app served over real HTTP on loopback:
+`RINGBACK_BENCH_HISTORY_DATABASE_URL`, default `rb_bench_history` on the bench PostgreSQL;
+its history tables are emptied first; `--drop` drops it at the end), over `--customers`
+customers (default N / 20) each with a phone number, some with long histories
+(Pareto-skewed, like real contact logs).
+
+The rows are generated as they are sent (COPY text format from an async generator, a chunk at
+a time: memory does not grow with N). The events table's indexes and constraints are dropped
+for the COPY and built afterwards from the definitions of a freshly migrated scratch database,
+and the script checks that every index and constraint of the history schema then matches
+what the migrations create (`schema_matches_migrations`), so the timeline is read through the
+real indexes.
+
+Then, with the history app served over real HTTP on loopback (uvicorn in this process):
 
 - the first timeline page (50 events) of random customers through the API, p50/p99;
-- the same keyset query raw through asyncpg, p50/p99;
+- the same keyset query raw through asyncpg (the statement the API's repository builds,
+  compiled by SQLAlchemy, prepared once), p50/p99, and the ratio API / raw;
 - batch ingest: batches of 500 events through `POST /v1/events:batch`, events/s.
 
-Figures go to bench/results/history.json and standard output. Not a test: nothing asserts.
+Figures go to bench/results/history.json (or `--out`) and standard output.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
 import secrets
 import socket
 import statistics
-import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import uvicorn
+from common import admin_url, results_path
+from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
+from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from services.history.app import create_app  # noqa: E402
-from services.history.settings import HistorySettings  # noqa: E402
-from shared.apikeys import create_key  # noqa: E402
-from shared.db import asyncpg_dsn, create_engine, create_session_factory  # noqa: E402
-from shared.logging import configure_logging  # noqa: E402
-from shared.migrate import upgrade  # noqa: E402
+from services.history.app import create_app
+from services.history.repository import timeline_query
+from services.history.settings import HistorySettings
+from shared.apikeys import create_key
+from shared.db import asyncpg_dsn, create_engine, create_session_factory
+from shared.logging import configure_logging
+from shared.migrate import upgrade
 
 CHANNELS = ["phone", "phone", "phone", "sms", "email", "web", "chat"]
 TYPES = {
@@ -70,7 +82,8 @@ EVENT_COLUMNS = [
     "summary",
     "data",
 ]
-CHUNK = 200_000
+CHUNK = 50_000
+PAGE = 50
 
 
 def _phone(n: int) -> str:
@@ -100,16 +113,103 @@ async def ensure_database(url: str) -> None:
     await asyncio.to_thread(upgrade, url, ["auth", "history"])
 
 
+_INDEXES = (
+    "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'history'"
+    " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conname = indexname"
+    " AND c.connamespace = 'history'::regnamespace)"
+)
+_CONSTRAINTS = (
+    "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
+    " WHERE connamespace = 'history'::regnamespace"
+)
+
+
+async def schema_objects(conn: asyncpg.Connection) -> dict[str, set[tuple[str, str, str]]]:
+    """The history schema's indexes (not backing constraints) and constraints, as defined."""
+    return {
+        "indexes": {tuple(r) for r in await conn.fetch(_INDEXES)},
+        "constraints": {tuple(r) for r in await conn.fetch(_CONSTRAINTS)},
+    }
+
+
+async def reference_schema(url: str) -> dict[str, set[tuple[str, str, str]]]:
+    """What the migrations create: read from a scratch database migrated for the purpose."""
+    dsn = asyncpg_dsn(url)
+    name = f"rb_bench_reference_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres")
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        scratch = url.rsplit("/", 1)[0] + "/" + name
+        await asyncio.to_thread(upgrade, scratch, ["auth", "history"])
+        conn = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/" + name)
+        try:
+            return await schema_objects(conn)
+        finally:
+            await conn.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def _event_chunks(
+    rng: random.Random, ids: list[str], weights: list[float], events: int, now: datetime
+) -> AsyncIterator[bytes]:
+    """COPY text rows for `events` events, CHUNK rows per yielded piece."""
+    cum = list(itertools.accumulate(weights))
+    span_days = 700
+    day0 = (now - timedelta(days=span_days)).date()
+    days = [(day0 + timedelta(days=d)).isoformat() for d in range(span_days + 1)]
+    kinds = [(c, *TYPES[c]) for c in CHANNELS]
+    summaries = {"missed_call": "Missed call"}
+
+    async def generate() -> AsyncIterator[bytes]:
+        made = 0
+        next_report = 1_000_000
+        while made < events:
+            size = min(CHUNK, events - made)
+            owners = rng.choices(ids, cum_weights=cum, k=size)
+            lines = []
+            for owner in owners:
+                channel, direction, type_ = kinds[rng.randrange(len(kinds))]
+                second = rng.randrange(span_days * 86400)
+                day, rest = divmod(second, 86400)
+                hour, rest = divmod(rest, 3600)
+                minute, sec = divmod(rest, 60)
+                at = f"{days[day]} {hour:02d}:{minute:02d}:{sec:02d}+00"
+                lines.append(
+                    f"{rng.getrandbits(128):032x}\t{owner}\t{at}\t{at}\t{channel}\t{direction}"
+                    f"\t{type_}\t\\N\t\\N\tsystem\t\\N\t{summaries.get(type_, 'Contact')}"
+                    '\t{"queue": "billing"}\n'
+                )
+            made += size
+            yield "".join(lines).encode()
+            if made >= next_report or made == events:
+                print(f"  generated {made:,} events", flush=True)
+                next_report += 1_000_000
+
+    return generate()
+
+
 async def load(url: str, *, events: int, customers: int, seed: int) -> dict[str, Any]:
-    """COPY customers, identities and events; rebuild the activity roll-up; ANALYZE."""
+    """COPY customers, identities and events; build the indexes; roll up activity; ANALYZE."""
     rng = random.Random(seed)
+    reference = await reference_schema(url)
     conn = await asyncpg.connect(asyncpg_dsn(url))
     started = time.perf_counter()
     try:
+        await conn.execute("SET maintenance_work_mem = '512MB'")
         await conn.execute(
             "TRUNCATE history.customer_activity, history.events, history.identities,"
             " history.erasures, history.outbox, history.customers RESTART IDENTITY CASCADE"
         )
+        # The events table bare for the COPY: its indexes and constraints come back below.
+        current = await schema_objects(conn)
+        for table, name, _ in current["indexes"]:
+            if table == "events":
+                await conn.execute(f'DROP INDEX history."{name}"')
+        for table, name, _ in sorted(current["constraints"], key=_fk_first):
+            if table == "history.events":
+                await conn.execute(f'ALTER TABLE history.events DROP CONSTRAINT "{name}"')
         now = datetime.now(UTC)
         ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(customers)]
         created = now - timedelta(days=720)
@@ -127,39 +227,23 @@ async def load(url: str, *, events: int, customers: int, seed: int) -> dict[str,
         )
         # Skewed: a few customers call a lot (Pareto weights), most a handful of times.
         weights = [rng.paretovariate(1.2) for _ in ids]
-        copied = 0
-        span = 700 * 86400
-        while copied < events:
-            size = min(CHUNK, events - copied)
-            owners = rng.choices(ids, weights=weights, k=size)
-            rows = []
-            for owner in owners:
-                channel = rng.choice(CHANNELS)
-                direction, type_ = TYPES[channel]
-                at = now - timedelta(seconds=rng.randrange(span))
-                rows.append(
-                    (
-                        uuid.uuid4().hex,
-                        owner,
-                        at,
-                        at,
-                        channel,
-                        direction,
-                        type_,
-                        None,
-                        None,
-                        "system",
-                        None,
-                        "Missed call" if type_ == "missed_call" else "Contact",
-                        '{"queue": "billing"}',
-                    )
+        await conn.copy_to_table(
+            "events",
+            schema_name="history",
+            columns=EVENT_COLUMNS,
+            source=_event_chunks(rng, ids, weights, events, now),
+            format="text",
+        )
+        copied = time.perf_counter() - started
+        for table, name, definition in sorted(reference["constraints"], key=_fk_last):
+            if table == "history.events":
+                await conn.execute(
+                    f'ALTER TABLE history.events ADD CONSTRAINT "{name}" {definition}'
                 )
-            await conn.copy_records_to_table(
-                "events", schema_name="history", columns=EVENT_COLUMNS, records=rows
-            )
-            copied += size
-            print(f"  loaded {copied:,} events", flush=True)
-        loaded = time.perf_counter() - started
+        for table, _, definition in sorted(reference["indexes"]):
+            if table == "events":
+                await conn.execute(definition)
+        indexed = time.perf_counter() - started
         await conn.execute(
             "INSERT INTO history.customer_activity"
             " (customer_id, channel, direction, type, count, last_occurred_at)"
@@ -168,17 +252,40 @@ async def load(url: str, *, events: int, customers: int, seed: int) -> dict[str,
         )
         await conn.execute("VACUUM ANALYZE history.events")
         await conn.execute("ANALYZE history.customers")
+        await conn.execute("ANALYZE history.identities")
         await conn.execute("ANALYZE history.customer_activity")
         size_bytes = await conn.fetchval("SELECT pg_total_relation_size('history.events')")
+        loaded = await schema_objects(conn)
     finally:
         await conn.close()
+    missing = (reference["indexes"] - loaded["indexes"]) | (
+        reference["constraints"] - loaded["constraints"]
+    )
+    extra = (loaded["indexes"] - reference["indexes"]) | (
+        loaded["constraints"] - reference["constraints"]
+    )
+    if missing or extra:
+        raise RuntimeError(f"schema differs from the migrations: missing {missing}, extra {extra}")
     return {
         "events": events,
         "customers": customers,
-        "copy_seconds": round(loaded, 1),
+        "copy_seconds": round(copied, 1),
+        "copy_events_per_second": round(events / copied, 1) if copied else None,
+        "indexes_and_constraints_seconds": round(indexed - copied, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
         "events_table_bytes": size_bytes,
+        "schema_matches_migrations": True,
+        "events_indexes": sorted(n for t, n, _ in loaded["indexes"] if t == "events"),
     }
+
+
+def _fk_first(row: tuple[str, str, str]) -> tuple[bool, str]:
+    """Foreign keys go before the keys they may depend on."""
+    return (not row[2].startswith("FOREIGN KEY"), row[1])
+
+
+def _fk_last(row: tuple[str, str, str]) -> tuple[bool, str]:
+    return (row[2].startswith("FOREIGN KEY"), row[1])
 
 
 def _free_port() -> int:
@@ -212,20 +319,23 @@ async def measure(url: str, *, requests: int, batches: int, seed: int) -> dict[s
     phones = await conn.fetchval("SELECT count(*) FROM history.identities")
     sample = rng.sample(customers, min(requests, len(customers)))
 
-    raw_sql = (
-        "SELECT * FROM history.events WHERE customer_id = $1"
-        " ORDER BY occurred_at DESC, seq DESC LIMIT 51"
-    )
+    # The statement the API's first page runs (page of 50, one more to know if there is a next).
+    compiled = timeline_query(
+        customer_id=sample[0], channel=None, type_=None, before=None, after=None, limit=PAGE + 1
+    ).compile(dialect=pg_asyncpg.dialect())  # type: ignore[no-untyped-call]
+    raw_sql = compiled.string
     stmt = await conn.prepare(raw_sql)
     raw: list[float] = []
     for cid in sample:
         t = time.perf_counter()
-        await stmt.fetch(cid)
+        await stmt.fetch(cid, PAGE + 1)
         raw.append(time.perf_counter() - t)
-    plan = await conn.fetchval(f"EXPLAIN (FORMAT TEXT) {raw_sql.replace('$1', repr(sample[0]))}")
-    plan_rows = await conn.fetch(
-        f"EXPLAIN (ANALYZE, BUFFERS) {raw_sql.replace('$1', repr(sample[0]))}"
+    busiest = await conn.fetchval(
+        "SELECT customer_id FROM history.customer_activity GROUP BY 1 ORDER BY sum(count) DESC"
+        " LIMIT 1"
     )
+    plan_rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {raw_sql}", busiest, PAGE + 1)
+    plan = plan_rows[0][0] if plan_rows else ""
     await conn.close()
 
     port = _free_port()
@@ -276,9 +386,14 @@ async def measure(url: str, *, requests: int, batches: int, seed: int) -> dict[s
     finally:
         server.should_exit = True
         await task
+    api_figures, raw_figures = _percentiles(api), _percentiles(raw)
     return {
-        "timeline_first_page_api": _percentiles(api),
-        "timeline_first_page_raw_asyncpg": _percentiles(raw),
+        "timeline_first_page_api": api_figures,
+        "timeline_first_page_raw_asyncpg": raw_figures,
+        "timeline_api_over_raw": {
+            "p50": round(api_figures["p50_ms"] / raw_figures["p50_ms"], 2),
+            "p99": round(api_figures["p99_ms"] / raw_figures["p99_ms"], 2),
+        },
         "batch_ingest": {
             "batches": batches,
             "batch_size": 500,
@@ -286,7 +401,7 @@ async def measure(url: str, *, requests: int, batches: int, seed: int) -> dict[s
             "batch_latency": _percentiles(ingest),
         },
         "plan": plan,
-        "plan_analyze": "\n".join(r[0] for r in plan_rows),
+        "plan_analyze_busiest_customer": "\n".join(r[0] for r in plan_rows),
     }
 
 
@@ -296,16 +411,15 @@ async def main() -> None:
     parser.add_argument("--customers", type=int, default=None)
     parser.add_argument(
         "--database-url",
-        default=os.environ.get(
-            "RINGBACK_BENCH_HISTORY_DATABASE_URL",
-            "postgresql://postgres@127.0.0.1:5432/rb_bench_history",
-        ),
+        default=os.environ.get("RINGBACK_BENCH_HISTORY_DATABASE_URL")
+        or make_url(admin_url()).set(database="rb_bench_history").render_as_string(False),
     )
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--skip-load", action="store_true", help="reuse the loaded data")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "history.json"))
+    parser.add_argument("--drop", action="store_true", help="drop the database afterwards")
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
     configure_logging(level="WARNING", json=True, process="bench")
     customers = args.customers or max(1, args.events // 20)
@@ -323,17 +437,28 @@ async def main() -> None:
         result["load"] = await load(
             args.database_url, events=args.events, customers=customers, seed=args.seed
         )
-    result.update(
-        await measure(
-            args.database_url, requests=args.requests, batches=args.batches, seed=args.seed
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(args.database_url))
+        result["events_in_table"] = await conn.fetchval("SELECT count(*) FROM history.events")
+        await conn.close()
+        result.update(
+            await measure(
+                args.database_url, requests=args.requests, batches=args.batches, seed=args.seed
+            )
         )
-    )
-    out = Path(args.out)
+    finally:
+        if args.drop:
+            dsn = asyncpg_dsn(args.database_url)
+            admin = await asyncpg.connect(dsn.rsplit("/", 1)[0] + "/postgres")
+            name = dsn.rsplit("/", 1)[1].split("?")[0]
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+    out = results_path("history", args.out)
     await asyncio.to_thread(out.parent.mkdir, parents=True, exist_ok=True)
     await asyncio.to_thread(out.write_text, json.dumps(result, indent=2) + "\n")
     summary = {k: v for k, v in result.items() if not k.startswith("plan")}
     print(json.dumps(summary, indent=2))
-    print(result["plan_analyze"])
+    print(result["plan_analyze_busiest_customer"])
 
 
 if __name__ == "__main__":

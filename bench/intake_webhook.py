@@ -1,226 +1,186 @@
-"""Intake's signed generic webhook under load: a real intake process, pre-signed requests.
+"""Intake's signed, durable missed-call webhook: saturation with wrk, latency at a fixed rate.
 
-    .venv/bin/python bench/intake_webhook.py [--requests 3000] [--rate 200] [--concurrency 64]
+    .venv/bin/python bench/intake_webhook.py [--seconds 30] [--connections 64] [--threads 2]
+        [--rate 1000] [--rate-seconds 30] [--out FILE]
 
-Starts `ringback serve intake` against a fresh scratch database, pre-signs distinct missed
-calls (each a new call id, so every request takes the full path: verify, store, two outbox
-rows, commit), then fires them with httpx at a fixed rate and at saturation. Writes
-bench/results/intake_webhook.json and prints it. Needs PostgreSQL
-(RINGBACK_BENCH_DATABASE_URL, default postgresql://postgres@127.0.0.1:5432/postgres) and Redis
-(RINGBACK_BENCH_REDIS_URL, default redis://127.0.0.1:6379/0). The load generator is Python in
-one process: at saturation it may itself be part of the limit (the figure is a floor).
+Starts `ringback serve intake` (one uvicorn process) on a scratch database. Every request is
+a different missed call, pre-signed before the clock starts (new event id, call id, caller
+and `webhook-id`), so each takes the full durable path: Standard Webhooks signature on the raw
+bytes, webhook-id receipt, inbound row, two outbox rows and their NOTIFY, one commit, then 202.
+
+- `saturation`: `wrk` (Debian's) with `--connections` fixed keep-alive connections over
+  `--threads` threads, cycling through the pre-built requests (bench/loadgen.py: a Lua
+  `request()` returning `wrk.format(...)` requests loaded from a file at init, each thread its
+  own slice). The pool is sized from a warm-up run (`--pool` to force it); `wrapped` counts
+  requests sent a second time because it ran out (then the figure is not all new inserts).
+  The floors (bench/floors.py) are measured with the same wrk settings, so ratios compare like
+  with like.
+- `fixed_rate`: `--rate` requests/s offered for `--rate-seconds`, open loop, by the paced
+  generator in bench/loadgen.py (why not wrk: see there). Latency is from each request's due
+  time. The floors are measured at the same rate with the same generator.
+- `rss`: intake's RSS idle (after the warm-up) and its peak during the saturation run.
+- `stored`: rows in `intake.inbound` against 202s answered (durability check).
+
+Signatures carry the time of signing; every phase is signed just before it runs and must end
+within intake's tolerance (`RINGBACK_WEBHOOK_TOLERANCE_SECONDS`, default 300 s).
+Needs `wrk` (`apt-get install -y wrk`) for the saturation phase: without it that phase is
+reported as skipped and the script exits with status 2 after the fixed-rate phase.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import json
-import os
-import secrets
-import socket
-import statistics
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import asyncpg
-import httpx
-from sqlalchemy.engine import make_url
+from common import (
+    RssSampler,
+    Stack,
+    base_env,
+    mib,
+    new_secret,
+    results_path,
+    rss_bytes,
+    scratch_database,
+    scratch_redis,
+    write_results,
+)
+from loadgen import WrkMissing, paced, presign, run_fast, run_wrk_requests, wrk_available
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from services.intake.settings import IntakeSettings
+from shared.db import asyncpg_dsn
 
-from services.intake.providers.standard_webhooks import sign  # noqa: E402
-from shared.migrate import upgrade  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results"
-PATH = "/v1/webhooks/generic"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def presign(secret: str, count: int, tag: str) -> list[tuple[bytes, dict[str, str]]]:
-    """Distinct signed missed calls, made before the clock starts."""
-    now = int(time.time())
-    signed = []
-    for i in range(count):
-        event = {
-            "id": f"evt_{tag}_{i}",
-            "call_id": f"bench-{tag}-{i}",
-            "from": f"040 {1_000_000 + i % 9_000_000}",
-            "to": "+358942451000",
-            "status": "no_answer",
-            "occurred_at": "2026-11-24T12:00:00Z",
-            "queue": "billing",
-        }
-        body = json.dumps(event).encode()
-        msg_id = f"msg_{tag}_{i}"
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": msg_id,
-            "webhook-timestamp": str(now),
-            "webhook-signature": sign(secret, msg_id, now, body),
-        }
-        signed.append((body, headers))
-    return signed
+TOLERANCE = IntakeSettings.model_fields["webhook_tolerance_seconds"].default
 
 
-def summarise(latencies: list[float], errors: int, seconds: float) -> dict[str, float]:
-    ordered = sorted(latencies)
-
-    def pct(p: float) -> float:
-        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000 if ordered else 0.0
-
-    return {
-        "requests": float(len(latencies) + errors),
-        "errors": float(errors),
-        "seconds": round(seconds, 3),
-        "requests_per_second": round(len(latencies) / seconds, 1) if seconds else 0.0,
-        "p50_ms": round(pct(0.50), 2),
-        "p90_ms": round(pct(0.90), 2),
-        "p99_ms": round(pct(0.99), 2),
-        "mean_ms": round(statistics.fmean(ordered) * 1000, 2) if ordered else 0.0,
-    }
+def fixed_rate(
+    url: str, secret: str, rate: float, seconds: float, tag_number: int
+) -> dict[str, Any]:
+    """Warm up one second at the rate, then measure `seconds` at the rate."""
+    host = urlparse(url).netloc
+    port = int(host.rsplit(":", 1)[1])
+    warm = presign(secret, max(1, int(rate)), f"pw{tag_number}", tag_number=tag_number)
+    warmed = run_fast(paced("127.0.0.1", port, [s.raw(host) for s in warm], rate))
+    signed = presign(secret, int(rate * seconds), f"p{tag_number}", tag_number=tag_number + 1)
+    result = run_fast(paced("127.0.0.1", port, [s.raw(host) for s in signed], rate)).summary()
+    result["warmup_202"] = warmed.statuses.get(202, 0)
+    return result
 
 
-async def fire(
-    url: str, signed: list[tuple[bytes, dict[str, str]]], *, rate: float | None, concurrency: int
-) -> dict[str, float]:
-    """Send everything; at `rate` per second (open loop) or as fast as `concurrency` allows."""
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(body: bytes, headers: dict[str, str]) -> None:
-            nonlocal errors
-            async with gate:
-                started = time.perf_counter()
-                try:
-                    response = await client.post(PATH, content=body, headers=headers)
-                except httpx.HTTPError:
-                    errors += 1
-                    return
-                if response.status_code == 202:
-                    latencies.append(time.perf_counter() - started)
-                else:
-                    errors += 1
-
-        began = time.perf_counter()
-        if rate is None:
-            await asyncio.gather(*(one(body, headers) for body, headers in signed))
-        else:
-            tasks = []
-            for i, (body, headers) in enumerate(signed):
-                delay = began + i / rate - time.perf_counter()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(one(body, headers)))
-            await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - began
-    return summarise(latencies, errors, elapsed)
-
-
-async def _admin(url: str, statement: str) -> None:
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn)
+async def _stored(database_url: str) -> int:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        await conn.execute(statement)
+        return int(await conn.fetchval("SELECT count(*) FROM intake.inbound"))
     finally:
         await conn.close()
 
 
-def start_intake(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "serve", "intake", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+def saturate(
+    url: str,
+    secret: str,
+    *,
+    seconds: float,
+    connections: int,
+    threads: int,
+    pool: int | None,
+    warmup: float,
+    tag_number: int,
+) -> dict[str, Any]:
+    """A wrk warm-up (sizes the pool), then the measured wrk run over distinct requests."""
+    warm_pool = presign(secret, int(max(1.0, warmup) * 6000), f"w{tag_number}", tag_number=90)
+    warm = run_wrk_requests(
+        url, warm_pool, seconds=warmup, connections=connections, threads=threads
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError("intake exited at start")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("intake did not become ready")
+    warm["pool"] = len(warm_pool)
+    size = pool or int(warm["requests_per_second"] * seconds * 1.6) + 2000
+    signed = presign(secret, size, f"s{tag_number}", tag_number=tag_number)
+    result = run_wrk_requests(
+        url, signed, seconds=seconds, connections=connections, threads=threads
+    )
+    result["pool"] = size
+    result["warmup"] = warm
+    return result
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--requests", type=int, default=3000, help="per phase")
-    parser.add_argument("--rate", type=float, default=200.0, help="fixed-rate phase, per second")
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=30, help="saturation run (wrk)")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=5, help="wrk warm-up seconds")
+    parser.add_argument("--pool", type=int, default=None, help="pre-signed requests for wrk")
+    parser.add_argument("--rate", type=float, default=1000.0, help="fixed-rate phase, per second")
+    parser.add_argument("--rate-seconds", type=float, default=30)
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    if max(args.seconds + args.warmup, args.rate_seconds + 1) > TOLERANCE - 30:
+        parser.error(f"phases must end within the signature tolerance ({TOLERANCE} s)")
 
-    admin = os.environ.get(
-        "RINGBACK_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-    redis_url = os.environ.get("RINGBACK_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    name = f"ringback_bench_{secrets.token_hex(4)}"
-    database = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
-    process: subprocess.Popen[bytes] | None = None
+    secret = new_secret()
     results: dict[str, Any] = {}
-    try:
-        upgrade(database)
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RINGBACK_")}
-        env.update(
-            {
-                "RINGBACK_DATABASE_URL": database,
-                "RINGBACK_REDIS_URL": redis_url,
-                "RINGBACK_WEBHOOK_SECRETS": secret,
-                "RINGBACK_INTERNAL_API_KEY": "rb_benchmark00_" + secrets.token_urlsafe(32),
-                "RINGBACK_LOG_LEVEL": "WARNING",
-                "RINGBACK_INTAKE_PORT": str(port),
-            }
-        )
-        process = start_intake(env, port)
-        url = f"http://127.0.0.1:{port}"
-        warmup = presign(secret, 200, "warmup")
-        fixed = presign(secret, args.requests, "fixed")
-        saturated = presign(secret, args.requests, "saturation")
-        asyncio.run(fire(url, warmup, rate=None, concurrency=8))
-        results["fixed_rate"] = {
-            "target_per_second": args.rate,
-            **asyncio.run(fire(url, fixed, rate=args.rate, concurrency=args.concurrency)),
+    status = 0
+    with (
+        scratch_database(["intake"]) as database,
+        scratch_redis() as redis_url,
+        tempfile.TemporaryDirectory() as logs,
+    ):
+        env = base_env(database, redis_url, RINGBACK_WEBHOOK_SECRETS=secret)
+        with Stack(env, Path(logs)) as stack:
+            stack.start("intake")
+            url = stack.url("intake")
+            pid = stack.processes["intake"].pid
+            results["fixed_rate"] = fixed_rate(url, secret, args.rate, args.rate_seconds, 10)
+            if wrk_available():
+                idle = rss_bytes(pid)
+                with RssSampler({"intake": pid}) as sampler:
+                    results["saturation"] = saturate(
+                        url,
+                        secret,
+                        seconds=args.seconds,
+                        connections=args.connections,
+                        threads=args.threads,
+                        pool=args.pool,
+                        warmup=args.warmup,
+                        tag_number=20,
+                    )
+                results["rss"] = {
+                    "idle_mib": mib(idle),
+                    "peak_under_load_mib": mib(sampler.peak["intake"]),
+                }
+                if results["saturation"]["wrapped"]:
+                    print("warning: the pre-signed pool ran out; rerun with a larger --pool")
+            else:
+                results["saturation"] = {"skipped": str(WrkMissing("wrk is not installed"))}
+                print("wrk is not installed (`apt-get install -y wrk`): saturation skipped")
+                status = 2
+            time.sleep(0.5)
+        fixed = results["fixed_rate"]
+        answered = fixed["statuses"].get("202", 0) + fixed.pop("warmup_202")
+        saturation = results["saturation"]
+        for run in (saturation.get("warmup"), saturation):
+            if run and "requests" in run:
+                answered += min(run["requests"] - run["non_2xx"], run["pool"])
+        # Each distinct request answered 202 must be one stored call (wrk's last in-flight
+        # requests may be stored without being counted: a few more rows is not a loss).
+        results["stored"] = {
+            "inbound_rows": asyncio.run(_stored(database)),
+            "distinct_requests_answered_2xx": answered,
         }
-        results["saturation"] = {
-            "concurrency": args.concurrency,
-            **asyncio.run(fire(url, saturated, rate=None, concurrency=args.concurrency)),
-        }
-        results["setup"] = {
-            "server": "ringback serve intake (one uvicorn process)",
-            "client": "httpx, one asyncio process",
-            "path": "verify Standard Webhooks signature, insert inbound + receipt + 2 outbox rows",
-        }
-    finally:
-        if process is not None:
-            process.terminate()
-            process.wait(timeout=20)
-        asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "intake_webhook.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    results["setup"] = {
+        "server": "ringback serve intake (one uvicorn process)",
+        "saturation_client": f"wrk -t{args.threads} -c{args.connections}, distinct pre-signed",
+        "fixed_rate_client": "bench/loadgen.py paced open-loop generator (uvloop, raw streams)",
+        "path": "verify Standard Webhooks signature, receipt + inbound + 2 outbox rows, commit",
+    }
+    write_results(results_path("intake_webhook", args.out), results)
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,91 +1,74 @@
-"""Notifications per second for one worker process sending SMS to a loopback gateway.
+"""Notifications per second for one worker process, and arq's own no-op ceiling beside it.
 
-Run: `.venv/bin/python bench/notifications.py [count]` (default 2,000). Creates a scratch
-database and claims a free Redis database index (as the tests do), writes `count` queued SMS
-notifications, enqueues their jobs, starts `ringback worker` (`python -m shared.cli worker`)
-against a threaded HTTP gateway on loopback that answers 202 at once, and times until every
-row is `sent`. Prints the figures and writes `bench/results/notifications.json`.
+    .venv/bin/python bench/notifications.py [--count 5000] [--out FILE]
+
+On a scratch database and a Redis database index of its own:
+
+1. `notifications`: writes `--count` queued SMS notifications (with their callbacks), enqueues
+   their jobs, starts `ringback worker` against the loopback SMS gateway (bench/sms_gateway.py,
+   a process of its own answering 202 at once) and waits until every row is `sent`. The rate
+   is counted between the first and the last SMS arriving at the gateway (worker start-up
+   excluded); the rate including start-up is reported too.
+2. `arq_noop_ceiling`: the same number of jobs under the same name, serializer, `max_jobs`,
+   `poll_delay`, timeouts and `keep_result` (callback's `worker_settings`), but the function
+   does nothing; one arq worker process in burst mode. Its rate, counted the same way (first to
+   last job finished), is what arq alone can do with these settings on this machine.
+
+`ratio_to_arq_noop` is the first over the second. The worker's settings are its defaults
+unless `RINGBACK_WORKER_MAX_JOBS` / `RINGBACK_WORKER_POLL_DELAY_SECONDS` are set in the
+environment (both phases use them).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import secrets
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-import redis
+from common import (
+    ROOT,
+    base_env,
+    results_path,
+    scratch_database,
+    scratch_redis,
+    spawn,
+    stop,
+    write_results,
+)
+from sms_gateway import GatewayProcess
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from services.callback.models import Callback, Notification  # noqa: E402
-from services.callback.queue import ArqNotificationQueue  # noqa: E402
-from services.callback.settings import CallbackSettings  # noqa: E402
-from shared.db import asyncpg_dsn, create_engine, create_session_factory  # noqa: E402
-from shared.ids import new_id  # noqa: E402
-from shared.migrate import upgrade  # noqa: E402
-from shared.service_app import create_redis  # noqa: E402
+from services.callback.models import Callback, Notification
+from services.callback.queue import SEND_NOTIFICATION, ArqNotificationQueue
+from services.callback.settings import CallbackSettings
+from shared.db import create_engine, create_session_factory
+from shared.ids import new_id
+from shared.service_app import create_redis
 
 
-class Gateway:
-    def __init__(self) -> None:
-        self.count = 0
-        self.lock = threading.Lock()
-        gateway = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length", "0")))
-                with gateway.lock:
-                    gateway.count += 1
-                    number = gateway.count
-                payload = json.dumps({"id": f"gw-{number}"}).encode()
-                self.send_response(202)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/sms"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-async def _admin(url: str, statement: str) -> None:
-    conn = await asyncpg.connect(asyncpg_dsn(url))
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-def _claim_redis(base: str) -> tuple[str, int]:
-    control = redis.Redis.from_url(base)
-    try:
-        for index in range(1, 16):
-            if control.set(f"ringback:test-db:{index}", os.getpid(), nx=True, ex=3600):
-                return base.rsplit("/", 1)[0] + f"/{index}", index
-    finally:
-        control.close()
-    raise RuntimeError("no free Redis database index")
+def _settings(database_url: str, redis_url: str, queue_name: str, sms_url: str) -> CallbackSettings:
+    overrides: dict[str, Any] = {}
+    for name in ("worker_max_jobs", "worker_poll_delay_seconds"):
+        value = os.environ.get(f"RINGBACK_{name.upper()}")
+        if value:
+            overrides[name] = value
+    return CallbackSettings(
+        database_url=database_url,
+        redis_url=redis_url,
+        queue_name=queue_name,
+        sms_provider="http",
+        sms_http_url=sms_url,
+        **overrides,
+    )
 
 
 async def prepare(settings: CallbackSettings, count: int) -> None:
@@ -156,75 +139,153 @@ async def sent_count(settings: CallbackSettings) -> int:
     return int(sent or 0)
 
 
-def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    admin = os.environ.get(
-        "RINGBACK_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-    )
-    redis_base = os.environ.get("RINGBACK_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
-    name = f"ringback_bench_{secrets.token_hex(4)}"
-    asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))
-    database_url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-    redis_url, index = _claim_redis(redis_base)
-    gateway = Gateway()
-    queue_name = f"ringback:bench:{secrets.token_hex(4)}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGBACK_")}
-    env.update(
-        {
-            "RINGBACK_DATABASE_URL": database_url,
-            "RINGBACK_REDIS_URL": redis_url,
-            "RINGBACK_QUEUE_NAME": queue_name,
-            "RINGBACK_SMS_PROVIDER": "http",
-            "RINGBACK_SMS_HTTP_URL": gateway.url,
-            "RINGBACK_OUTBOX_RELAY": "false",
-            "RINGBACK_LOG_LEVEL": "WARNING",
-            "RINGBACK_SELF_SERVICE_SECRET": "bench",
-        }
-    )
-    settings = CallbackSettings(
-        database_url=database_url,
-        redis_url=redis_url,
-        queue_name=queue_name,
-        sms_provider="http",
-        sms_http_url=gateway.url,
-    )
-    worker: subprocess.Popen[bytes] | None = None
-    try:
-        upgrade(database_url, ["callback"])
+def measure_worker(database_url: str, redis_url: str, count: int, logs: Path) -> dict[str, Any]:
+    with GatewayProcess() as gateway:
+        env = base_env(
+            database_url,
+            redis_url,
+            RINGBACK_SMS_PROVIDER="http",
+            RINGBACK_SMS_HTTP_URL=gateway.url,
+            RINGBACK_OUTBOX_RELAY="false",
+        )
+        for name in ("RINGBACK_WORKER_MAX_JOBS", "RINGBACK_WORKER_POLL_DELAY_SECONDS"):
+            if os.environ.get(name):
+                env[name] = os.environ[name]
+        settings = _settings(database_url, redis_url, env["RINGBACK_QUEUE_NAME"], gateway.url)
         asyncio.run(prepare(settings, count))
-        began = time.perf_counter()
-        worker = subprocess.Popen([sys.executable, "-m", "shared.cli", "worker"], env=env, cwd=ROOT)
-        sent = 0
-        deadline = time.monotonic() + 600
-        while sent < count and time.monotonic() < deadline:
-            time.sleep(0.2)
+        began = time.monotonic()
+        worker = spawn("worker", env, logs)
+        try:
+            arrived = gateway.wait_for(count, timeout=max(120.0, count / 5))
+            ended = time.monotonic()
+            # The row is marked `sent` once the gateway's answer is back: give it a moment.
             sent = asyncio.run(sent_count(settings))
-        elapsed = time.perf_counter() - began
-    finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(30)
-        gateway.server.shutdown()
-        redis.Redis.from_url(redis_url).flushdb()
-        control = redis.Redis.from_url(redis_base)
-        control.delete(f"ringback:test-db:{index}")
-        control.close()
-        asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    result = {
+            deadline = time.monotonic() + 30
+            while sent < count and time.monotonic() < deadline:
+                time.sleep(0.2)
+                sent = asyncio.run(sent_count(settings))
+        finally:
+            stop(worker)
+        records = gateway.dump()
+    times = sorted(a for a, _, _ in records)
+    steady = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+    return {
         "notifications": count,
         "sent": sent,
-        "gateway_requests": gateway.count,
-        "seconds_including_worker_start": round(elapsed, 3),
-        "notifications_per_second": round(sent / elapsed, 1),
+        "gateway_requests": arrived,
+        "duplicates_at_gateway": arrived - len({r for _, _, r in records}),
+        "seconds_first_to_last": round(times[-1] - times[0], 3) if times else None,
+        "notifications_per_second": round(steady, 1),
+        "seconds_including_worker_start": round(ended - began, 3),
+        "notifications_per_second_including_start": round(arrived / (ended - began), 1),
         "worker_max_jobs": settings.worker_max_jobs,
         "worker_poll_delay_seconds": settings.worker_poll_delay_seconds,
     }
-    out = ROOT / "bench" / "results" / "notifications.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    for key, value in result.items():
-        print(f"{key:>32}: {value}")
-    print(f"written to {out.relative_to(ROOT)}")
+
+
+# The no-op ceiling ---------------------------------------------------------------------------
+
+_DONE: list[float] = []
+
+
+async def _noop(ctx: dict[str, Any], notification_id: str, **kwargs: Any) -> None:
+    _DONE.append(time.monotonic())
+
+
+def noop_worker(redis_url: str, queue_name: str) -> None:
+    """Child process: callback's arq settings with a function that does nothing, burst mode."""
+    from arq import func as arq_func
+
+    from services.callback.worker import close_worker, worker_settings
+
+    settings = _settings("postgresql://unused/unused", redis_url, queue_name, "http://unused")
+    kwargs = worker_settings(settings)
+    original = kwargs["functions"][0]
+    kwargs.update(
+        functions=[
+            arq_func(
+                _noop,
+                name=SEND_NOTIFICATION,
+                max_tries=original.max_tries,
+                timeout=original.timeout_s,
+                keep_result=0,
+            )
+        ],
+        cron_jobs=[],
+        on_startup=None,
+        on_shutdown=None,
+        burst=True,
+        handle_signals=False,
+    )
+
+    async def run() -> None:
+        from arq import Worker
+
+        worker = Worker(**kwargs)
+        try:
+            await worker.main()
+        finally:
+            await close_worker(worker)
+
+    asyncio.run(run())
+    print(json.dumps({"jobs": len(_DONE), "first": min(_DONE), "last": max(_DONE)}))
+
+
+def measure_noop(redis_url: str, count: int) -> dict[str, Any]:
+    queue_name = f"ringback:bench:noop:{secrets.token_hex(4)}"
+    settings = _settings("postgresql://unused/unused", redis_url, queue_name, "http://unused")
+    ids = [new_id() for _ in range(count)]
+
+    async def enqueue() -> None:
+        pool = create_redis(settings)
+        await ArqNotificationQueue(pool, queue_name=queue_name).enqueue_notifications(ids)
+        await pool.aclose(close_connection_pool=True)
+
+    asyncio.run(enqueue())
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, __file__, "--noop-worker", redis_url, queue_name],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=max(300.0, count / 5),
+    )
+    ended = time.monotonic()
+    if done.returncode != 0:
+        raise RuntimeError(f"the no-op worker failed:\n{done.stderr[-3000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    span = figures["last"] - figures["first"]
+    return {
+        "jobs": figures["jobs"],
+        "seconds_first_to_last": round(span, 3),
+        "jobs_per_second": round((figures["jobs"] - 1) / span, 1) if span > 0 else 0.0,
+        "seconds_including_worker_start": round(ended - began, 3),
+        "worker_max_jobs": settings.worker_max_jobs,
+        "worker_poll_delay_seconds": settings.worker_poll_delay_seconds,
+    }
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--noop-worker":
+        noop_worker(sys.argv[2], sys.argv[3])
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--count", type=int, default=5000)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    result: dict[str, Any] = {}
+    with (
+        scratch_database(["callback"]) as database,
+        scratch_redis() as redis_url,
+        tempfile.TemporaryDirectory() as logs,
+    ):
+        result["notifications"] = measure_worker(database, redis_url, args.count, Path(logs))
+        result["arq_noop_ceiling"] = measure_noop(redis_url, args.count)
+    ceiling = result["arq_noop_ceiling"]["jobs_per_second"]
+    rate = result["notifications"]["notifications_per_second"]
+    result["ratio_to_arq_noop"] = round(rate / ceiling, 3) if ceiling else None
+    write_results(results_path("notifications", args.out), result)
 
 
 if __name__ == "__main__":

@@ -1,101 +1,468 @@
-"""`make bench`: run every benchmark present, then write bench/RESULTS.md and results.json.
+"""`make bench`: run every benchmark, then write RESULTS.md and results.json.
 
-Benchmarks are not tests: nothing here asserts a duration. Each script writes its own figures
-to bench/results/<name>.json; this collects them with the date, machine and versions.
+    .venv/bin/python bench/run.py [--quick] [--out DIR] [--only floors,intake_webhook,...]
+    make bench [BENCH_QUICK=1] [BENCH_OUT=DIR]
+
+Full run (the default) writes bench/results/<name>.json, bench/RESULTS.md and
+bench/results.json: run it on a quiet machine, it takes a while (10 million history events).
+`--quick` runs every script at tiny scale in a few minutes, to check that the scripts work;
+its figures mean nothing, so it writes under bench/out/quick/ (ignored by git) unless `--out`
+says otherwise, and never over the committed results. `--out DIR` puts the per-script files
+in DIR/results/ and the report in DIR/.
+
+Benchmarks are not tests: nothing here asserts. The report puts each figure next to its target
+and its ratio to the reference measured in the same run. The "Before/after" section of an
+existing RESULTS.md in the output directory (between its markers) is kept as it is, so
+optimisation figures recorded by hand survive a regeneration.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import os
 import platform
+import re
+import shutil
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-# Order matters a little: floors first, so the service figures have their references.
-SCRIPTS = ["floors.py", "intake_webhook.py", "notifications.py", "booking.py", "history.py"]
+sys.path.insert(0, str(HERE))
+
+from common import admin_url, redis_base  # noqa: E402
+
+# Order matters a little: floors first, so the service figures have their references nearby.
+FULL: dict[str, list[str]] = {
+    "floors": [],
+    "intake_webhook": [],
+    "footprint": [],
+    "notifications": [],
+    "end_to_end": [],
+    "booking": [],
+    "history": [],
+}
+QUICK: dict[str, list[str]] = {
+    "floors": ["--seconds", "2", "--warmup", "1", "--rate", "100", "--rate-seconds", "2"],
+    "intake_webhook": ["--seconds", "2", "--warmup", "1", "--rate", "50", "--rate-seconds", "2"],
+    "footprint": ["--repeats", "1", "--idle", "1", "--seconds", "2"],
+    "notifications": ["--count", "200"],
+    "end_to_end": ["--rate", "10", "--seconds", "3", "--tail", "60", "--settle", "1"],
+    "booking": ["--attempts", "200"],
+    "history": [
+        "--events",
+        "20000",
+        "--requests",
+        "100",
+        "--batches",
+        "2",
+        "--database-url-suffix",
+        "_quick",
+        "--drop",
+    ],
+}
+
+BEGIN_BA = "<!-- before-after: kept across regenerations; edit by hand -->"
+END_BA = "<!-- /before-after -->"
+BA_TEMPLATE = """Figures before and after an optimisation, each pair measured on the same machine in
+the same session (ratios, not absolute numbers, carry across machines).
+
+| change | figure | before | after | note |
+|---|---|---|---|---|
+"""
 
 
 def main() -> int:
-    failed = []
-    for script in SCRIPTS:
-        path = HERE / script
-        if not path.exists():
-            continue
-        print(f"== {script}", flush=True)
-        if subprocess.run([sys.executable, str(path)], check=False).returncode != 0:
-            failed.append(script)
-    write_report()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="tiny scale, to check the scripts")
+    parser.add_argument("--out", default=None, help="output directory")
+    parser.add_argument("--only", default=None, help="comma-separated scripts to run")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report only")
+    args = parser.parse_args()
+    plan = QUICK if args.quick else FULL
+    out = Path(args.out) if args.out else (HERE / "out" / "quick" if args.quick else HERE)
+    results_dir = out / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    names = args.only.split(",") if args.only else list(plan)
+    unknown = set(names) - set(plan)
+    if unknown:
+        parser.error(f"unknown scripts: {', '.join(sorted(unknown))}")
+    if shutil.which("wrk") is None:
+        print("note: wrk is not installed (`apt-get install -y wrk`): saturation figures skipped")
+
+    outcomes: dict[str, str] = {}
+    env = dict(os.environ, RINGBACK_BENCH_RESULTS_DIR=str(results_dir))
+    load_before = os.getloadavg()
+    for name in [] if args.report_only else names:
+        argv = list(plan[name])
+        if name == "history" and "--database-url-suffix" in argv:
+            at = argv.index("--database-url-suffix")
+            suffix = argv[at + 1]
+            del argv[at : at + 2]
+            argv += ["--database-url", _history_url() + suffix]
+        (results_dir / f"{name}.json").unlink(missing_ok=True)
+        print(f"== {name} {' '.join(argv)}", flush=True)
+        began = time.monotonic()
+        code = subprocess.run(
+            [sys.executable, str(HERE / f"{name}.py"), *argv], env=env, check=False
+        ).returncode
+        took = time.monotonic() - began
+        outcomes[name] = {0: "ok", 2: "partial (wrk missing)"}.get(code, f"failed ({code})")
+        outcomes[name] += f", {took:.0f} s"
+        print(f"== {name}: {outcomes[name]}", flush=True)
+    write_report(out, results_dir, quick=args.quick, outcomes=outcomes, load=load_before)
+    failed = [n for n, o in outcomes.items() if o.startswith("failed")]
     if failed:
         print(f"failed: {', '.join(failed)}")
+    print(f"report: {out / 'RESULTS.md'}")
     return 1 if failed else 0
 
 
-def write_report() -> None:
-    results = {p.stem: json.loads(p.read_text()) for p in sorted((HERE / "results").glob("*.json"))}
-    versions = {
-        name: metadata.version(name)
-        for name in ("fastapi", "uvicorn", "sqlalchemy", "asyncpg", "arq")
+def _history_url() -> str:
+    from sqlalchemy.engine import make_url
+
+    return os.environ.get("RINGBACK_BENCH_HISTORY_DATABASE_URL") or make_url(admin_url()).set(
+        database="rb_bench_history"
+    ).render_as_string(hide_password=False)
+
+
+# The environment ---------------------------------------------------------------------------
+
+
+def _first(path: str, key: str) -> str | None:
+    try:
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": _first("/proc/cpuinfo", "model name"),
+        "memory": _first("/proc/meminfo", "MemTotal"),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
     }
-    summary = {
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in ("fastapi", "starlette", "uvicorn", "pydantic", "sqlalchemy", "asyncpg", "arq"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    for name in ("uvloop", "httptools", "redis", "httpx"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    found["postgresql"] = _postgres_version()
+    found["redis_server"] = _redis_version()
+    if shutil.which("wrk"):
+        text = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False).stdout
+        match = re.search(r"wrk (\S+)", text)
+        found["wrk"] = match.group(1) if match else "unknown"
+    else:
+        found["wrk"] = None
+    return found
+
+
+def _postgres_version() -> str | None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    async def ask() -> str:
+        dsn = make_url(admin_url()).set(drivername="postgresql")
+        conn = await asyncpg.connect(dsn.render_as_string(hide_password=False))
+        try:
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(ask())
+    except Exception:
+        return None
+
+
+def _redis_version() -> str | None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(redis_base())
+        info: dict[str, Any] = client.info("server")  # type: ignore[assignment]
+        version = info.get("redis_version")
+        client.close()
+        return str(version)
+    except Exception:
+        return None
+
+
+# The report --------------------------------------------------------------------------------
+
+
+def get(tree: Any, path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return None
+        tree = tree[key]
+    return tree
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        text = f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    else:
+        text = f"{value:,}" if isinstance(value, int) else str(value)
+    return f"{text} {unit}".rstrip()
+
+
+def _ratio(a: Any, b: Any) -> float | None:
+    if isinstance(a, int | float) and isinstance(b, int | float) and b:
+        return round(a / b, 3)
+    return None
+
+
+def _met(ok: bool | None) -> str:
+    return "—" if ok is None else ("met" if ok else "**not met**")
+
+
+def _cmp(value: Any, op: str, bound: float) -> bool | None:
+    if not isinstance(value, int | float):
+        return None
+    return value >= bound if op == ">=" else value <= bound
+
+
+def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(figure, measured, reference / ratio, target, verdict) for the summary table."""
+    out: list[tuple[str, str, str, str, str]] = []
+
+    intake_rps = get(r, "intake_webhook.saturation.requests_per_second")
+    echo_rps = get(r, "floors.echo.saturation.requests_per_second")
+    insert_rps = get(r, "floors.insert.saturation.requests_per_second")
+    vs_insert = _ratio(intake_rps, insert_rps)
+    out.append(
+        (
+            "Intake: signed durable webhooks at saturation (wrk)",
+            _fmt(intake_rps, "req/s"),
+            f"{_fmt(vs_insert)}x echo+INSERT floor ({_fmt(insert_rps, 'req/s')}); "
+            f"{_fmt(_ratio(intake_rps, echo_rps))}x echo floor ({_fmt(echo_rps, 'req/s')})",
+            "≥ 1.0x echo+INSERT floor",
+            _met(_cmp(vs_insert, ">=", 1.0)),
+        )
+    )
+    rate = get(r, "intake_webhook.fixed_rate.offered_per_second")
+    p50 = get(r, "intake_webhook.fixed_rate.latency.p50_ms")
+    p99 = get(r, "intake_webhook.fixed_rate.latency.p99_ms")
+    achieved = get(r, "intake_webhook.fixed_rate.achieved_per_second")
+    floor_p99 = get(r, "floors.insert.fixed_rate.latency.p99_ms")
+    echo_p99 = get(r, "floors.echo.fixed_rate.latency.p99_ms")
+    out.append(
+        (
+            f"Intake: p50 / p99 at {_fmt(rate)} req/s offered (achieved {_fmt(achieved)})",
+            f"{_fmt(p50, 'ms')} / {_fmt(p99, 'ms')}",
+            f"p99 {_fmt(_ratio(p99, floor_p99))}x echo+INSERT floor ({_fmt(floor_p99, 'ms')}); "
+            f"{_fmt(_ratio(p99, echo_p99))}x echo floor ({_fmt(echo_p99, 'ms')})",
+            "p99 ≤ 50 ms at 1,000 req/s",
+            _met(_cmp(p99, "<=", 50.0) if rate == 1000 else None),
+        )
+    )
+    e2e = "end_to_end"
+    lost, dup = get(r, f"{e2e}.lost"), get(r, f"{e2e}.duplicated")
+    e2e_p99 = get(r, f"{e2e}.accepted_to_sms.p99_ms")
+    e2e_ok = None
+    if isinstance(e2e_p99, int | float) and lost is not None and dup is not None:
+        e2e_ok = e2e_p99 <= 1000 and lost == 0 and dup == 0
+    out.append(
+        (
+            f"End to end: 202 → SMS at {_fmt(get(r, f'{e2e}.offered_per_second'))}/s for "
+            f"{_fmt(get(r, f'{e2e}.seconds'))} s ({_fmt(get(r, f'{e2e}.calls_accepted_202'))}"
+            " calls)",
+            f"p50 {_fmt(get(r, f'{e2e}.accepted_to_sms.p50_ms'), 'ms')} / p99 "
+            f"{_fmt(e2e_p99, 'ms')} / max {_fmt(get(r, f'{e2e}.accepted_to_sms.max_ms'), 'ms')}"
+            f"; lost {_fmt(lost)}, duplicated {_fmt(dup)}",
+            f"unexpected SMS {_fmt(get(r, f'{e2e}.unexpected'))}",
+            "p99 ≤ 1 s, 0 lost, 0 duplicated",
+            _met(e2e_ok),
+        )
+    )
+    worker = get(r, "notifications.notifications.notifications_per_second")
+    ceiling = get(r, "notifications.arq_noop_ceiling.jobs_per_second")
+    out.append(
+        (
+            "Worker: notifications/s, one process "
+            f"(max_jobs {_fmt(get(r, 'notifications.notifications.worker_max_jobs'))}, "
+            f"poll {_fmt(get(r, 'notifications.notifications.worker_poll_delay_seconds'))} s)",
+            _fmt(worker, "/s"),
+            f"{_fmt(_ratio(worker, ceiling))}x arq no-op ceiling ({_fmt(ceiling, 'jobs/s')})",
+            "≥ 500 notifications/s",
+            _met(_cmp(worker, ">=", 500.0)),
+        )
+    )
+    events = get(r, "history.events_in_table")
+    api99 = get(r, "history.timeline_first_page_api.p99_ms")
+    raw99 = get(r, "history.timeline_first_page_raw_asyncpg.p99_ms")
+    over = _ratio(api99, raw99)
+    timeline_ok = None
+    if isinstance(api99, int | float) and over is not None:
+        timeline_ok = api99 <= 10 and over <= 1.5
+        if not isinstance(events, int) or events < 10_000_000:
+            timeline_ok = None  # the target is stated at 10 million events
+    out.append(
+        (
+            f"History: first timeline page, random customers ({_fmt(events)} events)",
+            f"p50 {_fmt(get(r, 'history.timeline_first_page_api.p50_ms'), 'ms')} / p99 "
+            f"{_fmt(api99, 'ms')}",
+            f"p99 {_fmt(over)}x raw asyncpg keyset query ({_fmt(raw99, 'ms')})",
+            "p99 ≤ 10 ms at 10M and ≤ 1.5x raw",
+            _met(timeline_ok),
+        )
+    )
+    out.append(
+        (
+            "History: batch ingest (500 per batch)",
+            _fmt(get(r, "history.batch_ingest.events_per_second"), "events/s"),
+            f"COPY load {_fmt(get(r, 'history.load.copy_events_per_second'), 'events/s')}",
+            "—",
+            "—",
+        )
+    )
+    attempts = get(r, "booking.attempts_per_second")
+    over_booked = get(r, "booking.overbookings")
+    booking_ok = None
+    if isinstance(attempts, int | float) and over_booked is not None:
+        booking_ok = attempts >= 1000 and over_booked == 0
+    out.append(
+        (
+            f"Booking: {_fmt(get(r, 'booking.attempts'))} concurrent attempts, "
+            f"{_fmt(get(r, 'booking.slots'))} slots x {_fmt(get(r, 'booking.capacity_per_slot'))}",
+            f"{_fmt(attempts, 'attempts/s')}; overbooked {_fmt(over_booked)}",
+            f"seats match callbacks: {_fmt(get(r, 'booking.seats_match_callbacks'))}",
+            "≥ 1,000/s, 0 overbooked",
+            _met(booking_ok),
+        )
+    )
+    under = get(r, "footprint.rss_under_intake_load_mib") or {}
+    idle = get(r, "footprint.rss_idle_mib") or {}
+    cold = get(r, "footprint.cold_start_seconds") or {}
+    for name in ("intake", "callback", "history", "worker", "relay"):
+        peak = under.get(name)
+        start = get(cold, f"{name}.median")
+        out.append(
+            (
+                f"Footprint: {name} RSS under intake load",
+                _fmt(peak, "MiB"),
+                f"idle {_fmt(idle.get(name), 'MiB')}"
+                + (f"; cold start to ready {_fmt(start, 's')}" if start is not None else ""),
+                "≤ 120 MB (114.4 MiB)",
+                _met(_cmp(peak, "<=", 120 * 1e6 / 2**20) if peak is not None else None),
+            )
+        )
+    return out
+
+
+def _before_after(existing: Path) -> str:
+    if existing.exists():
+        text = existing.read_text()
+        if BEGIN_BA in text and END_BA in text:
+            return text[text.index(BEGIN_BA) + len(BEGIN_BA) : text.index(END_BA)].strip("\n")
+        # An older report: keep a hand-written "Before/after" section if there is one.
+        match = re.search(r"^## Before/after.*?\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+        if match:
+            return match.group(1).strip("\n")
+    return BA_TEMPLATE.rstrip("\n")
+
+
+def write_report(
+    out: Path,
+    results_dir: Path,
+    *,
+    quick: bool,
+    outcomes: dict[str, str],
+    load: tuple[float, float, float],
+) -> None:
+    results = {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
+    summary: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
-        "versions": versions,
+        "mode": "quick" if quick else "full",
+        "machine": machine(),
+        "load_average_at_start": [round(x, 2) for x in load],
+        "versions": versions(),
+        "runs": outcomes,
+        "summary": [
+            dict(zip(("figure", "measured", "reference", "target", "verdict"), row, strict=True))
+            for row in rows(results)
+        ],
         "results": results,
     }
-    (HERE / "results.json").write_text(json.dumps(summary, indent=2))
+    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    m, v = summary["machine"], summary["versions"]
     lines = [
         "# Benchmark results",
         "",
-        f"Measured {summary['date']} on {os.cpu_count()} CPUs, {platform.platform()}, Python "
-        f"{platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
-        "Regenerate with `make bench`. Figures are from one run on a shared machine:",
-        "compare ratios measured in the same run, not absolute numbers across runs.",
+    ]
+    if quick:
+        lines += [
+            "> **Quick mode**: tiny scale, to check the scripts run. These figures mean nothing.",
+            "",
+        ]
+    lines += [
+        f"Measured {summary['date']} on {m['cpus']} CPUs ({m['cpu']}), {m['memory']} memory,"
+        f" {m['platform']}; load average at start {summary['load_average_at_start']}.",
+        "",
+        "Versions: "
+        + ", ".join(f"{k} {val}" for k, val in v.items() if val is not None)
+        + f"; Python {m['python']}.",
+        "",
+        "Regenerate with `make bench` (a quiet machine; `BENCH_QUICK=1` only checks the scripts)."
+        " Everything runs on the same machine as the load generators: compare ratios measured in"
+        " the same run, not absolute figures across runs or machines.",
+        "",
+        "## Against the targets",
+        "",
+        "| figure | measured | reference (same run) | target | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows(results):
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    lines += [
+        "",
+        "How each figure is made: bench/README.md and each script's docstring. Load generators:"
+        " saturation figures by `wrk` (fixed connections, distinct pre-signed requests), fixed"
+        " rates by bench/loadgen.py's open-loop generator (latency from each request's due"
+        " time); floors measured with the same generators and settings.",
         "",
     ]
-    floors = results.get("floors", {})
+    if outcomes:
+        lines += ["Runs: " + "; ".join(f"{k}: {o}" for k, o in outcomes.items()) + ".", ""]
+    lines += [
+        "## Before/after",
+        "",
+        BEGIN_BA,
+        _before_after(out / "RESULTS.md"),
+        END_BA,
+        "",
+        "## Every figure",
+        "",
+    ]
     for name, figures in results.items():
-        lines.append(f"## {name}")
-        lines.append("")
-        lines.append("```json")
-        lines.append(json.dumps(figures, indent=2))
-        lines.append("```")
-        lines.append("")
-    if floors and "intake_webhook" in results:
-        rps = _find(results["intake_webhook"], "requests_per_second")
-        if rps:
-            lines.append("## Ratios")
-            lines.append("")
-            lines.append(
-                "Caution: the floors are driven by wrk, intake by a Python (httpx) generator on"
-                " the same cores, which is itself a limit; the ratio is a lower bound."
-            )
-            lines.append("")
-            for floor in ("echo", "insert"):
-                ref = floors.get(floor, {}).get("requests_per_second")
-                if ref:
-                    lines.append(f"- intake webhook / {floor} floor: {rps / ref:.2f}x")
-            lines.append("")
-    (HERE / "RESULTS.md").write_text("\n".join(lines))
-
-
-def _find(tree: object, key: str) -> float | None:
-    if isinstance(tree, dict):
-        if key in tree and isinstance(tree[key], int | float):
-            return float(tree[key])
-        for value in tree.values():
-            found = _find(value, key)
-            if found:
-                return found
-    return None
+        lines += [f"### {name}", "", "```json", json.dumps(figures, indent=2), "```", ""]
+    (out / "RESULTS.md").write_text("\n".join(lines))
 
 
 if __name__ == "__main__":

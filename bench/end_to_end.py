@@ -1,0 +1,140 @@
+"""End to end: sustained missed calls, from intake's 202 to the SMS at a loopback gateway.
+
+    .venv/bin/python bench/end_to_end.py [--rate 200] [--seconds 60] [--tail 120] [--settle 10]
+        [--out FILE]
+
+Starts the whole stack as an operator runs it (`ringback serve history|callback|intake`,
+`ringback worker`, `ringback relay`, each a process of its own) on a scratch database and
+Redis index, with the generic JSON SMS provider pointed at bench/sms_gateway.py (a process of
+its own that records each SMS's arrival time and recipient). Then:
+
+- a short warm-up (a few calls, their SMS awaited, not counted);
+- `--rate` distinct signed missed calls per second for `--seconds`, pre-signed, sent open loop
+  by the paced generator (bench/loadgen.py); every call is from a different number, so each
+  must give exactly one confirmation SMS to that number;
+- waits up to `--tail` seconds for the SMS still on their way, then `--settle` more seconds for
+  late duplicates (the notification sweeper runs every 30 s: a longer settle catches more).
+
+For each call answered 202: the time from the 202 reaching the sender to its SMS reaching the
+gateway (both `time.monotonic()`, system-wide on Linux). Figures: p50/p90/p99/max of that,
+`lost` (202 but no SMS), `duplicated` (SMS beyond the first per call), `unexpected` (SMS to a
+number nobody called), the webhook latencies, and the peak RSS of each process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from common import (
+    RssSampler,
+    Stack,
+    base_env,
+    mib,
+    new_secret,
+    percentiles,
+    results_path,
+    scratch_database,
+    scratch_redis,
+    write_results,
+)
+from loadgen import paced, presign, run_fast
+from sms_gateway import GatewayProcess
+
+from services.intake.settings import IntakeSettings
+
+TOLERANCE = IntakeSettings.model_fields["webhook_tolerance_seconds"].default
+PROCESSES = ("history", "callback", "intake", "worker", "relay")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--tail", type=float, default=120.0, help="max wait for the last SMS")
+    parser.add_argument("--settle", type=float, default=10.0, help="then wait for duplicates")
+    parser.add_argument("--warmup", type=int, default=20, help="calls before measuring")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    if args.seconds > TOLERANCE - 30:
+        parser.error(f"the run must end within the signature tolerance ({TOLERANCE} s)")
+
+    secret = new_secret()
+    result: dict[str, Any] = {"offered_per_second": args.rate, "seconds": args.seconds}
+    with (
+        scratch_database() as database,
+        scratch_redis() as redis_url,
+        tempfile.TemporaryDirectory() as logs,
+        GatewayProcess() as gateway,
+    ):
+        env = base_env(
+            database,
+            redis_url,
+            RINGBACK_WEBHOOK_SECRETS=secret,
+            RINGBACK_SMS_PROVIDER="http",
+            RINGBACK_SMS_HTTP_URL=gateway.url,
+        )
+        with Stack(env, Path(logs)) as stack:
+            try:
+                stack.start(*PROCESSES)
+            except RuntimeError:
+                for name in PROCESSES:
+                    log = Path(logs) / f"{name}.log"
+                    if log.exists():
+                        print(f"--- {name}.log", log.read_text()[-2000:], sep="\n")
+                raise
+            host = stack.url("intake").removeprefix("http://")
+            port = int(host.rsplit(":", 1)[1])
+
+            warm = presign(secret, args.warmup, "e2e-warm", tag_number=1)
+            run_fast(paced("127.0.0.1", port, [s.raw(host) for s in warm], 20.0))
+            if gateway.wait_for(args.warmup, timeout=60) < args.warmup:
+                print("warning: not every warm-up SMS arrived")
+            before = gateway.count()
+
+            signed = presign(secret, int(args.rate * args.seconds), "e2e", tag_number=2)
+            with RssSampler({**stack.pids(), "sms_gateway": gateway.pid}) as rss:
+                sent = run_fast(paced("127.0.0.1", port, [s.raw(host) for s in signed], args.rate))
+                accepted = {
+                    s.phone: answered
+                    for s, (_, _, answered, status) in zip(signed, sent.timings, strict=True)
+                    if status == 202
+                }
+                gateway.wait_for(before + len(accepted), timeout=args.tail)
+                time.sleep(args.settle)
+            records = gateway.dump()
+    arrivals: dict[str, list[float]] = defaultdict(list)
+    for arrived, to, _ in records:
+        arrivals[to].append(arrived)
+    warm_phones = {s.phone for s in warm}
+    latencies = [min(arrivals[p]) - at for p, at in accepted.items() if arrivals.get(p)]
+    webhook = sent.summary()
+    result.update(
+        {
+            "calls_sent": len(signed),
+            "calls_accepted_202": len(accepted),
+            "webhook_statuses": webhook["statuses"],
+            "webhook_errors": webhook["errors"],
+            "webhook_latency": webhook["latency"],
+            "sms_received": sum(len(arrivals[p]) for p in accepted),
+            "lost": sum(1 for p in accepted if not arrivals.get(p)),
+            "duplicated": sum(max(0, len(arrivals[p]) - 1) for p in accepted),
+            "unexpected": sum(
+                len(v) for p, v in arrivals.items() if p not in accepted and p not in warm_phones
+            ),
+            "accepted_to_sms": percentiles(latencies),
+            "rss_peak_mib": {name: mib(value) for name, value in rss.peak.items()},
+            "settle_seconds": args.settle,
+        }
+    )
+    write_results(results_path("end_to_end", args.out), result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

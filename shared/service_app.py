@@ -13,6 +13,7 @@ from arq.connections import ArqRedis
 from fastapi import APIRouter, FastAPI, Request
 from prometheus_client import CollectorRegistry
 from redis.asyncio import ConnectionPool
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import Response
 
 from shared.auth import KeyVerifier
@@ -29,6 +30,12 @@ log = structlog.get_logger("ringback.app")
 
 # A service may add its own resources to the lifespan (relay tasks, LISTEN connections, ...).
 Extension = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+# What a browser page on an allowed origin may use: the API's verbs and the headers its
+# clients send. Keys travel in `Authorization`, never in cookies, so no credentials mode.
+CORS_METHODS = ("GET", "POST", "PUT", "DELETE")
+CORS_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID")
+CORS_EXPOSE = ("X-Request-ID",)
 
 
 def create_redis(settings: CommonSettings) -> ArqRedis:
@@ -55,8 +62,12 @@ def create_service_app(
     description: str = "",
     extensions: Sequence[Extension] = (),
     body_limits: Mapping[str, int] | None = None,
+    cors_origins: Sequence[str] = (),
 ) -> FastAPI:
-    """A FastAPI app for service `name` with the house middleware, errors and probes."""
+    """A FastAPI app for service `name` with the house middleware, errors and probes.
+
+    `cors_origins`: browser origins whose pages may call the API (none: same-origin only).
+    """
     registry = CollectorRegistry()
     metrics = HttpMetrics(registry, name)
 
@@ -106,6 +117,16 @@ def create_service_app(
         BodyLimitMiddleware, limit=settings.body_limit_bytes, per_path=body_limits or {}
     )
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    if cors_origins:
+        # Outermost: a preflight is answered before anything else looks at the request.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(cors_origins),
+            allow_methods=list(CORS_METHODS),
+            allow_headers=list(CORS_HEADERS),
+            expose_headers=list(CORS_EXPOSE),
+            max_age=600,
+        )
     return app
 
 

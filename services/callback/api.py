@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import agents, booking, service
+from services.callback import agent_queue, agents, booking, service
 from services.callback.capacity import CapacityPlan
 from services.callback.queue import ArqNotificationQueue
 from services.callback.schemas import (
@@ -33,6 +33,7 @@ from services.callback.schemas import (
     SelfServiceView,
     SlotList,
 )
+from services.callback.selfservice_page import SelfServiceRoute
 from services.callback.settings import CallbackSettings
 from shared.auth import require_scope
 from shared.contracts import Acknowledgement, AnsweredCall, CallbackCreate, ErasureRequest, Language
@@ -232,6 +233,17 @@ async def claim(
     return service.to_out(callback)
 
 
+@queue_router.get(
+    "",
+    summary="The queue: overdue, due now and later, in claim order, with totals",
+    dependencies=_READ,
+)
+async def view_queue(
+    session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> agent_queue.QueueView:
+    return await agent_queue.queue_view(session=session, now=utcnow(), limit=limit)
+
+
 capacity_router = APIRouter(tags=["capacity"], route_class=JsonRoute)
 
 
@@ -384,7 +396,8 @@ async def retry_notification(
     )
 
 
-self_router = APIRouter(prefix="/v1/self", tags=["self-service"], route_class=JsonRoute)
+# Browsers get the HTML page on the same paths (`selfservice_page`); API clients get JSON.
+self_router = APIRouter(prefix="/v1/self", tags=["self-service"], route_class=SelfServiceRoute)
 
 
 @self_router.get(

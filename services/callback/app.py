@@ -17,4 +17,6 @@ def create_app(settings: CallbackSettings) -> FastAPI:
         routers=list(ROUTERS),
         peers=["history"],
         description="Callback lifecycle, confirmations and the agent queue (DESIGN §4).",
+        # The agent console (served by history) and other browser front ends call this API.
+        cors_origins=settings.cors_allow_origins or (),
     )

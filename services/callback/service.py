@@ -850,18 +850,29 @@ async def _self_callback(
 
 
 async def self_view(
-    *, session: AsyncSession, settings: CallbackSettings, token: str, now: datetime | None = None
+    *,
+    session: AsyncSession,
+    settings: CallbackSettings,
+    token: str,
+    now: datetime | None = None,
+    language: Language | None = None,
 ) -> SelfServiceView:
+    """The customer's view, in `language` (the page's switch) or else the callback's own."""
     callback = await _self_callback(session, settings, token, lock=False)
-    return await _self_out(session, settings, callback, now or utcnow())
+    return await _self_out(session, settings, callback, now or utcnow(), language=language)
 
 
 async def _self_out(
-    session: AsyncSession, settings: CallbackSettings, callback: Callback, now: datetime
+    session: AsyncSession,
+    settings: CallbackSettings,
+    callback: Callback,
+    now: datetime,
+    *,
+    language: Language | None = None,
 ) -> SelfServiceView:
     plan = await booking.load_plan(session)
     zone = booking.zone_of(plan, settings)
-    language = cast(Language, callback.language)
+    language = language or cast(Language, callback.language)
     if callback.slot_start is not None and callback.slot_end is not None:
         when = window_phrase(
             language, start=callback.slot_start, end=callback.slot_end, now=now, tz=zone
@@ -893,6 +904,7 @@ async def self_act(
     slot_id_in: str | None,
     queue: NotificationQueue,
     now: datetime | None = None,
+    language: Language | None = None,
 ) -> SelfServiceView:
     """The customer cancels or rebooks their own callback (not one an agent is working on)."""
     now = now or utcnow()
@@ -922,4 +934,4 @@ async def self_act(
             actor=actor,
             now=now,
         )
-    return await _self_out(session, settings, callback, now)
+    return await _self_out(session, settings, callback, now, language=language)

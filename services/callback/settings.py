@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
@@ -81,6 +82,15 @@ class CallbackSettings(CommonSettings):
     worker_shutdown_grace_seconds: int = Field(default=20, ge=0)
     # The worker forwards callback's outbox (history events); off when a separate relay runs.
     outbox_relay: bool = True
+    # Browser origins (`scheme://host[:port]`, comma-separated) whose pages may call this API
+    # with a key: the agent console is served by history, another origin. Unset: history's
+    # origin (RINGBACK_HISTORY_URL), so `make run` works; empty: no cross-origin calls at all.
+    cors_allow_origins: Annotated[tuple[str, ...] | None, NoDecode] = Field(
+        default=None,
+        description="browser origins (`scheme://host[:port]`, comma-separated) whose pages may "
+        "call callback's API (CORS), such as the agent console's; unset: the origin of "
+        "`RINGBACK_HISTORY_URL`; empty: none",
+    )
 
     @field_validator("sms_allowed_regions", mode="before")
     @classmethod
@@ -105,6 +115,23 @@ class CallbackSettings(CommonSettings):
             raise ValueError("give 1-20 waits of 1 minute to 7 days, comma-separated")
         return value
 
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple | set | frozenset):
+            return tuple(_origin(str(v)) for v in value if str(v).strip())
+        return value
+
+    @model_validator(mode="after")
+    def _default_origins(self) -> CallbackSettings:
+        if self.cors_allow_origins is None:
+            history = urlsplit(self.peer_url("history"))
+            origin = f"{history.scheme}://{history.netloc}".lower()
+            object.__setattr__(self, "cors_allow_origins", (origin,))
+        return self
+
     @model_validator(mode="after")
     def _providers_configured(self) -> CallbackSettings:
         missing: list[str] = []
@@ -124,3 +151,16 @@ class CallbackSettings(CommonSettings):
                 "RINGBACK_NOTIFICATION_TIMEOUT_SECONDS"
             )
         return self
+
+
+def _origin(url: str) -> str:
+    """`scheme://host[:port]` of `url` (what a browser sends as `Origin`), or a clear error."""
+    url = url.strip()
+    if url == "*":
+        return url
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an origin (scheme://host[:port]): {url!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"an origin has no path, query or fragment: {url!r}")
+    return f"{parts.scheme}://{parts.netloc}".lower()

@@ -38,11 +38,13 @@ class Confirmation:
     email_body: str
 
 
-def _clock(moment: datetime) -> str:
+def clock_text(moment: datetime) -> str:
+    """`15.30`: hours and minutes the way people here write them."""
     return f"{moment.hour}.{moment.minute:02d}"
 
 
-def _date(language: Language, moment: datetime) -> str:
+def date_text(language: Language, moment: datetime) -> str:
+    """`ti 24.11.`, `tis 24.11.` or `Tue 24 Nov`."""
     weekday = _WEEKDAYS[language][moment.weekday()]
     if language == "en":
         return f"{weekday} {moment.day} {_MONTHS_EN[moment.month - 1]}"
@@ -53,7 +55,7 @@ def asap_phrase(language: Language, *, deadline: datetime, now: datetime, tz: Zo
     """ "as soon as possible, today by 15.30", naming the day when the deadline is not today."""
     local, today = deadline.astimezone(tz), now.astimezone(tz).date()
     days = (local.date() - today).days
-    clock, date = _clock(local), _date(language, local)
+    clock, date = clock_text(local), date_text(language, local)
     if language == "fi":
         if days <= 0:
             return f"mahdollisimman pian, tänään viimeistään klo {clock}"
@@ -76,12 +78,12 @@ def asap_phrase(language: Language, *, deadline: datetime, now: datetime, tz: Zo
 def _day_prefix(language: Language, local: datetime, today: date) -> str:
     """`tänään` / `huomenna ti 24.11.` / `ti 24.11.` and the like, before a clock time."""
     days = (local.date() - today).days
-    date_text = _date(language, local)
+    shown = date_text(language, local)
     if language == "fi":
-        return "tänään" if days == 0 else f"huomenna {date_text}" if days == 1 else date_text
+        return "tänään" if days == 0 else f"huomenna {shown}" if days == 1 else shown
     if language == "sv":
-        return "i dag" if days == 0 else f"i morgon {date_text}" if days == 1 else date_text
-    return "today" if days == 0 else f"tomorrow ({date_text})" if days == 1 else f"on {date_text}"
+        return "i dag" if days == 0 else f"i morgon {shown}" if days == 1 else shown
+    return "today" if days == 0 else f"tomorrow ({shown})" if days == 1 else f"on {shown}"
 
 
 def window_phrase(
@@ -93,12 +95,12 @@ def window_phrase(
     """
     local_start, local_end = start.astimezone(tz), end.astimezone(tz)
     prefix = _day_prefix(language, local_start, now.astimezone(tz).date())
-    span = f"{_clock(local_start)}{_EN_DASH}{_clock(local_end)}"
+    span = f"{clock_text(local_start)}{_EN_DASH}{clock_text(local_end)}"
     if language == "fi":
         return f"{prefix} klo {span}"
     if language == "sv":
         return f"{prefix} kl. {span}"
-    return f"{prefix} between {_clock(local_start)} and {_clock(local_end)}"
+    return f"{prefix} between {clock_text(local_start)} and {clock_text(local_end)}"
 
 
 def moment_phrase(language: Language, *, moment: datetime, now: datetime, tz: ZoneInfo) -> str:
@@ -106,10 +108,10 @@ def moment_phrase(language: Language, *, moment: datetime, now: datetime, tz: Zo
     local = moment.astimezone(tz)
     prefix = _day_prefix(language, local, now.astimezone(tz).date())
     if language == "fi":
-        return f"{prefix} klo {_clock(local)}"
+        return f"{prefix} klo {clock_text(local)}"
     if language == "sv":
-        return f"{prefix} kl. {_clock(local)}"
-    return f"{prefix} at {_clock(local)}"
+        return f"{prefix} kl. {clock_text(local)}"
+    return f"{prefix} at {clock_text(local)}"
 
 
 def _short_name(name: str | None) -> str | None:

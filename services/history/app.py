@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.history.api import router
+from services.history.console import console_router
 from services.history.erasure import relay_extension
 from services.history.retention import purge_extension
 from services.history.settings import HistorySettings
@@ -22,7 +23,8 @@ def create_app(settings: HistorySettings) -> FastAPI:
     return create_service_app(
         name="history",
         settings=settings,
-        routers=[router],
+        # The agent console: static files that call this API and callback's.
+        routers=[router, console_router(settings)],
         peers=["callback", "intake"],
         description="The cross-channel contact log: customers, timelines, where each case stands.",
         # 500 events do not fit the default 64 KiB; only the batch route may take more.

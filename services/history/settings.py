@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.settings import CommonSettings
 
@@ -27,3 +27,16 @@ class HistorySettings(CommonSettings):
     # The erasure relay (history's outbox to callback and intake) runs inside the app.
     history_erasure_relay_enabled: bool = True
     history_relay_poll_seconds: float = Field(default=1.0, gt=0)
+    # Callback's API as the agent's browser reaches it (the console at /console calls it);
+    # unset: RINGBACK_CALLBACK_URL. Callback must allow history's origin (CORS).
+    console_callback_url: str | None = Field(
+        default=None,
+        description="callback's API as the agents' browsers reach it, for the console at "
+        "`/console/`; unset: `RINGBACK_CALLBACK_URL`",
+    )
+
+    @model_validator(mode="after")
+    def _default_console_callback_url(self) -> HistorySettings:
+        url = self.console_callback_url or self.peer_url("callback")
+        object.__setattr__(self, "console_callback_url", url.rstrip("/"))
+        return self

@@ -311,7 +311,17 @@ async def post_erasure(
 
 selfservice = APIRouter(prefix="/v1/self", tags=["self-service"])
 _FORWARDED_REQUEST = ("content-type", "accept", "accept-language")
-_FORWARDED_RESPONSE = ("content-type", "cache-control", "location", "retry-after")
+# The page's security headers must reach the browser too (callback's `selfservice_page`).
+_FORWARDED_RESPONSE = (
+    "content-type",
+    "cache-control",
+    "location",
+    "retry-after",
+    "content-security-policy",
+    "referrer-policy",
+    "x-content-type-options",
+    "content-language",
+)
 
 
 async def _forward_self_service(token: str, request: Request) -> Response:

@@ -47,6 +47,10 @@ EXEMPT: dict[str, str] = {
     "/v1/webhooks/twilio": "X-Twilio-Signature instead (matrix below)",
     "/v1/webhooks/cti/{token}": "the CTI token in the path instead (matrix below)",
     "/v1/self/{token}": "the customer's signed self-service link is the credential",
+    "/console": "the agent console's static files: no data; the agent's key unlocks the API",
+    "/console/": "the agent console's static files: no data; the agent's key unlocks the API",
+    "/console/config.json": "where the console finds callback's API: no data",
+    "/console/{name}": "the agent console's static files: no data",
 }
 
 # What each route declares today: (service, method, path) -> scopes (admin is always admitted).
@@ -72,6 +76,7 @@ EXPECTED: dict[tuple[str, str, str], frozenset[str]] = {
         {"callbacks:write", "internal"}
     ),
     ("callback", "POST", "/v1/queue/claim"): frozenset({"callbacks:write", "internal"}),
+    ("callback", "GET", "/v1/queue"): frozenset({"callbacks:read", "internal"}),
     ("callback", "PUT", "/v1/capacity"): frozenset({"admin"}),
     ("callback", "GET", "/v1/capacity"): frozenset({"callbacks:read", "internal"}),
     ("callback", "GET", "/v1/slots"): frozenset({"callbacks:read", "intake:write", "internal"}),

@@ -1,0 +1,572 @@
+"""The customer's self-service page: `/v1/self/{token}` answered as HTML to a browser.
+
+The link in every confirmation opens this page. It is the same resource as the JSON view, so
+the choice is made per request by `SelfServiceRoute`: a GET whose Accept prefers text/html
+gets the page, a POST of a plain HTML form (application/x-www-form-urlencoded) is handled here
+and answered with 303 See Other; everything else goes to the JSON handler unchanged.
+
+The page needs no JavaScript. Redirects carry a path-only Location, so they work unchanged
+behind intake, which forwards these paths to us.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from importlib import resources
+from typing import Any, Final, get_args
+from urllib.parse import parse_qs, quote, urlencode
+from zoneinfo import ZoneInfo
+
+import structlog
+from fastapi import Request
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.responses import HTMLResponse, Response
+
+from services.callback import booking, service
+from services.callback.queue import ArqNotificationQueue
+from services.callback.schemas import SelfServiceView
+from services.callback.settings import CallbackSettings
+from services.callback.templates import clock_text, date_text
+from shared.contracts import Language
+from shared.db import commit, utcnow
+from shared.errors import ProblemError
+from shared.routing import JsonRoute
+
+log = structlog.get_logger("ringback.callback.selfservice_page")
+
+LANGUAGES: Final[tuple[Language, ...]] = get_args(Language)
+# How far ahead the page offers other times (bounded again by `slots_max_range_days`).
+DAYS_AHEAD: Final = 7
+_FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
+_EN_DASH = "\u2013"
+
+_LANGUAGE_NAMES: Final[dict[Language, str]] = {
+    "fi": "Suomeksi",
+    "sv": "På svenska",
+    "en": "In English",
+}
+
+# Visible texts of the page. Times and "when" phrases come from `templates`, as in the messages.
+TEXTS: Final[dict[Language, dict[str, str]]] = {
+    "en": {
+        "title": "Your callback request",
+        "language": "Language",
+        "status.pending": "Your callback is in the queue",
+        "status.scheduled": "Your callback is booked",
+        "status.in_progress": "We are calling you now",
+        "status.completed": "Your callback is completed",
+        "status.failed": "We could not reach you",
+        "status.cancelled": "Your callback is cancelled",
+        "status.expired": "Your callback request has expired",
+        "when": "We will call you {when}.",
+        "note.in_progress": "We are handling your callback right now.",
+        "note.completed": "Thank you for contacting us.",
+        "note.closed": "If you still need help, please contact us again.",
+        "done.cancelled": "Your callback has been cancelled. We will not call you.",
+        "done.rebooked": "Your new time has been booked.",
+        "rebook.heading": "Choose another time",
+        "rebook.hint": "Free times in the next {days} days.",
+        "rebook.none": "There are no other free times in the next {days} days.",
+        "rebook.button": "Book the selected time",
+        "cancel.heading": "Cancel your callback",
+        "cancel.text": "If you no longer need a call from us, you can cancel it.",
+        "cancel.button": "Cancel callback",
+        "confirm.heading": "Do you want to cancel your callback?",
+        "confirm.text": "If you cancel, we will not call you.",
+        "confirm.yes": "Yes, cancel my callback",
+        "confirm.no": "No, keep my callback",
+        "error.slot_full": "Sorry, that time was just taken. Please choose another time.",
+        "error.closed": "This callback can no longer be changed.",
+        "error.no_slot": "Please choose a time first.",
+        "error.bad_slot": "That time cannot be booked. Please choose another time.",
+        "error.bad_form": "Please choose what you want to do.",
+        "gone.heading": "This link has expired",
+        "gone.text": (
+            "For your security, the link works only for a limited time. "
+            "If you still need a callback, please contact us again."
+        ),
+        "missing.heading": "This link does not work",
+        "missing.text": (
+            "Please check that you opened the whole link from your message. "
+            "If you need a callback, please contact us again."
+        ),
+        "today": "Today, {date}",
+        "tomorrow": "Tomorrow, {date}",
+    },
+    "fi": {
+        "title": "Soittopyyntösi",
+        "language": "Kieli",
+        "status.pending": "Soittopyyntösi on jonossa",
+        "status.scheduled": "Soittoaikasi on varattu",
+        "status.in_progress": "Soitamme sinulle nyt",
+        "status.completed": "Soittopyyntösi on hoidettu",
+        "status.failed": "Emme tavoittaneet sinua",
+        "status.cancelled": "Soittopyyntösi on peruttu",
+        "status.expired": "Soittopyyntösi on vanhentunut",
+        "when": "Soitamme sinulle {when}.",
+        "note.in_progress": "Käsittelemme soittopyyntöäsi juuri nyt.",
+        "note.completed": "Kiitos yhteydenotostasi.",
+        "note.closed": "Jos tarvitset vielä apua, ota meihin uudelleen yhteyttä.",
+        "done.cancelled": "Soittopyyntösi on peruttu. Emme soita sinulle.",
+        "done.rebooked": "Uusi aika on varattu.",
+        "rebook.heading": "Valitse toinen aika",
+        "rebook.hint": "Vapaat ajat seuraavan {days} päivän aikana.",
+        "rebook.none": "Seuraavan {days} päivän aikana ei ole muita vapaita aikoja.",
+        "rebook.button": "Varaa valittu aika",
+        "cancel.heading": "Peru soittopyyntö",
+        "cancel.text": "Jos et enää tarvitse soittoa meiltä, voit perua sen.",
+        "cancel.button": "Peru soittopyyntö",
+        "confirm.heading": "Haluatko perua soittopyyntösi?",
+        "confirm.text": "Jos perut, emme soita sinulle.",
+        "confirm.yes": "Kyllä, peru soittopyyntö",
+        "confirm.no": "Ei, pidä soittopyyntö",
+        "error.slot_full": "Valitettavasti aika ehti jo täyttyä. Valitse toinen aika.",
+        "error.closed": "Tätä soittopyyntöä ei voi enää muuttaa.",
+        "error.no_slot": "Valitse ensin aika.",
+        "error.bad_slot": "Tätä aikaa ei voi varata. Valitse toinen aika.",
+        "error.bad_form": "Valitse, mitä haluat tehdä.",
+        "gone.heading": "Linkki on vanhentunut",
+        "gone.text": (
+            "Turvallisuussyistä linkki toimii vain rajoitetun ajan. "
+            "Jos tarvitset vielä soittoa, ota meihin uudelleen yhteyttä."
+        ),
+        "missing.heading": "Linkki ei toimi",
+        "missing.text": (
+            "Tarkista, että avasit koko linkin viestistä. "
+            "Jos tarvitset soittoa, ota meihin uudelleen yhteyttä."
+        ),
+        "today": "Tänään {date}",
+        "tomorrow": "Huomenna {date}",
+    },
+    "sv": {
+        "title": "Din begäran om återuppringning",
+        "language": "Språk",
+        "status.pending": "Din återuppringning står i kö",
+        "status.scheduled": "Din återuppringning är bokad",
+        "status.in_progress": "Vi ringer dig nu",
+        "status.completed": "Din återuppringning är klar",
+        "status.failed": "Vi nådde dig inte",
+        "status.cancelled": "Din återuppringning är avbokad",
+        "status.expired": "Din begäran om återuppringning har gått ut",
+        "when": "Vi ringer dig {when}.",
+        "note.in_progress": "Vi hanterar din återuppringning just nu.",
+        "note.completed": "Tack för att du kontaktade oss.",
+        "note.closed": "Om du fortfarande behöver hjälp, kontakta oss gärna igen.",
+        "done.cancelled": "Din återuppringning är avbokad. Vi ringer inte.",
+        "done.rebooked": "Den nya tiden är bokad.",
+        "rebook.heading": "Välj en annan tid",
+        "rebook.hint": "Lediga tider de kommande {days} dagarna.",
+        "rebook.none": "Det finns inga andra lediga tider de kommande {days} dagarna.",
+        "rebook.button": "Boka vald tid",
+        "cancel.heading": "Avboka återuppringningen",
+        "cancel.text": "Om du inte längre behöver bli uppringd kan du avboka.",
+        "cancel.button": "Avboka återuppringningen",
+        "confirm.heading": "Vill du avboka din återuppringning?",
+        "confirm.text": "Om du avbokar ringer vi inte.",
+        "confirm.yes": "Ja, avboka min återuppringning",
+        "confirm.no": "Nej, behåll min återuppringning",
+        "error.slot_full": "Tyvärr hann tiden bli full. Välj en annan tid.",
+        "error.closed": "Den här återuppringningen kan inte längre ändras.",
+        "error.no_slot": "Välj en tid först.",
+        "error.bad_slot": "Den tiden kan inte bokas. Välj en annan tid.",
+        "error.bad_form": "Välj vad du vill göra.",
+        "gone.heading": "Länken har gått ut",
+        "gone.text": (
+            "Av säkerhetsskäl fungerar länken bara en begränsad tid. "
+            "Om du fortfarande behöver bli uppringd, kontakta oss igen."
+        ),
+        "missing.heading": "Länken fungerar inte",
+        "missing.text": (
+            "Kontrollera att du öppnade hela länken i meddelandet. "
+            "Om du behöver bli uppringd, kontakta oss igen."
+        ),
+        "today": "I dag {date}",
+        "tomorrow": "I morgon {date}",
+    },
+}
+
+
+# ----------------------------------------------------------------------------- negotiation
+
+
+def _q(params: str) -> float:
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return max(0.0, min(1.0, float(value)))
+            except ValueError:
+                return 0.0
+    return 1.0
+
+
+def _accept_q(accept: str, media_type: str) -> float:
+    """The q the Accept header gives `media_type`, from its most specific matching range."""
+    kind = media_type.split("/", 1)[0]
+    best: tuple[int, float] = (-1, 0.0)
+    for part in accept.split(",")[:32]:
+        media, _, params = part.partition(";")
+        media = media.strip().lower()
+        if media == media_type:
+            specificity = 2
+        elif media == f"{kind}/*":
+            specificity = 1
+        elif media == "*/*":
+            specificity = 0
+        else:
+            continue
+        if specificity > best[0]:
+            best = (specificity, _q(params))
+    return best[1]
+
+
+def prefers_html(accept: str | None) -> bool:
+    """A browser (text/html over JSON); API clients, `*/*` and no Accept at all get JSON."""
+    if not accept:
+        return False
+    html = _accept_q(accept, "text/html")
+    return html > 0 and html > _accept_q(accept, "application/json")
+
+
+def is_form(content_type: str | None) -> bool:
+    return (content_type or "").split(";", 1)[0].strip().lower() == _FORM_MEDIA_TYPE
+
+
+def _language(value: str | None) -> Language | None:
+    return value if value in LANGUAGES else None
+
+
+def accepted_language(header: str | None, default: Language) -> Language:
+    """The Accept-Language choice among ours, or `default`."""
+    best, best_q = default, 0.0
+    for part in (header or "").split(",")[:32]:
+        tag, _, params = part.partition(";")
+        language = _language(tag.strip().lower().split("-", 1)[0])
+        q = _q(params)
+        if language is not None and q > best_q:
+            best, best_q = language, q
+    return best
+
+
+class SelfServiceRoute(JsonRoute):
+    """`/v1/self/{token}`: the page for browsers and HTML forms, JSON for everyone else."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        json_handler = super().get_route_handler()
+
+        async def route_handler(request: Request) -> Response:
+            if request.method == "GET" and prefers_html(request.headers.get("accept")):
+                return await show_page(request)
+            if request.method == "POST" and is_form(request.headers.get("content-type")):
+                return await submit_form(request)
+            return await json_handler(request)
+
+        return route_handler
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+@functools.cache
+def _environment() -> Environment:
+    return Environment(
+        loader=PackageLoader("services.callback", "web/templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+@functools.cache
+def _stylesheet() -> tuple[Markup, str]:
+    """The page's CSS and its CSP source: a hash, so the page needs no per-response nonce."""
+    css = (resources.files("services.callback") / "web" / "templates" / "page.css").read_text(
+        encoding="utf-8"
+    )
+    digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
+    # Our own file, put in verbatim: escaping would break its quoted selectors.
+    return Markup(css), f"'sha256-{digest}'"
+
+
+@dataclass(frozen=True, slots=True)
+class SlotChoice:
+    html_id: str
+    slot_id: str
+    label: str
+
+
+@dataclass(slots=True)
+class DayChoices:
+    legend: str
+    slots: list[SlotChoice] = field(default_factory=list)
+
+
+def _day_legend(language: Language, local: datetime, today: date) -> str:
+    days = (local.date() - today).days
+    text = date_text(language, local)
+    if days == 0:
+        text = TEXTS[language]["today"].format(date=text)
+    elif days == 1:
+        text = TEXTS[language]["tomorrow"].format(date=text)
+    return text[:1].upper() + text[1:]
+
+
+async def _free_days(
+    session: AsyncSession,
+    settings: CallbackSettings,
+    view: SelfServiceView,
+    now: datetime,
+    days_ahead: int,
+) -> list[DayChoices]:
+    """Slots with a free seat that start later than now (not the one held), by local day."""
+    listing = await booking.list_slots(
+        session=session,
+        settings=settings,
+        start=now,
+        end=now + timedelta(days=days_ahead),
+        now=now,
+        language=view.language,
+    )
+    zone = ZoneInfo(listing.timezone)
+    today = now.astimezone(zone).date()
+    days: dict[date, DayChoices] = {}
+    for slot in listing.items:
+        if slot.available <= 0 or slot.start <= now or slot.id == view.slot_id:
+            continue
+        start, end = slot.start.astimezone(zone), slot.end.astimezone(zone)
+        day = days.get(start.date())
+        if day is None:
+            day = days[start.date()] = DayChoices(_day_legend(view.language, start, today))
+        day.slots.append(
+            SlotChoice(
+                html_id=f"slot-{slot.start.strftime('%Y%m%d%H%M')}",
+                slot_id=slot.id,
+                label=f"{clock_text(start)}{_EN_DASH}{clock_text(end)}",
+            )
+        )
+    return list(days.values())
+
+
+def _html(template: str, *, status: int, language: Language, **context: Any) -> HTMLResponse:
+    """Render `template` with the security headers every page carries.
+
+    The token is in the URL, so the page is never stored and never sent on as a Referer.
+    """
+    css, css_source = _stylesheet()
+    body = (
+        _environment()
+        .get_template(template)
+        .render(lang=language, t=TEXTS[language], css=css, **context)
+    )
+    csp = (
+        f"default-src 'none'; style-src {css_source}; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    return HTMLResponse(
+        body,
+        status_code=status,
+        headers={
+            "Content-Security-Policy": csp,
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+            "Content-Language": language,
+            "Vary": "Accept, Accept-Language",
+        },
+    )
+
+
+def _self_path(token: str) -> str:
+    return f"/v1/self/{quote(token, safe='')}"
+
+
+def _language_links(current: Language, extra: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "lang": language,
+            "name": name,
+            "href": "?" + urlencode({**extra, "lang": language}),
+            "current": language == current,
+        }
+        for language, name in _LANGUAGE_NAMES.items()
+    ]
+
+
+def _failure_page(request: Request, status: int, explicit: Language | None) -> HTMLResponse:
+    """404 or 410 without a word about what the link named, in the reader's language."""
+    settings = _settings(request)
+    language = explicit or accepted_language(
+        request.headers.get("accept-language"), settings.default_language
+    )
+    key = "gone" if status == 410 else "missing"
+    return _html(
+        "failure.html",
+        status=410 if status == 410 else 404,
+        language=language,
+        heading=TEXTS[language][f"{key}.heading"],
+        text=TEXTS[language][f"{key}.text"],
+        languages=_language_links(language, {}),
+    )
+
+
+async def _page(
+    request: Request,
+    *,
+    token: str,
+    explicit: Language | None,
+    status: int = 200,
+    error: str | None = None,
+    done: str | None = None,
+    confirm: bool = False,
+) -> HTMLResponse:
+    settings = _settings(request)
+    now = utcnow()
+    days_ahead = min(DAYS_AHEAD, settings.slots_max_range_days)
+    async with _sessions(request)() as session:
+        try:
+            view = await service.self_view(
+                session=session, settings=settings, token=token, now=now, language=explicit
+            )
+        except ProblemError as exc:
+            if exc.status in (404, 410):
+                return _failure_page(request, exc.status, explicit)
+            raise
+        confirm = confirm and view.can_cancel
+        days = (
+            await _free_days(session, settings, view, now, days_ahead)
+            if view.can_rebook and not confirm
+            else []
+        )
+    texts = TEXTS[view.language]
+    waiting = view.status in ("pending", "scheduled")
+    if waiting:
+        note = None
+    elif view.status in ("in_progress", "completed"):
+        note = texts[f"note.{view.status}"]
+    else:
+        note = texts["note.closed"]
+    shown = {"cancelled": "cancelled", "rebooked": "scheduled"}
+    notice = texts[f"done.{done}"] if done in shown and shown[done] == view.status else None
+    path = _self_path(token)
+    extra = {"confirm": "cancel"} if confirm else {}
+    return _html(
+        "page.html",
+        status=status,
+        language=view.language,
+        view=view,
+        heading=texts[f"status.{view.status}"],
+        when_line=texts["when"].format(when=view.when) if waiting else None,
+        note=note,
+        notice=notice,
+        error=texts[f"error.{error}"] if error else None,
+        confirm=confirm,
+        days=days,
+        days_ahead=days_ahead,
+        path=path,
+        back_href=path + (f"?lang={explicit}" if explicit else ""),
+        form_lang=explicit,
+        languages=_language_links(view.language, extra),
+    )
+
+
+# ----------------------------------------------------------------------------- endpoints
+
+
+def _settings(request: Request) -> CallbackSettings:
+    settings = request.app.state.settings
+    assert isinstance(settings, CallbackSettings)
+    return settings
+
+
+def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+    return factory
+
+
+async def show_page(request: Request) -> Response:
+    """GET with `?lang=`, `?done=cancelled|rebooked` and `?confirm=cancel` (the cancel step)."""
+    query = request.query_params
+    return await _page(
+        request,
+        token=request.path_params["token"],
+        explicit=_language(query.get("lang")),
+        done=query.get("done"),
+        confirm=query.get("confirm") == "cancel",
+    )
+
+
+def _form(body: bytes) -> dict[str, str] | None:
+    try:
+        parsed = parse_qs(body.decode("utf-8"), max_num_fields=10)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return {name: values[0] for name, values in parsed.items() if values}
+
+
+def _form_error(exc: ProblemError, slot_id: str | None) -> str:
+    if exc.status == 409:
+        return "slot_full" if exc.slug == "slot-full" else "closed"
+    if exc.status == 422:
+        return "bad_slot" if slot_id else "no_slot"
+    return "bad_form"
+
+
+async def submit_form(request: Request) -> Response:
+    """`action=cancel` or `action=rebook&slot_id=...`: 303 to the page, or the page with why not.
+
+    A refused change is rolled back in full before the page is shown again, since the
+    response is an ordinary page rather than an error the session would roll back for us.
+    """
+    token: str = request.path_params["token"]
+    form = _form(await request.body())
+    explicit = _language((form or {}).get("lang"))
+    action = (form or {}).get("action")
+    if action not in ("cancel", "rebook"):
+        return await _page(request, token=token, explicit=explicit, status=422, error="bad_form")
+    slot_id = (form or {}).get("slot_id") or None
+    settings = _settings(request)
+    async with _sessions(request)() as session:
+        try:
+            await service.self_act(
+                session=session,
+                settings=settings,
+                token=token,
+                action=action,
+                slot_id_in=slot_id[:64] if slot_id else None,
+                queue=ArqNotificationQueue(request.app.state.redis),
+                language=explicit,
+            )
+        except ProblemError as exc:
+            await session.rollback()
+            refused = exc
+        else:
+            await commit(session)
+            done = "cancelled" if action == "cancel" else "rebooked"
+            query = {"done": done, **({"lang": explicit} if explicit else {})}
+            return Response(
+                status_code=303,
+                headers={
+                    "Location": f"{_self_path(token)}?{urlencode(query)}",
+                    "Cache-Control": "no-store",
+                    "Referrer-Policy": "no-referrer",
+                },
+            )
+    if refused.status in (404, 410):
+        return _failure_page(request, refused.status, explicit)
+    log.info("callback.self_service.form_refused", status=refused.status, slug=refused.slug)
+    return await _page(
+        request,
+        token=token,
+        explicit=explicit,
+        status=refused.status,
+        error=_form_error(refused, slot_id),
+    )

@@ -1,0 +1,606 @@
+// The ringback agent console: the queue, the customer's timeline, and what to do next.
+//
+// Plain JavaScript modules, no framework, no build step, no npm: there is nothing to build,
+// nothing third-party to audit or keep patched, and the files served are the files in the
+// repository. The console is also example code for teams building their own agent front end
+// on the REST API, so it is written to be read: every request is an ordinary fetch() against
+// a documented endpoint (see `api.js`), the live timeline is SSE read with fetch() (`sse.js`),
+// and all API data reaches the page as text (`dom.js`), never as HTML.
+//
+// History serves this page, so history's API is same-origin; callback's API is named by
+// `config.json` and allows this origin through its CORS setting.
+
+import { Api, ApiError } from "./api.js";
+import { el, fill, relative, row, when } from "./dom.js";
+import { LiveStream } from "./sse.js";
+
+const REFRESH_SECONDS = 15;
+const QUEUE_LIMIT = 25;
+const TIMELINE_PAGE = 30;
+const SLOT_DAYS = 3;
+// sessionStorage: the key lives as long as this tab does, and is never kept on the machine.
+const STORED = "ringback.console";
+
+const OUTCOME_WORDS = {
+  reached: "reached",
+  no_answer: "no answer",
+  busy: "busy",
+  voicemail: "voicemail",
+  wrong_number: "wrong number",
+  declined: "declined",
+};
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  config: null,
+  callback: null, // Api for callback's service
+  history: null, // Api for history (this page's own origin)
+  agentId: "",
+  current: null, // the callback being worked
+  customerId: null,
+  stream: null,
+  timelineCursor: null,
+  shownEvents: new Set(),
+  timer: null,
+  refreshing: false,
+  slotsLoaded: false,
+  profileTimer: null,
+  // Bumped whenever the customer pane is cleared: a lookup begun before then is stale.
+  customerSeq: 0,
+};
+
+// ----------------------------------------------------------------------------- status region
+
+function say(message, kind = "info") {
+  const status = $("status");
+  status.dataset.kind = kind;
+  // Clearing first makes a repeated message (the same error twice) announced again.
+  status.textContent = "";
+  requestAnimationFrame(() => {
+    status.textContent = message;
+  });
+}
+
+function sayError(error, doing) {
+  if (error && error.name === "AbortError") return;
+  const text = error instanceof ApiError ? error.describe() : String((error && error.message) || error);
+  const reference = error instanceof ApiError && error.requestId ? ` (request ${error.requestId})` : "";
+  say(`${doing} failed: ${text}${reference}`, "error");
+}
+
+/** Run `action` with `button` disabled meanwhile, reporting failures in the status region. */
+async function busy(button, doing, action) {
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  try {
+    return await action();
+  } catch (error) {
+    sayError(error, doing);
+    return undefined;
+  } finally {
+    button.removeAttribute("aria-busy");
+    button.disabled = false;
+    syncControls();
+  }
+}
+
+/** Enable what the agent may do now: work a callback only while holding its claim. */
+function syncControls() {
+  const current = state.current;
+  const mine = Boolean(current && current.status === "in_progress" && current.agent_id === state.agentId);
+  $("keep-claim").disabled = !mine;
+  $("load-slots").disabled = !mine;
+  for (const control of $("outcome-form").elements) control.disabled = !mine;
+  $("slot").disabled = !(mine && state.slotsLoaded);
+  $("book-slot").disabled = !(mine && state.slotsLoaded);
+}
+
+// ----------------------------------------------------------------------------- signing in
+
+async function loadConfig() {
+  const response = await fetch("config.json", { cache: "no-store", credentials: "omit" });
+  if (!response.ok) throw await ApiError.from(response);
+  return response.json();
+}
+
+function historyRoot() {
+  // This page is history's `/console/`; history's API is one level up (also behind a proxy
+  // that mounts history under a path).
+  return new URL("../", document.baseURI).href;
+}
+
+async function signIn(key, agentId, { quiet = false } = {}) {
+  const callback = new Api(state.config.callback_url, key);
+  const history = new Api(historyRoot(), key);
+  // One cheap read on each service proves the key and its scopes before anything is kept.
+  await Promise.all([
+    callback.get("/v1/queue", { limit: 1 }),
+    history.get("/v1/stats", todayRange()),
+  ]);
+  Object.assign(state, { callback, history, agentId });
+  sessionStorage.setItem(STORED, JSON.stringify({ key, agentId }));
+  $("sign-in").hidden = true;
+  $("desk").hidden = false;
+  $("whoami").textContent = `Signed in as ${agentId}`;
+  $("whoami").hidden = false;
+  $("sign-out").hidden = false;
+  $("api-key").value = "";
+  if (!quiet) say(`Signed in as ${agentId}.`, "ok");
+  await refresh();
+  state.timer = setInterval(refresh, REFRESH_SECONDS * 1000);
+  $("claim-next").focus();
+}
+
+function signOut(message = "Signed out. The key is no longer kept in this tab.") {
+  clearInterval(state.timer);
+  closeCustomer();
+  sessionStorage.removeItem(STORED);
+  Object.assign(state, { callback: null, history: null, agentId: "", current: null, timer: null });
+  $("desk").hidden = true;
+  $("work").hidden = true;
+  $("whoami").hidden = true;
+  $("sign-out").hidden = true;
+  $("sign-in").hidden = false;
+  say(message, "ok");
+  $("api-key").focus();
+}
+
+// ----------------------------------------------------------------------------- queue and figures
+
+function todayRange() {
+  const start = new Date();
+  start.setHours(0, 0, 0, 0);
+  return { from: start.toISOString(), to: new Date().toISOString(), bucket: "day" };
+}
+
+function who(callback) {
+  return callback.name ? `${callback.name} (${callback.phone})` : callback.phone;
+}
+
+function queueItem(callback, group) {
+  const overdue = new Date(callback.sla_deadline).getTime() <= Date.now();
+  const details = [
+    `due ${relative(callback.due_at)}`,
+    overdue ? `deadline passed ${relative(callback.sla_deadline)}` : `deadline ${relative(callback.sla_deadline)}`,
+    `${callback.attempt_count} ${callback.attempt_count === 1 ? "try" : "tries"}`,
+  ];
+  if (callback.contact_count > 1) details.push(`contacted us ${callback.contact_count} times`);
+  if (callback.slot_start) details.push("booked slot");
+  if (callback.flag) details.push(callback.flag.replaceAll("_", " "));
+  return el(
+    "li",
+    { class: overdue ? "overdue" : null, dataset: { testid: "queue-item", callbackId: callback.id, group } },
+    el("div", { class: "who" }, who(callback)),
+    el("div", { class: "meta" }, details.join(" · ")),
+    callback.message ? el("div", { class: "meta" }, `“${callback.message}”`) : null,
+  );
+}
+
+function fillList(list, items, render, empty) {
+  if (items.length === 0) fill(list, el("li", { class: "empty" }, empty));
+  else fill(list, items.map(render));
+}
+
+function showQueue(view) {
+  const { counts } = view;
+  fillList($("queue-overdue"), view.overdue, (c) => queueItem(c, "overdue"), "Nothing overdue.");
+  fillList($("queue-due"), view.due, (c) => queueItem(c, "due"), "Nothing due right now.");
+  fillList($("queue-later"), view.later, (c) => queueItem(c, "later"), "Nothing booked for later.");
+  const shown = (n, list) => (n > list.length ? `(${list.length} of ${n})` : `(${n})`);
+  $("count-overdue").textContent = shown(counts.overdue, view.overdue);
+  $("count-due").textContent = shown(counts.due, view.due);
+  $("count-later").textContent = shown(counts.later, view.later);
+  $("figure-waiting").textContent = String(counts.overdue + counts.due + counts.later);
+  $("figure-overdue").textContent = String(counts.overdue);
+  $("figure-in-progress").textContent = String(counts.in_progress);
+  fill($("queue-updated"), "Updated ", when(view.as_of));
+}
+
+function showStats(stats) {
+  const { sla } = stats;
+  $("figure-sla").textContent =
+    sla.share === null
+      ? "none closed yet"
+      : `${Math.round(sla.share * 100)} % (${sla.reached_within} of ${sla.closed})`;
+  $("figure-completed").textContent = String(stats.callbacks.completed);
+}
+
+function showMine(items) {
+  fillList(
+    $("mine"),
+    items,
+    (callback) =>
+      el(
+        "li",
+        { dataset: { testid: "my-callback", callbackId: callback.id } },
+        el("div", { class: "who" }, who(callback)),
+        el("div", { class: "meta" }, "claim runs out ", when(callback.lease_expires_at)),
+        el(
+          "button",
+          {
+            type: "button",
+            "aria-label": `Open callback for ${who(callback)}`,
+            dataset: { testid: "open-callback", callbackId: callback.id },
+          },
+          "Open",
+        ),
+      ),
+    "No callbacks claimed by you.",
+  );
+}
+
+async function refresh() {
+  if (state.refreshing || !state.callback) return;
+  state.refreshing = true;
+  try {
+    const [view, stats, mine] = await Promise.all([
+      state.callback.get("/v1/queue", { limit: QUEUE_LIMIT }),
+      state.history.get("/v1/stats", todayRange()),
+      state.callback.get("/v1/callbacks", { status: "in_progress", agent_id: state.agentId }),
+    ]);
+    showQueue(view);
+    showStats(stats);
+    showMine(mine.items);
+    if (state.current) await refreshCurrent();
+    if (state.current && !state.customerId) await findCustomer(state.current.phone);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      signOut(`Signed out: the key was refused (${error.describe()}). Sign in again.`);
+    } else {
+      sayError(error, "Refreshing the queue");
+    }
+  } finally {
+    state.refreshing = false;
+  }
+}
+
+// ----------------------------------------------------------------------------- the current callback
+
+async function claimNext() {
+  const claimed = await state.callback.post("/v1/queue/claim", { agent_id: state.agentId });
+  if (claimed === null) {
+    say("Nothing is due right now. The queue refreshes by itself.", "info");
+    return;
+  }
+  say(`Claimed: call ${who(claimed)}.`, "ok");
+  await openCallback(claimed);
+  await refresh();
+}
+
+async function openCallback(callback) {
+  const changed = !state.current || state.current.id !== callback.id;
+  state.current = callback;
+  showCurrent(callback);
+  $("work").hidden = false;
+  if (changed) {
+    $("outcome-form").reset();
+    resetSlots();
+    await findCustomer(callback.phone);
+  }
+  $("work-title").focus();
+}
+
+function showCurrent(callback) {
+  const mineStill = callback.status === "in_progress" && callback.agent_id === state.agentId;
+  const phone = el("a", { href: `tel:${callback.phone}`, dataset: { testid: "call-phone" } }, callback.phone);
+  fill(
+    $("callback-details"),
+    row("Customer", callback.name || "name not given", "callback-name"),
+    row("Phone", phone),
+    callback.email ? row("Email", callback.email) : null,
+    row("Language", callback.language),
+    row("Status", callback.status.replaceAll("_", " "), "callback-status"),
+    callback.message ? row("Message", callback.message, "callback-message") : null,
+    row("First contact", when(callback.first_contact_at)),
+    row("SLA deadline", when(callback.sla_deadline)),
+    callback.slot_start ? row("Booked slot", when(callback.slot_start)) : null,
+    row("Tries so far", String(callback.attempt_count)),
+    row("Contacts", String(callback.contact_count)),
+    mineStill ? row("Claim runs out", when(callback.lease_expires_at), "lease-expires") : null,
+  );
+  if (!mineStill) resetSlots();
+  syncControls();
+}
+
+async function refreshCurrent() {
+  const { id } = state.current;
+  const latest = await state.callback.get(`/v1/callbacks/${encodeURIComponent(id)}`);
+  // The agent may have claimed or opened another one meanwhile: this answer is stale then.
+  if (!state.current || state.current.id !== id) return;
+  const wasMine = state.current.status === "in_progress" && state.current.agent_id === state.agentId;
+  state.current = latest;
+  showCurrent(latest);
+  if (wasMine && !(latest.status === "in_progress" && latest.agent_id === state.agentId)) {
+    say(`This callback is no longer yours: it is ${latest.status.replaceAll("_", " ")}.`, "error");
+  }
+}
+
+async function recordOutcome() {
+  const outcome = $("outcome").value;
+  if (!outcome) {
+    say("Choose an outcome first.", "error");
+    $("outcome").focus();
+    return;
+  }
+  const note = $("note").value.trim();
+  const body = { agent_id: state.agentId, outcome };
+  if (note) body.note = note;
+  const result = await state.callback.post(
+    `/v1/callbacks/${encodeURIComponent(state.current.id)}/attempts`,
+    body,
+  );
+  const after = result.callback;
+  let next;
+  if (after.status === "completed") next = "The callback is completed.";
+  else if (after.status === "failed") next = "No more tries: the callback has failed.";
+  else next = `Next try ${relative(after.due_at)}.`;
+  say(`Recorded: ${OUTCOME_WORDS[outcome]}. ${next}`, "ok");
+  $("outcome-form").reset();
+  state.current = after;
+  showCurrent(after);
+  await refresh();
+  $("claim-next").focus();
+}
+
+async function keepClaim() {
+  const renewed = await state.callback.post(
+    `/v1/callbacks/${encodeURIComponent(state.current.id)}/lease`,
+    { agent_id: state.agentId },
+  );
+  state.current = renewed;
+  showCurrent(renewed);
+  say(`Claim kept until ${new Date(renewed.lease_expires_at).toLocaleTimeString()}.`, "ok");
+}
+
+function resetSlots() {
+  state.slotsLoaded = false;
+  fill($("slot"), el("option", { value: "" }, "Show free slots first"));
+  syncControls();
+}
+
+async function loadSlots() {
+  const now = new Date();
+  const to = new Date(now.getTime() + SLOT_DAYS * 24 * 3600 * 1000);
+  const slots = await state.callback.get("/v1/slots", {
+    from: now.toISOString(),
+    to: to.toISOString(),
+    language: "en",
+  });
+  const free = slots.items.filter((slot) => slot.available > 0);
+  if (free.length === 0) {
+    resetSlots();
+    say(`No free slot in the next ${SLOT_DAYS} days.`, "error");
+    return;
+  }
+  fill(
+    $("slot"),
+    el("option", { value: "" }, "Choose a slot…"),
+    free.map((slot) =>
+      el("option", { value: slot.id }, `${slot.label} (${slot.available} free)`),
+    ),
+  );
+  state.slotsLoaded = true;
+  syncControls();
+  say(`${free.length} free slots in the next ${SLOT_DAYS} days.`, "info");
+  $("slot").focus();
+}
+
+async function bookSlot() {
+  const slotId = $("slot").value;
+  if (!slotId) {
+    say("Choose a slot first.", "error");
+    $("slot").focus();
+    return;
+  }
+  const label = $("slot").selectedOptions[0].textContent;
+  const booked = await state.callback.post(
+    `/v1/callbacks/${encodeURIComponent(state.current.id)}/book`,
+    { slot_id: slotId },
+  );
+  say(`Rebooked: ${label.replace(/ \(\d+ free\)$/, "")}. The customer is told.`, "ok");
+  state.current = booked;
+  showCurrent(booked);
+  await refresh();
+  $("claim-next").focus();
+}
+
+// ----------------------------------------------------------------------------- the customer
+
+function closeCustomer() {
+  if (state.stream) state.stream.stop();
+  clearTimeout(state.profileTimer);
+  state.customerSeq += 1;
+  Object.assign(state, { stream: null, customerId: null, timelineCursor: null });
+  state.shownEvents.clear();
+  $("customer").hidden = true;
+  fill($("timeline"));
+  fill($("customer-profile"));
+  $("live").textContent = "Live updates: off";
+}
+
+async function findCustomer(phone) {
+  closeCustomer();
+  const seq = state.customerSeq;
+  const found = await state.history.get("/v1/customers", { phone });
+  if (seq !== state.customerSeq) return;
+  $("customer").hidden = false;
+  if (found.items.length === 0) {
+    // History hears of a contact a moment after callback does; the next refresh looks again.
+    fill($("customer-profile"), row("History", "nothing recorded for this number yet"));
+    return;
+  }
+  await openCustomer(found.items[0].id, seq);
+}
+
+async function openCustomer(customerId, seq) {
+  const profile = await state.history.get(`/v1/customers/${encodeURIComponent(customerId)}`);
+  if (seq !== state.customerSeq) return;
+  state.customerId = profile.id;
+  showProfile(profile);
+  // Stream first, then the page of history: an event stored in between is in both and shown
+  // once (events are told apart by id).
+  state.stream = new LiveStream({
+    open: (lastEventId, signal) =>
+      state.history.send("GET", "/v1/stream", {
+        query: { customer_id: profile.id },
+        headers: lastEventId ? { "Last-Event-ID": lastEventId } : {},
+        accept: "text/event-stream",
+        signal,
+      }),
+    onEvent: (message) => addLiveEvent(message),
+    onState: (liveState, error) => showLiveState(liveState, error),
+  }).start();
+  await state.stream.ready;
+  await loadTimeline();
+}
+
+function showProfile(profile) {
+  const open = profile.open_callbacks.map((c) => `${c.status.replaceAll("_", " ")}${c.agent_id ? ` (${c.agent_id})` : ""}`);
+  const last = Object.entries(profile.last_contact).flatMap(([channel, at], i) => [
+    i ? ", " : "",
+    `${channel} `,
+    when(at),
+  ]);
+  fill(
+    $("customer-profile"),
+    row("Name", profile.name || "not known", "customer-name"),
+    row("Phones", profile.phones.join(", ") || "–"),
+    row("Emails", profile.emails.join(", ") || "–"),
+    row("Open callbacks", open.join(", ") || "none"),
+    row("Last contact", last.length ? last : "–"),
+    profile.erased_at ? row("Erased", when(profile.erased_at)) : null,
+  );
+}
+
+function timelineItem(event, fresh = false) {
+  const actor = event.actor ? `${event.actor.kind}${event.actor.id ? ` ${event.actor.id}` : ""}` : null;
+  return el(
+    "li",
+    { class: fresh ? "new" : null, dataset: { testid: "timeline-event", eventId: event.id, type: event.type } },
+    el("div", { class: "what" }, event.summary || event.type.replaceAll("_", " ")),
+    el(
+      "div",
+      { class: "meta" },
+      when(event.occurred_at),
+      ` · ${event.type.replaceAll("_", " ")} · ${event.channel}, ${event.direction}`,
+      actor ? ` · ${actor}` : "",
+    ),
+  );
+}
+
+async function loadTimeline() {
+  const customerId = state.customerId;
+  const page = await state.history.get(
+    `/v1/customers/${encodeURIComponent(customerId)}/timeline`,
+    { limit: TIMELINE_PAGE, cursor: state.timelineCursor },
+  );
+  if (customerId !== state.customerId) return; // another customer was opened meanwhile
+  const list = $("timeline");
+  for (const event of page.items) {
+    if (state.shownEvents.has(event.id)) continue;
+    state.shownEvents.add(event.id);
+    list.append(timelineItem(event));
+  }
+  if (list.children.length === 0) list.append(el("li", { class: "empty" }, "No events yet."));
+  state.timelineCursor = page.next_cursor;
+  $("load-older").hidden = !page.next_cursor;
+}
+
+function addLiveEvent(message) {
+  let event;
+  try {
+    event = JSON.parse(message.data);
+  } catch {
+    return;
+  }
+  if (!event || typeof event.id !== "string" || state.shownEvents.has(event.id)) return;
+  state.shownEvents.add(event.id);
+  const list = $("timeline");
+  list.querySelector(":scope > .empty")?.remove();
+  list.prepend(timelineItem(event, true));
+  // "Where it stands" changes with the events: read the profile again once they settle.
+  clearTimeout(state.profileTimer);
+  state.profileTimer = setTimeout(reloadProfile, 500);
+}
+
+async function reloadProfile() {
+  const customerId = state.customerId;
+  if (!customerId) return;
+  try {
+    const profile = await state.history.get(`/v1/customers/${encodeURIComponent(customerId)}`);
+    if (customerId === state.customerId) showProfile(profile);
+  } catch (error) {
+    sayError(error, "Reading the customer's profile");
+  }
+}
+
+function showLiveState(liveState, error) {
+  const words = {
+    connecting: "connecting…",
+    live: "on",
+    reconnecting: "reconnecting…",
+    stopped: `stopped${error instanceof ApiError ? ` (${error.describe()})` : ""}`,
+  };
+  $("live").textContent = `Live updates: ${words[liveState] || liveState}`;
+  if (liveState === "stopped" && error) sayError(error, "Live updates");
+}
+
+// ----------------------------------------------------------------------------- wiring
+
+function wire() {
+  $("sign-in-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const form = event.currentTarget;
+    if (!form.reportValidity()) return;
+    const button = form.querySelector("button[type=submit]");
+    busy(button, "Signing in", () => signIn($("api-key").value.trim(), $("agent-id").value.trim()));
+  });
+  $("sign-out").addEventListener("click", () => signOut());
+  $("claim-next").addEventListener("click", (e) => busy(e.currentTarget, "Claiming", claimNext));
+  $("refresh").addEventListener("click", (e) => busy(e.currentTarget, "Refreshing", refresh));
+  $("keep-claim").addEventListener("click", (e) => busy(e.currentTarget, "Keeping the claim", keepClaim));
+  $("load-slots").addEventListener("click", (e) => busy(e.currentTarget, "Loading slots", loadSlots));
+  $("outcome-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    busy($("record-outcome"), "Recording the outcome", recordOutcome);
+  });
+  $("rebook-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    busy($("book-slot"), "Booking", bookSlot);
+  });
+  $("load-older").addEventListener("click", (e) => busy(e.currentTarget, "Loading older events", loadTimeline));
+  $("mine").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-callback-id]");
+    if (!button) return;
+    const id = button.dataset.callbackId;
+    busy(button, "Opening the callback", async () => {
+      await openCallback(await state.callback.get(`/v1/callbacks/${encodeURIComponent(id)}`));
+    });
+  });
+}
+
+async function start() {
+  wire();
+  try {
+    state.config = await loadConfig();
+  } catch (error) {
+    sayError(error, "Loading the console's configuration");
+    return;
+  }
+  const stored = JSON.parse(sessionStorage.getItem(STORED) || "null");
+  if (stored && stored.key && stored.agentId) {
+    $("agent-id").value = stored.agentId;
+    try {
+      await signIn(stored.key, stored.agentId, { quiet: true });
+    } catch (error) {
+      // A refused key is forgotten; a service that is down is not the key's fault.
+      if (error instanceof ApiError && [401, 403].includes(error.status)) {
+        sessionStorage.removeItem(STORED);
+      }
+      sayError(error, "Signing in again");
+    }
+  }
+}
+
+start();

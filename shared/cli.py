@@ -11,6 +11,7 @@ from importlib import import_module
 from typing import Any
 
 from shared.logging import configure_logging
+from shared.telemetry import flush_before_signal, tracing
 
 # Each service's app factory and settings class, imported only when that service is chosen.
 SERVICES: dict[str, tuple[str, str]] = {
@@ -52,7 +53,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_header=False,
         timeout_graceful_shutdown=20,
     )
-    uvicorn.Server(config).run()
+    with tracing(settings, service=args.service) as provider:
+        if provider is not None:
+            flush_before_signal(provider)
+        uvicorn.Server(config).run()
     return 0
 
 
@@ -60,14 +64,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     _log_setup("ringback.callback.worker")
     run_worker = _load("services.callback.worker:run_worker")
     settings = _settings("callback")
-    run_worker(settings)
+    with tracing(settings, service="worker"):
+        run_worker(settings)
     return 0
 
 
 def cmd_relay(args: argparse.Namespace) -> int:
     _log_setup("ringback.relay")
     run_relay = _load("services.intake.relay:run_relay")
-    asyncio.run(run_relay(_settings("intake")))
+    settings = _settings("intake")
+    with tracing(settings, service="relay"):
+        asyncio.run(run_relay(settings))
     return 0
 
 

@@ -66,6 +66,10 @@ MEANINGS: dict[str, str] = {
     "db_max_overflow": "extra connections a process may open under load",
     "db_command_timeout_seconds": "upper bound of one database statement",
     "queue_name": "arq's queue name (tests give each run its own)",
+    "otel_exporter_otlp_endpoint": "OpenTelemetry collector (OTLP/HTTP base URL) to send "
+    "traces to; unset: the standard `OTEL_EXPORTER_OTLP_ENDPOINT`, else no traces",
+    "otel_sample_ratio": "share of new traces kept (`0`-`1`); a caller's sampled trace is "
+    "always continued",
     # --- intake
     "webhook_secrets": "Standard Webhooks secrets (`whsec_...`), comma-separated, all accepted "
     "(rotation); unset: generic webhooks refused (`403`)",

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 
+import asyncpg
 import structlog
 from sqlalchemy import MetaData, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -110,6 +112,48 @@ async def session_dependency(request: Request) -> AsyncIterator[AsyncSession]:
             raise
         else:
             await commit(session)
+
+
+# SQLSTATE classes meaning "the server is not there for you right now": 08 connection
+# exception, 57P01-57P03 admin/crash shutdown and "the database system is starting up".
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means PostgreSQL is unreachable or restarting, rather than a bug.
+
+    Walks the explicit cause chain, since SQLAlchemy wraps asyncpg's errors (and asyncpg lets the
+    socket's own `OSError` through when the server refuses the connection). The pool
+    recovers by itself once the server is back (pre-ping discards dead connections), so
+    callers answer 503 and let the client retry instead of a 500.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, sa_exc.TimeoutError):  # pool exhausted while connects hang
+            return True
+        if isinstance(
+            current,
+            asyncpg.PostgresConnectionError
+            | asyncpg.CannotConnectNowError
+            | asyncpg.AdminShutdownError
+            | asyncpg.CrashShutdownError
+            | ConnectionError
+            | TimeoutError,
+        ):
+            return True
+        state = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        # asyncio's connect to several addresses fails with a plain OSError of them all.
+        if type(current) is OSError and "connect" in str(current).lower():
+            return True
+        # SQLAlchemy keeps the driver's error as `orig`, the driver's own as `__cause__`.
+        current = getattr(current, "orig", None) or current.__cause__
+    return False
 
 
 async def ping(engine: AsyncEngine) -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from shared.db import database_unavailable
 from shared.jsonutil import dumps
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -174,7 +177,29 @@ async def _on_http(request: Request, exc: Exception) -> Response:
     )
 
 
+def _unavailable(request: Request, exc: Exception) -> Response:
+    # PostgreSQL restarting or failing over is not a bug: nothing was stored, the caller
+    # should retry, and the pool reconnects by itself once the server is back.
+    log.warning("http.database_unavailable", path=request.url.path, error_type=type(exc).__name__)
+    return problem_response(
+        status=503,
+        title="Service Unavailable",
+        detail="The database is unavailable; nothing was stored. Try again shortly.",
+        slug="unavailable",
+        instance=request.url.path,
+        headers={"Retry-After": "2"},
+    )
+
+
+async def _on_database_error(request: Request, exc: Exception) -> Response:
+    if database_unavailable(exc):
+        return _unavailable(request, exc)
+    raise exc  # anything else is a bug: Starlette's last resort renders the 500 below
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    if database_unavailable(exc):
+        return _unavailable(request, exc)
     # A 500 is a bug: log it with the trace for us, answer without it for them.
     log.exception("http.unhandled_error", path=request.url.path, error_type=type(exc).__name__)
     return problem_response(
@@ -191,4 +216,12 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _on_problem)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
+    # A database outage is a 503 (problem+json, Retry-After), answered here rather than by
+    # Starlette's last-resort middleware, which re-raises what it renders into the server log.
+    for database_error in _database_error_types():
+        app.add_exception_handler(database_error, _on_database_error)
     app.add_exception_handler(Exception, _on_unexpected)
+
+
+def _database_error_types() -> tuple[type[Exception], ...]:
+    return (SQLAlchemyError, asyncpg.PostgresError, ConnectionError, TimeoutError, OSError)

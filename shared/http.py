@@ -2,20 +2,49 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
+from opentelemetry.trace import SpanKind, StatusCode
 
 from shared.settings import CommonSettings
-from shared.tracing import current_request_id, current_trace, new_trace
+from shared.tracing import current_request_id, current_trace, start_span
 
 
-async def _propagate(request: httpx.Request) -> None:
-    # Continue the caller's trace (or start one) so a missed call can be followed across
-    # intake, callback and history in the logs.
-    trace = current_trace.get() or new_trace()
-    request.headers.setdefault("traceparent", trace.child().traceparent())
-    request_id = current_request_id.get()
-    if request_id:
-        request.headers.setdefault("x-request-id", request_id)
+class TracedClient(httpx.AsyncClient):
+    """Each request is a client span, and carries it as `traceparent` (and our request id).
+
+    The caller's trace continues (or one starts) so a missed call can be followed across
+    intake, callback and history. `send()` sees every request, whatever transport or proxy
+    it then takes. The span names no path: a path may hold a self-service token.
+    """
+
+    def __init__(self, *args: Any, peer: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.peer = peer
+
+    async def send(self, request: httpx.Request, *args: Any, **kwargs: Any) -> httpx.Response:
+        attributes: dict[str, str | int] = {
+            "http.request.method": request.method,
+            "server.address": request.url.host,
+        }
+        if request.url.port is not None:
+            attributes["server.port"] = request.url.port
+        if self.peer:
+            attributes["peer.service"] = f"ringback-{self.peer}"
+        with start_span(request.method, kind=SpanKind.CLIENT, attributes=attributes) as span:
+            trace = current_trace.get()
+            if trace is not None:  # always set inside a span; the check is for the type
+                request.headers["traceparent"] = trace.traceparent()
+            request_id = current_request_id.get()
+            if request_id:
+                request.headers.setdefault("x-request-id", request_id)
+            response = await super().send(request, *args, **kwargs)
+            if span.is_recording():
+                span.set_attribute("http.response.status_code", response.status_code)
+                if response.status_code >= 400:
+                    span.set_status(StatusCode.ERROR)
+            return response
 
 
 def create_http_client(
@@ -25,18 +54,19 @@ def create_http_client(
     base_url: str = "",
     bearer: str | None = None,
     timeout: float | None = None,
+    peer: str | None = None,
 ) -> httpx.AsyncClient:
     """An `httpx.AsyncClient` that never waits forever and carries our trace headers."""
     headers = {"user-agent": user_agent}
     if bearer:
         headers["authorization"] = f"Bearer {bearer}"
     seconds = timeout or settings.http_timeout_seconds
-    return httpx.AsyncClient(
+    return TracedClient(
         base_url=base_url,
         headers=headers,
         timeout=httpx.Timeout(seconds, connect=min(seconds, 3.0)),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        event_hooks={"request": [_propagate]},
+        peer=peer,
     )
 
 
@@ -44,5 +74,9 @@ def internal_client(settings: CommonSettings, *, service: str, peer: str) -> htt
     """A client for calling a peer service with the internal key."""
     key = settings.internal_api_key.get_secret_value() if settings.internal_api_key else None
     return create_http_client(
-        settings, user_agent=f"ringback-{service}", base_url=settings.peer_url(peer), bearer=key
+        settings,
+        user_agent=f"ringback-{service}",
+        base_url=settings.peer_url(peer),
+        bearer=key,
+        peer=peer,
     )

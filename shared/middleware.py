@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 from fastapi import HTTPException
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import problem_response
@@ -15,15 +16,15 @@ from shared.metrics import HttpMetrics
 from shared.tracing import (
     clean_request_id,
     current_request_id,
-    current_trace,
-    new_trace,
     parse_traceparent,
+    start_span,
 )
 
 log = structlog.get_logger("ringback.http")
 
-# Routes too noisy to log on every call; they are still measured.
+# Routes too noisy to log or trace on every call; they are still measured.
 _QUIET_ROUTES = {"/healthz", "/readyz", "/metrics"}
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -35,7 +36,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 class RequestContextMiddleware:
-    """Binds X-Request-ID and the W3C trace to logs, echoes the id, measures the request."""
+    """Binds X-Request-ID and the W3C trace to logs, echoes the id, measures the request.
+
+    Each request is a server span named by its route template (`POST /v1/callbacks/{id}`):
+    never the raw path or query, which may carry tokens or phone numbers.
+    """
 
     def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
         self.app = app
@@ -45,12 +50,28 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        method = scope["method"] if scope["method"] in _METHODS else "_OTHER"
+        with start_span(
+            method,
+            kind=SpanKind.SERVER,
+            parent=parse_traceparent(_header(scope, b"traceparent")),
+            root=True,
+            record=scope.get("path") not in _QUIET_ROUTES,
+            bind_logs=True,
+            attributes={
+                "http.request.method": method,
+                "url.scheme": scope.get("scheme", "http"),
+                "network.protocol.version": scope.get("http_version", "1.1"),
+            },
+        ) as span:
+            await self._serve(scope, receive, send, span, method)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, send: Send, span: Span, method: str
+    ) -> None:
         request_id = clean_request_id(_header(scope, b"x-request-id"))
-        parent = parse_traceparent(_header(scope, b"traceparent"))
-        trace = parent.child() if parent else new_trace()
         rid_token = current_request_id.set(request_id)
-        trace_token = current_trace.set(trace)
-        structlog.contextvars.bind_contextvars(request_id=request_id, trace_id=trace.trace_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
         status = 500
         started = time.perf_counter()
 
@@ -70,6 +91,13 @@ class RequestContextMiddleware:
             route_obj: Any = scope.get("route")
             route = getattr(route_obj, "path", None) or "unmatched"
             self.metrics.observe(scope["method"], route, status, elapsed)
+            if span.is_recording():
+                if route != "unmatched":
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(StatusCode.ERROR)
             if route not in _QUIET_ROUTES:
                 log.info(
                     "http.request",
@@ -78,9 +106,8 @@ class RequestContextMiddleware:
                     status=status,
                     duration_ms=round(elapsed * 1000, 2),
                 )
-            structlog.contextvars.unbind_contextvars("request_id", "trace_id")
+            structlog.contextvars.unbind_contextvars("request_id")
             current_request_id.reset(rid_token)
-            current_trace.reset(trace_token)
 
 
 class BodyLimitMiddleware:

@@ -10,7 +10,9 @@ same transaction as the change it announces. `OutboxRelay` then delivers rows to
   so a peer that is down for an hour gets everything when it returns;
 - a permanent refusal (any other 4xx) parks the row as dead, visible and replayable, and it
   no longer holds back later rows of its key;
-- a `NOTIFY` at commit wakes relays at once; polling is the fallback.
+- a `NOTIFY` at commit wakes relays at once; polling is the fallback;
+- each row keeps the `traceparent` of the work that wrote it and is delivered with it, so the
+  receiver continues that trace; each delivery is a span of it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 import asyncpg
 import httpx
 import structlog
+from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import BaseModel
 from sqlalchemy import (
@@ -44,7 +47,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, aliased, mapped_column
 
 from shared.backoff import backoff_seconds
-from shared.db import utcnow
+from shared.db import database_unavailable, utcnow
+from shared.tracing import current_traceparent, parse_traceparent, start_span
 
 log = structlog.get_logger("ringback.outbox")
 
@@ -66,6 +70,8 @@ class OutboxMixin:
     last_error: Mapped[str | None] = mapped_column(Text)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     dead_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The W3C trace of the request or job that wrote the row (55 characters in version 00).
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
 
 def outbox_indexes() -> tuple[Index, Index]:
@@ -97,13 +103,18 @@ async def enqueue(
     """Add a row to the outbox in the caller's transaction; relays wake when it commits.
 
     A contract model is stored as the JSON its receiver validates (unset optionals left out).
+    The current trace goes with the row, and on to the receiver when it is delivered.
     """
     if isinstance(payload, BaseModel):
         payload = payload.model_dump(mode="json", exclude_none=True)
     # The mixin has no constructor of its own; the concrete model's declarative one applies.
     factory: Any = model
     row: OutboxMixin = factory(
-        destination=destination, path=path, payload=dict(payload), ordering_key=ordering_key
+        destination=destination,
+        path=path,
+        payload=dict(payload),
+        ordering_key=ordering_key,
+        traceparent=current_traceparent(),
     )
     session.add(row)
     await _notify_once(session, channel_for(model))
@@ -225,15 +236,40 @@ class OutboxRelay:
         return sum(results)
 
     async def _deliver(self, row: OutboxMixin) -> int:
+        """Deliver one row as a span of the trace that wrote it (a new trace if it has none)."""
+        with start_span(
+            f"outbox.deliver {row.destination}",
+            kind=SpanKind.PRODUCER,
+            parent=parse_traceparent(row.traceparent),
+            root=True,
+            bind_logs=True,
+            attributes={
+                "outbox.source": self.metrics.source,
+                "outbox.destination": row.destination,
+                "outbox.id": row.id,
+                "outbox.attempt": row.attempts + 1,
+            },
+        ) as span:
+            delivered = await self._attempt(row)
+            if span.is_recording():
+                span.set_attribute("outbox.delivered", bool(delivered))
+                if not delivered:
+                    span.set_status(StatusCode.ERROR)
+            return delivered
+
+    async def _attempt(self, row: OutboxMixin) -> int:
         client = self.clients.get(row.destination)
         row.attempts += 1
         if client is None:
             self._park(row, f"no client configured for destination {row.destination!r}")
             return 0
+        headers = {"Idempotency-Key": f"outbox-{row.id}"}
+        traceparent = current_traceparent()
+        if traceparent:
+            # A client of our own sends its client span's instead; either continues the trace.
+            headers["traceparent"] = traceparent
         try:
-            response = await client.post(
-                row.path, json=row.payload, headers={"Idempotency-Key": f"outbox-{row.id}"}
-            )
+            response = await client.post(row.path, json=row.payload, headers=headers)
         except httpx.HTTPError as exc:
             self._retry(row, f"{type(exc).__name__}: {exc}"[:500])
             return 0
@@ -286,19 +322,37 @@ class OutboxRelay:
         self.metrics.lag.labels(self.metrics.source).set(lag)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until `stop` is set; wake on NOTIFY, poll as a fallback."""
-        listener = await self._listen()
+        """Deliver until `stop` is set; wake on NOTIFY, poll as a fallback.
+
+        The LISTEN connection is not pooled, so nothing else notices when it dies (a database
+        restart, a failover): it is checked on every pass and opened again, with backoff, while
+        polling carries on meanwhile.
+        """
+        listener: asyncpg.Connection | None = None
+        listen_attempts = 0
+        listen_due = 0.0
         try:
             while not stop.is_set():
+                if self.listen_dsn and (listener is None or listener.is_closed()):
+                    if time.monotonic() >= listen_due:
+                        listener = await self._listen(quiet=listen_attempts > 0)
+                        listen_attempts = 0 if listener is not None else listen_attempts + 1
+                        # A connect attempt is cheap: try again within seconds of a restart.
+                        listen_due = time.monotonic() + backoff_seconds(
+                            max(listen_attempts, 1), cap=5
+                        )
                 try:
                     delivered = await self.run_once()
                     # Counting the backlog is a query of its own: a few times a minute is enough.
                     if time.monotonic() >= self._gauges_due:
                         self._gauges_due = time.monotonic() + GAUGE_INTERVAL_SECONDS
                         await self.refresh_gauges()
-                except Exception:
+                except Exception as exc:
                     # The database may be restarting; keep the relay alive and try again.
-                    log.exception("outbox.relay.error")
+                    if database_unavailable(exc):
+                        log.warning("outbox.relay.database_unavailable", error=type(exc).__name__)
+                    else:
+                        log.exception("outbox.relay.error")
                     delivered = 0
                 if delivered:
                     continue
@@ -308,18 +362,25 @@ class OutboxRelay:
                         _first(self._wake.wait(), stop.wait()), timeout=self.poll_seconds
                     )
         finally:
-            if listener is not None:
-                await listener.close()
+            if listener is not None and not listener.is_closed():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(listener.close(), timeout=2)
 
-    async def _listen(self) -> asyncpg.Connection | None:
+    async def _listen(self, *, quiet: bool = False) -> asyncpg.Connection | None:
         if not self.listen_dsn:
             return None
+        conn: asyncpg.Connection | None = None
         try:
-            conn = await asyncpg.connect(self.listen_dsn)
-            await conn.add_listener(channel_for(self.model), lambda *_: self._wake.set())
-        except (OSError, asyncpg.PostgresError):
-            log.warning("outbox.relay.listen_unavailable")
+            connection = await asyncio.wait_for(asyncpg.connect(self.listen_dsn), timeout=10)
+            conn = connection
+            await connection.add_listener(channel_for(self.model), lambda *_: self._wake.set())
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            if conn is not None:
+                conn.terminate()
+            if not quiet:
+                log.warning("outbox.relay.listen_unavailable")
             return None
+        log.info("outbox.relay.listening")
         return conn
 
 

@@ -51,6 +51,11 @@ class CommonSettings(BaseSettings):
     db_command_timeout_seconds: float = Field(default=30.0, gt=0)
     # arq's queue name; tests give each run its own so parallel runs never share work.
     queue_name: str = "ringback:callback"
+    # OpenTelemetry traces: exported over OTLP/HTTP to this collector base URL; unset, none
+    # are (the standard OTEL_EXPORTER_OTLP_ENDPOINT is honoured too, see shared/telemetry.py).
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, pattern=r"^(https?://.*)?$")
+    # Share of new traces kept; a trace that arrives sampled (or not) keeps its caller's choice.
+    otel_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _fill_peer_urls(self) -> CommonSettings:

@@ -1,4 +1,7 @@
-"""The arq jobs callback enqueues: their names and deduplicating job ids, ids only as arguments."""
+"""The arq jobs callback enqueues: their names and deduplicating job ids, ids only as arguments.
+
+Each job also carries the enqueuer's `traceparent` (`shared.jobs`), so it continues its trace.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ from datetime import datetime
 from typing import Protocol
 
 from arq.connections import ArqRedis
+
+from shared.tracing import current_traceparent
 
 SEND_NOTIFICATION = "send_notification"
 SWEEP_NOTIFICATIONS = "sweep_notifications"
@@ -48,6 +53,7 @@ class ArqNotificationQueue:
                 notification_id,
                 _job_id=notification_job_id(notification_id),
                 _queue_name=self._queue_name,
+                traceparent=current_traceparent(),
             )
             enqueued += job is not None
         return enqueued
@@ -60,6 +66,7 @@ class ArqNotificationQueue:
             _job_id=notification_job_id(notification_id),
             _queue_name=self._queue_name,
             _defer_until=at,
+            traceparent=current_traceparent(),
         )
         return job is not None
 
@@ -70,5 +77,6 @@ class ArqNotificationQueue:
             callback_id,
             _job_id=book_job_id(callback_id),
             _queue_name=self._queue_name,
+            traceparent=current_traceparent(),
         )
         return job is not None

@@ -38,7 +38,7 @@ from services.callback.tasks import (
 )
 from shared.db import asyncpg_dsn, create_engine, create_session_factory
 from shared.http import create_http_client, internal_client
-from shared.jobs import job_deserializer, job_serializer
+from shared.jobs import job_deserializer, job_serializer, traced_job
 from shared.outbox import OutboxRelay
 
 log = structlog.get_logger("ringback.callback.worker")
@@ -53,7 +53,7 @@ def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
     return {
         "functions": [
             func(
-                send_notification,
+                traced_job(SEND_NOTIFICATION, send_notification),
                 name=SEND_NOTIFICATION,
                 max_tries=settings.notification_max_tries + _ARQ_EXTRA_TRIES,
                 timeout=settings.notification_timeout_seconds,
@@ -62,7 +62,7 @@ def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
                 keep_result=0,
             ),
             func(
-                book_and_confirm,
+                traced_job(BOOK_AND_CONFIRM, book_and_confirm),
                 name=BOOK_AND_CONFIRM,
                 # Transient database errors are retried by arq; the sweeper is the backstop.
                 max_tries=5,
@@ -72,7 +72,7 @@ def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
         ],
         "cron_jobs": [
             cron(
-                sweep_notifications,
+                traced_job(SWEEP_NOTIFICATIONS, sweep_notifications),
                 name=SWEEP_NOTIFICATIONS,
                 second={0, 30},
                 run_at_startup=True,
@@ -81,7 +81,7 @@ def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
                 keep_result=0,
             ),
             cron(
-                expire_callbacks,
+                traced_job(EXPIRE_CALLBACKS, expire_callbacks),
                 name=EXPIRE_CALLBACKS,
                 second=15,
                 timeout=settings.job_timeout_seconds,
@@ -89,7 +89,7 @@ def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
                 keep_result=0,
             ),
             cron(
-                release_leases,
+                traced_job(RELEASE_LEASES, release_leases),
                 name=RELEASE_LEASES,
                 second=45,
                 timeout=settings.job_timeout_seconds,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -37,6 +38,8 @@ class SmsGateway:
     # Status codes to answer with, in order, before answering 200 again.
     script: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Requests that have arrived, answered or not (a slow gateway holds them for `delay`).
+    arrived: int = 0
 
     def fail_next(self, *statuses: int) -> None:
         with self.lock:
@@ -61,6 +64,8 @@ def sms_gateway(delay: float = 0.0) -> Iterator[SmsGateway]:
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             body = self.rfile.read(length)
+            with gateway.lock:
+                gateway.arrived += 1
             if delay:
                 time.sleep(delay)
             with gateway.lock:
@@ -98,6 +103,8 @@ class SmtpInbox:
     messages: list[EmailMessage] = field(default_factory=list)
     envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Messages whose data has arrived, accepted or not (a slow server holds them for `delay`).
+    arrived: int = 0
 
     def wait_for(self, count: int, timeout: float = 20.0) -> list[EmailMessage]:
         deadline = time.monotonic() + timeout
@@ -110,11 +117,16 @@ class SmtpInbox:
 
 
 @contextmanager
-def smtp_server() -> Iterator[SmtpInbox]:
+def smtp_server(delay: float = 0.0) -> Iterator[SmtpInbox]:
+    """An SMTP server on loopback; `delay` seconds before accepting each message's data."""
     inbox = SmtpInbox()
 
     class Handler:
         async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            with inbox.lock:
+                inbox.arrived += 1
+            if delay:
+                await asyncio.sleep(delay)
             message = message_from_bytes(envelope.content, policy=policy.default)
             assert isinstance(message, EmailMessage)
             with inbox.lock:

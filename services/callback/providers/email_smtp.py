@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 
@@ -59,16 +60,24 @@ class SmtpEmailSender:
 
     async def send_email(self, message: OutgoingEmail) -> SendResult:
         email = build_message(message, sender=self._sender)
+        client = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            username=self._username,
+            password=self._password,
+            start_tls=self._starttls,
+            timeout=self._timeout,
+        )
         try:
-            await aiosmtplib.send(
-                email,
-                hostname=self._host,
-                port=self._port,
-                username=self._username,
-                password=self._password,
-                start_tls=self._starttls,
-                timeout=self._timeout,
-            )
+            async with client:
+                try:
+                    await client.send_message(email)
+                except asyncio.CancelledError:
+                    # Cancelled (the worker's grace period is over): drop the connection now.
+                    # A polite QUIT would first wait for the server's answer to the message,
+                    # holding the worker's exit hostage to a slow server.
+                    client.close()
+                    raise
         except aiosmtplib.SMTPRecipientsRefused as exc:
             codes = [response.code for response in exc.recipients]
             if codes and all(500 <= code < 600 for code in codes):

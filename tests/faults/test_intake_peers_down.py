@@ -21,13 +21,14 @@ from tests.support.infra import free_port
 from tests.support.signing import body_of, call_event, new_secret, signed_headers
 from tests.support.stack import Stack, running_stack
 
-# Reading back 2,000 records through the APIs comes on top of the 90 s the delivery may take.
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+# Reading back 2,000 records through the APIs comes on top of the time the delivery may take.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 SECRET = new_secret()
 CALLS = 1000
-# From the first webhook sent to the last row delivered, on a small shared machine.
-DEADLINE_SECONDS = 90.0
+# From the first webhook sent to the last row delivered: a bound for a small, busy machine
+# (about 60 s on a quiet 2-core one), not a performance figure; the benchmarks measure speed.
+DEADLINE_SECONDS = 150.0
 
 
 def phone(i: int) -> str:

@@ -10,7 +10,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.history.app import create_app
-from services.history.repository import timeline_query
+from services.history.repository import PageQuery, customer_timeline_query, timeline_query
 from tests.conftest import serve_asgi
 from tests.history.conftest import history_settings, make_event
 
@@ -76,6 +76,32 @@ async def test_timeline_query_uses_the_timeline_index(clean_db: None, engine: As
         ], scans
         # Already in timeline order: no sort step.
         assert not [n for n in nodes if n["Node Type"] == "Sort"]
+
+
+async def test_the_api_statement_uses_the_timeline_index(
+    clean_db: None, engine: AsyncEngine
+) -> None:
+    # The API reads the page and the customer record in one statement; the page part must
+    # still walk the index in order for a customer with more events than a page.
+    await _fill(engine)
+    customer = "00000000-0000-7000-8000-000000000042"
+    for after in (None, (datetime(2026, 1, 5, 2, 3, tzinfo=UTC), 10**9)):
+        page = PageQuery(channel=None, type_=None, before=None, after=after, limit=51)
+        stmt, values = customer_timeline_query(customer_id=customer, page=page)
+        sql = stmt.params(values).compile(
+            dialect=engine.dialect, compile_kwargs={"literal_binds": True}
+        )
+        async with engine.connect() as conn:
+            raw = await conn.scalar(text(f"EXPLAIN (FORMAT JSON) {sql}"))
+        nodes = _plan_nodes((json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"])
+        scans = [(n["Node Type"], n.get("Index Name")) for n in nodes if "Scan" in n["Node Type"]]
+        assert sorted(scans) == [
+            ("Index Scan", "ix_events_timeline"),
+            ("Index Scan", "pk_customers"),
+        ], scans
+        # Only the final ordering of at most a page of rows, never a sort of all the events.
+        sorts = [n for n in nodes if n["Node Type"] == "Sort"]
+        assert [n["Plans"][0]["Node Type"] for n in sorts] in ([], ["Nested Loop"]), sorts
 
 
 def _recorder(statements: list[str]) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,11 +11,16 @@ import pytest
 from httpx import AsyncClient
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.history.app import create_app
 from services.history.models import Event
+from services.history.schemas import EventOut, EventPage
 from services.history.service import decode_cursor, encode_cursor
 from shared.errors import BadRequest
-from tests.history.conftest import make_event
+from tests.conftest import serve_asgi
+from tests.history.conftest import history_settings, make_event
 
 START = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
@@ -199,3 +205,94 @@ def test_any_other_cursor_is_refused_cleanly(cursor: str) -> None:
         return
     assert at.tzinfo is not None
     assert 0 <= seq < 2**63
+
+
+async def test_page_is_what_event_page_serialises(
+    client: AsyncClient, writer: dict[str, str], reader: dict[str, str]
+) -> None:
+    # The timeline writes its JSON without the `EventPage` model: each item must be exactly
+    # what the model makes of the stored event (the batch answer goes through `EventOut`).
+    events = [
+        make_event(
+            occurred_at=f"2026-11-01T08:00:0{i}.{i * 120_000:06d}Z",
+            subject={"kind": "callback", "id": f"cb-{i}"} if i % 2 else None,
+            actor={"kind": "agent", "id": "agent-7"} if i == 2 else None,
+            summary=f'Sähköposti {i} \u2603 "quoted" \\ tab\t',
+            data={
+                "queue": "billing",
+                "nested": {"list": [1, 2.5, None, True, "ä"], "empty": {}},
+                "big": 2**63 - 1,
+                "small": 1e-7,
+                "neg": -(2**63),
+                "unicode": "\u00e4\u2603\U0001f600",
+            },
+        )
+        for i in range(4)
+    ]
+    stored = await client.post("/v1/events:batch", json={"events": events}, headers=writer)
+    assert stored.status_code == 200, stored.text
+    expected = [item["event"] for item in reversed(stored.json()["items"])]
+    customer_id = expected[0]["customer_id"]
+
+    response = await client.get(
+        f"/v1/customers/{customer_id}/timeline", params={"limit": 3}, headers=reader
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["items"] == expected[:3]
+    assert list(body) == ["items", "next_cursor"]
+    assert [list(item) for item in body["items"]] == [list(EventOut.model_fields)] * 3
+    assert EventPage.model_validate_json(response.content).model_dump(mode="json") == body
+
+
+async def test_a_page_costs_one_statement(
+    clean_db: None, settings_kwargs: dict[str, Any], writer: dict[str, str], reader: dict[str, str]
+) -> None:
+    # The customer (through a merge) and the page come in one statement, with no BEGIN or
+    # COMMIT around it: the round trips were most of a first page's time.
+    app = create_app(history_settings(settings_kwargs))
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    async for client in serve_asgi(app):
+        events = [make_event(occurred_at=_at(i)) for i in range(3)]
+        url = f"/v1/customers/{await _seed(client, writer, events)}/timeline"
+        event.listen(app.state.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            filtered: dict[str, str | int] = {"channel": "phone", "type": "missed_call", "limit": 2}
+            for params in ({}, filtered):
+                statements.clear()
+                response = await client.get(url, params=params, headers=reader)
+                assert response.status_code == 200, response.text
+                assert len([s for s in statements if "api_keys" not in s]) == 1, statements
+        finally:
+            event.remove(app.state.engine.sync_engine, "before_cursor_execute", record)
+
+
+async def test_a_merged_away_id_reads_the_end_of_its_merge_chain(
+    client: AsyncClient, engine: AsyncEngine, writer: dict[str, str], reader: dict[str, str]
+) -> None:
+    # The one-statement page only reads the asked id's own events; a merged-away id is
+    # followed to its survivor, however long the chain (merges keep it one hop long, but a
+    # merge may race the read).
+    ids = [
+        await _seed(client, writer, [make_event(customer={"email": f"hop{i}@example.fi"})])
+        for i in range(3)
+    ]
+    async with engine.begin() as conn:
+        for loser, survivor in itertools.pairwise(ids):
+            await conn.execute(
+                text("UPDATE history.customers SET merged_into = :s WHERE id = :l"),
+                {"s": survivor, "l": loser},
+            )
+            await conn.execute(
+                text("UPDATE history.events SET customer_id = :s WHERE customer_id = :l"),
+                {"s": survivor, "l": loser},
+            )
+    for asked in ids:
+        response = await client.get(f"/v1/customers/{asked}/timeline", headers=reader)
+        assert response.status_code == 200, response.text
+        assert [item["customer_id"] for item in response.json()["items"]] == [ids[2]] * 3

@@ -23,7 +23,6 @@ import contextlib
 import json
 import re
 import time
-from collections import deque
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -304,24 +303,43 @@ async def paced(
     max_connections: int = 1024,
     warm_connections: int = 16,
 ) -> Paced:
-    """Send `requests[i]` at t0 + i/rate, open loop, over keep-alive connections."""
+    """Send `requests[i]` at t0 + i/rate, open loop, over keep-alive connections.
+
+    At most `max_connections` are open; a request due while all are busy waits for the next
+    one to come back (its latency, counted from its due time, shows the wait). A connection
+    that fails gives its place to a new one, so waiters are never stranded.
+    """
     result = Paced(rate=rate)
-    idle: deque[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = deque()
+    Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+    # Idle connections; None stands for a free place where a new connection may be opened.
+    idle: asyncio.Queue[Connection | None] = asyncio.Queue()
     opened = 0
     for _ in range(warm_connections):
-        idle.append(await asyncio.open_connection(host, port))
+        idle.put_nowait(await asyncio.open_connection(host, port))
         opened += 1
-    free_slots = asyncio.Semaphore(max_connections - warm_connections)
+    for _ in range(max_connections - warm_connections):
+        idle.put_nowait(None)
     timings: list[tuple[float, float, float, int]] = [(0.0, 0.0, 0.0, 0)] * len(requests)
 
-    async def one(i: int, raw: bytes, due: float) -> None:
+    async def checkout() -> Connection:
         nonlocal opened
-        if idle:
-            reader, writer = idle.pop()
-        else:
-            await free_slots.acquire()
-            reader, writer = await asyncio.open_connection(host, port)
+        connection = await idle.get()
+        if connection is None:
+            try:
+                connection = await asyncio.open_connection(host, port)
+            except OSError:
+                idle.put_nowait(None)
+                raise
             opened += 1
+        return connection
+
+    async def one(i: int, raw: bytes, due: float) -> None:
+        try:
+            reader, writer = await checkout()
+        except OSError:
+            result.errors += 1
+            timings[i] = (due, time.monotonic(), 0.0, 0)
+            return
         sent = time.monotonic()
         try:
             writer.write(raw)
@@ -335,16 +353,16 @@ async def paced(
             result.errors += 1
             timings[i] = (due, sent, 0.0, 0)
             writer.close()
-            free_slots.release()
+            idle.put_nowait(None)
             return
         answered = time.monotonic()
         timings[i] = (due, sent, answered, status)
         result.statuses[status] = result.statuses.get(status, 0) + 1
         if b"connection: close" in head.lower():
             writer.close()
-            free_slots.release()
+            idle.put_nowait(None)
         else:
-            idle.append((reader, writer))
+            idle.put_nowait((reader, writer))
 
     tasks = []
     began = time.monotonic() + 0.01
@@ -359,8 +377,10 @@ async def paced(
     result.sent = len(requests)
     result.connections_opened = opened
     result.timings = timings
-    for _, writer in idle:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
+    while not idle.empty():
+        connection = idle.get_nowait()
+        if connection is not None:
+            connection[1].close()
+            with contextlib.suppress(OSError):
+                await connection[1].wait_closed()
     return result

@@ -105,20 +105,38 @@ async def enqueue(
     A contract model is stored as the JSON its receiver validates (unset optionals left out).
     The current trace goes with the row, and on to the receiver when it is delivered.
     """
-    if isinstance(payload, BaseModel):
-        payload = payload.model_dump(mode="json", exclude_none=True)
+    values = row_values(
+        destination=destination, path=path, payload=payload, ordering_key=ordering_key
+    )
     # The mixin has no constructor of its own; the concrete model's declarative one applies.
     factory: Any = model
-    row: OutboxMixin = factory(
-        destination=destination,
-        path=path,
-        payload=dict(payload),
-        ordering_key=ordering_key,
-        traceparent=current_traceparent(),
-    )
+    row: OutboxMixin = factory(**values)
     session.add(row)
     await _notify_once(session, channel_for(model))
     return row
+
+
+def row_values(
+    *,
+    destination: str,
+    path: str,
+    payload: Mapping[str, Any] | BaseModel,
+    ordering_key: str,
+) -> dict[str, Any]:
+    """The columns `enqueue` sets, for a writer that inserts its outbox rows itself.
+
+    Such a writer also sets `created_at` and `available_at`, and sends the NOTIFY of
+    `channel_for(model)` in the same transaction.
+    """
+    if isinstance(payload, BaseModel):
+        payload = payload.model_dump(mode="json", exclude_none=True)
+    return {
+        "destination": destination,
+        "path": path,
+        "payload": dict(payload),
+        "ordering_key": ordering_key,
+        "traceparent": current_traceparent(),
+    }
 
 
 async def _notify_once(session: AsyncSession, channel: str) -> None:

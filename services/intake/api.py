@@ -36,7 +36,7 @@ from services.intake.settings import IntakeSettings
 from shared.apikeys import Principal
 from shared.auth import require_scope
 from shared.contracts import Accepted, ErasureRequest
-from shared.db import commit, session_dependency
+from shared.db import commit, session_dependency, unit_of_work
 from shared.errors import (
     BadRequest,
     Forbidden,
@@ -75,10 +75,10 @@ webhooks = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 _TITLES = {400: "Bad Request", 415: "Unsupported Media Type", 422: "Unprocessable Content"}
 
 
-def _webhook_endpoint(
-    provider: Provider[Any],
-) -> Callable[[Request, AsyncSession], Awaitable[Response]]:
-    async def endpoint(request: Request, session: SessionDep) -> Response:
+def _webhook_endpoint(provider: Provider[Any]) -> Callable[[Request], Awaitable[Response]]:
+    # No session dependency: a stateless provider's delivery is one statement of its own
+    # (`service.ingest_stateless`), and only the others open a unit of work.
+    async def endpoint(request: Request) -> Response:
         settings = _settings(request)
         metrics = _metrics(request)
         body = await request.body()
@@ -102,30 +102,31 @@ def _webhook_endpoint(
             raise Unauthorized(str(exc)) from None
 
         raw = RawRequest.capture(body, request.headers, request.url.query)
-        try:
-            accepted = await service.ingest(
-                session=session,
+        accepted: Accepted | None = None
+        if provider.stateless:
+            accepted = await service.ingest_stateless(
+                engine=request.app.state.engine,
                 settings=settings,
                 provider=provider,
                 request=incoming,
                 raw=raw,
                 delivery_id=delivery_id,
             )
-        except service.Rejected as exc:
-            # Kept before answering: the caller's bytes survive even though we say no.
-            await commit(session)
-            metrics.inbound.labels(provider.name, "rejected").inc()
-            log.info("intake.webhook.rejected", provider=provider.name, inbound_id=exc.inbound_id)
-            answer = provider.respond_rejected(incoming, exc.inbound_id)
-            if answer is not None:
-                return answer
-            raise ProblemError(
-                exc.error.reason[:1000],
-                status=exc.error.status,
-                title=_TITLES.get(exc.error.status, "Bad Request"),
-                slug="rejected-payload",
-                extra={"inbound_id": exc.inbound_id},
-            ) from None
+        if accepted is None:
+            async with unit_of_work(request.app.state.session_factory) as session:
+                try:
+                    accepted = await service.ingest(
+                        session=session,
+                        settings=settings,
+                        provider=provider,
+                        request=incoming,
+                        raw=raw,
+                        delivery_id=delivery_id,
+                    )
+                except service.Rejected as exc:
+                    # Kept before answering: the caller's bytes survive even though we say no.
+                    await commit(session)
+                    return _rejected(provider, incoming, exc, metrics)
         metrics.inbound.labels(provider.name, accepted.status).inc()
         log.info(
             "intake.webhook.stored",
@@ -136,6 +137,26 @@ def _webhook_endpoint(
         return provider.respond(incoming, accepted)
 
     return endpoint
+
+
+def _rejected(
+    provider: Provider[Any],
+    incoming: ProviderRequest,
+    exc: service.Rejected,
+    metrics: IntakeMetrics,
+) -> Response:
+    metrics.inbound.labels(provider.name, "rejected").inc()
+    log.info("intake.webhook.rejected", provider=provider.name, inbound_id=exc.inbound_id)
+    answer = provider.respond_rejected(incoming, exc.inbound_id)
+    if answer is not None:
+        return answer
+    raise ProblemError(
+        exc.error.reason[:1000],
+        status=exc.error.status,
+        title=_TITLES.get(exc.error.status, "Bad Request"),
+        slug="rejected-payload",
+        extra={"inbound_id": exc.inbound_id},
+    ) from None
 
 
 def _register(provider: Provider[Any]) -> None:

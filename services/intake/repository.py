@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, cast, delete, func, or_, select, update
+import asyncpg
+from sqlalchemy import Table, Text, cast, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from services.intake.models import CallLeg, Erasure, Inbound, IntakeOutbox, WebhookReceipt
-from shared.db import utcnow
+from services.intake.models import Base, CallLeg, Erasure, Inbound, IntakeOutbox, WebhookReceipt
+from shared.db import driver_connection, utcnow
 from shared.ids import new_id
+from shared.jsonutil import dumps
+from shared.outbox import channel_for
 
 
 async def insert_inbound(session: AsyncSession, values: dict[str, Any]) -> str | None:
@@ -246,3 +250,125 @@ async def purge(
         result = await session.execute(statement)
         counts[name] = int(getattr(result, "rowcount", 0) or 0)
     return counts
+
+
+# --- a stateless provider's delivery, in one statement -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    """Everything one delivery stores, decided before the database is touched."""
+
+    delivery_id: str | None
+    inbound: dict[str, Any]  # the `Inbound` columns, `id` and `external_id` included
+    forwards: list[dict[str, Any]]  # `shared.outbox.row_values` of each outbox row
+
+
+def _table(model: type[Base]) -> str:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table.fullname
+
+
+_INBOUND, _RECEIPTS, _OUTBOX = _table(Inbound), _table(WebhookReceipt), _table(IntakeOutbox)
+
+# One statement, so one implicit transaction and one round trip. A webhook-id already
+# committed writes nothing (`earlier` is its first delivery). Otherwise the inbound row is
+# inserted unless the call is already stored, its outbox rows (in order: identity ids are
+# the relay's order) and NOTIFY only with it, and the receipt points at whichever row is
+# the call's. When a concurrent delivery of the same webhook-id or call is still being
+# committed, the statement cannot see its row: then the receipt's insert fails (unique, or
+# NOT NULL for want of a row to point at), which undoes the whole statement.
+_STORE_CALL = f"""
+WITH seen AS (
+    SELECT inbound_id FROM {_RECEIPTS} WHERE webhook_id = $1
+), new_inbound AS (
+    INSERT INTO {_INBOUND} (
+        id, provider, kind, external_id, status, received_at, content_type, headers, body,
+        body_truncated, phone, email, query, summary)
+    SELECT $2, $4, $5, $6, $7, $3, $8, $9::text::jsonb, $10, false, $11, $12, $13,
+        $14::text::jsonb
+    WHERE NOT EXISTS (SELECT FROM seen)
+    ON CONFLICT (provider, external_id) WHERE external_id IS NOT NULL DO NOTHING
+    RETURNING id
+), existing AS (
+    SELECT id FROM {_INBOUND} WHERE provider = $4 AND external_id = $6
+), new_receipt AS (
+    INSERT INTO {_RECEIPTS} (webhook_id, inbound_id, received_at)
+    SELECT $1::varchar,
+        coalesce((SELECT id FROM new_inbound), (SELECT id FROM existing)), $3
+    WHERE $1::varchar IS NOT NULL AND NOT EXISTS (SELECT FROM seen)
+    RETURNING inbound_id
+), new_outbox AS (
+    INSERT INTO {_OUTBOX} (
+        destination, path, payload, ordering_key, traceparent, created_at, available_at,
+        attempts)
+    SELECT f.destination, f.path, f.payload::jsonb, f.ordering_key, f.traceparent, $3, $3, 0
+    FROM unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[])
+        WITH ORDINALITY AS f(destination, path, payload, ordering_key, traceparent, n)
+    WHERE EXISTS (SELECT FROM new_inbound)
+    ORDER BY f.n
+    RETURNING 1
+), notify AS (
+    SELECT pg_notify($20, '') FROM (SELECT FROM new_outbox LIMIT 1) AS written
+)
+SELECT
+    (SELECT id FROM new_inbound) AS inserted,
+    (SELECT inbound_id FROM seen) AS earlier,
+    (SELECT inbound_id FROM new_receipt) AS receipt_for,
+    (SELECT id FROM existing) AS existing,
+    (SELECT count(*) FROM notify) AS notified
+"""
+
+_FIRST_OF_CALL = f"SELECT id FROM {_INBOUND} WHERE provider = $1 AND external_id = $2"
+
+
+def _forward_column(call: NewCall, name: str) -> list[Any]:
+    return [forward[name] for forward in call.forwards]
+
+
+async def store_call(engine: AsyncEngine, call: NewCall) -> tuple[str, bool] | None:
+    """Store `call` in one statement: (its inbound id, True), or (the first's, False).
+
+    False when the webhook-id was seen before (a replay) or the call was (a redelivery): then
+    nothing but the receipt of a new webhook-id is written, pointing at the call's first row.
+    None when a concurrent delivery of the same webhook-id or call was being committed and
+    nothing was written: the caller goes the general way, `ingest`.
+    """
+    values = call.inbound
+    inbound_id: str = values["id"]
+    async with driver_connection(engine) as conn:
+        try:
+            row = await conn.fetchrow(
+                _STORE_CALL,
+                call.delivery_id,
+                inbound_id,
+                values["received_at"],
+                values["provider"],
+                values["kind"],
+                values["external_id"],
+                values["status"],
+                values["content_type"],
+                dumps(values["headers"]).decode(),
+                values["body"],
+                values["phone"],
+                values["email"],
+                values["query"],
+                dumps(values["summary"]).decode(),
+                _forward_column(call, "destination"),
+                _forward_column(call, "path"),
+                [dumps(payload).decode() for payload in _forward_column(call, "payload")],
+                _forward_column(call, "ordering_key"),
+                _forward_column(call, "traceparent"),
+                channel_for(IntakeOutbox),
+            )
+        except (asyncpg.UniqueViolationError, asyncpg.NotNullViolationError):
+            return None
+        assert row is not None
+        if row["inserted"] is not None:
+            return inbound_id, True
+        first = row["earlier"] or row["receipt_for"] or row["existing"]
+        if first is None:
+            # No webhook-id, and the call's first delivery committed while this one waited.
+            first = await conn.fetchval(_FIRST_OF_CALL, values["provider"], values["external_id"])
+        return str(first or ""), False

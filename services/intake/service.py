@@ -9,7 +9,8 @@ from typing import Any
 from urllib.parse import quote
 
 import phonenumbers
-from sqlalchemy.ext.asyncio import AsyncSession
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.intake import repository
 from services.intake.models import CallLeg, Inbound, IntakeOutbox
@@ -48,7 +49,7 @@ from shared.contracts import (
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, Unprocessable
 from shared.ids import new_id
-from shared.outbox import enqueue
+from shared.outbox import enqueue, row_values
 from shared.phone import normalize, region_of
 
 # Request headers worth keeping with a raw record; never credentials or signatures.
@@ -118,7 +119,80 @@ class _Legs:
         return leg, created
 
 
+class _NoLegs:
+    """The `LegStore` a stateless provider gets: it has promised never to open one."""
+
+    async def open(self, call_id: str) -> tuple[CallLeg, bool]:
+        raise RuntimeError("a provider marked stateless opened a call leg")
+
+
 # --- webhooks ---------------------------------------------------------------------------
+
+
+async def ingest_stateless(
+    *,
+    engine: AsyncEngine,
+    settings: IntakeSettings,
+    provider: Provider[Any],
+    request: ProviderRequest,
+    raw: RawRequest,
+    delivery_id: str | None,
+) -> Accepted | None:
+    """`ingest` for a stateless provider, in one statement; None: call `ingest` instead.
+
+    Parsing and interpreting need no database here, so everything is decided first and the
+    receipt, the inbound row and its forwards are written in one statement, as `ingest`
+    would write them. Left to `ingest`: an unusable payload (it claims the receipt before
+    keeping the payload as rejected, so a replay of it is still a duplicate), and the rare
+    race with a concurrent delivery of the same webhook-id or call (`store_call`).
+    """
+    try:
+        delivery = provider.parse(request)
+    except PayloadRejected:
+        return None
+    decision = await provider.interpret(delivery, _NoLegs())
+    inbound_id = new_id()
+    summary = _noted(decision, dict(delivery.summary))
+    report = decision.report
+    if report is None:
+        outcome = CallOutcome(status="recorded", summary=summary, ordering_key="")
+    else:
+        summary["outcome"] = report.outcome
+        outcome = call_outcome(
+            settings=settings, report=report, inbound_id=inbound_id, summary=summary
+        )
+    call = repository.NewCall(
+        delivery_id=delivery_id,
+        inbound={
+            "id": inbound_id,
+            "provider": provider.name,
+            "kind": "call",
+            "external_id": delivery.external_id,
+            "status": outcome.status,
+            "received_at": utcnow(),
+            "content_type": raw.content_type,
+            "headers": raw.headers,
+            "body": raw.body,
+            "phone": outcome.phone,
+            "email": outcome.email,
+            "query": raw.query,
+            "summary": outcome.summary,
+        },
+        forwards=[
+            row_values(
+                destination=forward.destination,
+                path=forward.path,
+                payload=forward.payload,
+                ordering_key=outcome.ordering_key,
+            )
+            for forward in outcome.forwards
+        ],
+    )
+    stored = await repository.store_call(engine, call)
+    if stored is None:
+        return None
+    stored_id, new = stored
+    return Accepted(id=stored_id, status=outcome.status if new else "duplicate")
 
 
 async def ingest(
@@ -218,8 +292,7 @@ async def _apply(
     summary: dict[str, Any],
 ) -> Accepted:
     report = decision.report
-    if decision.notes:
-        summary["notes"] = {k: str(v) for k, v in decision.notes.items()}
+    summary = _noted(decision, summary)
     if report is None:
         await repository.update_inbound(session, inbound_id, summary=summary)
         return Accepted(id=inbound_id, status="recorded")
@@ -238,38 +311,65 @@ async def _apply(
             leg.missed_inbound_id = inbound_id
         else:
             leg.answered_inbound_id = inbound_id
-    phone = normalize_caller(report.caller, settings.default_region)
-    status = await forward_call(
-        session=session, settings=settings, report=report, inbound_id=inbound_id, phone=phone
-    )
-    if phone is not None and not sms_allowed(settings, phone):
-        summary["sms_blocked"] = "region"
+    outcome = call_outcome(settings=settings, report=report, inbound_id=inbound_id, summary=summary)
+    for forward in outcome.forwards:
+        await enqueue(
+            session,
+            IntakeOutbox,
+            destination=forward.destination,
+            path=forward.path,
+            payload=forward.payload,
+            ordering_key=outcome.ordering_key,
+        )
     await repository.update_inbound(
-        session, inbound_id, status=status, phone=phone, email=report.email, summary=summary
-    )
-    return Accepted(id=inbound_id, status=status)
-
-
-async def forward_call(
-    *,
-    session: AsyncSession,
-    settings: IntakeSettings,
-    report: CallReport,
-    inbound_id: str,
-    phone: str | None,
-) -> str:
-    """Queue the forwards of a missed or answered call; return the inbound status."""
-    ordering_key = phone or f"inbound:{inbound_id}"
-    await enqueue(
         session,
-        IntakeOutbox,
-        destination="history",
-        path="/v1/events",
-        payload=_call_event(report, inbound_id, phone),
-        ordering_key=ordering_key,
+        inbound_id,
+        status=outcome.status,
+        phone=outcome.phone,
+        email=outcome.email,
+        summary=outcome.summary,
     )
+    return Accepted(id=inbound_id, status=outcome.status)
+
+
+def _noted(decision: Decision, summary: dict[str, Any]) -> dict[str, Any]:
+    if decision.notes:
+        summary["notes"] = {k: str(v) for k, v in decision.notes.items()}
+    return summary
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    destination: str
+    path: str
+    payload: BaseModel
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """What a call makes of its inbound row, and the outbox rows that forward it."""
+
+    status: str
+    summary: dict[str, Any]
+    ordering_key: str
+    phone: str | None = None
+    email: str | None = None
+    forwards: tuple[Forward, ...] = ()
+
+
+def call_outcome(
+    *, settings: IntakeSettings, report: CallReport, inbound_id: str, summary: dict[str, Any]
+) -> CallOutcome:
+    """The forwards of a missed or answered call, and the inbound row they leave behind."""
+    phone = normalize_caller(report.caller, settings.default_region)
+    history = Forward("history", "/v1/events", _call_event(report, inbound_id, phone))
+    ordering_key = phone or f"inbound:{inbound_id}"
     if phone is None:
-        return "recorded"
+        return CallOutcome(
+            "recorded", summary, ordering_key, email=report.email, forwards=(history,)
+        )
+    if not sms_allowed(settings, phone):
+        summary["sms_blocked"] = "region"
     if report.outcome == "answered":
         # The customer got through: callback completes their open callback, if any.
         answered = AnsweredCall(
@@ -278,15 +378,10 @@ async def forward_call(
             occurred_at=report.occurred_at,
             inbound_id=inbound_id,
         )
-        await enqueue(
-            session,
-            IntakeOutbox,
-            destination="callback",
-            path="/v1/answered-calls",
-            payload=answered,
-            ordering_key=ordering_key,
+        forward = Forward("callback", "/v1/answered-calls", answered)
+        return CallOutcome(
+            "recorded", summary, ordering_key, phone, report.email, (history, forward)
         )
-        return "recorded"
     create = CallbackCreate(
         request_id=f"inbound:{inbound_id}",
         source="missed_call",
@@ -301,15 +396,8 @@ async def forward_call(
         # Outside the allow-list the callback still happens, but nothing texts the number.
         consent=Consent(sms=sms_allowed(settings, phone), email=True),
     )
-    await enqueue(
-        session,
-        IntakeOutbox,
-        destination="callback",
-        path="/v1/callbacks",
-        payload=create,
-        ordering_key=ordering_key,
-    )
-    return "accepted"
+    forward = Forward("callback", "/v1/callbacks", create)
+    return CallOutcome("accepted", summary, ordering_key, phone, report.email, (history, forward))
 
 
 async def record_rejected(

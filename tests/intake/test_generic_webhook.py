@@ -10,7 +10,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.intake.models import Inbound, IntakeOutbox
+from services.intake.models import Inbound, IntakeOutbox, WebhookReceipt
 from tests.support.signing import body_of, call_event, new_secret, signed_headers
 
 URL = "/v1/webhooks/generic"
@@ -234,6 +234,30 @@ async def test_row_counts_match_answers_under_concurrent_delivery(
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(Inbound)) == 10
         assert await session.scalar(select(func.count()).select_from(IntakeOutbox)) == 20
+
+
+async def test_concurrent_redeliveries_all_answer_with_the_stored_call(
+    intake: AsyncClient, webhook_secret: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    import asyncio
+
+    # One call at once under five webhook-ids, each of them sent twice: whichever commits
+    # first, every answer and every receipt names the one stored row.
+    body = body_of(call_event(call_id="race-1"))
+    requests = [
+        intake.post(URL, content=body, headers=signed_headers(webhook_secret, body, msg_id=m))
+        for m in ("r0", "r1", "r2", "r3", "r4") * 2
+    ]
+    answers = await asyncio.gather(*requests)
+
+    assert all(a.status_code == 202 for a in answers)
+    [stored] = await inbound_rows(sessions)
+    assert {a.json()["id"] for a in answers} == {stored.id}
+    assert sorted(a.json()["status"] for a in answers) == ["accepted"] + ["duplicate"] * 9
+    assert len(await outbox_rows(sessions)) == 2
+    async with sessions() as session:
+        receipts = (await session.execute(select(WebhookReceipt.inbound_id))).scalars().all()
+    assert sorted(receipts) == [stored.id] * 5
 
 
 async def test_what_the_telephony_system_knows_about_the_caller_is_forwarded(

@@ -115,6 +115,9 @@ class Provider(ABC, Generic[EventT]):
     summary: str = ""
     #: OpenAPI request body description, when the adapter can give one.
     openapi_body: ClassVar[dict[str, Any] | None] = None
+    #: True when `interpret` never opens a call leg: then intake decides everything before
+    #: touching the database and stores the delivery in one statement.
+    stateless: ClassVar[bool] = False
 
     @abstractmethod
     def authenticate(self, settings: IntakeSettings, request: ProviderRequest) -> str | None:

@@ -103,6 +103,7 @@ class GenericProvider(Provider[CallReport]):
         "required": True,
         "content": {"application/json": {"schema": GenericCallEvent.model_json_schema()}},
     }
+    stateless: ClassVar[bool] = True
 
     def authenticate(self, settings: IntakeSettings, request: ProviderRequest) -> str | None:
         secrets = settings.webhook_secret_list()

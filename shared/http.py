@@ -65,7 +65,9 @@ def create_http_client(
         base_url=base_url,
         headers=headers,
         timeout=httpx.Timeout(seconds, connect=min(seconds, 3.0)),
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        # Keep every connection we may open: the worker sends up to `worker_max_jobs` (50) at
+        # once, and closing all but 20 after each burst means new TCP/TLS handshakes.
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
         peer=peer,
     )
 

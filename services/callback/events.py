@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.callback import repository
 from services.callback.models import Callback, CallbackOutbox, Notification
 from shared.contracts import Channel, EventIn
 from shared.db import utcnow
 from shared.ids import new_id
-from shared.outbox import enqueue
+from shared.outbox import enqueue, row_values
 
 # Contacts from a number on the do-not-call list: recorded, not called (not in EVENT_TYPES).
 DECLINED_DNC = "x-callback_declined_dnc"
@@ -20,12 +22,41 @@ ACKNOWLEDGED = "x-contact_acknowledged"
 
 
 def customer_of(callback: Callback) -> dict[str, Any]:
-    customer: dict[str, Any] = {"phone": callback.phone, "language": callback.language}
-    if callback.email:
-        customer["email"] = callback.email
-    if callback.name:
-        customer["name"] = callback.name
-    return customer
+    return customer_fields(
+        phone=callback.phone, language=callback.language, email=callback.email, name=callback.name
+    )
+
+
+def customer_fields(
+    *, phone: str, language: str, email: str | None, name: str | None
+) -> dict[str, Any]:
+    """The event's `customer`: what history files it under, from a callback's own fields."""
+    fields: dict[str, Any] = {"phone": phone, "language": language}
+    if email:
+        fields["email"] = email
+    if name:
+        fields["name"] = name
+    return fields
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """What a notification's event tells about it: ids and kinds, never the text."""
+
+    notification_id: str
+    kind: str
+    channel: str
+    attempts: int
+    recipient: str
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRef:
+    """The callback a message belongs to, as its event names it."""
+
+    callback_id: str
+    phone: str
+    customer: dict[str, Any]
 
 
 def where_it_stands(callback: Callback) -> dict[str, Any]:
@@ -61,7 +92,70 @@ async def emit(
     occurred_at: datetime | None = None,
 ) -> str:
     """Queue one event for history (validated against the contract now, not at delivery)."""
-    event = EventIn.model_validate(
+    event = _event(
+        customer=customer,
+        type=type,
+        channel=channel,
+        direction=direction,
+        summary=summary,
+        data=data,
+        subject_id=subject_id,
+        actor=actor,
+        occurred_at=occurred_at,
+    )
+    await enqueue(
+        session,
+        CallbackOutbox,
+        destination="history",
+        path="/v1/events",
+        payload=event,
+        ordering_key=ordering_key,
+    )
+    return event.id
+
+
+async def emit_one(
+    session: AsyncSession,
+    *,
+    customer: dict[str, Any],
+    ordering_key: str,
+    type: str,
+    channel: Channel,
+    direction: str,
+    summary: str,
+    data: dict[str, Any],
+    subject_id: str | None = None,
+) -> str:
+    """`emit` for a transaction that writes this one event: row and NOTIFY in one statement."""
+    event = _event(
+        customer=customer,
+        type=type,
+        channel=channel,
+        direction=direction,
+        summary=summary,
+        data=data,
+        subject_id=subject_id,
+    )
+    values = row_values(
+        destination="history", path="/v1/events", payload=event, ordering_key=ordering_key
+    )
+    await repository.add_outbox_row(session, values)
+    return event.id
+
+
+def _event(
+    *,
+    customer: dict[str, Any],
+    type: str,
+    channel: Channel,
+    direction: str,
+    summary: str,
+    data: dict[str, Any],
+    subject_id: str | None = None,
+    actor: dict[str, Any] | None = None,
+    occurred_at: datetime | None = None,
+) -> EventIn:
+    return EventIn.model_validate(
         {
             "id": new_id(),
             "occurred_at": occurred_at or utcnow(),
@@ -75,15 +169,6 @@ async def emit(
             "data": data,
         }
     )
-    await enqueue(
-        session,
-        CallbackOutbox,
-        destination="history",
-        path="/v1/events",
-        payload=event,
-        ordering_key=ordering_key,
-    )
-    return event.id
 
 
 async def record(
@@ -140,35 +225,54 @@ async def callback_changed(
 async def notification_result(
     session: AsyncSession, *, callback: Callback | None, notification: Notification, sent: bool
 ) -> str:
+    """`notification_sent` / `notification_failed` for loaded rows (see `message_result`)."""
+    message = SentMessage(
+        notification_id=notification.id,
+        kind=notification.kind,
+        channel=notification.channel,
+        attempts=notification.attempts,
+        recipient=notification.recipient,
+    )
+    ref = None
+    if callback is not None:
+        ref = CustomerRef(
+            callback_id=callback.id, phone=callback.phone, customer=customer_of(callback)
+        )
+    return await message_result(session, message=message, callback=ref, sent=sent)
+
+
+async def message_result(
+    session: AsyncSession, *, message: SentMessage, callback: CustomerRef | None, sent: bool
+) -> str:
     """`notification_sent` / `notification_failed`: ids and kinds, never the text."""
-    channel: Channel = "sms" if notification.channel == "sms" else "email"
-    what = f"{notification.kind.capitalize()} {'SMS' if channel == 'sms' else 'email'}"
+    channel: Channel = "sms" if message.channel == "sms" else "email"
+    what = f"{message.kind.capitalize()} {'SMS' if channel == 'sms' else 'email'}"
     data = {
-        "notification_id": notification.id,
-        "kind": notification.kind,
-        "channel": notification.channel,
-        "attempts": notification.attempts,
+        "notification_id": message.notification_id,
+        "kind": message.kind,
+        "channel": message.channel,
+        "attempts": message.attempts,
     }
     summary = f"{what} sent" if sent else f"{what} could not be delivered"
     type_ = "notification_sent" if sent else "notification_failed"
     if callback is not None:
-        return await record(
+        return await emit_one(
             session,
-            callback=callback,
+            customer=callback.customer,
+            ordering_key=callback.phone,
             type=type_,
             channel=channel,
             direction="outbound",
             summary=summary,
             data=data,
+            subject_id=callback.callback_id,
         )
     # A message that belongs to no callback (an acknowledgement): the recipient identifies.
-    customer = {"email": notification.recipient} if channel == "email" else {}
-    if channel == "sms":
-        customer = {"phone": notification.recipient}
-    return await emit(
+    who = {"phone": message.recipient} if channel == "sms" else {"email": message.recipient}
+    return await emit_one(
         session,
-        customer=customer,
-        ordering_key=notification.recipient,
+        customer=who,
+        ordering_key=message.recipient,
         type=type_,
         channel=channel,
         direction="outbound",

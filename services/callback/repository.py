@@ -5,11 +5,24 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, case, delete, func, or_, select, text, update
+from sqlalchemy import (
+    Row,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
 from services.callback.models import (
@@ -25,6 +38,8 @@ from services.callback.models import (
     ProcessedRequest,
     SlotBooking,
 )
+from shared.db import utcnow
+from shared.outbox import channel_for
 
 
 def _lock_key(namespace: str, value: str) -> int:
@@ -363,6 +378,169 @@ async def lock_notification(session: AsyncSession, notification_id: str) -> Noti
     return await session.scalar(
         select(Notification).where(Notification.id == notification_id).with_for_update()
     )
+
+
+# The worker's hot path, as plain Core statements built once: a job's common case is then one
+# statement to claim and one to record, without loading or flushing ORM objects.
+_notifications = cast(Table, Notification.__table__)
+_callbacks = cast(Table, Callback.__table__)
+
+_CLAIM_DUE = (
+    update(_notifications)
+    .where(
+        _notifications.c.id == bindparam("notification_id"),
+        _notifications.c.status.in_(("queued", "failed")),
+        _notifications.c.next_attempt_at <= bindparam("due_by"),
+        _notifications.c.attempts < _notifications.c.max_attempts,
+        # A queued reminder goes out only while its callback is still booked.
+        or_(
+            _notifications.c.kind != "reminder",
+            _notifications.c.status != "queued",
+            exists().where(
+                _callbacks.c.id == _notifications.c.callback_id,
+                _callbacks.c.status == "scheduled",
+            ),
+        ),
+    )
+    .values(
+        status="sending",
+        attempts=_notifications.c.attempts + 1,
+        provider=case(
+            (_notifications.c.channel == "sms", bindparam("sms_provider")),
+            else_=bindparam("email_provider"),
+        ),
+        next_attempt_at=bindparam("lease_until"),
+        updated_at=bindparam("now"),
+    )
+    .returning(
+        _notifications.c.id,
+        _notifications.c.channel,
+        _notifications.c.recipient,
+        _notifications.c.subject,
+        _notifications.c.body,
+        _notifications.c.attempts,
+    )
+)
+
+_MARKED_SENT = (
+    update(_notifications)
+    .where(
+        _notifications.c.id == bindparam("notification_id"),
+        _notifications.c.status == "sending",
+        _notifications.c.attempts == bindparam("attempt"),
+    )
+    .values(
+        status="sent",
+        sent_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        provider_message_id=bindparam("message_id"),
+        last_error=None,
+    )
+    .returning(
+        _notifications.c.id,
+        _notifications.c.callback_id,
+        _notifications.c.kind,
+        _notifications.c.channel,
+        _notifications.c.recipient,
+        _notifications.c.attempts,
+        _notifications.c.provider,
+    )
+    .cte("sent")
+)
+# The callback's fields come from the same statement, as they stand when the result is written.
+_MARK_SENT = select(
+    _MARKED_SENT,
+    _callbacks.c.phone,
+    _callbacks.c.language,
+    _callbacks.c.email,
+    _callbacks.c.name,
+).select_from(_MARKED_SENT.outerjoin(_callbacks, _callbacks.c.id == _MARKED_SENT.c.callback_id))
+
+
+_outbox = cast(Table, CallbackOutbox.__table__)
+_OUTBOX_COLUMNS = (
+    "destination",
+    "path",
+    "payload",
+    "ordering_key",
+    "traceparent",
+    "created_at",
+    "available_at",
+    "attempts",
+)
+_OUTBOX_ROW = (
+    insert(_outbox)
+    .values({name: bindparam(f"row_{name}") for name in _OUTBOX_COLUMNS})
+    .returning(_outbox.c.id)
+    .cte("outbox_row")
+)
+_ADD_OUTBOX_ROW = select(func.pg_notify(bindparam("channel"), "")).select_from(_OUTBOX_ROW)
+
+
+async def add_outbox_row(session: AsyncSession, values: dict[str, Any]) -> None:
+    """Insert one outbox row (`shared.outbox.row_values`) and NOTIFY its relays, in one statement.
+
+    The NOTIFY is delivered at commit, like the row; for a transaction that writes one event,
+    this is one round trip instead of an ORM flush and a NOTIFY of its own.
+    """
+    now = utcnow()
+    row = {"created_at": now, "available_at": now, "attempts": 0, **values}
+    params = {f"row_{name}": row[name] for name in _OUTBOX_COLUMNS}
+    await session.execute(_ADD_OUTBOX_ROW, {**params, "channel": channel_for(CallbackOutbox)})
+
+
+async def claim_due_notification(
+    conn: AsyncConnection,
+    notification_id: str,
+    *,
+    now: datetime,
+    due_by: datetime,
+    lease_until: datetime,
+    sms_provider: str,
+    email_provider: str,
+) -> Row[Any] | None:
+    """Take the send of a plainly due notification in one statement: checked and marked together.
+
+    Run it in autocommit: the row is `sending` and committed when this returns. The row lock
+    makes a race safe (the loser re-checks the row as it now is, and matches nothing). None
+    means the row is missing, done, not due, held or out of tries: `lock_notification` tells.
+    """
+    result = await conn.execute(
+        _CLAIM_DUE,
+        {
+            "notification_id": notification_id,
+            "due_by": due_by,
+            "lease_until": lease_until,
+            "now": now,
+            "sms_provider": sms_provider,
+            "email_provider": email_provider,
+        },
+    )
+    return result.one_or_none()
+
+
+async def mark_notification_sent(
+    session: AsyncSession,
+    notification_id: str,
+    *,
+    attempt: int,
+    message_id: str | None,
+    now: datetime,
+) -> Row[Any] | None:
+    """`sending` → `sent` if this attempt still holds the send; with its callback's fields.
+
+    None: the lease ran out and another job took the send over (or an erasure cancelled it).
+    """
+    result = await session.execute(
+        _MARK_SENT,
+        {
+            "notification_id": notification_id,
+            "attempt": attempt,
+            "message_id": message_id,
+            "now": now,
+        },
+    )
+    return result.one_or_none()
 
 
 async def due_notifications(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[str]:

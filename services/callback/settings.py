@@ -74,7 +74,11 @@ class CallbackSettings(CommonSettings):
     # that died this long (+10 s) after it started, the longest of all job timeouts.
     job_timeout_seconds: float = Field(default=30.0, gt=0)
 
-    worker_max_jobs: int = Field(default=10, ge=1)
+    # Sends wait on the provider (100-500 ms for a real one), so one worker runs many at once.
+    # A job holds a database connection only for its claim and its record (a statement or
+    # two each, never during the send), so the pool (RINGBACK_DB_POOL_SIZE +
+    # RINGBACK_DB_MAX_OVERFLOW, 20 by default) serves 50-100 jobs; jobs beyond that wait.
+    worker_max_jobs: int = Field(default=50, ge=1)
     # How often an idle worker asks Redis for jobs; it takes at most `worker_max_jobs` per ask,
     # so this also caps throughput (arq's own default of 0.5 s allows ~20 sends/s).
     worker_poll_delay_seconds: float = Field(default=0.1, gt=0, le=5)

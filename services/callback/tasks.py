@@ -99,6 +99,11 @@ class WorkerState:
     # Set at shutdown: stops the relay and the queue-depth watcher.
     relay_stop: asyncio.Event = field(default_factory=asyncio.Event)
     depth_task: asyncio.Task[None] | None = None
+    # The same pool, for single statements that commit by themselves (the claim).
+    autocommit: AsyncEngine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def state_of(ctx: dict[str, Any]) -> WorkerState:
@@ -141,6 +146,43 @@ async def deliver(state: WorkerState, notification_id: str) -> str:
 
 async def _claim(state: WorkerState, notification_id: str) -> _Claim | str:
     """Mark the row `sending` and commit before any side effect; or say why not."""
+    claim = await _claim_if_due(state, notification_id)
+    if claim is not None:
+        return claim
+    return await _claim_carefully(state, notification_id)
+
+
+async def _claim_if_due(state: WorkerState, notification_id: str) -> _Claim | None:
+    """The common case in one autocommitted statement: a queued or failed row that is due.
+
+    Anything else (missing, done, early, held, out of tries, a reminder whose callback moved)
+    is None, for `_claim_carefully` to look at under a row lock.
+    """
+    now = utcnow()
+    async with state.autocommit.connect() as conn:
+        row = await repository.claim_due_notification(
+            conn,
+            notification_id,
+            now=now,
+            due_by=now + _EARLY_TOLERANCE,
+            lease_until=now + timedelta(seconds=state.settings.notification_lease_seconds),
+            sms_provider=state.sms.name,
+            email_provider=state.email.name,
+        )
+    if row is None:
+        return None
+    return _Claim(
+        notification_id=row.id,
+        channel=row.channel,
+        recipient=row.recipient,
+        subject=row.subject,
+        body=row.body,
+        attempt=row.attempts,
+    )
+
+
+async def _claim_carefully(state: WorkerState, notification_id: str) -> _Claim | str:
+    """Look at the row under its lock: say why it is not sent now, or take a crashed send over."""
     settings = state.settings
     async with state.sessions() as session:
         row = await repository.lock_notification(session, notification_id)
@@ -220,6 +262,56 @@ async def _send(state: WorkerState, claim: _Claim) -> SendResult | SendError:
 
 async def _record(state: WorkerState, claim: _Claim, outcome: SendResult | SendError) -> str:
     """Write what the provider said, with its history event, in one transaction."""
+    if isinstance(outcome, SendResult):
+        return await _record_sent(state, claim, outcome)
+    return await _record_failure(state, claim, outcome)
+
+
+async def _record_sent(state: WorkerState, claim: _Claim, outcome: SendResult) -> str:
+    """`sent` and its `notification_sent` event, committed together, in one statement each."""
+    async with state.sessions() as session:
+        row = await repository.mark_notification_sent(
+            session,
+            claim.notification_id,
+            attempt=claim.attempt,
+            message_id=outcome.message_id,
+            now=utcnow(),
+        )
+        if row is None:
+            # Our lease ran out and another job took over (or an erasure cancelled the send):
+            # its outcome is the one that counts.
+            log.warning("callback.notification.superseded", notification_id=claim.notification_id)
+            return "superseded"
+        callback = None
+        if row.callback_id is not None and row.phone is not None:
+            callback = events.CustomerRef(
+                callback_id=row.callback_id,
+                phone=row.phone,
+                customer=events.customer_fields(
+                    phone=row.phone, language=row.language, email=row.email, name=row.name
+                ),
+            )
+        message = events.SentMessage(
+            notification_id=row.id,
+            kind=row.kind,
+            channel=row.channel,
+            attempts=row.attempts,
+            recipient=row.recipient,
+        )
+        await events.message_result(session, message=message, callback=callback, sent=True)
+        await session.commit()
+    state.metrics.notifications.labels(row.channel, row.provider, "sent").inc()
+    log.info(
+        "callback.notification.sent",
+        notification_id=row.id,
+        channel=row.channel,
+        attempts=row.attempts,
+    )
+    return "sent"
+
+
+async def _record_failure(state: WorkerState, claim: _Claim, outcome: SendError) -> str:
+    """A failed try: `failed` with a retry after backoff, or `dead` (with its event) at the end."""
     settings = state.settings
     async with state.sessions() as session:
         row = await repository.lock_notification(session, claim.notification_id)
@@ -227,24 +319,6 @@ async def _record(state: WorkerState, claim: _Claim, outcome: SendResult | SendE
             # Our lease ran out and another job took over; its outcome is the one that counts.
             log.warning("callback.notification.superseded", notification_id=claim.notification_id)
             return "superseded"
-        if isinstance(outcome, SendResult):
-            row.status = "sent"
-            row.sent_at = utcnow()
-            row.provider_message_id = outcome.message_id
-            row.last_error = None
-            callback = await _callback(session, row)
-            await events.notification_result(
-                session, callback=callback, notification=row, sent=True
-            )
-            await session.commit()
-            state.metrics.notifications.labels(row.channel, row.provider, "sent").inc()
-            log.info(
-                "callback.notification.sent",
-                notification_id=row.id,
-                channel=row.channel,
-                attempts=row.attempts,
-            )
-            return "sent"
         row.last_error = outcome.detail[:1000]
         if outcome.permanent or row.attempts >= row.max_attempts:
             await _dead(session, row)

@@ -18,8 +18,9 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback.models import CallbackOutbox, Notification
+from services.callback.providers.base import SendResult
 from services.callback.settings import CallbackSettings
-from services.callback.tasks import deliver, state_of, sweep
+from services.callback.tasks import _claim, _record, deliver, state_of, sweep
 from services.callback.worker import worker_settings
 from shared.service_app import create_redis
 from tests.callback.conftest import ConfirmOwed, RunWorker, SmsGateway, SmtpServer
@@ -290,6 +291,61 @@ async def test_a_send_interrupted_by_a_dead_worker_is_resent_with_the_same_key(
     assert [r.headers["idempotency-key"] for r in gateway.requests] == [row.id]
     (row,) = await read_notifications(callback_id)
     assert (row.status, row.attempts) == ("sent", 2)
+
+
+async def test_a_send_whose_lease_was_taken_over_records_nothing(
+    create: Create,
+    settings: CallbackSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    read_notifications: ReadNotifications,
+    read_outbox: ReadOutbox,
+) -> None:
+    callback_id = await create(email=None)
+    (row,) = await read_notifications(callback_id)
+    events_before = len(await read_outbox())
+    ctx = await _worker_ctx(settings)
+    state = state_of(ctx)
+    try:
+        claim = await _claim(state, row.id)
+        assert not isinstance(claim, str)
+        assert claim.attempt == 1
+        # Our lease ran out mid-send and another job took the send over (attempt 2).
+        async with sessions() as session:
+            await session.execute(
+                update(Notification).where(Notification.id == row.id).values(attempts=2)
+            )
+            await session.commit()
+        sent = SendResult(provider="http", message_id="gw-1")
+        assert await _record(state, claim, sent) == "superseded"
+    finally:
+        await worker_settings(settings)["on_shutdown"](ctx)
+    (row,) = await read_notifications(callback_id)
+    assert (row.status, row.attempts, row.provider_message_id) == ("sending", 2, None)
+    assert len(await read_outbox()) == events_before
+
+
+async def test_the_sent_event_names_the_callback_and_its_customer(
+    create: Create,
+    run_worker: RunWorker,
+    read_notifications: ReadNotifications,
+    read_outbox: ReadOutbox,
+) -> None:
+    callback_id = await create(email=None, name="Maija Meikäläinen")
+    await run_worker()
+    (row,) = await read_notifications(callback_id)
+    assert row.status == "sent"
+    (event,) = [r for r in await read_outbox() if r.payload["type"] == "notification_sent"]
+    assert event.ordering_key == row.recipient
+    assert event.payload["subject"] == {"kind": "callback", "id": callback_id}
+    assert event.payload["customer"]["phone"] == row.recipient
+    assert event.payload["customer"]["name"] == "Maija Meikäläinen"
+    assert event.payload["data"] == {
+        "notification_id": row.id,
+        "kind": "confirmation",
+        "channel": "sms",
+        "attempts": 1,
+    }
+    assert (event.attempts, event.delivered_at, event.dead_at) == (0, None, None)
 
 
 async def test_sweeper_requeues_what_a_redis_flush_lost(

@@ -24,10 +24,12 @@ number nobody called), the webhook latencies, and the peak RSS of each process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,7 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=10.0, help="then wait for duplicates")
     parser.add_argument("--warmup", type=int, default=20, help="calls before measuring")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--logs", default=None, help="keep the processes' logs in this folder")
     args = parser.parse_args()
     if args.seconds > TOLERANCE - 30:
         parser.error(f"the run must end within the signature tolerance ({TOLERANCE} s)")
@@ -69,7 +72,7 @@ def main() -> int:
     with (
         scratch_database() as database,
         scratch_redis() as redis_url,
-        tempfile.TemporaryDirectory() as logs,
+        _logs_dir(args.logs) as logs,
         GatewayProcess() as gateway,
     ):
         env = base_env(
@@ -134,6 +137,17 @@ def main() -> int:
     )
     write_results(results_path("end_to_end", args.out), result)
     return 0
+
+
+@contextlib.contextmanager
+def _logs_dir(keep: str | None) -> Iterator[str]:
+    """A folder for the processes' logs: `keep` if given (left behind), else a temporary one."""
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory() as logs:
+        yield logs
 
 
 if __name__ == "__main__":

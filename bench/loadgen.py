@@ -71,6 +71,9 @@ def phone_of(tag_number: int, i: int) -> str:
 def presign(secret: str, count: int, tag: str, *, tag_number: int = 0) -> list[Signed]:
     """`count` distinct missed calls signed now (timestamps must stay within the tolerance)."""
     now = int(time.time())
+    # The call happened now: a call from days ago is past its SLA deadline, and the worker's
+    # expiry would close it before its confirmation is sent.
+    occurred_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
     signed = []
     for i in range(count):
         phone = phone_of(tag_number, i)
@@ -80,7 +83,7 @@ def presign(secret: str, count: int, tag: str, *, tag_number: int = 0) -> list[S
             "from": phone,
             "to": "+358942451000",
             "status": "no_answer",
-            "occurred_at": "2026-11-24T12:00:00Z",
+            "occurred_at": occurred_at,
             "queue": "billing",
         }
         body = json.dumps(event, separators=(",", ":")).encode()
@@ -324,6 +327,11 @@ async def paced(
     async def checkout() -> Connection:
         nonlocal opened
         connection = await idle.get()
+        if connection is not None and connection[0].at_eof():
+            # The server closed it while idle (uvicorn's keep-alive timeout is 5 s): sending on
+            # it would fail a request the server never saw, so open a new one instead.
+            connection[1].close()
+            connection = None
         if connection is None:
             try:
                 connection = await asyncio.open_connection(host, port)

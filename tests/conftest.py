@@ -17,6 +17,7 @@ from shared.db import create_engine, create_session_factory
 from shared.logging import configure_logging
 from shared.migrate import upgrade
 from shared.settings import CommonSettings
+from tests.support.gateways import SmsGateway, SmtpInbox, sms_gateway, smtp_server
 from tests.support.infra import TestDatabase, test_database, test_redis
 
 SCHEMAS = ("auth", "intake", "callback", "history")
@@ -33,6 +34,20 @@ def database() -> Iterator[TestDatabase]:
 def redis_url() -> Iterator[str]:
     with test_redis() as url:
         yield url
+
+
+@pytest.fixture
+def gateway() -> Iterator[SmsGateway]:
+    """A real HTTP server standing in for the SMS gateway (generic JSON)."""
+    with sms_gateway() as g:
+        yield g
+
+
+@pytest.fixture
+def inbox() -> Iterator[SmtpInbox]:
+    """A real SMTP server (aiosmtpd) collecting what we send."""
+    with smtp_server() as s:
+        yield s
 
 
 @pytest.fixture(scope="session")

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
-from tests.support.gateways import SmsGateway, SmtpInbox, sms_gateway, smtp_server
+from tests.support.gateways import SmsGateway, SmtpInbox
 from tests.support.infra import ROOT
 from tests.support.signing import new_secret
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, delivering_to, running_stack
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -92,18 +92,6 @@ async def snapshot(page: Page, name: str) -> None:
 
 
 @pytest.fixture
-def gateway() -> Iterator[SmsGateway]:
-    with sms_gateway() as g:
-        yield g
-
-
-@pytest.fixture
-def inbox() -> Iterator[SmtpInbox]:
-    with smtp_server() as s:
-        yield s
-
-
-@pytest.fixture
 def stack(
     base_env: dict[str, str],
     clean_db: None,
@@ -113,13 +101,7 @@ def stack(
 ) -> Iterator[Stack]:
     extra = {
         "RINGBACK_WEBHOOK_SECRETS": WEBHOOK_SECRET,
-        "RINGBACK_SMS_PROVIDER": "http",
-        "RINGBACK_SMS_HTTP_URL": f"{gateway.url}/v1/messages",
-        "RINGBACK_EMAIL_PROVIDER": "smtp",
-        "RINGBACK_SMTP_HOST": inbox.host,
-        "RINGBACK_SMTP_PORT": str(inbox.port),
-        "RINGBACK_SMTP_STARTTLS": "false",
-        "RINGBACK_SINK_DIR": str(tmp_path / "sink"),
+        **delivering_to(gateway, inbox, tmp_path / "sink"),
     }
     names = ("history", "callback", "intake", "worker", "relay")
     with running_stack(base_env, tmp_path / "logs", extra, names) as running:

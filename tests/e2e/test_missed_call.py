@@ -10,25 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.gateways import SmsGateway, SmtpInbox, sms_gateway, smtp_server
+from tests.support.gateways import SmsGateway, SmtpInbox
 from tests.support.signing import body_of, call_event, new_secret, signed_headers
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, delivering_to, running_stack
 
 pytestmark = pytest.mark.e2e
 
 SECRET = new_secret()
-
-
-@pytest.fixture
-def gateway() -> Iterator[SmsGateway]:
-    with sms_gateway() as g:
-        yield g
-
-
-@pytest.fixture
-def inbox() -> Iterator[SmtpInbox]:
-    with smtp_server() as s:
-        yield s
 
 
 @pytest.fixture
@@ -41,14 +29,7 @@ def stack(
 ) -> Iterator[Stack]:
     extra = {
         "RINGBACK_WEBHOOK_SECRETS": SECRET,
-        "RINGBACK_SMS_PROVIDER": "http",
-        "RINGBACK_SMS_HTTP_URL": f"{gateway.url}/v1/messages",
-        "RINGBACK_EMAIL_PROVIDER": "smtp",
-        "RINGBACK_SMTP_HOST": inbox.host,
-        "RINGBACK_SMTP_PORT": str(inbox.port),
-        "RINGBACK_SMTP_STARTTLS": "false",
-        "RINGBACK_EMAIL_FROM": "asiakaspalvelu@example.fi",
-        "RINGBACK_SINK_DIR": str(tmp_path / "sink"),
+        **delivering_to(gateway, inbox, tmp_path / "sink"),
     }
     names = ("history", "callback", "intake", "worker", "relay")
     with running_stack(base_env, tmp_path / "logs", extra, names) as running:

@@ -14,7 +14,7 @@ import pytest
 from tests.support.gateways import sms_gateway, smtp_server
 from tests.support.otlp import ReceivedSpan, otlp_collector
 from tests.support.signing import body_of, call_event, new_secret, signed_headers
-from tests.support.stack import running_stack
+from tests.support.stack import delivering_to, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -44,14 +44,7 @@ async def test_a_missed_call_is_one_trace_across_every_process(
         extra = {
             "RINGBACK_OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
             "RINGBACK_WEBHOOK_SECRETS": SECRET,
-            "RINGBACK_SMS_PROVIDER": "http",
-            "RINGBACK_SMS_HTTP_URL": f"{gateway.url}/v1/messages",
-            "RINGBACK_EMAIL_PROVIDER": "smtp",
-            "RINGBACK_SMTP_HOST": inbox.host,
-            "RINGBACK_SMTP_PORT": str(inbox.port),
-            "RINGBACK_SMTP_STARTTLS": "false",
-            "RINGBACK_EMAIL_FROM": "asiakaspalvelu@example.fi",
-            "RINGBACK_SINK_DIR": str(tmp_path / "sink"),
+            **delivering_to(gateway, inbox, tmp_path / "sink"),
         }
         with running_stack(base_env, tmp_path / "logs", extra, NAMES) as stack:
             async with httpx.AsyncClient() as client:

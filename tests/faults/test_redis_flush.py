@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,19 +24,7 @@ from services.callback.worker import close_worker, create_worker, worker_setting
 from shared.db import commit
 from shared.service_app import create_redis
 from tests.conftest import serve_asgi
-from tests.support.gateways import SmsGateway, SmtpInbox, sms_gateway, smtp_server
-
-
-@pytest.fixture
-def gateway() -> Iterator[SmsGateway]:
-    with sms_gateway() as g:
-        yield g
-
-
-@pytest.fixture
-def inbox() -> Iterator[SmtpInbox]:
-    with smtp_server() as s:
-        yield s
+from tests.support.gateways import SmsGateway, SmtpInbox
 
 
 @pytest.fixture

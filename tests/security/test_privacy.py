@@ -19,9 +19,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.support.gateways import SmsGateway, SmtpInbox, sms_gateway, smtp_server
+from tests.support.gateways import SmsGateway, SmtpInbox
 from tests.support.signing import body_of, call_event, new_secret, signed_headers
-from tests.support.stack import Stack, running_stack
+from tests.support.stack import Stack, delivering_to, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -35,31 +35,12 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 
 
 @pytest.fixture
-def gateway() -> Iterator[SmsGateway]:
-    with sms_gateway() as g:
-        yield g
-
-
-@pytest.fixture
-def inbox() -> Iterator[SmtpInbox]:
-    with smtp_server() as s:
-        yield s
-
-
-@pytest.fixture
 def stack(
     base_env: dict[str, str], clean_db: None, gateway: SmsGateway, inbox: SmtpInbox, tmp_path: Path
 ) -> Iterator[Stack]:
     extra = {
         "RINGBACK_WEBHOOK_SECRETS": SECRET,
-        "RINGBACK_SMS_PROVIDER": "http",
-        "RINGBACK_SMS_HTTP_URL": f"{gateway.url}/v1/messages",
-        "RINGBACK_EMAIL_PROVIDER": "smtp",
-        "RINGBACK_SMTP_HOST": inbox.host,
-        "RINGBACK_SMTP_PORT": str(inbox.port),
-        "RINGBACK_SMTP_STARTTLS": "false",
-        "RINGBACK_EMAIL_FROM": "asiakaspalvelu@example.fi",
-        "RINGBACK_SINK_DIR": str(tmp_path / "sink"),
+        **delivering_to(gateway, inbox, tmp_path / "sink"),
         # DEBUG: the most a process ever says about what it handles.
         "RINGBACK_LOG_LEVEL": "DEBUG",
     }

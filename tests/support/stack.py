@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from tests.support.gateways import SmsGateway, SmtpInbox
 from tests.support.infra import ROOT, free_port
 
 SERVICES = ("intake", "callback", "history")
@@ -78,6 +79,22 @@ class Stack:
             if path.exists()
             else ""
         )
+
+
+def delivering_to(
+    gateway: SmsGateway, inbox: SmtpInbox, sink: Path, *, sender: str = "asiakaspalvelu@example.fi"
+) -> dict[str, str]:
+    """The settings that send SMS to `gateway` (generic JSON) and email to `inbox` (SMTP)."""
+    return {
+        "RINGBACK_SMS_PROVIDER": "http",
+        "RINGBACK_SMS_HTTP_URL": f"{gateway.url}/v1/messages",
+        "RINGBACK_EMAIL_PROVIDER": "smtp",
+        "RINGBACK_SMTP_HOST": inbox.host,
+        "RINGBACK_SMTP_PORT": str(inbox.port),
+        "RINGBACK_SMTP_STARTTLS": "false",
+        "RINGBACK_EMAIL_FROM": sender,
+        "RINGBACK_SINK_DIR": str(sink),
+    }
 
 
 @contextmanager

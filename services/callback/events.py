@@ -90,8 +90,13 @@ async def emit(
     subject_id: str | None = None,
     actor: dict[str, Any] | None = None,
     occurred_at: datetime | None = None,
+    only_row: bool = False,
 ) -> str:
-    """Queue one event for history (validated against the contract now, not at delivery)."""
+    """Queue one event for history (validated against the contract now, not at delivery).
+
+    `only_row`: the transaction writes no other outbox row, so the row and its NOTIFY go to
+    PostgreSQL as one statement (the worker's hot path) instead of a flush and a NOTIFY.
+    """
     event = _event(
         customer=customer,
         type=type,
@@ -103,43 +108,20 @@ async def emit(
         actor=actor,
         occurred_at=occurred_at,
     )
-    await enqueue(
-        session,
-        CallbackOutbox,
-        destination="history",
-        path="/v1/events",
-        payload=event,
-        ordering_key=ordering_key,
-    )
-    return event.id
-
-
-async def emit_one(
-    session: AsyncSession,
-    *,
-    customer: dict[str, Any],
-    ordering_key: str,
-    type: str,
-    channel: Channel,
-    direction: str,
-    summary: str,
-    data: dict[str, Any],
-    subject_id: str | None = None,
-) -> str:
-    """`emit` for a transaction that writes this one event: row and NOTIFY in one statement."""
-    event = _event(
-        customer=customer,
-        type=type,
-        channel=channel,
-        direction=direction,
-        summary=summary,
-        data=data,
-        subject_id=subject_id,
-    )
-    values = row_values(
-        destination="history", path="/v1/events", payload=event, ordering_key=ordering_key
-    )
-    await repository.add_outbox_row(session, values)
+    if only_row:
+        values = row_values(
+            destination="history", path="/v1/events", payload=event, ordering_key=ordering_key
+        )
+        await repository.add_outbox_row(session, values)
+    else:
+        await enqueue(
+            session,
+            CallbackOutbox,
+            destination="history",
+            path="/v1/events",
+            payload=event,
+            ordering_key=ordering_key,
+        )
     return event.id
 
 
@@ -256,7 +238,7 @@ async def message_result(
     summary = f"{what} sent" if sent else f"{what} could not be delivered"
     type_ = "notification_sent" if sent else "notification_failed"
     if callback is not None:
-        return await emit_one(
+        return await emit(
             session,
             customer=callback.customer,
             ordering_key=callback.phone,
@@ -266,10 +248,11 @@ async def message_result(
             summary=summary,
             data=data,
             subject_id=callback.callback_id,
+            only_row=True,
         )
     # A message that belongs to no callback (an acknowledgement): the recipient identifies.
     who = {"phone": message.recipient} if channel == "sms" else {"email": message.recipient}
-    return await emit_one(
+    return await emit(
         session,
         customer=who,
         ordering_key=message.recipient,
@@ -278,4 +261,5 @@ async def message_result(
         direction="outbound",
         summary=summary,
         data=data,
+        only_row=True,
     )

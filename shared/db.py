@@ -66,6 +66,8 @@ def create_engine(
         async_url(settings.database_url_for(service)),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
+        # A statement's parameters are phone numbers and addresses: never in an error's text.
+        hide_parameters=True,
         connect_args={
             "server_settings": {"application_name": application_name},
             "command_timeout": settings.db_command_timeout_seconds,
@@ -145,17 +147,30 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connec
 
     The pool, its limits and the checkout check are the engine's; asyncpg's statement cache
     makes the statement a prepared one. Errors are asyncpg's (`database_unavailable` knows
-    them), and a connection that died is invalidated rather than pooled again.
+    them). Only an error the server reported for the statement itself (a unique violation,
+    ...) leaves the connection fit to pool again; after anything else it is discarded.
     """
     async with engine.connect() as connection:
         proxied = await connection.get_raw_connection()
         driver: asyncpg.Connection = proxied.driver_connection
         try:
             yield driver
-        except BaseException:
-            if driver.is_closed():
+        except BaseException as exc:
+            if not _fit_to_pool(driver, exc):
                 await connection.invalidate()
             raise
+
+
+def _fit_to_pool(driver: asyncpg.Connection, exc: BaseException) -> bool:
+    # A shutdown's error arrives just before the server hangs up: the connection is not closed
+    # yet but is stuck waiting for a ReadyForQuery that never comes, and the next statement
+    # on it fails with asyncpg's "another operation is in progress". A timeout or a
+    # cancellation can leave the protocol mid-statement in the same way.
+    return (
+        not driver.is_closed()
+        and isinstance(exc, asyncpg.PostgresError)
+        and not database_unavailable(exc)
+    )
 
 
 # SQLSTATE classes meaning "the server is not there for you right now": 08 connection
@@ -181,6 +196,13 @@ def database_unavailable(exc: BaseException) -> bool:
             return True
         # asyncpg's own words for a call on a connection the server has hung up.
         if isinstance(current, asyncpg.InterfaceError) and "connection is closed" in str(current):
+            return True
+        # A server shutting down tells each idle connection so ("terminating connection due
+        # to administrator command") just before it hangs up. asyncpg treats a message on an
+        # idle connection as a protocol fault, and a statement sent before the hang-up is
+        # seen fails with this ("cannot switch to state ...; another operation is in
+        # progress"). Misuse of a connection by our own code is an `InterfaceError` instead.
+        if isinstance(current, asyncpg.InternalClientError):
             return True
         if isinstance(
             current,

@@ -6,6 +6,7 @@ import logging
 import sys
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 
 def configure_logging(*, level: str = "INFO", json: bool = True, process: str = "ringback") -> None:
@@ -15,7 +16,9 @@ def configure_logging(*, level: str = "INFO", json: bool = True, process: str = 
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.dict_tracebacks,
+        # Tracebacks as data, without each frame's local variables: those hold the request
+        # body, phone numbers and addresses, which no log line may carry.
+        structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
     ]
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)

@@ -16,6 +16,7 @@ cuts every connection) and started again on the same data directory and port. Wh
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -209,7 +210,10 @@ async def test_a_postgres_restart_loses_no_accepted_webhook_and_needs_no_service
     outage_posts = [p for p in poster.posts if p.phase == "outage"]
     refused = [p for p in outage_posts if not 200 <= p.status < 300]
     assert refused, "some webhooks were posted while PostgreSQL was down"
-    assert all(p.status == 503 for p in refused), {(p.status, p.error) for p in refused}
+    assert all(p.status == 503 for p in refused), (
+        {(p.status, p.error) for p in refused},
+        _unhandled_errors(stack),
+    )
     assert all(p.media_type == "application/problem+json" for p in refused)
     # Whenever it was posted (the stop, the outage, the start), a webhook got an answer, in
     # time, and any refusal was a 503 problem: never a 500, a dropped connection or a hang.
@@ -247,6 +251,17 @@ async def test_a_postgres_restart_loses_no_accepted_webhook_and_needs_no_service
 
 def _log(stack: Stack, name: str) -> str:
     return (stack.logs / f"{name}.log").read_text(errors="replace")
+
+
+def _unhandled_errors(stack: Stack) -> list[tuple[str, str, str]]:
+    """What each service logged as a bug (a 500): process, error type, message."""
+    found = []
+    for name in SERVICES:
+        for line in _log(stack, name).splitlines():
+            if '"http.unhandled_error"' in line:
+                record = json.loads(line)
+                found.append((name, record["error_type"], record["exception"][0]["exc_value"]))
+    return found
 
 
 async def _flowing(poster: Poster, dsn: str, stack: Stack) -> bool:

@@ -224,4 +224,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def _database_error_types() -> tuple[type[Exception], ...]:
-    return (SQLAlchemyError, asyncpg.PostgresError, ConnectionError, TimeoutError, OSError)
+    # asyncpg's client-side errors are not `PostgresError`s; an outage can raise them too.
+    return (
+        SQLAlchemyError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        ConnectionError,
+        TimeoutError,
+        OSError,
+    )

@@ -63,7 +63,8 @@ MEANINGS: dict[str, str] = {
     "api_key_cache_seconds": "how long a key check is cached: a revoked key stops working "
     "within this",
     "db_pool_size": "database connections kept per process",
-    "db_max_overflow": "extra connections a process may open under load",
+    "db_max_overflow": "extra connections a process may open under load; each is closed "
+    "again on return to a full pool, so under steady load they are reopened per request",
     "db_command_timeout_seconds": "upper bound of one database statement",
     "queue_name": "arq's queue name (tests give each run its own)",
     "otel_exporter_otlp_endpoint": "OpenTelemetry collector (OTLP/HTTP base URL) to send "

@@ -47,7 +47,10 @@ class CommonSettings(BaseSettings):
     http_timeout_seconds: float = Field(default=5.0, gt=0)
     api_key_cache_seconds: float = Field(default=30.0, ge=0)
     db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=10, ge=0)
+    # No overflow by default: SQLAlchemy closes an overflow connection when it comes back to
+    # a full pool, so under steady load every request opened one (a PostgreSQL fork and a TLS
+    # probe). Intake went from 361 to 672 webhooks/s with a fixed pool of 10 (bench/RESULTS.md).
+    db_max_overflow: int = Field(default=0, ge=0)
     db_command_timeout_seconds: float = Field(default=30.0, gt=0)
     # arq's queue name; tests give each run its own so parallel runs never share work.
     queue_name: str = "ringback:callback"

@@ -64,7 +64,7 @@ async def run(database_url: str, attempts: int = ATTEMPTS) -> dict[str, Any]:
         database_url=database_url,
         redis_url="redis://127.0.0.1:6379/0",
         db_pool_size=20,
-        db_max_overflow=20,
+        db_max_overflow=0,
         db_command_timeout_seconds=60,
         outbox_relay=False,
     )

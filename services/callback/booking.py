@@ -82,13 +82,10 @@ def _slot_out(slot: Slot, booked: int, now: datetime, language: Language) -> Slo
     )
 
 
-async def resolve_slot(session: AsyncSession, slot_id: str) -> Slot | None:
-    """The plan's slot named by `slot_id`, or None if there is no such slot."""
+def slot_in(plan: CapacityPlan | None, slot_id: str) -> Slot | None:
+    """`plan`'s slot named by `slot_id`, or None if there is no such slot."""
     start = parse_slot_id(slot_id)
-    if start is None:
-        return None
-    plan = await load_plan(session)
-    if plan is None:
+    if start is None or plan is None:
         return None
     return find_slot(plan, start)
 

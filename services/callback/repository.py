@@ -118,22 +118,24 @@ async def take_seat(
 ) -> bool:
     """Take one seat in the slot if one is free; the database refuses the seat past the last.
 
-    `booked < :capacity` is re-checked on the locked row after any concurrent writer commits
-    (READ COMMITTED re-evaluates the WHERE of an UPDATE), and `CHECK (booked <= capacity)`
+    One statement: the slot's first seat creates its row, any later one updates it. The
+    `booked < :capacity` condition of `ON CONFLICT DO UPDATE` is evaluated on the row once
+    locked, after any concurrent writer has committed, and `CHECK (booked <= capacity)`
     stands behind it.
     """
     if capacity <= 0:
         return False
-    await session.execute(
-        insert(SlotBooking)
-        .values(slot_start=start, slot_end=end, capacity=capacity, booked=0)
-        .on_conflict_do_nothing(index_elements=[SlotBooking.slot_start])
-    )
+    stmt = insert(SlotBooking).values(slot_start=start, slot_end=end, capacity=capacity, booked=1)
     taken = await session.execute(
-        update(SlotBooking)
-        .where(SlotBooking.slot_start == start, SlotBooking.booked < capacity)
-        .values(booked=SlotBooking.booked + 1, capacity=capacity, updated_at=func.now())
-        .returning(SlotBooking.booked)
+        stmt.on_conflict_do_update(
+            index_elements=[SlotBooking.slot_start],
+            set_={
+                "booked": SlotBooking.booked + 1,
+                "capacity": stmt.excluded.capacity,
+                "updated_at": func.now(),
+            },
+            where=SlotBooking.booked < stmt.excluded.capacity,
+        ).returning(SlotBooking.booked)
     )
     return taken.first() is not None
 

@@ -258,7 +258,8 @@ async def _book_chosen(
     now: datetime,
 ) -> None:
     """Book the slot the customer chose; full or unknown, the callback waits, flagged."""
-    slot = await booking.resolve_slot(session, slot_ref)
+    plan = await booking.load_plan(session)
+    slot = booking.slot_in(plan, slot_ref)
     if slot is None or slot.start < now:
         callback.flag = "requested_slot_unknown"
         return
@@ -269,7 +270,6 @@ async def _book_chosen(
     await lifecycle.transition(
         session, callback, "scheduled", now=now, summary="Booked into the slot the customer chose"
     )
-    plan = await booking.load_plan(session)
     rows = await notify.reminder(
         session,
         settings=settings,
@@ -488,7 +488,8 @@ async def book(
     now = now or utcnow()
     callback = await _locked(session, callback_id)
     lifecycle.check(callback, "scheduled")
-    slot = await booking.resolve_slot(session, slot_ref_in)
+    plan = await booking.load_plan(session)
+    slot = booking.slot_in(plan, slot_ref_in)
     if slot is None:
         raise _invalid(["body", "slot_id"], "no such slot in the capacity plan")
     if slot.end <= now:
@@ -511,7 +512,6 @@ async def book(
         summary="Booked into another slot",
         actor=actor,
     )
-    plan = await booking.load_plan(session)
     zone = booking.zone_of(plan, settings)
     rows = await notify.rebooked(session, settings=settings, callback=callback, now=now, zone=zone)
     rows += await notify.reminder(session, settings=settings, callback=callback, now=now, zone=zone)

@@ -16,6 +16,8 @@ from pydantic import (
     model_validator,
 )
 
+from shared.outbox import BatchRoute
+
 Channel = Literal["phone", "sms", "email", "chat", "web", "social", "in_person"]
 Direction = Literal["inbound", "outbound", "internal"]
 Language = Literal["fi", "sv", "en"]
@@ -122,6 +124,12 @@ class CustomerRef(_Strict):
 class Ref(_Strict):
     kind: Annotated[str, Field(max_length=32)]
     id: Annotated[str, Field(max_length=64)] | None = None
+
+
+# History's batch endpoint for events: what an outbox relay may send together.
+EVENTS_BATCH = BatchRoute(
+    path="/v1/events", batch_path="/v1/events:batch", field="events", max_items=500
+)
 
 
 class EventIn(_Strict):

@@ -55,8 +55,14 @@ def create_http_client(
     bearer: str | None = None,
     timeout: float | None = None,
     peer: str | None = None,
+    max_connections: int = 100,
 ) -> httpx.AsyncClient:
-    """An `httpx.AsyncClient` that never waits forever and carries our trace headers."""
+    """An `httpx.AsyncClient` that never waits forever and carries our trace headers.
+
+    `max_connections`: as many as are sent at once, and no more. httpcore's pool looks at
+    every connection it holds (a socket check each, syscalls included) whenever a request
+    starts or ends, so an oversized pool costs CPU on every request.
+    """
     headers = {"user-agent": user_agent}
     if bearer:
         headers["authorization"] = f"Bearer {bearer}"
@@ -67,9 +73,16 @@ def create_http_client(
         timeout=httpx.Timeout(seconds, connect=min(seconds, 3.0)),
         # Keep every connection we may open: the worker sends up to `worker_max_jobs` (50) at
         # once, and closing all but 20 after each burst means new TCP/TLS handshakes.
-        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+        limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        ),
         peer=peer,
     )
+
+
+# Calls to a peer: an outbox relay sends at most `shared.outbox.DELIVERY_CONCURRENCY` at once,
+# so a pool of this size is never short (a synchronous call from a request may add a few).
+PEER_CONNECTIONS = 16
 
 
 def internal_client(settings: CommonSettings, *, service: str, peer: str) -> httpx.AsyncClient:
@@ -81,4 +94,5 @@ def internal_client(settings: CommonSettings, *, service: str, peer: str) -> htt
         base_url=settings.peer_url(peer),
         bearer=key,
         peer=peer,
+        max_connections=PEER_CONNECTIONS,
     )

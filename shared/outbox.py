@@ -12,7 +12,11 @@ same transaction as the change it announces. `OutboxRelay` then delivers rows to
   no longer holds back later rows of its key;
 - a `NOTIFY` at commit wakes relays at once; polling is the fallback;
 - each row keeps the `traceparent` of the work that wrote it and is delivered with it, so the
-  receiver continues that trace; each delivery is a span of it.
+  receiver continues that trace; each delivery is a span of it;
+- where the peer has a batch endpoint for a path (`BatchRoute`), the rows of one pass bound
+  there go in one request: the batch grows with the backlog, so a busy peer gets fewer,
+  larger requests. A batch the peer refuses as a whole (a 4xx) is sent again row by row,
+  so one bad row is parked alone and the rest are delivered.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -194,6 +199,26 @@ class RelayMetrics:
         self.source = source
 
 
+@dataclass(frozen=True)
+class BatchRoute:
+    """Rows bound for `path` may go together to `batch_path` as `{field: [payload, ...]}`.
+
+    The peer's batch endpoint must be as idempotent per item as the single one, answer 2xx
+    only when every item is stored, and refuse the whole batch otherwise.
+    """
+
+    path: str
+    batch_path: str
+    field: str
+    max_items: int
+
+
+# Deliveries in flight at once, per relay. A batch is a hundred rows; posting them all at once
+# only queued them at the peer (whose pool has ten database connections) and made our HTTP
+# pool, which checks every connection on every request, a hundred connections large.
+DELIVERY_CONCURRENCY = 8
+
+
 class OutboxRelay:
     """Delivers one service's outbox to its peers."""
 
@@ -205,20 +230,25 @@ class OutboxRelay:
         clients: Mapping[str, httpx.AsyncClient],
         listen_dsn: str | None = None,
         batch_size: int = 100,
+        concurrency: int = DELIVERY_CONCURRENCY,
         poll_seconds: float = 1.0,
         registry: CollectorRegistry | None = None,
         source: str = "outbox",
         redact_delivered: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        batch_routes: Mapping[str, BatchRoute] | None = None,
     ) -> None:
+        """`batch_routes`: by destination, the one path whose rows may be sent together."""
         self.model = model
         self.sessions = session_factory
         self.clients = clients
         self.listen_dsn = listen_dsn
         self.batch_size = batch_size
+        self._sending = asyncio.Semaphore(concurrency)
         self.poll_seconds = poll_seconds
         self.metrics = RelayMetrics(registry, source)
         # A payload that carries personal data (an erasure request) need not outlive delivery.
         self.redact_delivered = redact_delivered
+        self.batch_routes = dict(batch_routes or {})
         self._wake = asyncio.Event()
         self._gauges_due = 0.0
 
@@ -256,12 +286,99 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            results = await asyncio.gather(*(self._deliver(row) for row in rows))
+            batches, singles = self._batches(rows)
+            results = await asyncio.gather(
+                *(self._deliver_batch(route, batch) for route, batch in batches),
+                *(self._deliver(row) for row in singles),
+            )
             await session.commit()
         return sum(results)
 
+    def _batches(
+        self, rows: Sequence[OutboxMixin]
+    ) -> tuple[list[tuple[BatchRoute, list[OutboxMixin]]], list[OutboxMixin]]:
+        """Split a pass into batches (two rows or more for one batch route) and single rows."""
+        grouped: dict[str, list[OutboxMixin]] = {}
+        singles: list[OutboxMixin] = []
+        for row in rows:
+            route = self.batch_routes.get(row.destination)
+            if route is not None and row.path == route.path:
+                grouped.setdefault(row.destination, []).append(row)
+            else:
+                singles.append(row)
+        batches: list[tuple[BatchRoute, list[OutboxMixin]]] = []
+        for destination, group in grouped.items():
+            route = self.batch_routes[destination]
+            if len(group) == 1:
+                singles.extend(group)
+                continue
+            for start in range(0, len(group), route.max_items):
+                batches.append((route, group[start : start + route.max_items]))
+        return batches, singles
+
+    async def _deliver_batch(self, route: BatchRoute, rows: list[OutboxMixin]) -> int:
+        """Deliver rows in one request; refused as a whole, row by row instead."""
+        async with self._sending:
+            delivered = await self._attempt_batch(route, rows)
+        if delivered is not None:
+            return delivered
+        # Not counted as a try: each row now gets its own, and its own answer.
+        for row in rows:
+            row.attempts -= 1
+        results = await asyncio.gather(*(self._deliver(row) for row in rows))
+        return sum(results)
+
+    async def _attempt_batch(self, route: BatchRoute, rows: list[OutboxMixin]) -> int | None:
+        """One request for `rows`: how many were delivered; None if refused as a whole (4xx)."""
+        destination = rows[0].destination
+        client = self.clients.get(destination)
+        if client is None:
+            for row in rows:
+                self._park(row, f"no client configured for destination {destination!r}")
+            return 0
+        traces = [trace for row in rows if (trace := parse_traceparent(row.traceparent))]
+        with start_span(
+            f"outbox.deliver {destination}",
+            kind=SpanKind.PRODUCER,
+            parent=traces[0] if traces else None,
+            root=True,
+            bind_logs=True,
+            # The other rows' traces: each shows this delivery, and this span each of them.
+            links=traces[1:],
+            attributes={
+                "outbox.source": self.metrics.source,
+                "outbox.destination": destination,
+                "outbox.batch_size": len(rows),
+            },
+        ) as span:
+            for row in rows:
+                row.attempts += 1
+            headers = {"Idempotency-Key": f"outbox-{rows[0].id}-{rows[-1].id}-{len(rows)}"}
+            body = {route.field: [row.payload for row in rows]}
+            try:
+                response = await client.post(route.batch_path, json=body, headers=headers)
+            except httpx.HTTPError as exc:
+                for row in rows:
+                    self._retry(row, f"{type(exc).__name__}: {exc}"[:500])
+                span.set_status(StatusCode.ERROR)
+                return 0
+            if response.is_success:
+                for row in rows:
+                    self._delivered(row)
+                return len(rows)
+            span.set_status(StatusCode.ERROR)
+            if response.status_code in (408, 425, 429) or response.status_code >= 500:
+                for row in rows:
+                    self._retry(row, f"HTTP {response.status_code}: {response.text[:400]}")
+                return 0
+            return None
+
     async def _deliver(self, row: OutboxMixin) -> int:
         """Deliver one row as a span of the trace that wrote it (a new trace if it has none)."""
+        async with self._sending:  # outside the span: waiting for a turn is not delivering
+            return await self._deliver_now(row)
+
+    async def _deliver_now(self, row: OutboxMixin) -> int:
         with start_span(
             f"outbox.deliver {row.destination}",
             kind=SpanKind.PRODUCER,
@@ -299,11 +416,7 @@ class OutboxRelay:
             self._retry(row, f"{type(exc).__name__}: {exc}"[:500])
             return 0
         if response.is_success:
-            row.delivered_at = utcnow()
-            row.last_error = None
-            if self.redact_delivered is not None:
-                row.payload = self.redact_delivered(row.payload)
-            self.metrics.delivered.labels(self.metrics.source, row.destination).inc()
+            self._delivered(row)
             return 1
         error = f"HTTP {response.status_code}: {response.text[:400]}"
         if response.status_code in (408, 425, 429) or response.status_code >= 500:
@@ -311,6 +424,13 @@ class OutboxRelay:
         else:
             self._park(row, error)
         return 0
+
+    def _delivered(self, row: OutboxMixin) -> None:
+        row.delivered_at = utcnow()
+        row.last_error = None
+        if self.redact_delivered is not None:
+            row.payload = self.redact_delivered(row.payload)
+        self.metrics.delivered.labels(self.metrics.source, row.destination).inc()
 
     def _retry(self, row: OutboxMixin, error: str) -> None:
         row.last_error = error

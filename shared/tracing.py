@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -104,6 +104,7 @@ def start_span(
     record: bool = True,
     bind_logs: bool = False,
     expected: tuple[type[BaseException], ...] = (),
+    links: Sequence[TraceContext] = (),
 ) -> Iterator[otel_trace.Span]:
     """Run the block as a span; yields it (a no-op span when tracing is off or not sampled).
 
@@ -111,7 +112,8 @@ def start_span(
     current trace; else a new trace. `record=False` makes an unsampled span that is never
     exported, nor are its children (health probes). `bind_logs` puts its trace id on log lines.
     An exception marks the span failed by its type only (messages may hold personal data),
-    unless it is one of `expected` (arq's `Retry`).
+    unless it is one of `expected` (arq's `Retry`). `links`: other traces the span also
+    works for (a batch of rows, each written in a trace of its own).
     """
     tracer = _tracer if record else None
     if tracer is None:
@@ -123,6 +125,7 @@ def start_span(
         context=_parent_context(parent, root),
         kind=kind,
         attributes=attributes,
+        links=[otel_trace.Link(_span_context(link, remote=True)) for link in links],
         record_exception=False,
         set_status_on_exception=False,
     )
@@ -171,13 +174,17 @@ def _parent_context(parent: TraceContext | None, root: bool) -> otel_context.Con
             return otel_context.get_current()
     if parent is None:
         return otel_context.Context()  # an empty context: the span starts a new trace
-    span_context = SpanContext(
-        trace_id=int(parent.trace_id, 16),
-        span_id=int(parent.span_id, 16),
-        is_remote=remote,
-        trace_flags=TraceFlags(int(parent.flags, 16)),
-    )
+    span_context = _span_context(parent, remote=remote)
     return otel_trace.set_span_in_context(NonRecordingSpan(span_context), otel_context.Context())
+
+
+def _span_context(trace: TraceContext, *, remote: bool) -> SpanContext:
+    return SpanContext(
+        trace_id=int(trace.trace_id, 16),
+        span_id=int(trace.span_id, 16),
+        is_remote=remote,
+        trace_flags=TraceFlags(int(trace.flags, 16)),
+    )
 
 
 def _trace_of(span: otel_trace.Span) -> TraceContext:

@@ -36,6 +36,7 @@ from services.callback.tasks import (
     state_of,
     sweep_notifications,
 )
+from shared.contracts import EVENTS_BATCH
 from shared.db import asyncpg_dsn, create_engine, create_session_factory
 from shared.http import create_http_client, internal_client
 from shared.jobs import job_deserializer, job_serializer, traced_job
@@ -175,6 +176,7 @@ def _on_startup(settings: CallbackSettings) -> Any:
                 listen_dsn=asyncpg_dsn(settings.database_url_for("callback")),
                 source="callback",
                 registry=state.metrics.registry,
+                batch_routes={"history": EVENTS_BATCH},
             )
             state.relay_task = asyncio.create_task(relay.run(state.relay_stop))
         if ctx.get("redis") is not None:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.intake import repository
 from services.intake.models import IntakeOutbox
 from services.intake.settings import IntakeSettings
+from shared.contracts import EVENTS_BATCH
 from shared.db import asyncpg_dsn, create_engine, create_session_factory, utcnow
 from shared.http import internal_client
 from shared.outbox import OutboxRelay
@@ -84,6 +85,7 @@ async def run_relay(settings: IntakeSettings, stop: asyncio.Event | None = None)
         poll_seconds=settings.relay_poll_seconds,
         registry=registry,
         source="intake",
+        batch_routes={"history": EVENTS_BATCH},
     )
     server: Any = None
     if settings.relay_metrics_port:

@@ -1,0 +1,183 @@
+"""Events for history go in batches when several are waiting, and still land exactly once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.intake.models import IntakeOutbox
+from shared.contracts import EVENTS_BATCH
+from shared.ids import new_id
+from shared.outbox import OutboxRelay, enqueue
+from tests.intake.test_generic_webhook import post_call
+from tests.intake.test_relay import history_timeline, peers  # noqa: F401  (fixture)
+from tests.support.live import LiveServer
+
+
+@pytest.fixture
+async def sent() -> Counter[str]:
+    """Requests the relay sent, as `destination METHOD path`."""
+    return Counter()
+
+
+@pytest.fixture
+async def relay(
+    peers: dict[str, LiveServer],  # noqa: F811
+    sessions: async_sessionmaker[AsyncSession],
+    internal_key: str,
+    sent: Counter[str],
+    clean_db: None,
+) -> AsyncIterator[OutboxRelay]:
+    def counting(name: str) -> Callable[[httpx.Request], Awaitable[None]]:
+        async def hook(request: httpx.Request) -> None:
+            sent[f"{name} {request.method} {request.url.path}"] += 1
+
+        return hook
+
+    clients = {
+        name: httpx.AsyncClient(
+            base_url=server.url,
+            headers={"authorization": f"Bearer {internal_key}"},
+            timeout=5,
+            event_hooks={"request": [counting(name)]},
+        )
+        for name, server in peers.items()
+    }
+    yield OutboxRelay(
+        model=IntakeOutbox,
+        session_factory=sessions,
+        clients=clients,
+        batch_routes={"history": EVENTS_BATCH},
+    )
+    for client in clients.values():
+        await client.aclose()
+
+
+async def _rows(sessions: async_sessionmaker[AsyncSession]) -> list[IntakeOutbox]:
+    async with sessions() as session:
+        return list((await session.scalars(select(IntakeOutbox).order_by(IntakeOutbox.id))).all())
+
+
+def _event(phone: str, **changes: Any) -> dict[str, Any]:
+    event = {
+        "id": new_id(),
+        "occurred_at": "2026-11-24T12:00:00Z",
+        "channel": "phone",
+        "direction": "inbound",
+        "type": "missed_call",
+        "customer": {"phone": phone},
+        "summary": "Missed call",
+    }
+    return {**event, **changes}
+
+
+async def test_waiting_events_go_to_history_in_one_request_and_each_lands_once(
+    intake: AsyncClient,
+    webhook_secret: str,
+    relay: OutboxRelay,
+    peers: dict[str, LiveServer],  # noqa: F811
+    sessions: async_sessionmaker[AsyncSession],
+    sent: Counter[str],
+    make_key: Callable[..., Awaitable[str]],
+) -> None:
+    phones = [f"+3584055502{i:02d}" for i in range(6)]
+    for phone in phones:
+        assert (await post_call(intake, webhook_secret, **{"from": phone})).status_code == 202
+    for server in peers.values():
+        await server.start()
+
+    assert await relay.run_once() == 12
+
+    assert sent == {
+        "history POST /v1/events:batch": 1,
+        # Callback has no batch endpoint: one request per row, as before.
+        "callback POST /v1/callbacks": 6,
+    }
+    assert all(row.delivered_at is not None and row.attempts == 1 for row in await _rows(sessions))
+    key = await make_key("history:read")
+    for phone in phones:
+        timeline = await history_timeline(peers["history"], key, phone)
+        assert [item["type"] for item in timeline] == ["missed_call"]
+
+
+async def test_a_lone_event_goes_on_its_own(
+    intake: AsyncClient,
+    webhook_secret: str,
+    relay: OutboxRelay,
+    peers: dict[str, LiveServer],  # noqa: F811
+    sent: Counter[str],
+) -> None:
+    await post_call(intake, webhook_secret, **{"from": "+358405550300"})
+    for server in peers.values():
+        await server.start()
+
+    assert await relay.run_once() == 2
+    assert sent == {"history POST /v1/events": 1, "callback POST /v1/callbacks": 1}
+
+
+async def test_a_batch_with_a_bad_event_delivers_the_rest_and_parks_only_that_one(
+    relay: OutboxRelay,
+    peers: dict[str, LiveServer],  # noqa: F811
+    sessions: async_sessionmaker[AsyncSession],
+    sent: Counter[str],
+    make_key: Callable[..., Awaitable[str]],
+) -> None:
+    good = [_event(f"+3584055504{i:02d}") for i in range(3)]
+    bad = _event("+358405550499", type="Not A Type!")
+    async with sessions() as session:
+        for payload in [good[0], bad, *good[1:]]:
+            await enqueue(
+                session,
+                IntakeOutbox,
+                destination="history",
+                path="/v1/events",
+                payload=payload,
+                ordering_key=payload["customer"]["phone"],
+            )
+        await session.commit()
+    await peers["history"].start()
+
+    assert await relay.run_once() == 3
+
+    # History refused the batch as a whole; each row then went on its own.
+    assert sent == {"history POST /v1/events:batch": 1, "history POST /v1/events": 4}
+    rows = await _rows(sessions)
+    refused = [row for row in rows if row.payload["id"] == bad["id"]]
+    assert refused[0].dead_at is not None
+    assert "422" in (refused[0].last_error or "")
+    delivered = [row for row in rows if row.payload["id"] != bad["id"]]
+    # The refused batch was not a try of theirs: each was delivered at its first.
+    assert all(row.delivered_at is not None and row.attempts == 1 for row in delivered)
+    key = await make_key("history:read")
+    for event in good:
+        timeline = await history_timeline(peers["history"], key, event["customer"]["phone"])
+        assert [item["id"] for item in timeline] == [event["id"]]
+
+
+async def test_a_batch_to_a_peer_that_is_down_waits_and_is_retried_whole(
+    intake: AsyncClient,
+    webhook_secret: str,
+    relay: OutboxRelay,
+    peers: dict[str, LiveServer],  # noqa: F811
+    sessions: async_sessionmaker[AsyncSession],
+    sent: Counter[str],
+) -> None:
+    for i in range(3):
+        await post_call(intake, webhook_secret, **{"from": f"+3584055506{i:02d}"})
+    await peers["callback"].start()
+
+    assert await relay.run_once() == 3  # the callbacks; history is down
+
+    history_rows = [row for row in await _rows(sessions) if row.destination == "history"]
+    assert sent["history POST /v1/events:batch"] == 1
+    assert all(
+        row.delivered_at is None and row.attempts == 1 and "ConnectError" in (row.last_error or "")
+        for row in history_rows
+    )

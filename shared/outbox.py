@@ -199,6 +199,15 @@ class RelayMetrics:
         self.source = source
 
 
+def _headers(idempotency_key: str) -> dict[str, str]:
+    headers = {"Idempotency-Key": idempotency_key}
+    traceparent = current_traceparent()
+    if traceparent:
+        # A client of our own sends its client span's instead; either continues the trace.
+        headers["traceparent"] = traceparent
+    return headers
+
+
 @dataclass(frozen=True)
 class BatchRoute:
     """Rows bound for `path` may go together to `batch_path` as `{field: [payload, ...]}`.
@@ -343,7 +352,7 @@ class OutboxRelay:
             parent=traces[0] if traces else None,
             root=True,
             bind_logs=True,
-            # The other rows' traces: each shows this delivery, and this span each of them.
+            # The other rows' traces, so that the delivery of each event can be found.
             links=traces[1:],
             attributes={
                 "outbox.source": self.metrics.source,
@@ -353,7 +362,7 @@ class OutboxRelay:
         ) as span:
             for row in rows:
                 row.attempts += 1
-            headers = {"Idempotency-Key": f"outbox-{rows[0].id}-{rows[-1].id}-{len(rows)}"}
+            headers = _headers(f"outbox-{rows[0].id}-{rows[-1].id}-{len(rows)}")
             body = {route.field: [row.payload for row in rows]}
             try:
                 response = await client.post(route.batch_path, json=body, headers=headers)
@@ -405,11 +414,7 @@ class OutboxRelay:
         if client is None:
             self._park(row, f"no client configured for destination {row.destination!r}")
             return 0
-        headers = {"Idempotency-Key": f"outbox-{row.id}"}
-        traceparent = current_traceparent()
-        if traceparent:
-            # A client of our own sends its client span's instead; either continues the trace.
-            headers["traceparent"] = traceparent
+        headers = _headers(f"outbox-{row.id}")
         try:
             response = await client.post(row.path, json=row.payload, headers=headers)
         except httpx.HTTPError as exc:

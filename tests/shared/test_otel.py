@@ -24,7 +24,7 @@ from services.callback.worker import close_worker
 from services.intake.models import IntakeOutbox
 from shared.http import create_http_client
 from shared.jobs import job_deserializer, job_serializer, traced_job
-from shared.outbox import OutboxRelay, enqueue
+from shared.outbox import BatchRoute, OutboxRelay, enqueue
 from shared.service_app import create_service_app
 from shared.settings import CommonSettings
 from shared.telemetry import create_tracer_provider, traces_endpoint, tracing
@@ -353,6 +353,53 @@ async def test_an_outbox_row_carries_the_trace_that_wrote_it_to_the_receiver(
     assert sorted(tp.split("-")[1] for tp in peer_seen["traceparents"]) == sorted(
         [trace_of(webhook), trace_of(webhook), trace_of(fresh)]
     )
+
+
+async def test_a_batch_delivery_continues_the_first_rows_trace_and_links_the_others(
+    spans: InMemorySpanExporter,
+    settings_kwargs: dict[str, Any],
+    sessions: async_sessionmaker[AsyncSession],
+    clean_db: None,
+) -> None:
+    settings = CommonSettings(**settings_kwargs)
+    peer_seen: dict[str, Any] = {}
+    async with live(_peer(settings, peer_seen)) as peer:
+        for call in ("first", "second"):
+            with start_span(f"POST {call}", kind=SpanKind.SERVER, root=True):
+                async with sessions() as session:
+                    await enqueue(
+                        session,
+                        IntakeOutbox,
+                        destination="history",
+                        path="/v1/peer/x",
+                        payload={},
+                        ordering_key=call,
+                    )
+                    await session.commit()
+        client = create_http_client(settings, user_agent="test", base_url=peer.url)
+        relay = OutboxRelay(
+            model=IntakeOutbox,
+            session_factory=sessions,
+            clients={"history": client},
+            batch_routes={
+                "history": BatchRoute("/v1/peer/x", "/v1/peer/batch", "items", max_items=10)
+            },
+        )
+        try:
+            assert await relay.run_once() == 2
+        finally:
+            await client.aclose()
+
+    finished = spans.get_finished_spans()
+    first, second = only(finished, "POST first"), only(finished, "POST second")
+    delivery = only(finished, "outbox.deliver history")
+    assert (trace_of(delivery), parent_of(delivery)) == (trace_of(first), id_of(first))
+    assert [(f"{link.context.trace_id:032x}", f"{link.context.span_id:016x}") for link in
+            delivery.links] == [(trace_of(second), id_of(second))]  # fmt: skip
+    assert delivery.attributes is not None
+    assert delivery.attributes["outbox.batch_size"] == 2
+    [sent] = peer_seen["traceparents"]
+    assert sent.split("-")[1] == trace_of(first), "the receiver continues the first trace"
 
 
 async def test_without_an_exporter_nothing_is_exported_and_the_trace_still_flows(

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db import asyncpg_dsn, create_engine, database_unavailable, driver_connection
 from shared.settings import CommonSettings
@@ -76,61 +77,47 @@ async def _terminate(admin_url: str, pid: int) -> None:
         await conn.close()
 
 
-async def _failure(statement: Callable[[], Awaitable[None]]) -> Exception:
+async def _backend_pid_by_driver(engine: AsyncEngine) -> int:
+    """The hot paths' way: asyncpg's own connection from the pool (`driver_connection`)."""
+    async with driver_connection(engine) as conn:
+        pid: int = await conn.fetchval("SELECT pg_backend_pid()")
+    return pid
+
+
+async def _backend_pid_by_session(engine: AsyncEngine) -> int:
+    """Every other path: a SQLAlchemy connection."""
+    async with engine.connect() as conn:
+        pid: int = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    return pid
+
+
+async def _failure(statement: Awaitable[object]) -> Exception:
     try:
-        await statement()
+        await statement
     except Exception as exc:
         return exc
     raise AssertionError("a statement on a terminated connection succeeded")
 
 
+@pytest.mark.parametrize("backend_pid", [_backend_pid_by_driver, _backend_pid_by_session])
 async def test_a_statement_on_a_terminated_pooled_connection_reads_as_unavailable(
-    database: infra.TestDatabase, proxied_url: str
+    database: infra.TestDatabase,
+    proxied_url: str,
+    backend_pid: Callable[[AsyncEngine], Awaitable[int]],
 ) -> None:
     settings = CommonSettings(database_url=proxied_url, db_pool_size=1, db_max_overflow=0)
     engine = create_engine(settings, application_name="ringback.tests.outage")
     try:
-        async with driver_connection(engine) as conn:
-            pid = await conn.fetchval("SELECT pg_backend_pid()")
+        pid = await backend_pid(engine)
         await _terminate(database.url, pid)
         await asyncio.sleep(HANG_UP_DELAY / 4)  # the notice has arrived; the hang-up has not
 
-        async def select_one() -> None:
-            async with driver_connection(engine) as conn:
-                await conn.fetchval("SELECT 1")
-
-        failure = await _failure(select_one)
+        failure = await _failure(backend_pid(engine))
         # A 503 with Retry-After for the caller, not a 500.
         assert database_unavailable(failure), repr(failure)
 
         # Once the hang-up is through, the pool serves a working connection by itself.
         await asyncio.sleep(HANG_UP_DELAY)
-        async with driver_connection(engine) as conn:
-            assert await conn.fetchval("SELECT pg_backend_pid()") != pid
-    finally:
-        await engine.dispose()
-
-
-async def test_the_session_path_reads_the_same_gap_as_unavailable(
-    database: infra.TestDatabase, proxied_url: str
-) -> None:
-    settings = CommonSettings(database_url=proxied_url, db_pool_size=1, db_max_overflow=0)
-    engine = create_engine(settings, application_name="ringback.tests.outage")
-    try:
-        async with engine.connect() as conn:
-            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
-        await _terminate(database.url, pid)
-        await asyncio.sleep(HANG_UP_DELAY / 4)
-
-        async def select_one() -> None:
-            async with engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-
-        failure = await _failure(select_one)
-        assert database_unavailable(failure), repr(failure)
-
-        await asyncio.sleep(HANG_UP_DELAY)
-        async with engine.connect() as conn:
-            assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+        assert await backend_pid(engine) != pid
     finally:
         await engine.dispose()

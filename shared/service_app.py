@@ -104,6 +104,11 @@ def create_service_app(
         version="0.1.0",
         lifespan=lifespan,
         default_response_class=ORJSONResponse,
+        # FastAPI's own OpenTelemetry instrumentation switches itself on whenever a global
+        # provider exists (`opentelemetry-instrument`, `FASTAPI_OTEL_AUTO_CONFIGURE`). Its
+        # server spans would duplicate ours and record the raw path, where a self-service
+        # token lives; ours (`shared.middleware`) name the route template only.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.registry = registry

@@ -28,10 +28,10 @@ from services.callback import service
 from services.callback.capacity import CapacityPlan, iter_slots, slot_id
 from services.callback.models import Callback, SlotBooking
 from services.callback.settings import CallbackSettings
+from services.cli.migrate import upgrade
 from shared.db import asyncpg_dsn, commit, create_engine, create_session_factory
 from shared.errors import Conflict
 from shared.ids import new_id
-from shared.migrate import upgrade
 
 ATTEMPTS = 1000
 SLOTS = 20

@@ -90,7 +90,7 @@ async def _admin(url: str, statement: str) -> None:
 @contextmanager
 def scratch_database(schemas: Sequence[str] | None = None) -> Iterator[str]:
     """A fresh database migrated to `schemas` (None: all; empty: none), dropped afterwards."""
-    from shared.migrate import upgrade
+    from services.cli.migrate import upgrade
 
     admin = admin_url()
     name = f"ringback_bench_{secrets.token_hex(4)}"
@@ -163,11 +163,11 @@ SERVICES = ("intake", "callback", "history")
 
 def spawn(name: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
     """`ringback serve <service>` / `worker` / `relay`, output to `logs/<name>.log`."""
-    argv = {"worker": ["worker"], "relay": ["relay"]}.get(name, ["serve", name])
+    argv = {"worker": ["worker"], "relay": ["intake-relay"]}.get(name, ["serve", name])
     logs.mkdir(parents=True, exist_ok=True)
     with (logs / f"{name}.log").open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *argv],
+            [sys.executable, "-m", "services.cli.main", *argv],
             env=env,
             cwd=ROOT,
             stdout=log,

@@ -4,7 +4,7 @@
         [--out FILE]
 
 Starts the whole stack as an operator runs it (`ringback serve history|callback|intake`,
-`ringback worker`, `ringback relay`, each a process of its own) on a scratch database and
+`ringback worker`, `ringback intake-relay`, each a process of its own) on a scratch database and
 Redis index, with the generic JSON SMS provider pointed at bench/sms_gateway.py (a process of
 its own that records each SMS's arrival time and recipient). Then:
 

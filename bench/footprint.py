@@ -9,7 +9,7 @@ On a scratch database and Redis index, with the SMS provider pointed at the loop
   spawning `ringback serve <service>` to its `/readyz` answering 200 (polled every 20 ms);
   the process is stopped before the next. The worker and the relay have no readiness endpoint
   and are not timed.
-- `rss_idle_mib`: the whole stack (the three services, `ringback worker`, `ringback relay`)
+- `rss_idle_mib`: the whole stack (the three services, `ringback worker`, `ringback intake-relay`)
   started, left idle a few seconds, then VmRSS from /proc/<pid>/status of each process and its
   descendants (summed, so pages shared with a child would count twice; none fork today).
 - `rss_under_intake_load_mib`: the peak VmRSS of each process, sampled every 0.25 s, while

@@ -51,13 +51,13 @@ from common import admin_url, results_path
 from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from sqlalchemy.engine import make_url
 
+from services.cli.migrate import upgrade
 from services.history.app import create_app
 from services.history.repository import timeline_query
 from services.history.settings import HistorySettings
 from shared.apikeys import create_key
 from shared.db import asyncpg_dsn, create_engine, create_session_factory
 from shared.logging import configure_logging
-from shared.migrate import upgrade
 
 CHANNELS = ["phone", "phone", "phone", "sms", "email", "web", "chat"]
 TYPES = {

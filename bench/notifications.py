@@ -47,8 +47,8 @@ from common import (
 from sms_gateway import GatewayProcess
 from sqlalchemy import func, select
 
+from services.callback.jobs import SEND_NOTIFICATION, ArqNotificationQueue
 from services.callback.models import Callback, Notification
-from services.callback.queue import SEND_NOTIFICATION, ArqNotificationQueue
 from services.callback.settings import CallbackSettings
 from shared.db import create_engine, create_session_factory
 from shared.ids import new_id

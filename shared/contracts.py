@@ -17,32 +17,12 @@ from pydantic import (
 )
 
 from shared.outbox import BatchRoute
+from shared.vocabulary import CallbackStatus, ClosingOutcome, EventType
+from shared.vocabulary import Channel as Channel
+from shared.vocabulary import Direction as Direction
+from shared.vocabulary import Language as Language
 
-Channel = Literal["phone", "sms", "email", "chat", "web", "social", "in_person"]
-Direction = Literal["inbound", "outbound", "internal"]
-Language = Literal["fi", "sv", "en"]
-
-EVENT_TYPES = frozenset(
-    {
-        "missed_call",
-        "call_answered",
-        "contact_request",
-        "callback_created",
-        "callback_merged",
-        "callback_scheduled",
-        "callback_claimed",
-        "callback_attempted",
-        "callback_completed",
-        "callback_failed",
-        "callback_cancelled",
-        "callback_expired",
-        "notification_sent",
-        "notification_failed",
-        "customer_merged",
-        "customer_erased",
-        "note",
-    }
-)
+EVENT_TYPES = frozenset(EventType)
 # Integrations may record their own kinds of event, in a namespace that cannot clash with ours.
 _EXTENSION_TYPE = re.compile(r"^x-[a-z0-9][a-z0-9_.\-]{0,62}$")
 
@@ -53,7 +33,8 @@ def _event_type(value: str) -> str:
     raise ValueError("unknown event type; use one of the documented types or an `x-` prefix")
 
 
-EventType = Annotated[str, AfterValidator(_event_type)]
+# A type as an event may carry it: one of ours, or an integration's own under `x-`.
+EventTypeField = Annotated[str, AfterValidator(_event_type)]
 
 # Times ringback can store and compute with: PostgreSQL and Python agree on this range, and a
 # date outside it is a typo or an attack, never a customer's call.
@@ -132,6 +113,30 @@ EVENTS_BATCH = BatchRoute(
 )
 
 
+class CallbackState(BaseModel):
+    """Where a callback stands: the `data` of every callback lifecycle event, read by history.
+
+    Callback builds it from the row (`services.callback.events.where_it_stands`); history
+    validates it on arrival to show open and closed callbacks. Optional fields are optional
+    because events stored before a field existed lack it.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    status: CallbackStatus
+    due_at: AwareDatetime | None = None
+    sla_deadline: AwareDatetime | None = None
+    # History measures time to reach from here; it survives merges and retries unchanged.
+    first_contact_at: AwareDatetime | None = None
+    agent_id: str | None = None
+    slot_start: AwareDatetime | None = None
+    slot_end: AwareDatetime | None = None
+    contact_count: int | None = None
+    attempts: int | None = None
+    outcome: ClosingOutcome | None = None
+    flag: str | None = None
+
+
 class EventIn(_Strict):
     """One entry on a customer's timeline (history `POST /v1/events`)."""
 
@@ -139,7 +144,7 @@ class EventIn(_Strict):
     occurred_at: Timestamp
     channel: Channel
     direction: Direction
-    type: EventType
+    type: EventTypeField
     customer: CustomerRef
     subject: Ref | None = None
     actor: Ref | None = None
@@ -166,7 +171,7 @@ class CallbackCreate(_Strict):
 
     request_id: Annotated[str, Field(min_length=1, max_length=128)]
     source: Literal["missed_call", "contact_request"]
-    channel: Channel = "phone"
+    channel: Channel = Channel.PHONE
     first_contact_at: Timestamp
     phone: Annotated[str, Field(max_length=32)]
     email: Annotated[EmailStr, Field(max_length=254)] | None = None
@@ -210,7 +215,7 @@ class Acknowledgement(_Strict):
     email: Annotated[EmailStr, Field(max_length=254)]
     name: ShortText | None = None
     language: Language | None = None
-    channel: Channel = "web"
+    channel: Channel = Channel.WEB
     received_at: Timestamp
 
 

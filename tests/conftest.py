@@ -12,10 +12,10 @@ from httpx import ASGITransport, AsyncClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.cli.migrate import upgrade
 from shared.apikeys import create_key
 from shared.db import create_engine, create_session_factory
 from shared.logging import configure_logging
-from shared.migrate import upgrade
 from shared.settings import CommonSettings
 from tests.support.gateways import SmsGateway, SmtpInbox, sms_gateway, smtp_server
 from tests.support.infra import TestDatabase, test_database, test_redis

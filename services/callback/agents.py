@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import booking, events, lifecycle, notify, repository
 from services.callback.capacity import next_business_moment
+from services.callback.jobs import NotificationQueue
 from services.callback.models import Attempt, Callback, Notification
-from services.callback.queue import NotificationQueue
 from services.callback.settings import CallbackSettings
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound

@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import agent_queue, agents, booking, service
+from services.callback import agents, booking, queue_view, service
 from services.callback.capacity import CapacityPlan
-from services.callback.queue import ArqNotificationQueue
+from services.callback.jobs import ArqNotificationQueue
 from services.callback.schemas import (
     AcknowledgementResult,
     AgentIn,
@@ -240,8 +240,8 @@ async def claim(
 )
 async def view_queue(
     session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
-) -> agent_queue.QueueView:
-    return await agent_queue.queue_view(session=session, now=utcnow(), limit=limit)
+) -> queue_view.QueueView:
+    return await queue_view.queue_view(session=session, now=utcnow(), limit=limit)
 
 
 capacity_router = APIRouter(tags=["capacity"], route_class=JsonRoute)

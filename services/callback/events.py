@@ -227,7 +227,7 @@ async def message_result(
     session: AsyncSession, *, message: SentMessage, callback: CustomerRef | None, sent: bool
 ) -> str:
     """`notification_sent` / `notification_failed`: ids and kinds, never the text."""
-    channel: Channel = "sms" if message.channel == "sms" else "email"
+    channel = Channel(message.channel)
     what = f"{message.kind.capitalize()} {'SMS' if channel == 'sms' else 'email'}"
     data = {
         "notification_id": message.notification_id,

@@ -16,8 +16,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import repository
+from services.callback.jobs import NotificationQueue
 from services.callback.models import Callback, Notification
-from services.callback.queue import NotificationQueue
 from services.callback.selfservice import self_service_link
 from services.callback.settings import CallbackSettings
 from services.callback.templates import (

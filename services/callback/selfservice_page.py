@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import HTMLResponse, Response
 
 from services.callback import booking, service
-from services.callback.queue import ArqNotificationQueue
+from services.callback.jobs import ArqNotificationQueue
 from services.callback.schemas import SelfServiceView
 from services.callback.settings import CallbackSettings
 from services.callback.templates import clock_text, date_text

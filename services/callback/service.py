@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import booking, events, lifecycle, notify, repository
 from services.callback.capacity import CapacityPlan, slot_id
+from services.callback.jobs import NotificationQueue
 from services.callback.models import (
     OPEN_STATUSES,
     Callback,
@@ -21,7 +22,6 @@ from services.callback.models import (
     Notification,
     ProcessedRequest,
 )
-from services.callback.queue import NotificationQueue
 from services.callback.schemas import (
     AcknowledgementResult,
     AnsweredCallResult,

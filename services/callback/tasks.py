@@ -23,8 +23,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.callback import agents, events, repository, service
+from services.callback.jobs import ArqNotificationQueue
 from services.callback.models import Callback, Notification
-from services.callback.providers.base import (
+from services.callback.senders.base import (
     EmailSender,
     OutgoingEmail,
     OutgoingSms,
@@ -33,7 +34,6 @@ from services.callback.providers.base import (
     SmsSender,
     TransientSendError,
 )
-from services.callback.queue import ArqNotificationQueue
 from services.callback.settings import CallbackSettings
 from shared.backoff import backoff_seconds
 from shared.db import commit, utcnow

@@ -16,15 +16,15 @@ from arq import Worker, cron, func
 from arq.connections import RedisSettings
 from prometheus_client import start_http_server
 
-from services.callback.models import CallbackOutbox
-from services.callback.providers.factory import build_email_sender, build_sms_sender
-from services.callback.queue import (
+from services.callback.jobs import (
     BOOK_AND_CONFIRM,
     EXPIRE_CALLBACKS,
     RELEASE_LEASES,
     SEND_NOTIFICATION,
     SWEEP_NOTIFICATIONS,
 )
+from services.callback.models import CallbackOutbox
+from services.callback.senders.factory import build_email_sender, build_sms_sender
 from services.callback.settings import CallbackSettings
 from services.callback.tasks import (
     WorkerMetrics,

@@ -24,7 +24,7 @@ from services.history.schemas import (
 )
 from services.history.settings import HistorySettings
 from shared.auth import require_scope
-from shared.contracts import Channel, EventIn, EventType
+from shared.contracts import Channel, EventIn, EventTypeField
 from shared.db import session_dependency
 from shared.errors import Unprocessable
 from shared.jsonutil import ORJSONResponse
@@ -149,7 +149,7 @@ async def get_timeline(
     customer_id: Annotated[str, Path(max_length=64)],
     session: ReadSessionDep,
     channel: Channel | None = None,
-    type_: Annotated[EventType | None, Query(alias="type", max_length=64)] = None,
+    type_: Annotated[EventTypeField | None, Query(alias="type", max_length=64)] = None,
     before: AwareDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from services.history.api import router
-from services.history.console import console_router
+from services.history.console.routes import console_router
 from services.history.erasure import relay_extension
 from services.history.retention import purge_extension
 from services.history.settings import HistorySettings

@@ -16,13 +16,6 @@ from starlette.responses import Response
 
 from services.intake import repository, service
 from services.intake.metrics import IntakeMetrics
-from services.intake.providers import REGISTRY
-from services.intake.providers.base import (
-    NotConfigured,
-    Provider,
-    ProviderRequest,
-    Unauthenticated,
-)
 from services.intake.ratelimit import RateLimiter
 from services.intake.schemas import (
     ContactRequestIn,
@@ -33,6 +26,13 @@ from services.intake.schemas import (
 )
 from services.intake.service import RawRequest
 from services.intake.settings import IntakeSettings
+from services.intake.telephony import REGISTRY
+from services.intake.telephony.base import (
+    NotConfigured,
+    Provider,
+    ProviderRequest,
+    Unauthenticated,
+)
 from shared.apikeys import Principal
 from shared.auth import require_scope
 from shared.contracts import Accepted, ErasureRequest

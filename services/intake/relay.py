@@ -1,4 +1,4 @@
-"""`ringback relay`: forwards intake's outbox to callback and history until stopped.
+"""`ringback intake-relay`: forwards intake's outbox to callback and history until stopped.
 
 Everything it needs to resume is in PostgreSQL: a relay that is restarted (or killed; its
 row locks die with its connection) picks up every undelivered row where the last one stopped.

@@ -14,15 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.intake import repository
 from services.intake.models import CallLeg, Inbound, IntakeOutbox
-from services.intake.providers import REGISTRY
-from services.intake.providers.base import (
-    CallReport,
-    Decision,
-    Delivery,
-    PayloadRejected,
-    Provider,
-    ProviderRequest,
-)
 from services.intake.ratelimit import Limit, RateLimiter
 from services.intake.schemas import (
     ContactRequestIn,
@@ -33,6 +24,15 @@ from services.intake.schemas import (
     ReplayResult,
 )
 from services.intake.settings import IntakeSettings
+from services.intake.telephony import REGISTRY
+from services.intake.telephony.base import (
+    CallReport,
+    Decision,
+    Delivery,
+    PayloadRejected,
+    Provider,
+    ProviderRequest,
+)
 from shared.apikeys import Principal
 from shared.contracts import (
     Accepted,

@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback import service
 from services.callback.app import create_app
+from services.callback.jobs import ArqNotificationQueue
 from services.callback.models import Callback, CallbackOutbox, Notification
-from services.callback.queue import ArqNotificationQueue
 from services.callback.settings import CallbackSettings
 from services.callback.worker import close_worker, create_worker
 from shared.db import commit

@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback.models import CallbackOutbox, Notification
-from services.callback.providers.base import SendResult
+from services.callback.senders.base import SendResult
 from services.callback.settings import CallbackSettings
 from services.callback.tasks import _claim, _record, deliver, state_of, sweep
 from services.callback.worker import worker_settings

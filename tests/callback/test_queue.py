@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback import agents, service
 from services.callback.capacity import CapacityPlan
+from services.callback.jobs import ArqNotificationQueue
 from services.callback.models import Attempt, Callback
-from services.callback.queue import ArqNotificationQueue
 from services.callback.settings import CallbackSettings
 from services.callback.tasks import WorkerState, run_expiry
 from shared.db import commit

@@ -43,7 +43,7 @@ def run_cli(base_env: dict[str, str]) -> RunCli:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "shared.cli",
+            "services.cli.main",
             *args,
             cwd=ROOT,
             env=environment,

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.cli_capacity import CsvError, parse_capacity_csv
+from services.cli.capacity_csv import CsvError, parse_capacity_csv
 from tests.cli.conftest import RunCli
 from tests.support.live import LiveServer
 

@@ -6,7 +6,7 @@ import argparse
 
 import httpx
 
-from shared.cli import build_parser
+from services.cli.main import build_parser
 from tests.cli.conftest import RunCli
 from tests.support.live import LiveServer
 

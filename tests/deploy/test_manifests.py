@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.cli import build_parser
+from services.cli.main import build_parser
 from tests.support.infra import ROOT
 
 DEPLOY = ROOT / "deploy"

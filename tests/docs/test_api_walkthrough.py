@@ -25,7 +25,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback.models import Callback
-from services.intake.providers.standard_webhooks import sign
+from services.intake.telephony.standard_webhooks import sign
 from shared.jsonutil import dumps
 from tests.support.infra import ROOT
 from tests.support.signing import new_secret
@@ -98,7 +98,7 @@ def stack(base_env: dict[str, str], clean_db: None, tmp_path: Path) -> Iterator[
 async def create_key(stack: Stack, *args: str) -> str:
     """`ringback api-key create ... | tail -n 1`, as step 1 does."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "shared.cli", "api-key", "create", *args,
+        sys.executable, "-m", "services.cli.main", "api-key", "create", *args,
         cwd=ROOT, env=stack.env, stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, _ = await process.communicate()

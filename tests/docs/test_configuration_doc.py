@@ -8,9 +8,9 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from services.callback.settings import CallbackSettings
+from services.cli.config_reference import DOC, render_markdown
 from services.history.settings import HistorySettings
 from services.intake.settings import IntakeSettings
-from shared.config_reference import DOC, render_markdown
 from shared.settings import CommonSettings
 
 CLASSES: list[type[BaseSettings]] = [
@@ -54,5 +54,5 @@ def test_the_defaults_in_the_doc_are_the_code_s() -> None:
 def test_the_committed_doc_is_what_the_settings_generate() -> None:
     assert DOC.read_text() == render_markdown(), (
         "docs/configuration.md is out of date: "
-        "run `.venv/bin/python -m shared.config_reference > docs/configuration.md`"
+        "run `.venv/bin/python -m services.cli.config_reference > docs/configuration.md`"
     )

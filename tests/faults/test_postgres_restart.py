@@ -26,8 +26,8 @@ import asyncpg
 import httpx
 import pytest
 
+from services.cli.migrate import upgrade
 from shared.db import asyncpg_dsn
-from shared.migrate import upgrade
 from tests.support.infra import free_port
 from tests.support.owned_postgres import OwnedPostgres, owned_postgres
 from tests.support.signing import body_of, call_event, new_secret, signed_headers

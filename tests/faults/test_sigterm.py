@@ -98,7 +98,7 @@ def _worker_env(base_env: dict[str, str], gateway: SmsGateway, inbox: SmtpInbox)
 def _start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "worker"],
+            [sys.executable, "-m", "services.cli.main", "worker"],
             env=env,
             cwd=ROOT,
             stdout=out,

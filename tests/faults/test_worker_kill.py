@@ -108,7 +108,7 @@ async def api(settings_kwargs: dict[str, Any], clean_db: None) -> AsyncIterator[
 def _start(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "worker"],
+            [sys.executable, "-m", "services.cli.main", "worker"],
             env=env,
             cwd=ROOT,
             stdout=out,

@@ -13,7 +13,7 @@ import pytest
 from httpx import AsyncClient
 
 from services.history.app import create_app
-from services.history.console import CONSOLE_DIR
+from services.history.console.routes import CONSOLE_DIR
 from tests.conftest import serve_asgi
 from tests.history.conftest import history_settings
 

@@ -98,7 +98,7 @@ def twilio_enqueue_action(call_sid: str, result: str, **extra: str) -> dict[str,
 
 
 def cti(event: str, call_id: str, **extra: Any) -> dict[str, Any]:
-    """A generic CTI event; the helpdesk example from PROVIDERS.md by default."""
+    """A generic CTI event; the helpdesk example from docs/providers.md by default."""
     payload: dict[str, Any] = {
         "event": event,
         "from": "0401234567",

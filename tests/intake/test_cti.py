@@ -160,7 +160,7 @@ async def test_form_encoded_events_and_call_id_alias(
 async def test_the_documented_example_with_an_international_number(
     intake: AsyncClient, outbox_rows: Forwards
 ) -> None:
-    # From PROVIDERS.md: a German number without + or 00, as many PBXs send it.
+    # From docs/providers.md: a German number without + or 00, as many PBXs send it.
     example = {
         "event": "hangup",
         "from": "493023125741",

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
 from services.intake.models import Inbound, IntakeOutbox
-from services.intake.providers.twilio import TWIML_EMPTY, compute_signature, url_variants
+from services.intake.telephony.twilio import TWIML_EMPTY, compute_signature, url_variants
 from tests.conftest import serve_asgi
 from tests.intake import payloads as p
 from tests.intake.conftest import PUBLIC_BASE_URL, TWILIO_TOKEN
@@ -145,7 +145,7 @@ async def test_repeated_parameters(intake: AsyncClient, dedupe: bool) -> None:
     for name, value in pairs:
         grouped.setdefault(name, []).append(value)
     url = f"{PUBLIC_BASE_URL}{PATH}"
-    # Twilio's Python SDK counts a repeated identical value once; PROVIDERS.md every time.
+    # Twilio's Python SDK counts a repeated identical value once; docs/providers.md every time.
     signature = (
         RequestValidator(TWILIO_TOKEN).compute_signature(url, MultiDict(grouped))
         if dedupe

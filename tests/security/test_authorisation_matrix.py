@@ -20,7 +20,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from httpx import AsyncClient, Response
 
-from services.intake.providers.twilio import compute_signature
+from services.intake.telephony.twilio import compute_signature
 from shared.apikeys import SCOPES
 from shared.ids import new_id
 from tests.security.conftest import (

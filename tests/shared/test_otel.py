@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.callback.queue import BOOK_AND_CONFIRM, SEND_NOTIFICATION, ArqNotificationQueue
+from services.callback.jobs import BOOK_AND_CONFIRM, SEND_NOTIFICATION, ArqNotificationQueue
 from services.callback.worker import close_worker
 from services.intake.models import IntakeOutbox
 from shared.http import create_http_client
@@ -312,7 +312,7 @@ async def test_an_outbox_row_carries_the_trace_that_wrote_it_to_the_receiver(
             )
             await session.commit()
         clients = {
-            # Our own client, as `ringback relay` has, and a plain one.
+            # Our own client, as `ringback intake-relay` has, and a plain one.
             "history": create_http_client(
                 settings, user_agent="test", base_url=peer.url, peer="history"
             ),

@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 import asyncpg
 import redis
 
+from services.cli.embedded import EmbeddedPostgres, EmbeddedRedis
 from shared.db import asyncpg_dsn
-from shared.embedded import EmbeddedPostgres, EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 EMBEDDED_DIR = ROOT / ".data" / "test"

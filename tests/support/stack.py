@@ -32,12 +32,12 @@ class Stack:
     def start(self, name: str) -> None:
         argv = {
             "worker": ["worker"],
-            "relay": ["relay"],
+            "relay": ["intake-relay"],
         }.get(name, ["serve", name])
         # The child keeps its own copy of the descriptor; ours is closed at once.
         with (self.logs / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", "shared.cli", *argv],
+                [sys.executable, "-m", "services.cli.main", *argv],
                 env=self.env,
                 cwd=ROOT,
                 stdout=log,

@@ -8,7 +8,7 @@ from email.utils import formatdate, parseaddr
 
 import aiosmtplib
 
-from services.callback.providers.base import (
+from services.callback.senders.base import (
     OutgoingEmail,
     PermanentSendError,
     SendResult,

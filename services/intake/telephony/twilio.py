@@ -1,4 +1,4 @@
-"""Twilio Voice status and action callbacks (`POST /v1/webhooks/twilio`, PROVIDERS.md).
+"""Twilio Voice status and action callbacks (`POST /v1/webhooks/twilio`, docs/providers.md).
 
 Twilio answers the inbound leg itself to run TwiML, so the parent call usually ends
 `completed` even when nobody picked up. A missed call shows up as a `<Dial>` action with
@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
 
 from starlette.responses import Response
 
-from services.intake.providers.base import (
+from services.intake.telephony.base import (
     CallReport,
     Decision,
     Delivery,
@@ -104,7 +104,7 @@ def verify(*, token: str, url: str, body: bytes, content_type: str | None, signa
     param_variants: list[Params | None] = [params]
     if params and any(len(set(values)) < len(values) for values in params.values()):
         # A name repeated with the same value: Twilio's Python validator counts it once,
-        # its Node validator (and PROVIDERS.md) every time. Accept either reading.
+        # its Node validator (and docs/providers.md) every time. Accept either reading.
         param_variants.append({name: sorted(set(values)) for name, values in params.items()})
     offered = signature.encode()
     matched = False

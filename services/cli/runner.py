@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from shared.devstate import data_dir, dev_secrets, embedded_postgres, embedded_redis
-from shared.embedded import EmbeddedPostgres, EmbeddedRedis
+from services.cli.devstate import data_dir, dev_secrets, embedded_postgres, embedded_redis
+from services.cli.embedded import EmbeddedPostgres, EmbeddedRedis
 
 GRACE_SECONDS = 20.0
 
@@ -30,13 +30,13 @@ class Child:
 
 
 def _children() -> list[Child]:
-    cli = [sys.executable, "-m", "shared.cli"]
+    cli = [sys.executable, "-m", "services.cli.main"]
     return [
         Child("intake", [*cli, "serve", "intake"]),
         Child("callback", [*cli, "serve", "callback"]),
         Child("history", [*cli, "serve", "history"]),
         Child("worker", [*cli, "worker"]),
-        Child("relay", [*cli, "relay"]),
+        Child("intake-relay", [*cli, "intake-relay"]),
     ]
 
 
@@ -65,7 +65,7 @@ def run_all() -> int:
         env.setdefault("RINGBACK_SINK_DIR", str(data / "outbox"))
         env.setdefault("RINGBACK_ENVIRONMENT", "development")
         _say("applying migrations")
-        migrate = [sys.executable, "-m", "shared.cli", "migrate"]
+        migrate = [sys.executable, "-m", "services.cli.main", "migrate"]
         if asyncio.run(_run_once(migrate, env)) != 0:
             _say("migrations failed; not starting")
             return 1

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from shared.cli_capacity import CsvError, parse_capacity_csv, summarize
+from services.cli.capacity_csv import CsvError, parse_capacity_csv, summarize
 
 _DEFAULT_PORTS = {"intake": 8001, "callback": 8002, "history": 8003}
 

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
 
-from services.intake.providers import standard_webhooks
-from services.intake.providers.base import (
+from services.intake.telephony import standard_webhooks
+from services.intake.telephony.base import (
     CallReport,
     Decision,
     Delivery,

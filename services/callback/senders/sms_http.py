@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from services.callback.providers.base import (
+from services.callback.senders.base import (
     OutgoingSms,
     SendResult,
     TransientSendError,

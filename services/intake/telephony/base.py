@@ -3,7 +3,7 @@
 An adapter is one file: it authenticates the raw request, parses the verified bytes into its
 own event, interprets that event against what earlier events said about the call (the call
 legs), and chooses the body the provider expects back. The service does the rest: storage,
-deduplication, forwards. Registering it is one line in `providers/__init__.py`.
+deduplication, forwards. Registering it is one line in `telephony/__init__.py`.
 """
 
 from __future__ import annotations

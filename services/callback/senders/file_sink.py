@@ -6,8 +6,8 @@ import asyncio
 import os
 from pathlib import Path
 
-from services.callback.providers.base import OutgoingEmail, OutgoingSms, SendResult
-from services.callback.providers.email_smtp import build_message
+from services.callback.senders.base import OutgoingEmail, OutgoingSms, SendResult
+from services.callback.senders.email_smtp import build_message
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

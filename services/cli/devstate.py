@@ -13,7 +13,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from shared.embedded import EmbeddedPostgres, EmbeddedRedis
+from services.cli.embedded import EmbeddedPostgres, EmbeddedRedis
 
 
 def data_dir() -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from services.callback.providers.base import (
+from services.callback.senders.base import (
     OutgoingSms,
     SendResult,
     TransientSendError,

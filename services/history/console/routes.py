@@ -19,7 +19,7 @@ from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Re
 from services.history.settings import HistorySettings
 from shared.errors import NotFound
 
-CONSOLE_DIR = Path(__file__).with_name("console")
+CONSOLE_DIR = Path(__file__).parent
 
 # Explicit types: a module script is refused unless served as JavaScript, whatever the
 # host's mimetypes table says.

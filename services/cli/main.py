@@ -1,4 +1,4 @@
-"""The `ringback` command: run, serve, worker, relay, migrate, api-key, inbound, capacity, demo."""
+"""The `ringback` command: run, serve, worker, intake-relay, migrate, keys, inbound, demo, ..."""
 
 from __future__ import annotations
 
@@ -79,8 +79,8 @@ def cmd_relay(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from shared.devstate import ensure_database_url
-    from shared.migrate import upgrade_all
+    from services.cli.devstate import ensure_database_url
+    from services.cli.migrate import upgrade_all
     from shared.settings import CommonSettings
 
     _log_setup("ringback.migrate")
@@ -96,8 +96,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_api_key(args: argparse.Namespace) -> int:
+    from services.cli.devstate import ensure_database_url
     from shared.apikeys import validate_scopes
-    from shared.devstate import ensure_database_url
 
     if args.action == "create":
         try:
@@ -162,13 +162,13 @@ def cmd_history_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from shared.runner import run_all
+    from services.cli.runner import run_all
 
     return run_all()
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from shared.demo import run_demo
+    from services.cli.demo import run_demo
 
     return run_demo(timeout=args.timeout)
 
@@ -220,7 +220,7 @@ def _admin(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
     """Run a REST-calling command; a failure becomes its message on stderr and exit code."""
 
     def run(args: argparse.Namespace) -> int:
-        from shared.cli_admin import CliFailure
+        from services.cli.admin import CliFailure
 
         try:
             return handler(args)
@@ -232,7 +232,7 @@ def _admin(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from shared import cli_admin
+    from services.cli import admin as cli_admin
 
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -251,13 +251,23 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(handler=handler)
         return p
 
-    add("run", cmd_run, "start every service, the worker and the relay (what `make run` does)")
+    add(
+        "run",
+        cmd_run,
+        "start every service, the worker and the intake relay (what `make run` does)",
+    )
     serve = add("serve", cmd_serve, "serve one API: intake, callback or history")
     serve.add_argument("service", choices=sorted(SERVICES))
     serve.add_argument("--host", default=os.environ.get("RINGBACK_HOST", "127.0.0.1"))
     serve.add_argument("--port", type=int, default=None, help="default: RINGBACK_<SERVICE>_PORT")
     add("worker", cmd_worker, "run callback's arq worker (notifications, sweeper, event relay)")
-    add("relay", cmd_relay, "forward intake's outbox to callback and history")
+    # `relay` was its name before the worker got a relay of its own; kept for old deployments.
+    add(
+        "intake-relay",
+        cmd_relay,
+        "forward intake's outbox to callback and history",
+        aliases=["relay"],
+    )
     add("migrate", cmd_migrate, "apply every component's database migrations")
     add(
         "history-purge",

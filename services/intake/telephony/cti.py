@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from services.intake.providers.base import (
+from services.intake.telephony.base import (
     CallReport,
     Decision,
     Delivery,

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.intake.providers.base import Provider
-from services.intake.providers.cti import CtiProvider
-from services.intake.providers.generic import GenericProvider
-from services.intake.providers.twilio import TwilioProvider
+from services.intake.telephony.base import Provider
+from services.intake.telephony.cti import CtiProvider
+from services.intake.telephony.generic import GenericProvider
+from services.intake.telephony.twilio import TwilioProvider
 
 REGISTRY: dict[str, Provider[Any]] = {
     provider.name: provider

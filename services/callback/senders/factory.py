@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import httpx
 
-from services.callback.providers.base import EmailSender, SmsSender
-from services.callback.providers.email_smtp import SmtpEmailSender
-from services.callback.providers.file_sink import FileEmailSender, FileSmsSender
-from services.callback.providers.sms_http import HttpSmsSender
-from services.callback.providers.sms_twilio import TwilioSmsSender
+from services.callback.senders.base import EmailSender, SmsSender
+from services.callback.senders.email_smtp import SmtpEmailSender
+from services.callback.senders.file_sink import FileEmailSender, FileSmsSender
+from services.callback.senders.sms_http import HttpSmsSender
+from services.callback.senders.sms_twilio import TwilioSmsSender
 from services.callback.settings import CallbackSettings
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from shared.devstate import data_dir, dev_secrets, ensure_database_url, save_dev_value
+from services.cli.devstate import data_dir, dev_secrets, ensure_database_url, save_dev_value
 from shared.jsonutil import dumps
 from shared.settings import CommonSettings
 
@@ -61,7 +61,7 @@ async def _read_key() -> str:
 async def _demo(wait_seconds: float) -> int:
     settings = CommonSettings()
     secret = _secret("RINGBACK_WEBHOOK_SECRETS").split(",")[0].strip()
-    from services.intake.providers.standard_webhooks import sign
+    from services.intake.telephony.standard_webhooks import sign
 
     # A fresh Finnish mobile number each run, so each demo is a new customer.
     local = f"040 {random.randint(100, 999)} {random.randint(1000, 9999)}"

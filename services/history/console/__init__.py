@@ -1,0 +1,1 @@
+"""The agent console: its static files and the routes that serve them."""

@@ -1,0 +1,153 @@
+"""The words every service shares: statuses, outcomes, channels, directions, event types, languages.
+
+Each is a `StrEnum`, so a member *is* its string: it compares equal to what the database and
+the JSON hold, and pydantic and OpenAPI show the allowed values. Spell a status or an outcome
+as a member of these, never as a bare literal; `tests/shared/test_vocabulary.py` greps for
+literals outside this module and the migrations (which freeze the values of their day).
+
+To add a word: add the member here, then a migration if a CHECK constraint lists the values
+(`callback.models` builds its constraints from these enums).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal, get_args
+
+
+class CallbackStatus(StrEnum):
+    """Where a callback is in its life (`services.callback.lifecycle` moves it)."""
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+# A number has at most one callback in these states (callback's partial unique index).
+OPEN_STATUSES: tuple[CallbackStatus, ...] = (
+    CallbackStatus.PENDING,
+    CallbackStatus.SCHEDULED,
+    CallbackStatus.IN_PROGRESS,
+)
+TERMINAL_STATUSES: frozenset[CallbackStatus] = frozenset(CallbackStatus) - frozenset(OPEN_STATUSES)
+
+
+class AttemptOutcome(StrEnum):
+    """What happened when an agent called: what an agent records for one attempt."""
+
+    REACHED = "reached"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    VOICEMAIL = "voicemail"
+    WRONG_NUMBER = "wrong_number"
+    DECLINED = "declined"
+
+
+class ClosingOutcome(StrEnum):
+    """How a closed callback ended (`callbacks.outcome`): an attempt's outcome or what closed it."""
+
+    REACHED = "reached"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    VOICEMAIL = "voicemail"
+    WRONG_NUMBER = "wrong_number"
+    DECLINED = "declined"
+    REACHED_INBOUND = "reached_inbound"
+    ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+    CANCELLED_BY_CUSTOMER = "cancelled_by_customer"
+    CANCELLED_BY_AGENT = "cancelled_by_agent"
+    DO_NOT_CALL = "do_not_call"
+    ERASED = "erased"
+    SLA_BREACHED = "sla_breached"
+
+
+class NotificationStatus(StrEnum):
+    """A message we send: `cancelled` means no longer wanted (a left slot, an erased person)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+# Work still to do: the states the notification sweeper looks at.
+UNFINISHED_NOTIFICATION_STATUSES: tuple[NotificationStatus, ...] = (
+    NotificationStatus.QUEUED,
+    NotificationStatus.SENDING,
+    NotificationStatus.FAILED,
+)
+
+
+class NotificationChannel(StrEnum):
+    """How we send a customer a message."""
+
+    SMS = "sms"
+    EMAIL = "email"
+
+
+class Channel(StrEnum):
+    """The channel a contact came by or went out on, as the contact log records it."""
+
+    PHONE = "phone"
+    SMS = "sms"
+    EMAIL = "email"
+    CHAT = "chat"
+    WEB = "web"
+    SOCIAL = "social"
+    IN_PERSON = "in_person"
+
+
+class Direction(StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+    INTERNAL = "internal"
+
+
+# A language we speak to customers in; every one has a message catalog. A Literal rather than
+# an enum: texts are tables keyed by it, and a literal key type-checks as one.
+Language = Literal["fi", "sv", "en"]
+LANGUAGES: tuple[Language, ...] = get_args(Language)
+
+
+class EventType(StrEnum):
+    """The contact log's own event types; integrations add theirs under an `x-` prefix."""
+
+    MISSED_CALL = "missed_call"
+    CALL_ANSWERED = "call_answered"
+    CONTACT_REQUEST = "contact_request"
+    CALLBACK_CREATED = "callback_created"
+    CALLBACK_MERGED = "callback_merged"
+    CALLBACK_SCHEDULED = "callback_scheduled"
+    CALLBACK_CLAIMED = "callback_claimed"
+    CALLBACK_ATTEMPTED = "callback_attempted"
+    CALLBACK_COMPLETED = "callback_completed"
+    CALLBACK_FAILED = "callback_failed"
+    CALLBACK_CANCELLED = "callback_cancelled"
+    CALLBACK_EXPIRED = "callback_expired"
+    NOTIFICATION_SENT = "notification_sent"
+    NOTIFICATION_FAILED = "notification_failed"
+    CUSTOMER_MERGED = "customer_merged"
+    CUSTOMER_ERASED = "customer_erased"
+    NOTE = "note"
+
+
+class ExtensionEventType(StrEnum):
+    """Callback's own kinds of event, in the `x-` namespace history stores as they come."""
+
+    # A contact from a number on the do-not-call list: recorded, not called.
+    CALLBACK_DECLINED_DNC = "x-callback_declined_dnc"
+    # An email-only contact that got an email acknowledgement.
+    CONTACT_ACKNOWLEDGED = "x-contact_acknowledged"
+
+
+class IdentityKind(StrEnum):
+    """What history knows a customer by."""
+
+    PHONE = "phone"
+    EMAIL = "email"

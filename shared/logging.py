@@ -1,9 +1,15 @@
-"""Structured JSON logs: one line per event, dotted event names, request and trace ids bound."""
+"""Structured logs: JSON lines for machines, coloured readable lines for a person at a terminal.
+
+One event per line, dotted event names, request and trace ids bound, whichever renderer.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Mapping
+from typing import TextIO
 
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
@@ -21,7 +27,9 @@ def configure_logging(*, level: str = "INFO", json: bool = True, process: str = 
         structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
     ]
     renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer()
+        if json
+        else structlog.dev.ConsoleRenderer(colors=wants_colour(sys.stderr))
     )
     structlog.configure(
         processors=[*shared_processors, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -59,3 +67,36 @@ def _add_process(process: str) -> structlog.types.Processor:
         return event_dict
 
     return processor
+
+
+def wants_json(setting: str | None, stream: TextIO | None = None) -> bool:
+    """JSON unless a person reads the lines: `RINGBACK_LOG_JSON` decides when it is set.
+
+    Unset, JSON goes to anything but a terminal (a container's log, a file, a pipe), and
+    readable lines go to a terminal. `ringback run` reads its children's pipes for a person at
+    its own terminal, so it sets `RINGBACK_LOG_JSON=false` for them when it has one.
+    """
+    if setting is not None and setting.strip():
+        return setting.strip().lower() not in {"0", "false", "no", "off"}
+    return not _is_terminal(stream if stream is not None else sys.stderr)
+
+
+def wants_colour(stream: TextIO, *, environ: Mapping[str, str] | None = None) -> bool:
+    """Colours at a terminal, or when `FORCE_COLOR` asks; never when `NO_COLOR` is set.
+
+    Both are common conventions (no-color.org, force-color.org); `ringback run` sets
+    FORCE_COLOR for its children when its own output is a terminal.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("NO_COLOR"):
+        return False
+    if env.get("FORCE_COLOR"):
+        return True
+    return _is_terminal(stream)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or replaced stream
+        return False

@@ -42,7 +42,8 @@ class CommonSettings(BaseSettings):
     default_language: Literal["fi", "sv", "en"] = "fi"
 
     log_level: str = "INFO"
-    log_json: bool = True
+    # Unset: readable lines at a terminal, JSON anywhere else (`shared.logging.wants_json`).
+    log_json: bool | None = None
     body_limit_bytes: int = Field(default=64 * 1024, ge=1024)
     http_timeout_seconds: float = Field(default=5.0, gt=0)
     api_key_cache_seconds: float = Field(default=30.0, ge=0)

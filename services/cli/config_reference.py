@@ -57,7 +57,10 @@ MEANINGS: dict[str, str] = {
     "default_region": "region for numbers written without a country code (`040 ...` is Finnish)",
     "default_language": "language of messages when the customer's is not known",
     "log_level": "log level (`DEBUG`, `INFO`, `WARNING`, ...)",
-    "log_json": "JSON log lines (`true`) or readable ones (`false`)",
+    "log_json": (
+        "JSON log lines (`true`) or readable ones (`false`); unset: readable at a terminal, "
+        "JSON elsewhere"
+    ),
     "body_limit_bytes": "request bodies over this get `413`",
     "http_timeout_seconds": "timeout of outgoing HTTP requests (peers, gateways)",
     "api_key_cache_seconds": "how long a key check is cached: a revoked key stops working "

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
 
-from shared.logging import configure_logging
+from shared.logging import configure_logging, wants_json
 from shared.telemetry import flush_before_signal, tracing
 
 # Each service's app factory and settings class, imported only when that service is chosen.
@@ -32,7 +32,7 @@ def _settings(service: str) -> Any:
 
 def _log_setup(process: str) -> None:
     level = os.environ.get("RINGBACK_LOG_LEVEL", "INFO")
-    json_logs = os.environ.get("RINGBACK_LOG_JSON", "true").lower() not in {"0", "false", "no"}
+    json_logs = wants_json(os.environ.get("RINGBACK_LOG_JSON"), sys.stderr)
     configure_logging(level=level, json=json_logs, process=process)
 
 

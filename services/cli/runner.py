@@ -64,6 +64,10 @@ def run_all() -> int:
             env.setdefault(name, value)
         env.setdefault("RINGBACK_SINK_DIR", str(data / "outbox"))
         env.setdefault("RINGBACK_ENVIRONMENT", "development")
+        if sys.stdout.isatty():
+            # The children write to our pipes, not a terminal; a person reads them through us.
+            env.setdefault("RINGBACK_LOG_JSON", "false")
+            env.setdefault("FORCE_COLOR", "1")
         _say("applying migrations")
         migrate = [sys.executable, "-m", "services.cli.main", "migrate"]
         if asyncio.run(_run_once(migrate, env)) != 0:

@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from shared.db import database_unavailable
 from shared.jsonutil import dumps
+from shared.redaction import route_of
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_BASE = "urn:ringback:problem:"
@@ -180,7 +181,9 @@ async def _on_http(request: Request, exc: Exception) -> Response:
 def _unavailable(request: Request, exc: Exception) -> Response:
     # PostgreSQL restarting or failing over is not a bug: nothing was stored, the caller
     # should retry, and the pool reconnects by itself once the server is back.
-    log.warning("http.database_unavailable", path=request.url.path, error_type=type(exc).__name__)
+    log.warning(
+        "http.database_unavailable", route=route_of(request.scope), error_type=type(exc).__name__
+    )
     return problem_response(
         status=503,
         title="Service Unavailable",
@@ -201,7 +204,9 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     if database_unavailable(exc):
         return _unavailable(request, exc)
     # A 500 is a bug: log it with the trace for us, answer without it for them.
-    log.exception("http.unhandled_error", path=request.url.path, error_type=type(exc).__name__)
+    log.exception(
+        "http.unhandled_error", route=route_of(request.scope), error_type=type(exc).__name__
+    )
     return problem_response(
         status=500,
         title="Internal Server Error",

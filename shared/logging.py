@@ -54,6 +54,10 @@ def configure_logging(*, level: str = "INFO", json: bool = True, process: str = 
     # uvicorn's access log prints full URLs, and query strings may carry phone numbers; our own
     # request log line carries the route template instead.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request's full URL at INFO: a forwarded self-service URL holds the
+    # customer's token, and a provider URL may hold a credential in its query string.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error", "arq"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

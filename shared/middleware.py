@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
 
 import structlog
 from fastapi import HTTPException
@@ -13,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import problem_response
 from shared.metrics import HttpMetrics
+from shared.redaction import route_of
 from shared.tracing import (
     clean_request_id,
     current_request_id,
@@ -33,6 +33,7 @@ def _header(scope: Scope, name: bytes) -> str | None:
             decoded: str = value.decode("latin-1")
             return decoded
     return None
+
 
 
 class RequestContextMiddleware:
@@ -88,8 +89,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route_obj: Any = scope.get("route")
-            route = getattr(route_obj, "path", None) or "unmatched"
+            route = route_of(scope)
             self.metrics.observe(scope["method"], route, status, elapsed)
             if span.is_recording():
                 if route != "unmatched":

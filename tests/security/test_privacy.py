@@ -1,6 +1,7 @@
 """No personal data in Redis or in any process's log, after a whole flow with every process real.
 
-A missed call from a known customer (email and name from the CRM lookup), a contact request,
+A missed call from a known customer (email and name from the CRM lookup), the customer's
+self-service link opened through intake (and a tampered one tried), a contact request,
 a claim with a `no_answer` attempt (the retry SMS) and an erasure; then every key and value of
 the run's Redis database and every log line of every process is searched for the person.
 """
@@ -121,6 +122,7 @@ async def test_no_personal_data_in_redis_or_logs_after_a_whole_flow(
     known = {"email": EMAIL, "name": NAME, "language": "fi"}
     event = call_event(call_id="privacy-1", metadata={"customer": known}, **{"from": PHONES[0]})
     body = body_of(event)
+    tokens: list[str] = []  # the self-service tokens this flow sees: secrets, never logged
     jobs: dict[str, bytes] = {}
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample_jobs(redis_url, jobs, stop))
@@ -131,8 +133,24 @@ async def test_no_personal_data_in_redis_or_logs_after_a_whole_flow(
             headers=signed_headers(SECRET, body),
         )
         assert missed.status_code == 202, missed.text
-        await asyncio.to_thread(gateway.wait_for, 1)
+        (sms,) = await asyncio.to_thread(gateway.wait_for, 1)
         await asyncio.to_thread(inbox.wait_for, 1)
+
+        # The customer opens the link from the SMS through intake's forwarder, as a page and
+        # as JSON, and a stranger tries a token that is one character off.
+        link = re.search(r"/v1/self/([A-Za-z0-9._~-]+)", sms.json()["text"])
+        assert link is not None, sms.json()["text"]
+        token = link.group(1)
+        tokens.append(token)
+        for accept in ("text/html", "application/json"):
+            page = await http.get(
+                f"{stack.url('intake')}/v1/self/{token}", headers={"accept": accept}
+            )
+            assert page.status_code == 200, page.text
+        tampered = token[:-1] + ("A" if token[-1] != "A" else "B")
+        tokens.append(tampered)
+        refused = await http.get(f"{stack.url('intake')}/v1/self/{tampered}")
+        assert refused.status_code == 404
 
         contact = await http.post(
             f"{stack.url('intake')}/v1/contact-requests",
@@ -217,3 +235,6 @@ async def test_no_personal_data_in_redis_or_logs_after_a_whole_flow(
             (n, line[:300]) for n, line in enumerate(text.splitlines()) if found_in(line)
         ]
         assert hits == [], f"personal data in {log.name}: {hits[:5]}"
+        assert len(tokens) == 2
+        leaked = [n for n, line in enumerate(text.splitlines()) if any(t in line for t in tokens)]
+        assert leaked == [], f"a self-service token in {log.name}, lines {leaked[:5]}"

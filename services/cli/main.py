@@ -49,7 +49,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=port,
         log_config=None,
         access_log=False,
-        proxy_headers=True,
+        # Off: uvicorn would trust any X-Forwarded-For from loopback and rewrite the client
+        # address before intake's own rule (RINGBACK_TRUSTED_PROXIES) is asked, so a caller
+        # on the same host could pick a fresh address per request and dodge per-IP limits.
+        # One setting decides whom to trust, and it is ours.
+        proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=20,
     )

@@ -7,10 +7,20 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.secret_policy import refusal, url_password_refusal
+
 Environment = Literal["development", "test", "production"]
 
-# Values a careless deployment might copy from an example file; refused outside development.
-_PLACEHOLDER_SECRETS = {"", "changeme", "change-me", "secret", "example"}
+# Keys we sign or authenticate with: production wants 32 random bytes in each.
+SIGNING_KEYS = frozenset({"internal_api_key", "self_service_secret"})
+# Secrets that hold several values at once (a rotation), each judged alone.
+_LISTS = frozenset({"webhook_secrets"})
+
+
+def _secret_parts(name: str, value: str | None) -> list[str | None]:
+    if value is None or name not in _LISTS:
+        return [value]
+    return [part.strip() for part in value.split(",")] or [value]
 
 
 class CommonSettings(BaseSettings):
@@ -79,11 +89,23 @@ class CommonSettings(BaseSettings):
     def _refuse_placeholders(self) -> CommonSettings:
         if self.environment != "production":
             return self
-        for name in ("internal_api_key", "self_service_secret"):
-            value = getattr(self, name)
-            if value is None or value.get_secret_value().strip().lower() in _PLACEHOLDER_SECRETS:
-                variable = f"RINGBACK_{name.upper()}"
-                raise ValueError(f"{variable} must be set to a real secret in production")
+        problems: list[str] = []
+        # Every secret of every process's settings (this class's subclasses add theirs), so a
+        # new secret field is covered without being listed here.
+        for name in type(self).model_fields:
+            value, signing = getattr(self, name), name in SIGNING_KEYS
+            if not isinstance(value, SecretStr) and not signing:
+                continue  # not a secret, or an optional one left unset: its feature is off
+            plain = value.get_secret_value() if isinstance(value, SecretStr) else None
+            for part in _secret_parts(name, plain):
+                if why := refusal(f"RINGBACK_{name.upper()}", part, signing=signing):
+                    problems.append(why)
+                    break
+        for name in ("database_url", "redis_url"):
+            if why := url_password_refusal(f"RINGBACK_{name.upper()}", getattr(self, name)):
+                problems.append(why)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def require_database_url(self) -> str:

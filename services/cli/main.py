@@ -27,7 +27,27 @@ def _load(path: str) -> Any:
 
 
 def _settings(service: str) -> Any:
-    return _load(SERVICES[service][1])()
+    """The service's settings from the environment, or a plain refusal naming what is wrong.
+
+    pydantic's own message quotes the input, which holds every secret of the environment;
+    an operator gets each problem's variable and reason, never the values.
+    """
+    from pydantic import ValidationError
+
+    from services.cli.admin import CliFailure
+
+    try:
+        return _load(SERVICES[service][1])()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            where = ".".join(str(part) for part in error["loc"])
+            variable = f"RINGBACK_{where.upper()}: " if where else ""
+            message = error["msg"].removeprefix("Value error, ").replace("; ", "\n  ")
+            problems.append(f"  {variable}{message}")
+        raise CliFailure(
+            f"ringback {service}: the configuration is refused:\n" + "\n".join(problems), 2
+        ) from None
 
 
 def _log_setup(process: str) -> None:
@@ -394,9 +414,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from services.cli.admin import CliFailure
+
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
-    return handler(args)
+    try:
+        return handler(args)
+    except CliFailure as exc:  # what the operator must fix, said plainly: no traceback
+        print(str(exc), file=sys.stderr)
+        return exc.code
 
 
 if __name__ == "__main__":

@@ -60,6 +60,22 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
+def key_still_admits(request: Request, *scopes: str) -> Callable[[], Awaitable[bool]]:
+    """For a response that outlives its request (a live stream): does its key still pass?
+
+    The answer comes through the same verifier cache, so asking once per cache period costs
+    at most one lookup per period, and a revoked key is noticed within that period.
+    """
+    verifier: KeyVerifier = request.app.state.key_verifier
+    key = _bearer(request)
+
+    async def still_admits() -> bool:
+        principal = await verifier.verify(key)
+        return principal is not None and principal.has_any(scopes)
+
+    return still_admits
+
+
 def require_scope(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency admitting callers whose key holds any of `scopes` (or `admin`)."""
 

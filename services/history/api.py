@@ -23,7 +23,7 @@ from services.history.schemas import (
     StatsOut,
 )
 from services.history.settings import HistorySettings
-from shared.auth import require_scope
+from shared.auth import key_still_admits, require_scope
 from shared.contracts import Channel, EventIn, EventTypeField
 from shared.db import session_dependency
 from shared.errors import Unprocessable
@@ -53,7 +53,8 @@ async def _read_only(session: SessionDep) -> AsyncSession:
 ReadSessionDep = Annotated[AsyncSession, Depends(_read_only, scope="function")]
 SettingsDep = Annotated[HistorySettings, Depends(_settings)]
 CanWrite = Depends(require_scope("history:write", "internal"))
-CanRead = Depends(require_scope("history:read"))
+READ_SCOPES = ("history:read",)
+CanRead = Depends(require_scope(*READ_SCOPES))
 CanErase = Depends(require_scope("admin"))
 CustomerId = Annotated[str, Path(max_length=64)]
 
@@ -229,6 +230,7 @@ async def stream_events(
         settings=settings,
         customer_id=customer.id,
         after_seq=after,
+        still_admitted=key_still_admits(request, *READ_SCOPES),
     )
     return StreamingResponse(
         body,

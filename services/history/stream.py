@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,16 +167,22 @@ async def stream_events(
     settings: HistorySettings,
     customer_id: str,
     after_seq: int,
+    still_admitted: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[bytes]:
     """The bytes of one SSE stream: replay from the database past `after_seq`, then live.
 
     Subscribed before the first read, so nothing stored between the replay and the first
     wake-up is missed. Per customer, `seq` order is commit order (storing an event holds the
     customer's row lock until commit), so "greater than the last seq sent" skips nothing.
+
+    The key that opened the stream is asked again once per key-cache period; a revoked key's
+    stream ends then, rather than living as long as the connection.
     """
     sub = broadcaster.subscribe(customer_id)
     last = after_seq
     following = customer_id
+    recheck_every = max(1.0, settings.api_key_cache_seconds)
+    recheck_at = time.monotonic() + recheck_every
     try:
         yield f"retry: {int(settings.history_stream_poll_seconds * 1000)}\n\n".encode()
         while True:
@@ -183,6 +190,10 @@ async def stream_events(
             while not sub.queue.empty():
                 sub.queue.get_nowait()
             sub.overflowed = False
+            if time.monotonic() >= recheck_at:
+                if not await still_admitted():
+                    return
+                recheck_at = time.monotonic() + recheck_every
             async with sessions() as session:
                 try:
                     customer = await live_customer(session=session, customer_id=following)
@@ -203,6 +214,7 @@ async def stream_events(
             timeout = settings.history_stream_heartbeat_seconds
             if not broadcaster.listening:
                 timeout = min(timeout, settings.history_stream_poll_seconds)
+            timeout = max(0.0, min(timeout, recheck_at - time.monotonic()))
             try:
                 await asyncio.wait_for(sub.queue.get(), timeout=timeout)
             except TimeoutError:

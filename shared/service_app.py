@@ -5,20 +5,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 import httpx
 import structlog
 from arq.connections import ArqRedis
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from prometheus_client import CollectorRegistry
 from redis.asyncio import ConnectionPool
 from starlette.middleware.cors import CORSMiddleware
-from starlette.responses import Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 
 from shared.auth import KeyVerifier
 from shared.db import create_engine, create_session_factory, ping
-from shared.errors import install_error_handlers
+from shared.errors import NotFound, install_error_handlers
 from shared.http import create_http_client
 from shared.jobs import job_deserializer, job_serializer
 from shared.jsonutil import ORJSONResponse
@@ -109,12 +112,19 @@ def create_service_app(
         # server spans would duplicate ours and record the raw path, where a self-service
         # token lives; ours (`shared.middleware`) name the route template only.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # FastAPI's own /docs page loads Swagger UI from a CDN; ours (`_docs_router`) serves
+        # it from the installed package. Both only where `docs_served()` says.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_served() else None,
     )
     app.state.settings = settings
     app.state.registry = registry
     app.state.service_name = name
     install_error_handlers(app)
     app.include_router(_probe_router(name, peers, settings))
+    if settings.docs_served():
+        app.include_router(_docs_router(f"ringback {name}"))
     for router in routers:
         app.include_router(router)
     # Outermost first: the request id must exist before a 413 is answered.
@@ -165,6 +175,47 @@ def _probe_router(name: str, peers: Sequence[str], settings: CommonSettings) -> 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics(request: Request) -> Response:
         return Response(render(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+# Swagger UI's files, shipped inside the fastapi-offline package; the only files served.
+_DOCS_ASSETS = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon.png": "image/png",
+}
+
+
+def _docs_router(title: str) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    assets = Path(fastapi_offline.__file__).parent / "static"
+
+    @router.get("/docs")
+    async def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json",
+            title=f"{title} - Swagger UI",
+            oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
+            swagger_js_url=f"{root}/docs/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs/favicon.png",
+        )
+
+    @router.get("/docs/oauth2-redirect")
+    async def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @router.get("/docs/{asset}")
+    async def docs_asset(asset: str) -> Response:
+        if asset not in _DOCS_ASSETS:
+            raise NotFound("No such file of the API documentation.")
+        return FileResponse(
+            assets / asset,
+            media_type=_DOCS_ASSETS[asset],
+            headers={"Cache-Control": "public, max-age=86400"},
+        )
 
     return router
 

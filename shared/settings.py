@@ -51,6 +51,10 @@ class CommonSettings(BaseSettings):
     default_region: str = "FI"
     default_language: Literal["fi", "sv", "en"] = "fi"
 
+    # `/docs` and `/openapi.json`; unset: served outside production, not in it (intake faces
+    # the internet, and its API description is no business of a stranger's).
+    public_docs: bool | None = None
+
     log_level: str = "INFO"
     # Unset: readable lines at a terminal, JSON anywhere else (`shared.logging.wants_json`).
     log_json: bool | None = None
@@ -107,6 +111,12 @@ class CommonSettings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def docs_served(self) -> bool:
+        """Whether `/docs` and `/openapi.json` are served: `public_docs`, else not in production."""
+        if self.public_docs is not None:
+            return self.public_docs
+        return self.environment != "production"
 
     def require_database_url(self) -> str:
         """The configured database URL, or a clear error naming the variable."""

@@ -56,6 +56,10 @@ MEANINGS: dict[str, str] = {
     "site_timezone": "the site's IANA time zone (times in messages, the default plan zone)",
     "default_region": "region for numbers written without a country code (`040 ...` is Finnish)",
     "default_language": "language of messages when the customer's is not known",
+    "public_docs": (
+        "serve `/docs` and `/openapi.json` (Swagger UI from the installed package, no CDN); "
+        "unset: yes outside production, no in production"
+    ),
     "log_level": "log level (`DEBUG`, `INFO`, `WARNING`, ...)",
     "log_json": (
         "JSON log lines (`true`) or readable ones (`false`); unset: readable at a terminal, "

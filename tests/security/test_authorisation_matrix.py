@@ -42,7 +42,7 @@ EXEMPT: dict[str, str] = {
     "/openapi.json": "the published API description",
     "/docs": "the published API description",
     "/docs/oauth2-redirect": "part of the Swagger UI",
-    "/redoc": "the published API description",
+    "/docs/{asset}": "Swagger UI's script and stylesheet, from the installed package",
     "/v1/webhooks/generic": "Standard Webhooks signature instead (matrix below)",
     "/v1/webhooks/twilio": "X-Twilio-Signature instead (matrix below)",
     "/v1/webhooks/cti/{token}": "the CTI token in the path instead (matrix below)",

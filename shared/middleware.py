@@ -35,7 +35,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-
 class RequestContextMiddleware:
     """Binds X-Request-ID and the W3C trace to logs, echoes the id, measures the request.
 

@@ -2,7 +2,7 @@
 
 Run: `.venv/bin/python bench/booking.py [--attempts 1000] [--out FILE]` (PostgreSQL from
 RINGBACK_BENCH_DATABASE_URL, default the local server). Creates a scratch database, migrates
-it, books through the service function (`service.book`, one session and transaction per
+it, books through the service function (`booking.book`, one session and transaction per
 attempt, as the API does), checks the booking invariant in the database, prints the figures
 and writes `bench/results/booking.json` (or `--out`). Notifications the bookings would send are
 not enqueued (no Redis): this measures the database.
@@ -24,7 +24,7 @@ from common import admin_url, results_path
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from services.callback import service
+from services.callback import booking
 from services.callback.capacity import CapacityPlan, iter_slots, slot_id
 from services.callback.models import Callback, SlotBooking
 from services.callback.settings import CallbackSettings
@@ -84,7 +84,7 @@ async def run(database_url: str, attempts: int = ATTEMPTS) -> dict[str, Any]:
     slots = list(iter_slots(plan, start, start + timedelta(days=1)))[:SLOTS]
     now = datetime.now(UTC)
     async with sessions() as session:
-        await service.put_capacity(session=session, plan=plan)
+        await booking.put_capacity(session=session, plan=plan)
         session.add_all(
             Callback(
                 id=new_id(),
@@ -116,7 +116,7 @@ async def run(database_url: str, attempts: int = ATTEMPTS) -> dict[str, Any]:
     async def attempt(callback_id: str, slot_ref: str) -> str:
         async with sessions() as session:
             try:
-                await service.book(
+                await booking.book(
                     session=session,
                     settings=settings,
                     callback_id=callback_id,

@@ -1,4 +1,4 @@
-"""Phone numbers: every notation a person types, normalised to E.164."""
+"""Phone numbers: the one rule that turns every notation people and PBXs use into E.164."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import phonenumbers
 
 # What telephony systems put in `From` when the caller hid their number.
 _WITHHELD = {"", "anonymous", "restricted", "private", "unknown", "unavailable", "withheld"}
+
+# Shorter digit strings are local extensions or service numbers, never a country code and a
+# subscriber number, so they are not read as international.
+_MIN_BARE_INTERNATIONAL_DIGITS = 8
 
 
 def is_withheld(raw: str | None) -> bool:
@@ -17,16 +21,31 @@ def is_withheld(raw: str | None) -> bool:
 
 
 def normalize(raw: str | None, region: str = "FI") -> str | None:
-    """E.164 form of `raw`, or None when it is withheld or not a possible number.
+    """E.164 form of `raw`, or None when it is withheld or not a valid number.
 
     `040 123 4567`, `+358 40 1234567`, `0401234567`, `040/1234567` and `00358401234567`
-    all give `+358401234567`.
+    all give `+358401234567`. Bare digits that are no national number of `region` are tried
+    as international, since PBXs often send `493023125741` for `+49 30 23125741`.
+    Every service (intake's callers, callback's customers, history's searches) uses this
+    rule, so a number stored by one is found by the others.
     """
     if raw is None or is_withheld(raw) or len(raw) > 64:
         return None
     candidate = raw.strip()
     if candidate.startswith("00"):
         candidate = "+" + candidate[2:]
+    phone = _e164(candidate, region)
+    if (
+        phone is None
+        and candidate.isdigit()
+        and not candidate.startswith("0")
+        and len(candidate) >= _MIN_BARE_INTERNATIONAL_DIGITS
+    ):
+        phone = _e164("+" + candidate, region)
+    return phone
+
+
+def _e164(candidate: str, region: str) -> str | None:
     try:
         parsed = phonenumbers.parse(candidate, region.upper())
     except phonenumbers.NumberParseException:

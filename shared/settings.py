@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.secret_policy import refusal, url_password_refusal
+from shared.vocabulary import Language
 
 Environment = Literal["development", "test", "production"]
 
@@ -49,7 +50,10 @@ class CommonSettings(BaseSettings):
 
     site_timezone: str = "Europe/Helsinki"
     default_region: str = "FI"
-    default_language: Literal["fi", "sv", "en"] = "fi"
+    default_language: Language = "fi"
+    # Destination countries we send SMS to at all (against SMS-pumping fraud): intake tells
+    # callback which contacts may get one, callback checks again before it sends.
+    sms_allowed_regions: Annotated[frozenset[str], NoDecode] = frozenset({"FI", "SE", "EE"})
 
     # `/docs` and `/openapi.json`; unset: served outside production, not in it (intake faces
     # the internet, and its API description is no business of a stranger's).
@@ -74,6 +78,15 @@ class CommonSettings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = Field(default=None, pattern=r"^(https?://.*)?$")
     # Share of new traces kept; a trace that arrives sampled (or not) keeps its caller's choice.
     otel_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    @field_validator("sms_allowed_regions", mode="before")
+    @classmethod
+    def _split_regions(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple | set | frozenset):
+            return frozenset(str(v).strip().upper() for v in value if str(v).strip())
+        return value
 
     @model_validator(mode="after")
     def _fill_peer_urls(self) -> CommonSettings:

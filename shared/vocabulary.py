@@ -111,7 +111,7 @@ class Direction(StrEnum):
 
 # A language we speak to customers in; every one has a message catalog. A Literal rather than
 # an enum: texts are tables keyed by it, and a literal key type-checks as one.
-Language = Literal["fi", "sv", "en"]
+Language = Literal["fi", "sv", "en", "et"]
 LANGUAGES: tuple[Language, ...] = get_args(Language)
 
 
@@ -151,3 +151,17 @@ class IdentityKind(StrEnum):
 
     PHONE = "phone"
     EMAIL = "email"
+
+
+class InboundStatus(StrEnum):
+    """What intake made of a request it kept (`intake.inbound.status`)."""
+
+    # Forwarded to callback for a callback.
+    ACCEPTED = "accepted"
+    # Kept and put on the timeline, nothing to call back (answered, withheld, email only).
+    RECORDED = "recorded"
+    # The same call or request again: the answer names the first one.
+    DUPLICATE = "duplicate"
+    # Authentic but unusable, kept for an operator; `replayed` once parsed again.
+    REJECTED = "rejected"
+    REPLAYED = "replayed"

@@ -13,16 +13,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.callback import booking, events, lifecycle, notify, repository
 from services.callback.capacity import next_business_moment
 from services.callback.jobs import NotificationQueue
-from services.callback.models import Attempt, Callback, Notification
+from services.callback.models import Attempt, Callback
 from services.callback.settings import CallbackSettings
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound
+from shared.vocabulary import AttemptOutcome, CallbackStatus, ClosingOutcome, EventType
 
 log = structlog.get_logger("ringback.callback")
 
 # Outcomes that call for another try, and those that end the callback at once.
-RETRY_OUTCOMES = frozenset({"no_answer", "busy", "voicemail"})
-FINAL_FAILURES = frozenset({"wrong_number", "declined"})
+RETRY_OUTCOMES = frozenset(
+    {AttemptOutcome.NO_ANSWER, AttemptOutcome.BUSY, AttemptOutcome.VOICEMAIL}
+)
+FINAL_FAILURES = frozenset({AttemptOutcome.WRONG_NUMBER, AttemptOutcome.DECLINED})
 
 
 def _agent(agent_id: str) -> dict[str, Any]:
@@ -41,17 +44,17 @@ async def claim_next(
     callback = await repository.claim_next(session, now=now)
     if callback is None:
         return None
-    previous_agent = callback.agent_id if callback.status == "in_progress" else None
+    previous_agent = callback.agent_id if callback.status == CallbackStatus.IN_PROGRESS else None
     if previous_agent is not None:
         # The last agent's lease ran out: the callback goes back to the queue first, on record.
         await _return_to_queue(session, callback, now=now)
-    lifecycle.check(callback, "in_progress")
+    lifecycle.check(callback, CallbackStatus.IN_PROGRESS)
     callback.agent_id = agent_id
     callback.lease_expires_at = now + timedelta(minutes=settings.claim_lease_minutes)
     await lifecycle.transition(
         session,
         callback,
-        "in_progress",
+        CallbackStatus.IN_PROGRESS,
         now=now,
         summary=f"Claimed by agent {agent_id}",
         actor=_agent(agent_id),
@@ -62,7 +65,7 @@ async def claim_next(
 
 
 async def _return_to_queue(session: AsyncSession, callback: Callback, *, now: datetime) -> None:
-    target = "scheduled" if callback.slot_start is not None else "pending"
+    target = CallbackStatus.SCHEDULED if callback.slot_start is not None else CallbackStatus.PENDING
     agent = callback.agent_id
     await lifecycle.transition(
         session,
@@ -78,7 +81,7 @@ async def _claimed_by(session: AsyncSession, callback_id: str, agent_id: str) ->
     callback = await repository.lock_callback(session, callback_id)
     if callback is None:
         raise NotFound("No callback has this id.")
-    if callback.status != "in_progress" or callback.agent_id != agent_id:
+    if callback.status != CallbackStatus.IN_PROGRESS or callback.agent_id != agent_id:
         raise Conflict(
             "Only the agent holding the claim on this callback may do this.",
             slug="not-claimant",
@@ -111,7 +114,9 @@ def retry_delay(settings: CallbackSettings, tries_done: int) -> timedelta:
 
 
 @dataclass(frozen=True, slots=True)
-class AttemptOutcome:
+class RecordedAttempt:
+    """A try as recorded, and its callback as the try left it."""
+
     attempt: Attempt
     callback: Callback
 
@@ -122,11 +127,11 @@ async def record_attempt(
     settings: CallbackSettings,
     callback_id: str,
     agent_id: str,
-    outcome: str,
+    outcome: AttemptOutcome,
     note: str | None,
     queue: NotificationQueue,
     now: datetime | None = None,
-) -> AttemptOutcome:
+) -> RecordedAttempt:
     """Record a try and move the callback on: completed, retried later, or failed.
 
     - `reached` completes it;
@@ -152,20 +157,20 @@ async def record_attempt(
     actor = _agent(agent_id)
     plan = await booking.load_plan(session)
     zone = booking.zone_of(plan, settings)
-    rows: list[Notification] = []
-    closing = outcome == "reached" or outcome in FINAL_FAILURES
+    message: notify.Message | None = None
+    closing = outcome == AttemptOutcome.REACHED or outcome in FINAL_FAILURES
     if closing or (outcome in RETRY_OUTCOMES and number >= settings.retry_max_tries):
         # The try is an event of its own, written before the one that closes the callback, so
         # the closing event is the last word on where it stands.
         await _attempted(session, callback, number, outcome, actor)
-    if outcome == "reached":
+    if outcome == AttemptOutcome.REACHED:
         await booking.release_if_ahead(session, callback, now=now)
         await lifecycle.transition(
             session,
             callback,
-            "completed",
+            CallbackStatus.COMPLETED,
             now=now,
-            outcome="reached",
+            outcome=ClosingOutcome.REACHED,
             summary="Completed: the customer was reached",
             actor=actor,
             extra={"attempt": number},
@@ -175,9 +180,9 @@ async def record_attempt(
         await lifecycle.transition(
             session,
             callback,
-            "failed",
+            CallbackStatus.FAILED,
             now=now,
-            outcome=outcome,
+            outcome=ClosingOutcome(outcome),
             summary=f"Failed: {outcome.replace('_', ' ')}",
             actor=actor,
             extra={"attempt": number},
@@ -187,21 +192,15 @@ async def record_attempt(
         await lifecycle.transition(
             session,
             callback,
-            "failed",
+            CallbackStatus.FAILED,
             now=now,
-            outcome="attempts_exhausted",
+            outcome=ClosingOutcome.ATTEMPTS_EXHAUSTED,
             summary=f"Failed: not reached in {number} tries",
             actor=actor,
             extra={"attempt": number, "last_outcome": outcome},
         )
-        rows = await notify.tried(
-            session,
-            settings=settings,
-            callback=callback,
-            attempt=number,
-            next_try=None,
-            now=now,
-            zone=zone,
+        message = notify.tried(
+            settings, callback, attempt=number, next_try=None, now=now, zone=zone
         )
     else:
         next_try = now + retry_delay(settings, number)
@@ -213,23 +212,19 @@ async def record_attempt(
         await lifecycle.transition(
             session,
             callback,
-            "pending",
+            CallbackStatus.PENDING,
             now=now,
-            event_type="callback_attempted",
+            event_type=EventType.CALLBACK_ATTEMPTED,
             summary=f"Not reached ({outcome.replace('_', ' ')}); next try scheduled",
             actor=actor,
             extra={"attempt": number, "attempt_outcome": outcome},
         )
-        rows = await notify.tried(
-            session,
-            settings=settings,
-            callback=callback,
-            attempt=number,
-            next_try=next_try,
-            now=now,
-            zone=zone,
+        message = notify.tried(
+            settings, callback, attempt=number, next_try=next_try, now=now, zone=zone
         )
-    notify.enqueue_after_commit(session, queue, rows)
+    await notify.send(
+        session, queue, settings=settings, callback=callback, messages=[message], now=now
+    )
     await session.flush()
     log.info(
         "callback.attempt.recorded",
@@ -238,16 +233,20 @@ async def record_attempt(
         outcome=outcome,
         status=callback.status,
     )
-    return AttemptOutcome(attempt=attempt, callback=callback)
+    return RecordedAttempt(attempt=attempt, callback=callback)
 
 
 async def _attempted(
-    session: AsyncSession, callback: Callback, number: int, outcome: str, actor: dict[str, Any]
+    session: AsyncSession,
+    callback: Callback,
+    number: int,
+    outcome: AttemptOutcome,
+    actor: dict[str, Any],
 ) -> None:
     await events.callback_changed(
         session,
         callback=callback,
-        type="callback_attempted",
+        type=EventType.CALLBACK_ATTEMPTED,
         summary=f"Try {number}: {outcome.replace('_', ' ')}",
         actor=actor,
         extra={"attempt": number, "attempt_outcome": outcome},
@@ -276,9 +275,9 @@ async def expire_overdue(
         await lifecycle.transition(
             session,
             callback,
-            "expired",
+            CallbackStatus.EXPIRED,
             now=now,
-            outcome="sla_breached",
+            outcome=ClosingOutcome.SLA_BREACHED,
             summary="Expired: not worked before the deadline (SLA breach)",
             extra={"sla_breach": True},
         )

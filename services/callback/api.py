@@ -1,14 +1,29 @@
-"""Callback's REST API: thin routers over `service` and `agents`."""
+"""Callback's REST API: thin routers over the topic modules (creation, booking, agents, ...)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import agents, booking, queue_view, service
+from services.callback import (
+    agents,
+    booking,
+    cancellation,
+    creation,
+    do_not_call,
+    erasure,
+    inbound,
+    inputs,
+    notify,
+    queue_view,
+    reading,
+    selfservice_actions,
+)
 from services.callback.capacity import CapacityPlan
 from services.callback.jobs import ArqNotificationQueue
 from services.callback.schemas import (
@@ -23,7 +38,6 @@ from services.callback.schemas import (
     CallbackDetail,
     CallbackList,
     CallbackOut,
-    CallbackStatus,
     CancelIn,
     DoNotCallOut,
     ErasureResult,
@@ -40,6 +54,7 @@ from shared.contracts import Acknowledgement, AnsweredCall, CallbackCreate, Eras
 from shared.db import session_dependency, utcnow
 from shared.pagination import Cursor, Limit
 from shared.routing import JsonRoute
+from shared.vocabulary import CallbackStatus, NotificationStatus
 
 
 def _settings(request: Request) -> CallbackSettings:
@@ -58,11 +73,43 @@ SettingsDep = Annotated[CallbackSettings, Depends(_settings)]
 QueueDep = Annotated[ArqNotificationQueue, Depends(_queue)]
 CallbackId = Annotated[str, Path(max_length=64)]
 
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """What a changing endpoint works with: the request's session, the settings, the job queue."""
+
+    session: AsyncSession
+    settings: CallbackSettings
+    queue: ArqNotificationQueue
+
+
+def _work(session: SessionDep, settings: SettingsDep, queue: QueueDep) -> Work:
+    return Work(session=session, settings=settings, queue=queue)
+
+
+WorkDep = Annotated[Work, Depends(_work)]
+_AGENT = {"kind": "agent"}
+
 _READ = [Depends(require_scope("callbacks:read", "internal"))]
 _WRITE = [Depends(require_scope("callbacks:write", "internal"))]
 _ADMIN = [Depends(require_scope("admin"))]
 
 router = APIRouter(prefix="/v1/callbacks", tags=["callbacks"], route_class=JsonRoute)
+
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def _changes_callback(
+    path: str, *, summary: str, conflict: str, **route: Any
+) -> Callable[[Endpoint], Endpoint]:
+    """A POST that moves one callback on and answers with it; 409 (`conflict`) when it may not."""
+    return router.post(
+        path,
+        summary=summary,
+        responses={409: {"description": conflict}},
+        dependencies=_WRITE,
+        **route,
+    )
 
 
 @router.post(
@@ -76,14 +123,10 @@ router = APIRouter(prefix="/v1/callbacks", tags=["callbacks"], route_class=JsonR
     dependencies=_WRITE,
 )
 async def create_callback(
-    body: CallbackCreate,
-    response: Response,
-    session: SessionDep,
-    settings: SettingsDep,
-    queue: QueueDep,
+    body: CallbackCreate, response: Response, work: WorkDep
 ) -> CallbackCreated:
-    outcome = await service.create_callback(
-        session=session, settings=settings, data=body, queue=queue
+    outcome = await creation.create_callback(
+        session=work.session, settings=work.settings, data=body, queue=work.queue
     )
     response.status_code = outcome.status_code
     return outcome.result
@@ -100,7 +143,7 @@ async def list_callbacks(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> CallbackList:
-    return await service.list_callbacks(
+    return await reading.list_callbacks(
         session=session,
         settings=settings,
         status=status,
@@ -118,99 +161,80 @@ async def list_callbacks(
     dependencies=_READ,
 )
 async def get_callback(callback_id: CallbackId, session: SessionDep) -> CallbackDetail:
-    return await service.get_callback(session=session, callback_id=callback_id)
+    return await reading.get_callback(session=session, callback_id=callback_id)
 
 
-@router.post(
+@_changes_callback(
     "/{callback_id}/book",
     summary="Book (or rebook) the callback into a slot; the old seat is given back",
-    responses={409: {"description": "Slot full, or the callback is closed"}},
-    dependencies=_WRITE,
+    conflict="Slot full, or the callback is closed",
 )
-async def book_callback(
-    callback_id: CallbackId,
-    body: BookIn,
-    session: SessionDep,
-    settings: SettingsDep,
-    queue: QueueDep,
-) -> CallbackOut:
-    callback = await service.book(
-        session=session,
-        settings=settings,
+async def book_callback(callback_id: CallbackId, body: BookIn, work: WorkDep) -> CallbackOut:
+    callback = await booking.book(
+        session=work.session,
+        settings=work.settings,
+        queue=work.queue,
         callback_id=callback_id,
         slot_ref_in=body.slot_id,
-        queue=queue,
-        actor={"kind": "agent"},
+        actor=_AGENT,
     )
-    return service.to_out(callback)
+    return reading.to_out(callback)
 
 
-@router.post(
+@_changes_callback(
     "/{callback_id}/cancel",
     summary="Cancel an open callback",
-    responses={409: {"description": "The callback is already closed"}},
-    dependencies=_WRITE,
+    conflict="The callback is already closed",
 )
 async def cancel_callback(
-    callback_id: CallbackId,
-    session: SessionDep,
-    settings: SettingsDep,
-    queue: QueueDep,
-    body: CancelIn | None = None,
+    callback_id: CallbackId, work: WorkDep, body: CancelIn | None = None
 ) -> CallbackOut:
-    callback = await service.cancel(
-        session=session,
-        settings=settings,
+    callback = await cancellation.cancel(
+        session=work.session,
+        settings=work.settings,
+        queue=work.queue,
         callback_id=callback_id,
-        queue=queue,
         by="agent",
         notify_customer=body.notify if body else True,
-        actor={"kind": "agent"},
+        actor=_AGENT,
     )
-    return service.to_out(callback)
+    return reading.to_out(callback)
 
 
-@router.post(
+@_changes_callback(
     "/{callback_id}/lease",
     summary="Renew the claim on a callback",
-    responses={409: {"description": "This agent does not hold the claim"}},
-    dependencies=_WRITE,
+    conflict="This agent does not hold the claim",
 )
-async def renew_lease(
-    callback_id: CallbackId, body: AgentIn, session: SessionDep, settings: SettingsDep
-) -> CallbackOut:
+async def renew_lease(callback_id: CallbackId, body: AgentIn, work: WorkDep) -> CallbackOut:
     callback = await agents.renew_lease(
-        session=session, settings=settings, callback_id=callback_id, agent_id=body.agent_id
+        session=work.session,
+        settings=work.settings,
+        callback_id=callback_id,
+        agent_id=body.agent_id,
     )
-    return service.to_out(callback)
+    return reading.to_out(callback)
 
 
-@router.post(
+@_changes_callback(
     "/{callback_id}/attempts",
-    status_code=201,
     summary="Record a try to reach the customer",
-    responses={409: {"description": "This agent does not hold the claim"}},
-    dependencies=_WRITE,
+    conflict="This agent does not hold the claim",
+    status_code=201,
 )
-async def record_attempt(
-    callback_id: CallbackId,
-    body: AttemptIn,
-    session: SessionDep,
-    settings: SettingsDep,
-    queue: QueueDep,
-) -> AttemptResult:
+async def record_attempt(callback_id: CallbackId, body: AttemptIn, work: WorkDep) -> AttemptResult:
     result = await agents.record_attempt(
-        session=session,
-        settings=settings,
+        session=work.session,
+        settings=work.settings,
+        queue=work.queue,
         callback_id=callback_id,
         agent_id=body.agent_id,
         outcome=body.outcome,
         note=body.note,
-        queue=queue,
     )
     return AttemptResult(
         attempt=AttemptOut.model_validate(result.attempt),
-        callback=service.to_out(result.callback),
+        callback=reading.to_out(result.callback),
     )
 
 
@@ -230,7 +254,7 @@ async def claim(
     callback = await agents.claim_next(session=session, settings=settings, agent_id=body.agent_id)
     if callback is None:
         return Response(status_code=204)
-    return service.to_out(callback)
+    return reading.to_out(callback)
 
 
 @queue_router.get(
@@ -249,7 +273,7 @@ capacity_router = APIRouter(tags=["capacity"], route_class=JsonRoute)
 
 @capacity_router.put("/v1/capacity", summary="Replace the capacity plan", dependencies=_ADMIN)
 async def put_capacity(body: CapacityPlan, session: SessionDep) -> CapacityPlan:
-    return await service.put_capacity(session=session, plan=body)
+    return await booking.put_capacity(session=session, plan=body)
 
 
 @capacity_router.get(
@@ -258,11 +282,7 @@ async def put_capacity(body: CapacityPlan, session: SessionDep) -> CapacityPlan:
     dependencies=[Depends(require_scope("callbacks:read", "internal"))],
 )
 async def get_capacity(session: SessionDep) -> CapacityPlan:
-    return await service.get_capacity(session=session)
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return await booking.get_capacity(session=session)
 
 
 @capacity_router.get(
@@ -280,8 +300,8 @@ async def list_slots(
     return await booking.list_slots(
         session=session,
         settings=settings,
-        start=_utc(start),
-        end=_utc(end),
+        start=inputs.aware(start),
+        end=inputs.aware(end),
         now=utcnow(),
         language=language or settings.default_language,
     )
@@ -298,7 +318,7 @@ inbound_router = APIRouter(tags=["inbound"], route_class=JsonRoute)
 async def answered_call(
     body: AnsweredCall, session: SessionDep, settings: SettingsDep
 ) -> AnsweredCallResult:
-    return await service.answered_call(session=session, settings=settings, data=body)
+    return await inbound.answered_call(session=session, settings=settings, data=body)
 
 
 @inbound_router.post(
@@ -309,14 +329,10 @@ async def answered_call(
     dependencies=_WRITE,
 )
 async def acknowledge(
-    body: Acknowledgement,
-    response: Response,
-    session: SessionDep,
-    settings: SettingsDep,
-    queue: QueueDep,
+    body: Acknowledgement, response: Response, work: WorkDep
 ) -> AcknowledgementResult:
-    created, result = await service.acknowledge(
-        session=session, settings=settings, data=body, queue=queue
+    created, result = await inbound.acknowledge(
+        session=work.session, settings=work.settings, data=body, queue=work.queue
     )
     response.status_code = 202 if created else 200
     return result
@@ -328,7 +344,7 @@ async def acknowledge(
     dependencies=[Depends(require_scope("internal", "admin"))],
 )
 async def erase(body: ErasureRequest, session: SessionDep, settings: SettingsDep) -> ErasureResult:
-    return await service.erase(session=session, settings=settings, data=body)
+    return await erasure.erase(session=session, settings=settings, data=body)
 
 
 admin_router = APIRouter(tags=["admin"], route_class=JsonRoute)
@@ -345,11 +361,8 @@ async def add_dnc(
     response: Response,
     session: SessionDep,
     settings: SettingsDep,
-    queue: QueueDep,
 ) -> DoNotCallOut:
-    created, out = await service.add_do_not_call(
-        session=session, settings=settings, raw_phone=phone, queue=queue
-    )
+    created, out = await do_not_call.add(session=session, settings=settings, raw_phone=phone)
     response.status_code = 201 if created else 200
     return out
 
@@ -363,18 +376,18 @@ async def add_dnc(
 async def remove_dnc(
     phone: Annotated[str, Path(max_length=32)], session: SessionDep, settings: SettingsDep
 ) -> Response:
-    await service.remove_do_not_call(session=session, settings=settings, raw_phone=phone)
+    await do_not_call.remove(session=session, settings=settings, raw_phone=phone)
     return Response(status_code=204)
 
 
 @admin_router.get("/v1/notifications", summary="Notifications by status", dependencies=_ADMIN)
 async def list_notifications(
     session: SessionDep,
-    status: Literal["queued", "sending", "sent", "failed", "dead", "cancelled"] | None = None,
+    status: NotificationStatus | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> NotificationList:
-    return await service.list_notifications(
+    return await reading.list_notifications(
         session=session, status=status, limit=limit, cursor=cursor
     )
 
@@ -386,13 +399,14 @@ async def list_notifications(
     dependencies=_ADMIN,
 )
 async def retry_notification(
-    notification_id: Annotated[str, Path(max_length=64)],
-    session: SessionDep,
-    settings: SettingsDep,
-    queue: QueueDep,
+    notification_id: Annotated[str, Path(max_length=64)], work: WorkDep
 ) -> NotificationOut:
-    return await service.retry_notification(
-        session=session, settings=settings, notification_id=notification_id, queue=queue
+    return await notify.retry(
+        session=work.session,
+        settings=work.settings,
+        notification_id=notification_id,
+        queue=work.queue,
+        now=utcnow(),
     )
 
 
@@ -408,7 +422,7 @@ self_router = APIRouter(prefix="/v1/self", tags=["self-service"], route_class=Se
 async def self_view(
     token: Annotated[str, Path(max_length=512)], session: SessionDep, settings: SettingsDep
 ) -> SelfServiceView:
-    return await service.self_view(session=session, settings=settings, token=token)
+    return await selfservice_actions.self_view(session=session, settings=settings, token=token)
 
 
 @self_router.post(
@@ -419,17 +433,15 @@ async def self_view(
 async def self_act(
     token: Annotated[str, Path(max_length=512)],
     body: SelfServiceAction,
-    session: SessionDep,
-    settings: SettingsDep,
-    queue: QueueDep,
+    work: WorkDep,
 ) -> SelfServiceView:
-    return await service.self_act(
-        session=session,
-        settings=settings,
+    return await selfservice_actions.self_act(
+        session=work.session,
+        settings=work.settings,
         token=token,
         action=body.action,
         slot_id_in=body.slot_id,
-        queue=queue,
+        queue=work.queue,
     )
 
 

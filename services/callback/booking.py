@@ -1,4 +1,4 @@
-"""Slots and seats: what capacity is left, and taking or giving back a callback's one seat.
+"""Slots and seats: the capacity plan, what is left, and booking a callback into its one seat.
 
 Locks are always taken in one order, the callback row first and then slot rows by start time,
 so two rebookings that cross never deadlock.
@@ -7,19 +7,41 @@ so two rebookings that cross never deadlock.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import structlog
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import repository
+from services.callback import inputs, lifecycle, notify, repository
 from services.callback.capacity import CapacityPlan, Slot, find_slot, iter_slots, parse_slot_id
-from services.callback.models import Callback
+from services.callback.jobs import NotificationQueue
+from services.callback.models import Callback, NotificationKind
 from services.callback.schemas import SlotList, SlotOut
 from services.callback.settings import CallbackSettings
 from services.callback.templates import window_phrase
 from shared.contracts import Language
-from shared.errors import Unprocessable
+from shared.db import utcnow
+from shared.errors import Conflict, NotFound
+from shared.vocabulary import CallbackStatus
+
+log = structlog.get_logger("ringback.callback")
+
+
+async def put_capacity(
+    *, session: AsyncSession, plan: CapacityPlan, now: datetime | None = None
+) -> CapacityPlan:
+    await repository.put_plan(session, plan.model_dump(mode="json"), now or utcnow())
+    log.info("callback.capacity.updated", slot_minutes=plan.slot_minutes, timezone=plan.timezone)
+    return plan
+
+
+async def get_capacity(*, session: AsyncSession) -> CapacityPlan:
+    plan = await load_plan(session)
+    if plan is None:
+        raise NotFound("No capacity plan has been set; PUT /v1/capacity sets one.")
+    return plan
 
 
 async def load_plan(session: AsyncSession) -> CapacityPlan | None:
@@ -37,12 +59,6 @@ def zone_of(plan: CapacityPlan | None, settings: CallbackSettings) -> ZoneInfo:
     return plan.zone if plan is not None else ZoneInfo(settings.site_timezone)
 
 
-def _invalid(loc: list[str | int], msg: str) -> Unprocessable:
-    return Unprocessable(
-        "The request did not pass validation.", extra={"errors": [{"loc": loc, "msg": msg}]}
-    )
-
-
 async def list_slots(
     *,
     session: AsyncSession,
@@ -54,9 +70,9 @@ async def list_slots(
 ) -> SlotList:
     """Every slot with capacity starting in `[start, end)`, with what is booked and left."""
     if end <= start:
-        raise _invalid(["query", "to"], "must be after `from`")
+        raise inputs.invalid(["query", "to"], "must be after `from`")
     if end - start > timedelta(days=settings.slots_max_range_days):
-        raise _invalid(
+        raise inputs.invalid(
             ["query", "to"], f"at most {settings.slots_max_range_days} days after `from`"
         )
     plan = await load_plan(session)
@@ -118,7 +134,7 @@ async def release(session: AsyncSession, callback: Callback, *, now: datetime) -
         return
     await _give_back(session, callback.slot_start, now=now)
     callback.slot_start = callback.slot_end = None
-    await repository.cancel_notifications(session, callback_id=callback.id, kind="reminder")
+    await _cancel_reminders(session, callback)
 
 
 async def release_if_ahead(session: AsyncSession, callback: Callback, *, now: datetime) -> None:
@@ -129,7 +145,13 @@ async def release_if_ahead(session: AsyncSession, callback: Callback, *, now: da
     if callback.slot_start is not None and callback.slot_start > now:
         await release(session, callback, now=now)
     else:
-        await repository.cancel_notifications(session, callback_id=callback.id, kind="reminder")
+        await _cancel_reminders(session, callback)
+
+
+async def _cancel_reminders(session: AsyncSession, callback: Callback) -> None:
+    await repository.cancel_notifications(
+        session, callback_id=callback.id, kinds=(NotificationKind.REMINDER,)
+    )
 
 
 async def _give_back(session: AsyncSession, start: datetime, *, now: datetime) -> None:
@@ -160,3 +182,61 @@ async def book_earliest(
         if await hold(session, callback, slot, now=now):
             return True
     return False
+
+
+async def book(
+    *,
+    session: AsyncSession,
+    settings: CallbackSettings,
+    callback_id: str,
+    slot_ref_in: str,
+    queue: NotificationQueue,
+    actor: dict[str, Any] | None = None,
+    now: datetime | None = None,
+) -> Callback:
+    """(Re)book `callback_id` into a slot: the old seat is given back in the same transaction.
+
+    422 for a slot the plan does not have, 409 when it is full or the callback is closed.
+    """
+    now = now or utcnow()
+    callback = await repository.lock_callback(session, callback_id)
+    if callback is None:
+        raise NotFound("No callback has this id.")
+    lifecycle.check(callback, CallbackStatus.SCHEDULED)
+    plan = await load_plan(session)
+    slot = slot_in(plan, slot_ref_in)
+    if slot is None:
+        raise inputs.invalid(["body", "slot_id"], "no such slot in the capacity plan")
+    if slot.end <= now:
+        raise inputs.invalid(["body", "slot_id"], "that slot is over")
+    if callback.slot_start == slot.start and callback.status == CallbackStatus.SCHEDULED:
+        return callback
+    had_slot = callback.slot_start is not None
+    if not await hold(session, callback, slot, now=now):
+        raise Conflict("That slot is full; choose another.", slug="slot-full")
+    if had_slot:
+        await _cancel_reminders(session, callback)
+    callback.asap = False
+    callback.flag = None
+    callback.due_at = slot.start
+    await lifecycle.transition(
+        session,
+        callback,
+        CallbackStatus.SCHEDULED,
+        now=now,
+        summary="Booked into another slot",
+        actor=actor,
+    )
+    zone = zone_of(plan, settings)
+    await notify.send(
+        session,
+        queue,
+        settings=settings,
+        callback=callback,
+        messages=[
+            notify.rebooked(settings, callback, now=now, zone=zone),
+            notify.reminder(settings, callback, now=now, zone=zone),
+        ],
+        now=now,
+    )
+    return callback

@@ -10,15 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import repository
 from services.callback.models import Callback, CallbackOutbox, Notification
-from shared.contracts import Channel, EventIn
+from shared.contracts import CallbackState, Channel, EventIn
 from shared.db import utcnow
 from shared.ids import new_id
 from shared.outbox import enqueue, row_values
-
-# Contacts from a number on the do-not-call list: recorded, not called (not in EVENT_TYPES).
-DECLINED_DNC = "x-callback_declined_dnc"
-# An email-only contact that got an email acknowledgement.
-ACKNOWLEDGED = "x-contact_acknowledged"
+from shared.vocabulary import (
+    CallbackStatus,
+    ClosingOutcome,
+    Direction,
+    EventType,
+    NotificationChannel,
+)
 
 
 def customer_of(callback: Callback) -> dict[str, Any]:
@@ -51,30 +53,29 @@ class SentMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class CustomerRef:
-    """The callback a message belongs to, as its event names it."""
+class MessageOwner:
+    """The callback a message belongs to and its customer, as the message's event names them."""
 
     callback_id: str
     phone: str
     customer: dict[str, Any]
 
 
-def where_it_stands(callback: Callback) -> dict[str, Any]:
+def where_it_stands(callback: Callback) -> CallbackState:
     """What history needs to show where a callback stands, on every lifecycle event."""
-    return {
-        "status": callback.status,
-        "due_at": callback.due_at.isoformat(),
-        "sla_deadline": callback.sla_deadline.isoformat(),
-        # History measures time to reach from here; it survives merges and retries unchanged.
-        "first_contact_at": callback.first_contact_at.isoformat(),
-        "agent_id": callback.agent_id,
-        "slot_start": callback.slot_start.isoformat() if callback.slot_start else None,
-        "slot_end": callback.slot_end.isoformat() if callback.slot_end else None,
-        "contact_count": callback.contact_count,
-        "attempts": callback.attempt_count,
-        "outcome": callback.outcome,
-        "flag": callback.flag,
-    }
+    return CallbackState(
+        status=CallbackStatus(callback.status),
+        due_at=callback.due_at,
+        sla_deadline=callback.sla_deadline,
+        first_contact_at=callback.first_contact_at,
+        agent_id=callback.agent_id,
+        slot_start=callback.slot_start,
+        slot_end=callback.slot_end,
+        contact_count=callback.contact_count,
+        attempts=callback.attempt_count,
+        outcome=ClosingOutcome(callback.outcome) if callback.outcome is not None else None,
+        flag=callback.flag,
+    )
 
 
 async def emit(
@@ -84,7 +85,7 @@ async def emit(
     ordering_key: str,
     type: str,
     channel: Channel,
-    direction: str,
+    direction: Direction,
     summary: str,
     data: dict[str, Any],
     subject_id: str | None = None,
@@ -130,7 +131,7 @@ def _event(
     customer: dict[str, Any],
     type: str,
     channel: Channel,
-    direction: str,
+    direction: Direction,
     summary: str,
     data: dict[str, Any],
     subject_id: str | None = None,
@@ -159,7 +160,7 @@ async def record(
     callback: Callback,
     type: str,
     channel: Channel,
-    direction: str,
+    direction: Direction,
     summary: str,
     data: dict[str, Any],
     actor: dict[str, Any] | None = None,
@@ -185,7 +186,7 @@ async def callback_changed(
     session: AsyncSession,
     *,
     callback: Callback,
-    type: str,
+    type: EventType,
     summary: str,
     actor: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
@@ -197,9 +198,9 @@ async def callback_changed(
         type=type,
         # Stored from the request's validated `channel`; EventIn checks it again.
         channel=cast(Channel, callback.channel),
-        direction="internal",
+        direction=Direction.INTERNAL,
         summary=summary,
-        data={**where_it_stands(callback), **(extra or {})},
+        data={**where_it_stands(callback).model_dump(mode="json"), **(extra or {})},
         actor=actor,
     )
 
@@ -217,18 +218,19 @@ async def notification_result(
     )
     ref = None
     if callback is not None:
-        ref = CustomerRef(
+        ref = MessageOwner(
             callback_id=callback.id, phone=callback.phone, customer=customer_of(callback)
         )
     return await message_result(session, message=message, callback=ref, sent=sent)
 
 
 async def message_result(
-    session: AsyncSession, *, message: SentMessage, callback: CustomerRef | None, sent: bool
+    session: AsyncSession, *, message: SentMessage, callback: MessageOwner | None, sent: bool
 ) -> str:
     """`notification_sent` / `notification_failed`: ids and kinds, never the text."""
     channel = Channel(message.channel)
-    what = f"{message.kind.capitalize()} {'SMS' if channel == 'sms' else 'email'}"
+    is_sms = message.channel == NotificationChannel.SMS
+    what = f"{message.kind.capitalize()} {'SMS' if is_sms else 'email'}"
     data = {
         "notification_id": message.notification_id,
         "kind": message.kind,
@@ -236,7 +238,7 @@ async def message_result(
         "attempts": message.attempts,
     }
     summary = f"{what} sent" if sent else f"{what} could not be delivered"
-    type_ = "notification_sent" if sent else "notification_failed"
+    type_ = EventType.NOTIFICATION_SENT if sent else EventType.NOTIFICATION_FAILED
     if callback is not None:
         return await emit(
             session,
@@ -244,21 +246,21 @@ async def message_result(
             ordering_key=callback.phone,
             type=type_,
             channel=channel,
-            direction="outbound",
+            direction=Direction.OUTBOUND,
             summary=summary,
             data=data,
             subject_id=callback.callback_id,
             only_row=True,
         )
     # A message that belongs to no callback (an acknowledgement): the recipient identifies.
-    who = {"phone": message.recipient} if channel == "sms" else {"email": message.recipient}
+    who = {"phone": message.recipient} if is_sms else {"email": message.recipient}
     return await emit(
         session,
         customer=who,
         ordering_key=message.recipient,
         type=type_,
         channel=channel,
-        direction="outbound",
+        direction=Direction.OUTBOUND,
         summary=summary,
         data=data,
         only_row=True,

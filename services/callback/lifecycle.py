@@ -20,40 +20,41 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import events
-from services.callback.models import Callback
+from services.callback.models import Callback, moving_status
 from shared.errors import Conflict
+from shared.vocabulary import TERMINAL_STATUSES, CallbackStatus, ClosingOutcome, EventType
 
-TERMINAL = frozenset({"completed", "failed", "cancelled", "expired"})
+_S = CallbackStatus
 
-TRANSITIONS: dict[str, frozenset[str]] = {
-    "pending": frozenset({"scheduled", "in_progress", "completed", "cancelled", "expired"}),
+TRANSITIONS: dict[CallbackStatus, frozenset[CallbackStatus]] = {
+    _S.PENDING: frozenset({_S.SCHEDULED, _S.IN_PROGRESS, _S.COMPLETED, _S.CANCELLED, _S.EXPIRED}),
     # scheduled → scheduled is a rebooking.
-    "scheduled": frozenset({"scheduled", "in_progress", "completed", "cancelled", "expired"}),
+    _S.SCHEDULED: frozenset({_S.SCHEDULED, _S.IN_PROGRESS, _S.COMPLETED, _S.CANCELLED, _S.EXPIRED}),
     # → pending/scheduled: a retry is due later, or the agent's lease ran out.
-    "in_progress": frozenset({"pending", "scheduled", "completed", "failed", "cancelled"}),
-    "completed": frozenset(),
-    "failed": frozenset(),
-    "cancelled": frozenset(),
-    "expired": frozenset(),
+    _S.IN_PROGRESS: frozenset({_S.PENDING, _S.SCHEDULED, _S.COMPLETED, _S.FAILED, _S.CANCELLED}),
+    _S.COMPLETED: frozenset(),
+    _S.FAILED: frozenset(),
+    _S.CANCELLED: frozenset(),
+    _S.EXPIRED: frozenset(),
 }
 
 # The event each target state announces (a retry is `callback_attempted`, chosen by the caller).
-EVENT_FOR: dict[str, str] = {
-    "pending": "callback_scheduled",
-    "scheduled": "callback_scheduled",
-    "in_progress": "callback_claimed",
-    "completed": "callback_completed",
-    "failed": "callback_failed",
-    "cancelled": "callback_cancelled",
-    "expired": "callback_expired",
+EVENT_FOR: dict[CallbackStatus, EventType] = {
+    _S.PENDING: EventType.CALLBACK_SCHEDULED,
+    _S.SCHEDULED: EventType.CALLBACK_SCHEDULED,
+    _S.IN_PROGRESS: EventType.CALLBACK_CLAIMED,
+    _S.COMPLETED: EventType.CALLBACK_COMPLETED,
+    _S.FAILED: EventType.CALLBACK_FAILED,
+    _S.CANCELLED: EventType.CALLBACK_CANCELLED,
+    _S.EXPIRED: EventType.CALLBACK_EXPIRED,
 }
 
 
-def can(current: str, target: str) -> bool:
-    return target in TRANSITIONS.get(current, frozenset())
+def can(current: str, target: CallbackStatus) -> bool:
+    return target in TRANSITIONS.get(CallbackStatus(current), frozenset())
 
 
-def check(callback: Callback, target: str) -> None:
+def check(callback: Callback, target: CallbackStatus) -> None:
     """409 unless `callback` may move to `target`."""
     if not can(callback.status, target):
         raise Conflict(
@@ -65,28 +66,36 @@ def check(callback: Callback, target: str) -> None:
 async def transition(
     session: AsyncSession,
     callback: Callback,
-    target: str,
+    target: CallbackStatus,
     *,
     now: datetime,
     summary: str,
-    event_type: str | None = None,
-    outcome: str | None = None,
+    event_type: EventType | None = None,
+    outcome: ClosingOutcome | None = None,
     actor: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    announce: bool = True,
 ) -> None:
-    """Move `callback` to `target` (409 if the table forbids it) and record the event."""
+    """Move `callback` to `target` (409 if the table forbids it) and record the event.
+
+    The one function that sets a stored callback's status (`Callback` refuses any other).
+    `announce=False` writes no history event: an erasure must not name the person again.
+    """
     check(callback, target)
-    callback.status = target
+    with moving_status():
+        callback.status = target
     callback.updated_at = now
-    if target != "in_progress":
+    if target != CallbackStatus.IN_PROGRESS:
         callback.agent_id = None
         callback.lease_expires_at = None
-    if target in TERMINAL:
+    if target in TERMINAL_STATUSES:
         callback.closed_at = now
         callback.confirm_key = None
         callback.flag = None
         if outcome is not None:
             callback.outcome = outcome
+    if not announce:
+        return
     await events.callback_changed(
         session,
         callback=callback,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -15,47 +19,63 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    inspect,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from shared.db import make_metadata, utcnow
 from shared.ids import new_id
 from shared.outbox import OutboxMixin, outbox_indexes
-
-CALLBACK_STATUSES = (
-    "pending",
-    "scheduled",
-    "in_progress",
-    "completed",
-    "failed",
-    "cancelled",
-    "expired",
-)
-# A number has at most one callback in these states (the partial unique index below).
-OPEN_STATUSES = ("pending", "scheduled", "in_progress")
-# `cancelled`: no longer wanted (a reminder for a slot the customer left, an erased person).
-NOTIFICATION_STATUSES = ("queued", "sending", "sent", "failed", "dead", "cancelled")
-# States the sweeper looks at: work still to do.
-UNFINISHED_NOTIFICATION_STATUSES = ("queued", "sending", "failed")
-CHANNELS = ("sms", "email")
-ATTEMPT_OUTCOMES = ("reached", "no_answer", "busy", "voicemail", "wrong_number", "declined")
-# How a closed callback ended (`callbacks.outcome`): an agent's outcome, or what closed it.
-CLOSING_OUTCOMES = (
-    *ATTEMPT_OUTCOMES,
-    "reached_inbound",
-    "attempts_exhausted",
-    "cancelled_by_customer",
-    "cancelled_by_agent",
-    "do_not_call",
-    "erased",
-    "sla_breached",
+from shared.vocabulary import (
+    OPEN_STATUSES,
+    UNFINISHED_NOTIFICATION_STATUSES,
+    AttemptOutcome,
+    CallbackStatus,
+    NotificationChannel,
+    NotificationStatus,
 )
 
 
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+# What a message is about; with the callback it makes the message's event key (`notify`).
+class NotificationKind(StrEnum):
+    CONFIRMATION = "confirmation"
+    REMINDER = "reminder"
+    TRIED = "tried"
+    CANCELLED = "cancelled"
+    REBOOKED = "rebooked"
+    ACKNOWLEDGEMENT = "acknowledgement"
+
+
+# What an erased person's messages are addressed to from then on (never a real address).
+ERASED_RECIPIENT = "erased"
+
+# A callback waiting for an agent: the queue's index and the claim read these.
+WAITING_STATUSES = (CallbackStatus.PENDING, CallbackStatus.SCHEDULED)
+
+
+def _in(column: str, values: Iterable[str]) -> str:
+    # `str(v)`: a StrEnum member's repr is not its value, and the DB holds the value.
+    return f"{column} IN ({', '.join(repr(str(v)) for v in values)})"
+
+
+def _is(column: str, value: str) -> str:
+    return f"{column} = {str(value)!r}"
+
+
+# Set only while `lifecycle.transition` moves a status: see `Callback._moved_by_lifecycle`.
+_moving_status: ContextVar[bool] = ContextVar("callback_status_moving", default=False)
+
+
+@contextmanager
+def moving_status() -> Iterator[None]:
+    """Let `lifecycle.transition`, and nothing else, set a stored callback's status."""
+    token = _moving_status.set(True)
+    try:
+        yield
+    finally:
+        _moving_status.reset(token)
 
 
 class Base(DeclarativeBase):
@@ -67,7 +87,7 @@ class Callback(Base):
 
     __tablename__ = "callbacks"
     __table_args__ = (
-        CheckConstraint(_in("status", CALLBACK_STATUSES), name="status"),
+        CheckConstraint(_in("status", CallbackStatus), name="status"),
         # The database, not the code, guarantees one open callback per number.
         Index(
             "uq_callbacks_phone_open",
@@ -83,12 +103,12 @@ class Callback(Base):
             "ix_callbacks_queue",
             text("priority DESC"),
             "due_at",
-            postgresql_where=text("status IN ('pending', 'scheduled')"),
+            postgresql_where=text(_in("status", WAITING_STATUSES)),
         ),
         Index(
             "ix_callbacks_lease",
             "lease_expires_at",
-            postgresql_where=text("status = 'in_progress'"),
+            postgresql_where=text(_is("status", CallbackStatus.IN_PROGRESS)),
         ),
         Index(
             "ix_callbacks_confirm_key",
@@ -97,9 +117,13 @@ class Callback(Base):
         ),
         Index("ix_callbacks_slot_start", "slot_start"),
         CheckConstraint("(slot_start IS NULL) = (slot_end IS NULL)", name="slot_pair"),
-        CheckConstraint("status <> 'scheduled' OR slot_start IS NOT NULL", name="scheduled_slot"),
         CheckConstraint(
-            "status <> 'in_progress' OR (agent_id IS NOT NULL AND lease_expires_at IS NOT NULL)",
+            f"status <> {str(CallbackStatus.SCHEDULED)!r} OR slot_start IS NOT NULL",
+            name="scheduled_slot",
+        ),
+        CheckConstraint(
+            f"status <> {str(CallbackStatus.IN_PROGRESS)!r}"
+            " OR (agent_id IS NOT NULL AND lease_expires_at IS NOT NULL)",
             name="in_progress_lease",
         ),
         CheckConstraint("attempt_count >= 0", name="attempt_count"),
@@ -110,7 +134,7 @@ class Callback(Base):
     email: Mapped[str | None] = mapped_column(String(254))
     name: Mapped[str | None] = mapped_column(String(200))
     language: Mapped[str] = mapped_column(String(2))
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16), default=CallbackStatus.PENDING)
     source: Mapped[str] = mapped_column(String(32))
     channel: Mapped[str] = mapped_column(String(16))
     priority: Mapped[int] = mapped_column(Integer, default=0)
@@ -157,6 +181,15 @@ class Callback(Base):
         back_populates="callback", lazy="raise", order_by="Attempt.number"
     )
 
+    @validates("status")
+    def _moved_by_lifecycle(self, _key: str, status: str) -> str:
+        # `lifecycle.transition` is the one place a stored callback's status moves: it checks
+        # the transition table, clears what the new state forbids and writes the history event.
+        # A new row may start where it likes (the create, a test's fixture).
+        if _moving_status.get() or not inspect(self).has_identity:
+            return status
+        raise RuntimeError("a callback's status moves only through lifecycle.transition")
+
 
 class SlotBooking(Base):
     """Seats taken in one slot. The database refuses `booked > capacity`, under any load.
@@ -200,7 +233,7 @@ class Attempt(Base):
     __tablename__ = "attempts"
     __table_args__ = (
         UniqueConstraint("callback_id", "number"),
-        CheckConstraint(_in("outcome", ATTEMPT_OUTCOMES), name="outcome"),
+        CheckConstraint(_in("outcome", AttemptOutcome), name="outcome"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -257,8 +290,8 @@ class Notification(Base):
     __table_args__ = (
         # The same event never yields two messages on one channel.
         UniqueConstraint("event_key", "channel"),
-        CheckConstraint(_in("status", NOTIFICATION_STATUSES), name="status"),
-        CheckConstraint(_in("channel", CHANNELS), name="channel"),
+        CheckConstraint(_in("status", NotificationStatus), name="status"),
+        CheckConstraint(_in("channel", NotificationChannel), name="channel"),
         Index("ix_notifications_callback_id", "callback_id"),
         Index("ix_notifications_status_id", "status", "id"),
         Index(
@@ -275,7 +308,7 @@ class Notification(Base):
     event_key: Mapped[str] = mapped_column(String(255))
     channel: Mapped[str] = mapped_column(String(8))
     provider: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(16), default=NotificationStatus.QUEUED)
     recipient: Mapped[str] = mapped_column(String(254))
     subject: Mapped[str | None] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text)

@@ -4,12 +4,17 @@ Each kind has its event key (`confirmation:<callback>:<request>`, `reminder:<cal
 `tried:<callback>:<attempt>`, `cancelled:<callback>`, `rebooked:<callback>:<booking>`,
 `acknowledgement:<request>`): the unique `(event_key, channel)` makes a second row for the same
 event impossible, so nothing is ever sent twice for one event, whatever runs twice.
+
+A kind is a pure function that renders a `Message`; `send` is the one path that turns messages
+into rows (`_row` builds every row) and has them sent once the transaction commits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal, cast
+from typing import cast
 from zoneinfo import ZoneInfo
 
 import structlog
@@ -17,11 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import repository
 from services.callback.jobs import NotificationQueue
-from services.callback.models import Callback, Notification
+from services.callback.models import ERASED_RECIPIENT, Callback, Notification, NotificationKind
+from services.callback.schemas import NotificationOut
 from services.callback.selfservice import self_service_link
 from services.callback.settings import CallbackSettings
 from services.callback.templates import (
     Confirmation,
+    render_acknowledgement,
     render_cancelled,
     render_confirmation,
     render_rebooked,
@@ -30,73 +37,249 @@ from services.callback.templates import (
 )
 from shared.contracts import Language
 from shared.db import after_commit
+from shared.errors import Conflict, NotFound
 from shared.ids import new_id
 from shared.phone import region_of
+from shared.vocabulary import NotificationChannel, NotificationStatus
 
 log = structlog.get_logger("ringback.callback")
 
-Channels = Literal["both", "sms", "email"]
+_Kind = NotificationKind
+_SMS, _EMAIL = NotificationChannel.SMS, NotificationChannel.EMAIL
+# Messages that stop being true once something other than the customer closes the callback
+# (a do-not-call entry, an answered inbound call).
+UNSENT_AT_CLOSE = (_Kind.CONFIRMATION, _Kind.REMINDER, _Kind.TRIED, _Kind.REBOOKED)
 
 
-def site_zone(settings: CallbackSettings, plan_zone: ZoneInfo | None = None) -> ZoneInfo:
-    return plan_zone or ZoneInfo(settings.site_timezone)
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A rendered message about one callback, and the event it is sent for."""
+
+    kind: NotificationKind
+    event_key: str
+    text: Confirmation
+    # Of these, the ones the customer allows.
+    channels: frozenset[NotificationChannel] = frozenset(NotificationChannel)
+    # None: at once. A reminder waits for its time.
+    send_at: datetime | None = None
 
 
-async def add_messages(
+def _language(callback: Callback) -> Language:
+    return cast(Language, callback.language)
+
+
+def _slot(callback: Callback) -> tuple[datetime, datetime] | None:
+    if callback.slot_start is None or callback.slot_end is None:
+        return None
+    return callback.slot_start, callback.slot_end
+
+
+def confirmation(
+    settings: CallbackSettings,
+    callback: Callback,
+    *,
+    event_key: str,
+    now: datetime,
+    zone: ZoneInfo,
+) -> Message:
+    text = render_confirmation(
+        language=_language(callback),
+        name=callback.name,
+        phone=callback.phone,
+        deadline=callback.sla_deadline,
+        now=now,
+        tz=zone,
+        link=self_service_link(settings, callback.id),
+        slot=_slot(callback),
+    )
+    return Message(_Kind.CONFIRMATION, event_key, text)
+
+
+def reminder(
+    settings: CallbackSettings, callback: Callback, *, now: datetime, zone: ZoneInfo
+) -> Message | None:
+    """The reminder before a booked slot, due `reminder_minutes_before` it starts."""
+    slot = _slot(callback)
+    if settings.reminder_minutes_before <= 0 or slot is None:
+        return None
+    start, end = slot
+    send_at = start - timedelta(minutes=settings.reminder_minutes_before)
+    if send_at <= now:
+        # Booked that close to the slot: the confirmation or notice is the reminder.
+        return None
+    text = render_reminder(
+        language=_language(callback),
+        name=callback.name,
+        start=start,
+        end=end,
+        now=send_at,
+        tz=zone,
+        link=self_service_link(settings, callback.id),
+    )
+    key = f"reminder:{callback.id}:{callback.booking_seq}"
+    return Message(_Kind.REMINDER, key, text, send_at=send_at)
+
+
+def tried(
+    settings: CallbackSettings,
+    callback: Callback,
+    *,
+    attempt: int,
+    next_try: datetime | None,
+    now: datetime,
+    zone: ZoneInfo,
+) -> Message:
+    text = render_tried(
+        language=_language(callback),
+        name=callback.name,
+        next_try=next_try,
+        now=now,
+        tz=zone,
+        link=self_service_link(settings, callback.id),
+    )
+    return Message(_Kind.TRIED, f"tried:{callback.id}:{attempt}", text, frozenset({_SMS}))
+
+
+def cancelled(callback: Callback) -> Message:
+    text = render_cancelled(language=_language(callback), name=callback.name)
+    return Message(_Kind.CANCELLED, f"cancelled:{callback.id}", text)
+
+
+def rebooked(
+    settings: CallbackSettings, callback: Callback, *, now: datetime, zone: ZoneInfo
+) -> Message:
+    slot = _slot(callback)
+    assert slot is not None
+    text = render_rebooked(
+        language=_language(callback),
+        name=callback.name,
+        start=slot[0],
+        end=slot[1],
+        now=now,
+        tz=zone,
+        link=self_service_link(settings, callback.id),
+    )
+    return Message(_Kind.REBOOKED, f"rebooked:{callback.id}:{callback.booking_seq}", text)
+
+
+def _row(
+    settings: CallbackSettings,
+    *,
+    callback_id: str | None,
+    kind: NotificationKind,
+    event_key: str,
+    channel: NotificationChannel,
+    recipient: str,
+    text: Confirmation,
+    send_at: datetime,
+) -> Notification:
+    """A queued message: every notification row is made here."""
+    sms = channel == _SMS
+    return Notification(
+        id=new_id(),
+        callback_id=callback_id,
+        kind=kind,
+        event_key=event_key,
+        channel=channel,
+        provider=settings.sms_provider if sms else settings.email_provider,
+        status=NotificationStatus.QUEUED,
+        recipient=recipient,
+        subject=None if sms else text.email_subject,
+        body=text.sms if sms else text.email_body,
+        attempts=0,
+        max_attempts=settings.notification_max_tries,
+        next_attempt_at=send_at,
+    )
+
+
+async def _rows(
     session: AsyncSession,
     *,
     settings: CallbackSettings,
     callback: Callback,
-    kind: str,
-    event_key: str,
-    text: Confirmation,
+    message: Message,
     now: datetime,
-    channels: Channels = "both",
-    send_at: datetime | None = None,
 ) -> list[Notification]:
-    """Rows for `text` on the channels the customer allows; none if this event has them already."""
-    if await repository.notifications_by_key(session, event_key):
+    """Rows for `message` on the channels the customer allows; none if its event has them."""
+    if await repository.notifications_by_key(session, message.event_key):
         return []
-    common: dict[str, Any] = {
-        "callback_id": callback.id,
-        "kind": kind,
-        "event_key": event_key,
-        "status": "queued",
-        "attempts": 0,
-        "max_attempts": settings.notification_max_tries,
-        "next_attempt_at": send_at or now,
-    }
+
+    def row(channel: NotificationChannel, recipient: str) -> Notification:
+        return _row(
+            settings,
+            callback_id=callback.id,
+            kind=message.kind,
+            event_key=message.event_key,
+            channel=channel,
+            recipient=recipient,
+            text=message.text,
+            send_at=message.send_at or now,
+        )
+
     rows: list[Notification] = []
-    if channels in ("both", "sms") and callback.consent_sms and text.sms:
+    if _SMS in message.channels and callback.consent_sms and message.text.sms:
         if region_of(callback.phone) not in settings.sms_allowed_regions:
             log.info("callback.notification.sms_region_blocked", callback_id=callback.id)
         elif await repository.is_do_not_call(session, callback.phone):
             log.info("callback.notification.sms_do_not_call", callback_id=callback.id)
         else:
-            rows.append(
-                Notification(
-                    id=new_id(),
-                    channel="sms",
-                    provider=settings.sms_provider,
-                    recipient=callback.phone,
-                    body=text.sms,
-                    **common,
-                )
-            )
-    if channels in ("both", "email") and callback.email and callback.consent_email:
-        rows.append(
-            Notification(
-                id=new_id(),
-                channel="email",
-                provider=settings.email_provider,
-                recipient=callback.email,
-                subject=text.email_subject,
-                body=text.email_body,
-                **common,
-            )
-        )
-    session.add_all(rows)
+            rows.append(row(_SMS, callback.phone))
+    if _EMAIL in message.channels and callback.email and callback.consent_email:
+        rows.append(row(_EMAIL, callback.email))
     return rows
+
+
+async def send(
+    session: AsyncSession,
+    queue: NotificationQueue,
+    *,
+    settings: CallbackSettings,
+    callback: Callback,
+    messages: Iterable[Message | None],
+    now: datetime,
+) -> list[Notification]:
+    """Add rows for these messages (a None is a message not owed) and send them after commit."""
+    rows: list[Notification] = []
+    for message in messages:
+        if message is not None:
+            rows += await _rows(
+                session, settings=settings, callback=callback, message=message, now=now
+            )
+    session.add_all(rows)
+    enqueue_after_commit(session, queue, rows)
+    return rows
+
+
+async def acknowledgement(
+    session: AsyncSession,
+    queue: NotificationQueue,
+    *,
+    settings: CallbackSettings,
+    request_id: str,
+    email: str,
+    language: Language,
+    name: str | None,
+    now: datetime,
+) -> Notification:
+    """The one email an email-only contact gets (it belongs to no callback)."""
+    row = _row(
+        settings,
+        callback_id=None,
+        kind=_Kind.ACKNOWLEDGEMENT,
+        event_key=f"acknowledgement:{request_id}",
+        channel=_EMAIL,
+        recipient=email,
+        text=render_acknowledgement(language=language, name=name),
+        send_at=now,
+    )
+    session.add(row)
+    enqueue_after_commit(session, queue, [row])
+    return row
+
+
+async def cancel_unsent(session: AsyncSession, callback_id: str) -> None:
+    """A callback closed by something other than the customer: its pending messages stop."""
+    await repository.cancel_notifications(session, callback_id=callback_id, kinds=UNSENT_AT_CLOSE)
 
 
 def enqueue_after_commit(
@@ -107,8 +290,8 @@ def enqueue_after_commit(
     """Send these rows once the transaction has committed (a reminder waits for its time)."""
     if not rows:
         return
-    now_ids = [r.id for r in rows if r.kind != "reminder"]
-    later = [(r.id, r.next_attempt_at) for r in rows if r.kind == "reminder"]
+    now_ids = [r.id for r in rows if r.kind != _Kind.REMINDER]
+    later = [(r.id, r.next_attempt_at) for r in rows if r.kind == _Kind.REMINDER]
 
     async def enqueue() -> None:
         if now_ids:
@@ -119,155 +302,27 @@ def enqueue_after_commit(
     after_commit(session, enqueue)
 
 
-def _language(callback: Callback) -> Language:
-    return cast(Language, callback.language)
-
-
-async def confirmation(
-    session: AsyncSession,
+async def retry(
     *,
-    settings: CallbackSettings,
-    callback: Callback,
-    event_key: str,
-    now: datetime,
-    zone: ZoneInfo,
-) -> list[Notification]:
-    slot = (
-        (callback.slot_start, callback.slot_end)
-        if callback.slot_start is not None and callback.slot_end is not None
-        else None
-    )
-    text = render_confirmation(
-        language=_language(callback),
-        name=callback.name,
-        phone=callback.phone,
-        deadline=callback.sla_deadline,
-        now=now,
-        tz=zone,
-        link=self_service_link(settings, callback.id),
-        slot=slot,
-    )
-    return await add_messages(
-        session,
-        settings=settings,
-        callback=callback,
-        kind="confirmation",
-        event_key=event_key,
-        text=text,
-        now=now,
-    )
-
-
-async def reminder(
     session: AsyncSession,
-    *,
     settings: CallbackSettings,
-    callback: Callback,
+    notification_id: str,
+    queue: NotificationQueue,
     now: datetime,
-    zone: ZoneInfo,
-) -> list[Notification]:
-    """The reminder before a booked slot, due `reminder_minutes_before` it starts."""
-    if (
-        settings.reminder_minutes_before <= 0
-        or callback.slot_start is None
-        or callback.slot_end is None
-    ):
-        return []
-    send_at = callback.slot_start - timedelta(minutes=settings.reminder_minutes_before)
-    if send_at <= now:
-        # Booked that close to the slot: the confirmation or notice is the reminder.
-        return []
-    text = render_reminder(
-        language=_language(callback),
-        name=callback.name,
-        start=callback.slot_start,
-        end=callback.slot_end,
-        now=send_at,
-        tz=zone,
-        link=self_service_link(settings, callback.id),
-    )
-    return await add_messages(
-        session,
-        settings=settings,
-        callback=callback,
-        kind="reminder",
-        event_key=f"reminder:{callback.id}:{callback.booking_seq}",
-        text=text,
-        now=now,
-        send_at=send_at,
-    )
-
-
-async def tried(
-    session: AsyncSession,
-    *,
-    settings: CallbackSettings,
-    callback: Callback,
-    attempt: int,
-    next_try: datetime | None,
-    now: datetime,
-    zone: ZoneInfo,
-) -> list[Notification]:
-    text = render_tried(
-        language=_language(callback),
-        name=callback.name,
-        next_try=next_try,
-        now=now,
-        tz=zone,
-        link=self_service_link(settings, callback.id),
-    )
-    return await add_messages(
-        session,
-        settings=settings,
-        callback=callback,
-        kind="tried",
-        event_key=f"tried:{callback.id}:{attempt}",
-        text=text,
-        now=now,
-        channels="sms",
-    )
-
-
-async def cancelled(
-    session: AsyncSession, *, settings: CallbackSettings, callback: Callback, now: datetime
-) -> list[Notification]:
-    text = render_cancelled(language=_language(callback), name=callback.name)
-    return await add_messages(
-        session,
-        settings=settings,
-        callback=callback,
-        kind="cancelled",
-        event_key=f"cancelled:{callback.id}",
-        text=text,
-        now=now,
-    )
-
-
-async def rebooked(
-    session: AsyncSession,
-    *,
-    settings: CallbackSettings,
-    callback: Callback,
-    now: datetime,
-    zone: ZoneInfo,
-) -> list[Notification]:
-    assert callback.slot_start is not None
-    assert callback.slot_end is not None
-    text = render_rebooked(
-        language=_language(callback),
-        name=callback.name,
-        start=callback.slot_start,
-        end=callback.slot_end,
-        now=now,
-        tz=zone,
-        link=self_service_link(settings, callback.id),
-    )
-    return await add_messages(
-        session,
-        settings=settings,
-        callback=callback,
-        kind="rebooked",
-        event_key=f"rebooked:{callback.id}:{callback.booking_seq}",
-        text=text,
-        now=now,
-    )
+) -> NotificationOut:
+    """Give a dead (or failing) notification a fresh budget of tries and queue it now."""
+    row = await repository.lock_notification(session, notification_id)
+    if row is None:
+        raise NotFound("No notification has this id.")
+    if row.status not in (NotificationStatus.DEAD, NotificationStatus.FAILED):
+        raise Conflict(
+            f"Only a dead or failed notification can be retried; this one is {row.status}."
+        )
+    if row.recipient == ERASED_RECIPIENT:
+        raise Conflict("This notification's recipient was erased.")
+    row.status = NotificationStatus.QUEUED
+    row.max_attempts = row.attempts + settings.notification_max_tries
+    row.next_attempt_at = now
+    row.updated_at = now
+    enqueue_after_commit(session, queue, [row])
+    return NotificationOut.model_validate(row)

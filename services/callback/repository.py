@@ -1,20 +1,24 @@
-"""All of callback's SQL."""
+"""All of callback's SQL: the ORM reads and writes, and the worker's statements built once.
+
+One condition is declared elsewhere: when a notification may be sent (`send_rule`), because the
+worker's careful path decides the same thing in Python and both must read one declaration.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Row,
     Table,
     and_,
     bindparam,
     case,
     delete,
-    exists,
     func,
     or_,
     select,
@@ -25,9 +29,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
+from services.callback import send_rule
 from services.callback.models import (
-    OPEN_STATUSES,
-    UNFINISHED_NOTIFICATION_STATUSES,
+    ERASED_RECIPIENT,
+    WAITING_STATUSES,
     Attempt,
     Callback,
     CallbackOutbox,
@@ -35,11 +40,18 @@ from services.callback.models import (
     CapacityPlan,
     DoNotCall,
     Notification,
+    NotificationKind,
     ProcessedRequest,
     SlotBooking,
 )
-from shared.db import utcnow
-from shared.outbox import channel_for
+from shared.outbox import add_rows
+from shared.vocabulary import (
+    OPEN_STATUSES,
+    UNFINISHED_NOTIFICATION_STATUSES,
+    CallbackStatus,
+    NotificationChannel,
+    NotificationStatus,
+)
 
 
 def _lock_key(namespace: str, value: str) -> int:
@@ -75,6 +87,11 @@ async def get_callback(
     if with_notifications:
         query = query.options(selectinload(Callback.notifications), selectinload(Callback.attempts))
     return await session.scalar(query)
+
+
+async def find_callback(session: AsyncSession, callback_id: str) -> Callback | None:
+    """By primary key: from the session's identity map when it holds it, else one SELECT."""
+    return await session.get(Callback, callback_id)
 
 
 async def lock_callback(session: AsyncSession, callback_id: str) -> Callback | None:
@@ -166,30 +183,95 @@ async def put_plan(session: AsyncSession, plan: dict[str, Any], now: datetime) -
 # ----------------------------------------------------------------------------- the agent queue
 
 
-async def claim_next(session: AsyncSession, *, now: datetime) -> Callback | None:
-    """The most urgent due callback nobody holds, locked; `SKIP LOCKED` keeps claimers apart.
+def _waiting() -> ColumnElement[bool]:
+    return Callback.status.in_(WAITING_STATUSES)
 
-    Due: waiting with `due_at` passed, or claimed by an agent whose lease has run out.
-    """
+
+def _lapsed(now: datetime) -> ColumnElement[bool]:
+    """Claimed by an agent whose lease has run out: back in the queue for the next claim."""
+    return and_(Callback.status == CallbackStatus.IN_PROGRESS, Callback.lease_expires_at <= now)
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    """Waiting with `due_at` passed, or claimed by an agent whose lease has run out."""
+    return or_(and_(_waiting(), Callback.due_at <= now), _lapsed(now))
+
+
+# The order claims take callbacks in, most urgent first.
+_CLAIM_ORDER = (Callback.priority.desc(), Callback.due_at, Callback.id)
+
+
+async def claim_next(session: AsyncSession, *, now: datetime) -> Callback | None:
+    """The most urgent due callback nobody holds, locked; `SKIP LOCKED` keeps claimers apart."""
     return await session.scalar(
         select(Callback)
-        .where(
-            or_(
-                and_(Callback.status.in_(("pending", "scheduled")), Callback.due_at <= now),
-                and_(Callback.status == "in_progress", Callback.lease_expires_at <= now),
-            )
-        )
-        .order_by(Callback.priority.desc(), Callback.due_at, Callback.id)
+        .where(_claimable(now))
+        .order_by(*_CLAIM_ORDER)
         .limit(1)
         .with_for_update(skip_locked=True)
     )
+
+
+# The last group is the claims being worked: callbacks `in_progress` whose lease still runs.
+QueueGroup = Literal["overdue", "due", "later", CallbackStatus.IN_PROGRESS]
+# The groups the queue view lists (it only counts the claims being worked).
+ListedGroup = Literal["overdue", "due", "later"]
+
+
+def _queue_groups(now: datetime) -> dict[QueueGroup, ColumnElement[bool]]:
+    """The agents' queue view in groups; each open callback falls in one group at most."""
+    unheld = or_(_waiting(), _lapsed(now))
+    within_sla = Callback.sla_deadline > now
+    return {
+        "overdue": and_(unheld, Callback.sla_deadline <= now),
+        "due": and_(_claimable(now), within_sla),
+        "later": and_(_waiting(), Callback.due_at > now, within_sla),
+        CallbackStatus.IN_PROGRESS: and_(
+            Callback.status == CallbackStatus.IN_PROGRESS, Callback.lease_expires_at > now
+        ),
+    }
+
+
+_QUEUE_ORDERS: dict[ListedGroup, Sequence[Any]] = {
+    # Oldest deadline first.
+    "overdue": (Callback.sla_deadline, Callback.id),
+    "due": _CLAIM_ORDER,
+    "later": (Callback.due_at, Callback.id),
+}
+
+
+async def queue_totals(session: AsyncSession, *, now: datetime) -> dict[QueueGroup, int]:
+    """How many open callbacks are in each group of the queue view, in one statement."""
+    groups = _queue_groups(now)
+    totals = (
+        await session.execute(
+            select(*(func.count().filter(cond).label(name) for name, cond in groups.items()))
+            .select_from(Callback)
+            .where(Callback.status.in_(OPEN_STATUSES))
+        )
+    ).one()
+    return {name: int(totals[i]) for i, name in enumerate(groups)}
+
+
+async def queue_group(
+    session: AsyncSession, *, group: ListedGroup, now: datetime, limit: int
+) -> Sequence[Callback]:
+    """The first `limit` callbacks of one group of the queue view, in its order."""
+    return (
+        await session.scalars(
+            select(Callback)
+            .where(Callback.status.in_(OPEN_STATUSES), _queue_groups(now)[group])
+            .order_by(*_QUEUE_ORDERS[group])
+            .limit(limit)
+        )
+    ).all()
 
 
 async def lapsed_leases(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[Callback]:
     return (
         await session.scalars(
             select(Callback)
-            .where(Callback.status == "in_progress", Callback.lease_expires_at <= now)
+            .where(_lapsed(now))
             .order_by(Callback.lease_expires_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -206,7 +288,7 @@ async def past_deadline(session: AsyncSession, *, now: datetime, limit: int) -> 
         await session.scalars(
             select(Callback)
             .where(
-                Callback.status.in_(("pending", "scheduled")),
+                _waiting(),
                 Callback.attempt_count == 0,
                 Callback.sla_deadline <= now,
                 deadline <= now,
@@ -304,13 +386,16 @@ async def erase_notifications(
         update(Notification)
         .where(or_(*conditions))
         .values(
-            recipient="erased",
+            recipient=ERASED_RECIPIENT,
             subject=None,
             body="",
             last_error=None,
             # Nothing left to send to someone who asked to be forgotten.
             status=case(
-                (Notification.status.in_(UNFINISHED_NOTIFICATION_STATUSES), "cancelled"),
+                (
+                    Notification.status.in_(UNFINISHED_NOTIFICATION_STATUSES),
+                    NotificationStatus.CANCELLED,
+                ),
                 else_=Notification.status,
             ),
             updated_at=func.now(),
@@ -391,24 +476,13 @@ _CLAIM_DUE = (
     update(_notifications)
     .where(
         _notifications.c.id == bindparam("notification_id"),
-        _notifications.c.status.in_(("queued", "failed")),
-        _notifications.c.next_attempt_at <= bindparam("due_by"),
-        _notifications.c.attempts < _notifications.c.max_attempts,
-        # A queued reminder goes out only while its callback is still booked.
-        or_(
-            _notifications.c.kind != "reminder",
-            _notifications.c.status != "queued",
-            exists().where(
-                _callbacks.c.id == _notifications.c.callback_id,
-                _callbacks.c.status == "scheduled",
-            ),
-        ),
+        send_rule.due_condition(_notifications, _callbacks, due_by=bindparam("due_by")),
     )
     .values(
-        status="sending",
+        status=NotificationStatus.SENDING,
         attempts=_notifications.c.attempts + 1,
         provider=case(
-            (_notifications.c.channel == "sms", bindparam("sms_provider")),
+            (_notifications.c.channel == NotificationChannel.SMS, bindparam("sms_provider")),
             else_=bindparam("email_provider"),
         ),
         next_attempt_at=bindparam("lease_until"),
@@ -428,11 +502,11 @@ _MARKED_SENT = (
     update(_notifications)
     .where(
         _notifications.c.id == bindparam("notification_id"),
-        _notifications.c.status == "sending",
+        _notifications.c.status == NotificationStatus.SENDING,
         _notifications.c.attempts == bindparam("attempt"),
     )
     .values(
-        status="sent",
+        status=NotificationStatus.SENT,
         sent_at=bindparam("now"),
         updated_at=bindparam("now"),
         provider_message_id=bindparam("message_id"),
@@ -459,36 +533,9 @@ _MARK_SENT = select(
 ).select_from(_MARKED_SENT.outerjoin(_callbacks, _callbacks.c.id == _MARKED_SENT.c.callback_id))
 
 
-_outbox = cast(Table, CallbackOutbox.__table__)
-_OUTBOX_COLUMNS = (
-    "destination",
-    "path",
-    "payload",
-    "ordering_key",
-    "traceparent",
-    "created_at",
-    "available_at",
-    "attempts",
-)
-_OUTBOX_ROW = (
-    insert(_outbox)
-    .values({name: bindparam(f"row_{name}") for name in _OUTBOX_COLUMNS})
-    .returning(_outbox.c.id)
-    .cte("outbox_row")
-)
-_ADD_OUTBOX_ROW = select(func.pg_notify(bindparam("channel"), "")).select_from(_OUTBOX_ROW)
-
-
 async def add_outbox_row(session: AsyncSession, values: dict[str, Any]) -> None:
-    """Insert one outbox row (`shared.outbox.row_values`) and NOTIFY its relays, in one statement.
-
-    The NOTIFY is delivered at commit, like the row; for a transaction that writes one event,
-    this is one round trip instead of an ORM flush and a NOTIFY of its own.
-    """
-    now = utcnow()
-    row = {"created_at": now, "available_at": now, "attempts": 0, **values}
-    params = {f"row_{name}": row[name] for name in _OUTBOX_COLUMNS}
-    await session.execute(_ADD_OUTBOX_ROW, {**params, "channel": channel_for(CallbackOutbox)})
+    """Insert one outbox row (`shared.outbox.row_values`) and NOTIFY, in one statement."""
+    await add_rows(session, CallbackOutbox, [values])
 
 
 async def claim_due_notification(
@@ -588,16 +635,18 @@ async def notifications_by_key(session: AsyncSession, event_key: str) -> Sequenc
     ).all()
 
 
-async def cancel_notifications(session: AsyncSession, *, callback_id: str, kind: str) -> int:
-    """Cancel this callback's unsent messages of one kind (reminders for a slot it left)."""
+async def cancel_notifications(
+    session: AsyncSession, *, callback_id: str, kinds: Sequence[NotificationKind]
+) -> int:
+    """Cancel this callback's unsent messages of these kinds (reminders for a slot it left)."""
     result = await session.execute(
         update(Notification)
         .where(
             Notification.callback_id == callback_id,
-            Notification.kind == kind,
-            Notification.status.in_(("queued", "failed")),
+            Notification.kind.in_(kinds),
+            Notification.status.in_(send_rule.STARTABLE),
         )
-        .values(status="cancelled", updated_at=func.now())
+        .values(status=NotificationStatus.CANCELLED, updated_at=func.now())
         .returning(Notification.id)
     )
     return len(result.all())

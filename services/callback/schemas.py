@@ -7,10 +7,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-CallbackStatus = Literal[
-    "pending", "scheduled", "in_progress", "completed", "failed", "cancelled", "expired"
-]
-Outcome = Literal["reached", "no_answer", "busy", "voicemail", "wrong_number", "declined"]
+from shared.vocabulary import (
+    AttemptOutcome,
+    CallbackStatus,
+    ClosingOutcome,
+    Language,
+    NotificationChannel,
+    NotificationStatus,
+)
+
 AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@:\-]+$")]
 
 
@@ -25,7 +30,7 @@ class CallbackCreated(BaseModel):
     """
 
     id: str | None
-    status: CallbackStatus | Literal["do_not_call"]
+    status: CallbackStatus | Literal[ClosingOutcome.DO_NOT_CALL]
     merged: bool
     contact_count: int
     due_at: datetime | None
@@ -48,9 +53,9 @@ class NotificationOut(BaseModel):
     id: str
     callback_id: str | None = None
     kind: str
-    channel: Literal["sms", "email"]
+    channel: NotificationChannel
     provider: str
-    status: Literal["queued", "sending", "sent", "failed", "dead", "cancelled"]
+    status: NotificationStatus
     attempts: int
     max_attempts: int
     next_attempt_at: datetime | None
@@ -70,7 +75,7 @@ class AttemptOut(BaseModel):
     id: str
     number: int
     agent_id: str
-    outcome: Outcome
+    outcome: AttemptOutcome
     note: str | None
     next_attempt_at: datetime | None
     created_at: datetime
@@ -81,7 +86,7 @@ class CallbackOut(BaseModel):
     phone: str
     email: str | None
     name: str | None
-    language: Literal["fi", "sv", "en"]
+    language: Language
     status: CallbackStatus
     source: str
     channel: str
@@ -101,7 +106,7 @@ class CallbackOut(BaseModel):
     agent_id: str | None
     lease_expires_at: datetime | None
     attempt_count: int
-    outcome: str | None
+    outcome: ClosingOutcome | None
     closed_at: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -152,7 +157,7 @@ class CancelIn(_In):
 
 class AttemptIn(_In):
     agent_id: AgentId
-    outcome: Outcome
+    outcome: AttemptOutcome
     note: Annotated[str, Field(max_length=2000)] | None = None
 
 
@@ -177,7 +182,7 @@ class SelfServiceView(BaseModel):
     slot_start: datetime | None
     slot_end: datetime | None
     when: str
-    language: Literal["fi", "sv", "en"]
+    language: Language
     can_cancel: bool
     can_rebook: bool
 

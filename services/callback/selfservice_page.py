@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from importlib import resources
-from typing import Any, Final, get_args
+from typing import Any, Final
 from urllib.parse import parse_qs, quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -29,167 +29,57 @@ from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import HTMLResponse, Response
 
-from services.callback import booking, service
+from services.callback import booking, selfservice_actions
+from services.callback.catalogs import N_, translate
 from services.callback.jobs import ArqNotificationQueue
 from services.callback.schemas import SelfServiceView
 from services.callback.settings import CallbackSettings
 from services.callback.templates import clock_text, date_text
-from shared.contracts import Language
 from shared.db import commit, utcnow
 from shared.errors import ProblemError
 from shared.routing import JsonRoute
+from shared.vocabulary import LANGUAGES, CallbackStatus, Language
 
 log = structlog.get_logger("ringback.callback.selfservice_page")
 
-LANGUAGES: Final[tuple[Language, ...]] = get_args(Language)
 # How far ahead the page offers other times (bounded again by `slots_max_range_days`).
 DAYS_AHEAD: Final = 7
 _FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 _EN_DASH = "\u2013"
 
-_LANGUAGE_NAMES: Final[dict[Language, str]] = {
-    "fi": "Suomeksi",
-    "sv": "På svenska",
-    "en": "In English",
+# The page's words are in the message catalogs (`catalogs`), under `page.`; the templates look
+# them up with `_()`. Times and "when" phrases come from `templates`, as in the messages.
+_HEADINGS: Final[dict[str, str]] = {
+    CallbackStatus.PENDING: N_("page.status.pending"),
+    CallbackStatus.SCHEDULED: N_("page.status.scheduled"),
+    CallbackStatus.IN_PROGRESS: N_("page.status.in_progress"),
+    CallbackStatus.COMPLETED: N_("page.status.completed"),
+    CallbackStatus.FAILED: N_("page.status.failed"),
+    CallbackStatus.CANCELLED: N_("page.status.cancelled"),
+    CallbackStatus.EXPIRED: N_("page.status.expired"),
 }
-
-# Visible texts of the page. Times and "when" phrases come from `templates`, as in the messages.
-TEXTS: Final[dict[Language, dict[str, str]]] = {
-    "en": {
-        "title": "Your callback request",
-        "language": "Language",
-        "status.pending": "Your callback is in the queue",
-        "status.scheduled": "Your callback is booked",
-        "status.in_progress": "We are calling you now",
-        "status.completed": "Your callback is completed",
-        "status.failed": "We could not reach you",
-        "status.cancelled": "Your callback is cancelled",
-        "status.expired": "Your callback request has expired",
-        "when": "We will call you {when}.",
-        "note.in_progress": "We are handling your callback right now.",
-        "note.completed": "Thank you for contacting us.",
-        "note.closed": "If you still need help, please contact us again.",
-        "done.cancelled": "Your callback has been cancelled. We will not call you.",
-        "done.rebooked": "Your new time has been booked.",
-        "rebook.heading": "Choose another time",
-        "rebook.hint": "Free times in the next {days} days.",
-        "rebook.none": "There are no other free times in the next {days} days.",
-        "rebook.button": "Book the selected time",
-        "cancel.heading": "Cancel your callback",
-        "cancel.text": "If you no longer need a call from us, you can cancel it.",
-        "cancel.button": "Cancel callback",
-        "confirm.heading": "Do you want to cancel your callback?",
-        "confirm.text": "If you cancel, we will not call you.",
-        "confirm.yes": "Yes, cancel my callback",
-        "confirm.no": "No, keep my callback",
-        "error.slot_full": "Sorry, that time was just taken. Please choose another time.",
-        "error.closed": "This callback can no longer be changed.",
-        "error.no_slot": "Please choose a time first.",
-        "error.bad_slot": "That time cannot be booked. Please choose another time.",
-        "error.bad_form": "Please choose what you want to do.",
-        "gone.heading": "This link has expired",
-        "gone.text": (
-            "For your security, the link works only for a limited time. "
-            "If you still need a callback, please contact us again."
-        ),
-        "missing.heading": "This link does not work",
-        "missing.text": (
-            "Please check that you opened the whole link from your message. "
-            "If you need a callback, please contact us again."
-        ),
-        "today": "Today, {date}",
-        "tomorrow": "Tomorrow, {date}",
-    },
-    "fi": {
-        "title": "Soittopyyntösi",
-        "language": "Kieli",
-        "status.pending": "Soittopyyntösi on jonossa",
-        "status.scheduled": "Soittoaikasi on varattu",
-        "status.in_progress": "Soitamme sinulle nyt",
-        "status.completed": "Soittopyyntösi on hoidettu",
-        "status.failed": "Emme tavoittaneet sinua",
-        "status.cancelled": "Soittopyyntösi on peruttu",
-        "status.expired": "Soittopyyntösi on vanhentunut",
-        "when": "Soitamme sinulle {when}.",
-        "note.in_progress": "Käsittelemme soittopyyntöäsi juuri nyt.",
-        "note.completed": "Kiitos yhteydenotostasi.",
-        "note.closed": "Jos tarvitset vielä apua, ota meihin uudelleen yhteyttä.",
-        "done.cancelled": "Soittopyyntösi on peruttu. Emme soita sinulle.",
-        "done.rebooked": "Uusi aika on varattu.",
-        "rebook.heading": "Valitse toinen aika",
-        "rebook.hint": "Vapaat ajat seuraavan {days} päivän aikana.",
-        "rebook.none": "Seuraavan {days} päivän aikana ei ole muita vapaita aikoja.",
-        "rebook.button": "Varaa valittu aika",
-        "cancel.heading": "Peru soittopyyntö",
-        "cancel.text": "Jos et enää tarvitse soittoa meiltä, voit perua sen.",
-        "cancel.button": "Peru soittopyyntö",
-        "confirm.heading": "Haluatko perua soittopyyntösi?",
-        "confirm.text": "Jos perut, emme soita sinulle.",
-        "confirm.yes": "Kyllä, peru soittopyyntö",
-        "confirm.no": "Ei, pidä soittopyyntö",
-        "error.slot_full": "Valitettavasti aika ehti jo täyttyä. Valitse toinen aika.",
-        "error.closed": "Tätä soittopyyntöä ei voi enää muuttaa.",
-        "error.no_slot": "Valitse ensin aika.",
-        "error.bad_slot": "Tätä aikaa ei voi varata. Valitse toinen aika.",
-        "error.bad_form": "Valitse, mitä haluat tehdä.",
-        "gone.heading": "Linkki on vanhentunut",
-        "gone.text": (
-            "Turvallisuussyistä linkki toimii vain rajoitetun ajan. "
-            "Jos tarvitset vielä soittoa, ota meihin uudelleen yhteyttä."
-        ),
-        "missing.heading": "Linkki ei toimi",
-        "missing.text": (
-            "Tarkista, että avasit koko linkin viestistä. "
-            "Jos tarvitset soittoa, ota meihin uudelleen yhteyttä."
-        ),
-        "today": "Tänään {date}",
-        "tomorrow": "Huomenna {date}",
-    },
-    "sv": {
-        "title": "Din begäran om återuppringning",
-        "language": "Språk",
-        "status.pending": "Din återuppringning står i kö",
-        "status.scheduled": "Din återuppringning är bokad",
-        "status.in_progress": "Vi ringer dig nu",
-        "status.completed": "Din återuppringning är klar",
-        "status.failed": "Vi nådde dig inte",
-        "status.cancelled": "Din återuppringning är avbokad",
-        "status.expired": "Din begäran om återuppringning har gått ut",
-        "when": "Vi ringer dig {when}.",
-        "note.in_progress": "Vi hanterar din återuppringning just nu.",
-        "note.completed": "Tack för att du kontaktade oss.",
-        "note.closed": "Om du fortfarande behöver hjälp, kontakta oss gärna igen.",
-        "done.cancelled": "Din återuppringning är avbokad. Vi ringer inte.",
-        "done.rebooked": "Den nya tiden är bokad.",
-        "rebook.heading": "Välj en annan tid",
-        "rebook.hint": "Lediga tider de kommande {days} dagarna.",
-        "rebook.none": "Det finns inga andra lediga tider de kommande {days} dagarna.",
-        "rebook.button": "Boka vald tid",
-        "cancel.heading": "Avboka återuppringningen",
-        "cancel.text": "Om du inte längre behöver bli uppringd kan du avboka.",
-        "cancel.button": "Avboka återuppringningen",
-        "confirm.heading": "Vill du avboka din återuppringning?",
-        "confirm.text": "Om du avbokar ringer vi inte.",
-        "confirm.yes": "Ja, avboka min återuppringning",
-        "confirm.no": "Nej, behåll min återuppringning",
-        "error.slot_full": "Tyvärr hann tiden bli full. Välj en annan tid.",
-        "error.closed": "Den här återuppringningen kan inte längre ändras.",
-        "error.no_slot": "Välj en tid först.",
-        "error.bad_slot": "Den tiden kan inte bokas. Välj en annan tid.",
-        "error.bad_form": "Välj vad du vill göra.",
-        "gone.heading": "Länken har gått ut",
-        "gone.text": (
-            "Av säkerhetsskäl fungerar länken bara en begränsad tid. "
-            "Om du fortfarande behöver bli uppringd, kontakta oss igen."
-        ),
-        "missing.heading": "Länken fungerar inte",
-        "missing.text": (
-            "Kontrollera att du öppnade hela länken i meddelandet. "
-            "Om du behöver bli uppringd, kontakta oss igen."
-        ),
-        "today": "I dag {date}",
-        "tomorrow": "I morgon {date}",
-    },
+_WAITING: Final = frozenset({CallbackStatus.PENDING, CallbackStatus.SCHEDULED})
+_NOTES: Final[dict[str, str]] = {
+    CallbackStatus.IN_PROGRESS: N_("page.note.in_progress"),
+    CallbackStatus.COMPLETED: N_("page.note.completed"),
+}
+_NOTE_CLOSED: Final = N_("page.note.closed")
+# `?done=`: what was just done, said only while the callback still stands where it left it.
+_DONE: Final[dict[str, tuple[str, CallbackStatus]]] = {
+    "cancelled": (N_("page.done.cancelled"), CallbackStatus.CANCELLED),
+    "rebooked": (N_("page.done.rebooked"), CallbackStatus.SCHEDULED),
+}
+_ERRORS: Final[dict[str, str]] = {
+    "slot_full": N_("page.error.slot_full"),
+    "closed": N_("page.error.closed"),
+    "no_slot": N_("page.error.no_slot"),
+    "bad_slot": N_("page.error.bad_slot"),
+    "bad_form": N_("page.error.bad_form"),
+}
+# A link that no longer works: (heading, text) for 410 Gone and for 404.
+_FAILURES: Final[dict[int, tuple[str, str]]] = {
+    410: (N_("page.gone.heading"), N_("page.gone.text")),
+    404: (N_("page.missing.heading"), N_("page.missing.text")),
 }
 
 
@@ -312,10 +202,10 @@ class DayChoices:
 def _day_legend(language: Language, local: datetime, today: date) -> str:
     days = (local.date() - today).days
     text = date_text(language, local)
-    if days == 0:
-        text = TEXTS[language]["today"].format(date=text)
-    elif days == 1:
-        text = TEXTS[language]["tomorrow"].format(date=text)
+    if days in (0, 1):
+        text = translate(
+            language, N_("page.today") if days == 0 else N_("page.tomorrow"), date=text
+        )
     return text[:1].upper() + text[1:]
 
 
@@ -342,6 +232,7 @@ async def _free_days(
         if slot.available <= 0 or slot.start <= now or slot.id == view.slot_id:
             continue
         start, end = slot.start.astimezone(zone), slot.end.astimezone(zone)
+        span = (clock_text(start, view.language), clock_text(end, view.language))
         day = days.get(start.date())
         if day is None:
             day = days[start.date()] = DayChoices(_day_legend(view.language, start, today))
@@ -349,7 +240,7 @@ async def _free_days(
             SlotChoice(
                 html_id=f"slot-{slot.start.strftime('%Y%m%d%H%M')}",
                 slot_id=slot.id,
-                label=f"{clock_text(start)}{_EN_DASH}{clock_text(end)}",
+                label=_EN_DASH.join(span),
             )
         )
     return list(days.values())
@@ -364,7 +255,7 @@ def _html(template: str, *, status: int, language: Language, **context: Any) -> 
     body = (
         _environment()
         .get_template(template)
-        .render(lang=language, t=TEXTS[language], css=css, **context)
+        .render(lang=language, _=functools.partial(translate, language), css=css, **context)
     )
     csp = (
         f"default-src 'none'; style-src {css_source}; form-action 'self'; "
@@ -393,11 +284,11 @@ def _language_links(current: Language, extra: dict[str, str]) -> list[dict[str, 
     return [
         {
             "lang": language,
-            "name": name,
+            "name": translate(language, "page.language.name"),
             "href": "?" + urlencode({**extra, "lang": language}),
             "current": language == current,
         }
-        for language, name in _LANGUAGE_NAMES.items()
+        for language in LANGUAGES
     ]
 
 
@@ -407,13 +298,14 @@ def _failure_page(request: Request, status: int, explicit: Language | None) -> H
     language = explicit or accepted_language(
         request.headers.get("accept-language"), settings.default_language
     )
-    key = "gone" if status == 410 else "missing"
+    status = 410 if status == 410 else 404
+    heading, text = _FAILURES[status]
     return _html(
         "failure.html",
-        status=410 if status == 410 else 404,
+        status=status,
         language=language,
-        heading=TEXTS[language][f"{key}.heading"],
-        text=TEXTS[language][f"{key}.text"],
+        heading=translate(language, heading),
+        text=translate(language, text),
         languages=_language_links(language, {}),
     )
 
@@ -433,7 +325,7 @@ async def _page(
     days_ahead = min(DAYS_AHEAD, settings.slots_max_range_days)
     async with _sessions(request)() as session:
         try:
-            view = await service.self_view(
+            view = await selfservice_actions.self_view(
                 session=session, settings=settings, token=token, now=now, language=explicit
             )
         except ProblemError as exc:
@@ -446,16 +338,11 @@ async def _page(
             if view.can_rebook and not confirm
             else []
         )
-    texts = TEXTS[view.language]
-    waiting = view.status in ("pending", "scheduled")
-    if waiting:
-        note = None
-    elif view.status in ("in_progress", "completed"):
-        note = texts[f"note.{view.status}"]
-    else:
-        note = texts["note.closed"]
-    shown = {"cancelled": "cancelled", "rebooked": "scheduled"}
-    notice = texts[f"done.{done}"] if done in shown and shown[done] == view.status else None
+    language = view.language
+    waiting = view.status in _WAITING
+    note = None if waiting else translate(language, _NOTES.get(view.status, _NOTE_CLOSED))
+    said, stands = _DONE.get(done or "", ("", None))
+    notice = translate(language, said) if stands == view.status else None
     path = _self_path(token)
     extra = {"confirm": "cancel"} if confirm else {}
     return _html(
@@ -463,11 +350,11 @@ async def _page(
         status=status,
         language=view.language,
         view=view,
-        heading=texts[f"status.{view.status}"],
-        when_line=texts["when"].format(when=view.when) if waiting else None,
+        heading=translate(language, _HEADINGS[view.status]),
+        when_line=translate(language, "page.when", when=view.when) if waiting else None,
         note=note,
         notice=notice,
-        error=texts[f"error.{error}"] if error else None,
+        error=translate(language, _ERRORS[error]) if error else None,
         confirm=confirm,
         days=days,
         days_ahead=days_ahead,
@@ -536,7 +423,7 @@ async def submit_form(request: Request) -> Response:
     settings = _settings(request)
     async with _sessions(request)() as session:
         try:
-            await service.self_act(
+            await selfservice_actions.self_act(
                 session=session,
                 settings=settings,
                 token=token,

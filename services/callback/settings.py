@@ -24,8 +24,6 @@ class CallbackSettings(CommonSettings):
     sms_twilio_from: str | None = None
     # Alphanumeric sender id or number passed to the generic gateway as `sender`.
     sms_sender: str | None = None
-    # Destination countries we send SMS to at all (against SMS-pumping fraud).
-    sms_allowed_regions: Annotated[frozenset[str], NoDecode] = frozenset({"FI", "SE", "EE"})
 
     email_provider: Literal["file", "smtp"] = "file"
     smtp_host: str | None = None
@@ -95,15 +93,6 @@ class CallbackSettings(CommonSettings):
         "call callback's API (CORS), such as the agent console's; unset: the origin of "
         "`RINGBACK_HISTORY_URL`; empty: none",
     )
-
-    @field_validator("sms_allowed_regions", mode="before")
-    @classmethod
-    def _split_regions(cls, value: object) -> object:
-        if isinstance(value, str):
-            value = value.split(",")
-        if isinstance(value, list | tuple | set | frozenset):
-            return frozenset(str(v).strip().upper() for v in value if str(v).strip())
-        return value
 
     @field_validator("retry_delays_minutes", mode="before")
     @classmethod

@@ -22,9 +22,10 @@ from arq.connections import ArqRedis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.callback import agents, events, repository, service
+from services.callback import agents, creation, events, repository
 from services.callback.jobs import ArqNotificationQueue
 from services.callback.models import Callback, Notification
+from services.callback.send_rule import Decision, decide, waits_on_callback
 from services.callback.senders.base import (
     EmailSender,
     OutgoingEmail,
@@ -37,6 +38,7 @@ from services.callback.senders.base import (
 from services.callback.settings import CallbackSettings
 from shared.backoff import backoff_seconds
 from shared.db import commit, utcnow
+from shared.vocabulary import NotificationChannel, NotificationStatus
 
 log = structlog.get_logger("ringback.callback.worker")
 
@@ -189,39 +191,43 @@ async def _claim_carefully(state: WorkerState, notification_id: str) -> _Claim |
         if row is None:
             log.warning("callback.notification.missing", notification_id=notification_id)
             return "missing"
-        if row.status in ("sent", "dead", "cancelled"):
+        now = utcnow()
+        due_by = now + _EARLY_TOLERANCE
+        callback_status = None
+        if waits_on_callback(row, due_by=due_by):
+            callback = await _callback(session, row)
+            callback_status = callback.status if callback is not None else None
+        decision = decide(row, callback_status=callback_status, now=now, due_by=due_by)
+        if decision == Decision.FINISHED:
             log.info(
                 "callback.notification.already_done",
                 notification_id=row.id,
                 status=row.status,
             )
             return f"already {row.status}"
-        now = utcnow()
-        if row.status in ("queued", "failed") and row.next_attempt_at > now + _EARLY_TOLERANCE:
+        if decision == Decision.NOT_DUE:
             # Enqueued ahead of its time (a reminder re-queued early): its deferred job or
             # the sweeper sends it when it is due.
             return "not due"
-        if row.kind == "reminder" and row.status == "queued":
-            callback = await _callback(session, row)
-            if callback is None or callback.status != "scheduled":
-                row.status = "cancelled"
-                await session.commit()
-                return "cancelled"
-        if row.status == "sending" and row.next_attempt_at > now:
+        if decision == Decision.UNWANTED:
+            row.status = NotificationStatus.CANCELLED
+            await session.commit()
+            return NotificationStatus.CANCELLED
+        if decision == Decision.HELD:
             # Another job holds the send lease; look again when it runs out.
             remaining = (row.next_attempt_at - now).total_seconds()
             raise Retry(defer=remaining + 0.5)
-        if row.attempts >= row.max_attempts:
+        if decision == Decision.OUT_OF_TRIES:
             # Found `sending` with no tries left: the last try's worker died. Park it for an
             # operator rather than send beyond the budget.
             row.last_error = row.last_error or "attempts exhausted while a send was in flight"
             await _dead(session, row)
             await session.commit()
-            return "dead"
-        if row.status == "sending":
+            return NotificationStatus.DEAD
+        if row.status == NotificationStatus.SENDING:
             log.warning("callback.notification.resend_after_crash", notification_id=row.id)
-        sender = state.sms if row.channel == "sms" else state.email
-        row.status = "sending"
+        sender = state.sms if row.channel == NotificationChannel.SMS else state.email
+        row.status = NotificationStatus.SENDING
         row.attempts += 1
         row.provider = sender.name
         row.next_attempt_at = now + timedelta(seconds=settings.notification_lease_seconds)
@@ -239,7 +245,7 @@ async def _claim_carefully(state: WorkerState, notification_id: str) -> _Claim |
 
 async def _send(state: WorkerState, claim: _Claim) -> SendResult | SendError:
     try:
-        if claim.channel == "sms":
+        if claim.channel == NotificationChannel.SMS:
             sms = OutgoingSms(
                 notification_id=claim.notification_id, to=claim.recipient, text=claim.body
             )
@@ -284,7 +290,7 @@ async def _record_sent(state: WorkerState, claim: _Claim, outcome: SendResult) -
             return "superseded"
         callback = None
         if row.callback_id is not None and row.phone is not None:
-            callback = events.CustomerRef(
+            callback = events.MessageOwner(
                 callback_id=row.callback_id,
                 phone=row.phone,
                 customer=events.customer_fields(
@@ -300,14 +306,14 @@ async def _record_sent(state: WorkerState, claim: _Claim, outcome: SendResult) -
         )
         await events.message_result(session, message=message, callback=callback, sent=True)
         await session.commit()
-    state.metrics.notifications.labels(row.channel, row.provider, "sent").inc()
+    state.metrics.notifications.labels(row.channel, row.provider, NotificationStatus.SENT).inc()
     log.info(
         "callback.notification.sent",
         notification_id=row.id,
         channel=row.channel,
         attempts=row.attempts,
     )
-    return "sent"
+    return NotificationStatus.SENT
 
 
 async def _record_failure(state: WorkerState, claim: _Claim, outcome: SendError) -> str:
@@ -315,7 +321,7 @@ async def _record_failure(state: WorkerState, claim: _Claim, outcome: SendError)
     settings = state.settings
     async with state.sessions() as session:
         row = await repository.lock_notification(session, claim.notification_id)
-        if row is None or row.status != "sending" or row.attempts != claim.attempt:
+        if row is None or row.status != NotificationStatus.SENDING or row.attempts != claim.attempt:
             # Our lease ran out and another job took over; its outcome is the one that counts.
             log.warning("callback.notification.superseded", notification_id=claim.notification_id)
             return "superseded"
@@ -323,17 +329,21 @@ async def _record_failure(state: WorkerState, claim: _Claim, outcome: SendError)
         if outcome.permanent or row.attempts >= row.max_attempts:
             await _dead(session, row)
             await session.commit()
-            state.metrics.notifications.labels(row.channel, row.provider, "dead").inc()
-            return "dead"
+            state.metrics.notifications.labels(
+                row.channel, row.provider, NotificationStatus.DEAD
+            ).inc()
+            return NotificationStatus.DEAD
         delay = backoff_seconds(
             row.attempts,
             base=settings.notification_backoff_base_seconds,
             cap=settings.notification_backoff_cap_seconds,
         )
-        row.status = "failed"
+        row.status = NotificationStatus.FAILED
         row.next_attempt_at = utcnow() + timedelta(seconds=delay)
         await session.commit()
-        state.metrics.notifications.labels(row.channel, row.provider, "failed").inc()
+        state.metrics.notifications.labels(
+            row.channel, row.provider, NotificationStatus.FAILED
+        ).inc()
         log.warning(
             "callback.notification.failed",
             notification_id=row.id,
@@ -348,11 +358,11 @@ async def _callback(session: AsyncSession, row: Notification) -> Callback | None
     """The callback a message belongs to (None for an acknowledgement, which has none)."""
     if row.callback_id is None:
         return None
-    return await session.get(Callback, row.callback_id)
+    return await repository.find_callback(session, row.callback_id)
 
 
 async def _dead(session: AsyncSession, row: Notification) -> None:
-    row.status = "dead"
+    row.status = NotificationStatus.DEAD
     callback = await _callback(session, row)
     await events.notification_result(session, callback=callback, notification=row, sent=False)
     log.error(
@@ -367,7 +377,11 @@ async def _release(state: WorkerState, claim: _Claim) -> None:
     """Give up the send lease of an interrupted job, so the re-run need not wait for it."""
     async with state.sessions() as session:
         row = await repository.lock_notification(session, claim.notification_id)
-        if row is not None and row.status == "sending" and row.attempts == claim.attempt:
+        if (
+            row is not None
+            and row.status == NotificationStatus.SENDING
+            and row.attempts == claim.attempt
+        ):
             row.next_attempt_at = utcnow()
             await session.commit()
 
@@ -396,6 +410,8 @@ async def sweep(state: WorkerState, redis: ArqRedis) -> int:
         total += await queue.enqueue_booking(callback_id)
     if total:
         log.info("callback.sweeper.enqueued", count=total, due=len(ids), owed=len(owed))
+    else:
+        log.debug("callback.sweeper.idle")
     return total
 
 
@@ -409,7 +425,7 @@ async def book_and_confirm(ctx: dict[str, Any], callback_id: str) -> str:
 async def run_book_and_confirm(state: WorkerState, redis: ArqRedis, callback_id: str) -> str:
     queue = ArqNotificationQueue(redis, queue_name=state.settings.queue_name)
     async with state.sessions() as session:
-        result = await service.book_and_confirm(
+        result = await creation.book_and_confirm(
             session=session, settings=state.settings, callback_id=callback_id, queue=queue
         )
         await commit(session)
@@ -431,6 +447,8 @@ async def run_expiry(state: WorkerState) -> int:
         state.metrics.sla_breaches.inc(len(expired))
         for callback_id in expired:
             log.warning("callback.sla_breach", callback_id=callback_id)
+    else:
+        log.debug("callback.expiry.idle")
     return len(expired)
 
 
@@ -443,4 +461,6 @@ async def release_leases(ctx: dict[str, Any]) -> int:
     if returned:
         state.metrics.leases_returned.inc(returned)
         log.info("callback.leases.returned", count=returned)
+    else:
+        log.debug("callback.leases.idle")
     return returned

@@ -1,32 +1,70 @@
-"""Confirmation texts in Finnish, Swedish and English, with times the local way.
-
-Times are shown in the site's zone as people there write them: `klo 15.30`, `ti 24.11.`
-(Finnish), `kl. 15.30`, `tis 24.11.` (Swedish), `15.30`, `Tue 24 Nov` (English, as the
-contract's own example has it). An SMS greets by first name and stays within
-`SMS_MAX_CHARS` (two concatenated segments) with a link of ordinary length; the link is
-never cut, since a broken link is worse than a third segment.
-"""
+"""The texts we send (SMS and email) in the customer's language, times written the local way."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime, timedelta
+from typing import Final
 from zoneinfo import ZoneInfo
 
-from shared.contracts import Language
+from babel import Locale
+from babel.dates import format_datetime
 
+from services.callback.catalogs import N_, translate
+from services.callback.selfservice import self_service_link
+from services.callback.settings import CallbackSettings
+from shared.vocabulary import LANGUAGES, Language
+
+# Two concatenated GSM-7 segments. The link is never cut to fit, since a broken link is worse
+# than a third segment; a long first name is dropped from the greeting instead.
 SMS_MAX_CHARS = 300
-# Time ranges are written with an en dash, as Finnish and Swedish typography has it.
-_EN_DASH = "\u2013"
 _NAME_MAX_CHARS = 40
 _SMS_NAME_MAX_CHARS = 20
 
-_WEEKDAYS: dict[str, tuple[str, ...]] = {
-    "fi": ("ma", "ti", "ke", "to", "pe", "la", "su"),
-    "sv": ("mån", "tis", "ons", "tors", "fre", "lör", "sön"),
-    "en": ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"),
+
+@dataclass(frozen=True, slots=True)
+class Typography:
+    """How a language writes a day and a clock time: a CLDR locale and two CLDR patterns."""
+
+    locale: str
+    day: str
+    clock: str
+
+
+@dataclass(frozen=True, slots=True)
+class _House:
+    locale: str | None = None
+    day: str | None = None
+    clock: str | None = None
+
+
+# Where CLDR's own format is not how our readers write, and why. A language not listed writes as
+# its CLDR locale does (the `MEd` skeleton for a day, the short time format for a clock time):
+# CLDR fi is already ours, "ti 24.11." and "15.30", so Finnish is not listed.
+_HOUSE: Final[dict[str, _House]] = {
+    # Finland-Swedish (CLDR sv_FI) writes "15.30" as Finnish does; its day "tis 24.11" lacks the
+    # period after the month that our Swedish texts have always had ("tis 24.11.").
+    "sv": _House(locale="sv_FI", day="EEE d.M."),
+    # CLDR en is American ("Tue, Nov 24", "3:30 PM"). Our English readers are in Finland, and the
+    # contract's own example writes "Tue 24 Nov" and "15.30". (en_FI is close, but says "Sept".)
+    "en": _House(day="EEE d MMM", clock="H.mm"),
+    # CLDR et writes "15:30"; Estonian orthography prefers the period, "kell 15.30", and so do
+    # the Finnish and Swedish texts beside it. Its day stays CLDR's own: "T, 24.11".
+    "et": _House(clock="H.mm"),
 }
-_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@functools.cache
+def typography(language: Language) -> Typography:
+    house = _HOUSE.get(language, _House())
+    locale = Locale.parse(house.locale or language)
+    return Typography(
+        locale=str(locale),
+        day=house.day or str(locale.datetime_skeletons["MEd"].pattern),
+        clock=house.clock or str(locale.time_formats["short"].pattern),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,80 +76,65 @@ class Confirmation:
     email_body: str
 
 
-def clock_text(moment: datetime) -> str:
-    """`15.30`: hours and minutes the way people here write them."""
-    return f"{moment.hour}.{moment.minute:02d}"
+def clock_text(moment: datetime, language: Language = "fi", *, tz: ZoneInfo | None = None) -> str:
+    """`15.30`: hours and minutes the way people here write them (in `tz`, else the moment's)."""
+    style = typography(language)
+    return format_datetime(moment, style.clock, tzinfo=tz, locale=style.locale)
 
 
-def date_text(language: Language, moment: datetime) -> str:
-    """`ti 24.11.`, `tis 24.11.` or `Tue 24 Nov`."""
-    weekday = _WEEKDAYS[language][moment.weekday()]
-    if language == "en":
-        return f"{weekday} {moment.day} {_MONTHS_EN[moment.month - 1]}"
-    return f"{weekday} {moment.day}.{moment.month}."
+def date_text(language: Language, moment: datetime, *, tz: ZoneInfo | None = None) -> str:
+    """`ti 24.11.`, `tis 24.11.`, `Tue 24 Nov` or `T, 24.11`."""
+    style = typography(language)
+    return format_datetime(moment, style.day, tzinfo=tz, locale=style.locale)
+
+
+def _days_ahead(moment: datetime, now: datetime, tz: ZoneInfo) -> int:
+    """How many local days from today `moment` falls: 0 today, 1 tomorrow (never a UTC day)."""
+    return (moment.astimezone(tz).date() - now.astimezone(tz).date()).days
+
+
+def _relative(ids: tuple[str, str, str], days: int) -> str:
+    """The today, tomorrow or on-that-day form of a phrase; a past day is named by its date."""
+    return ids[0] if days == 0 else ids[1] if days == 1 else ids[2]
+
+
+_ASAP: Final = (N_("when.asap.today"), N_("when.asap.tomorrow"), N_("when.asap.later"))
+_WINDOW: Final = (N_("when.window.today"), N_("when.window.tomorrow"), N_("when.window.later"))
+_MOMENT: Final = (N_("when.moment.today"), N_("when.moment.tomorrow"), N_("when.moment.later"))
 
 
 def asap_phrase(language: Language, *, deadline: datetime, now: datetime, tz: ZoneInfo) -> str:
     """ "as soon as possible, today by 15.30", naming the day when the deadline is not today."""
-    local, today = deadline.astimezone(tz), now.astimezone(tz).date()
-    days = (local.date() - today).days
-    clock, date = clock_text(local), date_text(language, local)
-    if language == "fi":
-        if days <= 0:
-            return f"mahdollisimman pian, tänään viimeistään klo {clock}"
-        if days == 1:
-            return f"mahdollisimman pian, viimeistään huomenna {date} klo {clock}"
-        return f"mahdollisimman pian, viimeistään {date} klo {clock}"
-    if language == "sv":
-        if days <= 0:
-            return f"så snart som möjligt, i dag senast kl. {clock}"
-        if days == 1:
-            return f"så snart som möjligt, senast i morgon {date} kl. {clock}"
-        return f"så snart som möjligt, senast {date} kl. {clock}"
-    if days <= 0:
-        return f"as soon as possible, today by {clock}"
-    if days == 1:
-        return f"as soon as possible, by {clock} tomorrow ({date})"
-    return f"as soon as possible, by {clock} on {date}"
-
-
-def _day_prefix(language: Language, local: datetime, today: date) -> str:
-    """`tänään` / `huomenna ti 24.11.` / `ti 24.11.` and the like, before a clock time."""
-    days = (local.date() - today).days
-    shown = date_text(language, local)
-    if language == "fi":
-        return "tänään" if days == 0 else f"huomenna {shown}" if days == 1 else shown
-    if language == "sv":
-        return "i dag" if days == 0 else f"i morgon {shown}" if days == 1 else shown
-    return "today" if days == 0 else f"tomorrow ({shown})" if days == 1 else f"on {shown}"
+    days = max(0, _days_ahead(deadline, now, tz))
+    return translate(
+        language,
+        _relative(_ASAP, days),
+        date=date_text(language, deadline, tz=tz),
+        clock=clock_text(deadline, language, tz=tz),
+    )
 
 
 def window_phrase(
     language: Language, *, start: datetime, end: datetime, now: datetime, tz: ZoneInfo
 ) -> str:
-    """A booked window: "tänään klo 14.30-14.45", "today between 14.30 and 14.45".
-
-    (The range is written with an en dash in the text itself.)
-    """
-    local_start, local_end = start.astimezone(tz), end.astimezone(tz)
-    prefix = _day_prefix(language, local_start, now.astimezone(tz).date())
-    span = f"{clock_text(local_start)}{_EN_DASH}{clock_text(local_end)}"
-    if language == "fi":
-        return f"{prefix} klo {span}"
-    if language == "sv":
-        return f"{prefix} kl. {span}"
-    return f"{prefix} between {clock_text(local_start)} and {clock_text(local_end)}"
+    """A booked window: "today between 14.30 and 14.45", "tänään klo 14.30" en dash "14.45"."""
+    return translate(
+        language,
+        _relative(_WINDOW, _days_ahead(start, now, tz)),
+        date=date_text(language, start, tz=tz),
+        start=clock_text(start, language, tz=tz),
+        end=clock_text(end, language, tz=tz),
+    )
 
 
 def moment_phrase(language: Language, *, moment: datetime, now: datetime, tz: ZoneInfo) -> str:
     """ "tänään klo 15.00", "ti 24.11. klo 9.00", "tomorrow (Tue 24 Nov) at 9.00"."""
-    local = moment.astimezone(tz)
-    prefix = _day_prefix(language, local, now.astimezone(tz).date())
-    if language == "fi":
-        return f"{prefix} klo {clock_text(local)}"
-    if language == "sv":
-        return f"{prefix} kl. {clock_text(local)}"
-    return f"{prefix} at {clock_text(local)}"
+    return translate(
+        language,
+        _relative(_MOMENT, _days_ahead(moment, now, tz)),
+        date=date_text(language, moment, tz=tz),
+        clock=clock_text(moment, language, tz=tz),
+    )
 
 
 def _short_name(name: str | None) -> str | None:
@@ -129,18 +152,32 @@ def _first_name(name: str | None) -> str | None:
     return first if len(first) <= _SMS_NAME_MAX_CHARS else None
 
 
-def _sms(language: Language, name: str | None, when: str, link: str) -> str:
-    if language == "fi":
-        hello = f"Hei {name}!" if name else "Hei!"
-        return f"{hello} Saimme soittopyyntösi. Soitamme sinulle {when}. Katso tai peru: {link}"
-    if language == "sv":
-        hello = f"Hej {name}!" if name else "Hej!"
-        return (
-            f"{hello} Vi har tagit emot din begäran. Vi ringer dig {when}. "
-            f"Visa eller avboka: {link}"
-        )
-    hello = f"Hi {name}!" if name else "Hi!"
-    return f"{hello} We got your callback request. We will call you {when}. View or cancel: {link}"
+def _greeted(language: Language, message_id: str, first: str | None, **fields: object) -> str:
+    """An SMS text opening with "Hei Maija!" (or "Hei!" without a first name)."""
+    hello = (
+        translate(language, "greeting.sms", name=first)
+        if first
+        else translate(language, "greeting.sms.anonymous")
+    )
+    return translate(language, message_id, hello=hello, **fields)
+
+
+def _sms(language: Language, message_id: str, name: str | None, **fields: object) -> str:
+    """The SMS greeting by first name, which it drops rather than grow past SMS_MAX_CHARS."""
+    text = _greeted(language, message_id, _first_name(name), **fields)
+    if len(text) > SMS_MAX_CHARS:
+        text = _greeted(language, message_id, None, **fields)
+    return text
+
+
+def _email(language: Language, name: str | None, paragraphs: list[str]) -> str:
+    short = _short_name(name)
+    greeting = (
+        translate(language, "greeting.email", name=short)
+        if short
+        else translate(language, "greeting.email.anonymous")
+    )
+    return "\n\n".join([greeting, *paragraphs, translate(language, "email.no_reply")]) + "\n"
 
 
 def render_confirmation(
@@ -163,57 +200,15 @@ def render_confirmation(
         when = window_phrase(language, start=slot[0], end=slot[1], now=now, tz=tz)
     else:
         when = asap_phrase(language, deadline=deadline, now=now, tz=tz)
-    short = _short_name(name)
-    if language == "fi":
-        subject = "Soittopyyntösi on vastaanotettu"
-        body = (
-            f"{f'Hei {short},' if short else 'Hei,'}\n\n"
-            f"kiitos yhteydenotostasi. Soitamme sinulle numeroon {phone} {when}.\n\n"
-            f"Voit katsoa soittopyyntösi tilan tai perua sen täällä:\n{link}\n\n"
-            "Tähän viestiin ei voi vastata.\n"
-        )
-    elif language == "sv":
-        subject = "Din begäran om återuppringning har tagits emot"
-        body = (
-            f"{f'Hej {short},' if short else 'Hej,'}\n\n"
-            f"tack för att du kontaktade oss. Vi ringer dig på numret {phone} {when}.\n\n"
-            f"Du kan se status för din begäran eller avboka den här:\n{link}\n\n"
-            "Det här meddelandet går inte att svara på.\n"
-        )
-    else:
-        subject = "We received your callback request"
-        body = (
-            f"{f'Hi {short},' if short else 'Hi,'}\n\n"
-            f"thank you for contacting us. We will call you at {phone} {when}.\n\n"
-            f"You can check your callback request or cancel it here:\n{link}\n\n"
-            "This message was sent automatically; replies are not read.\n"
-        )
-    # The SMS greets by first name, and drops it rather than grow past SMS_MAX_CHARS.
-    sms = _sms(language, _first_name(name), when, link)
-    if len(sms) > SMS_MAX_CHARS:
-        sms = _sms(language, None, when, link)
-    return Confirmation(sms=sms, email_subject=subject, email_body=body)
-
-
-def _greeting(language: Language, name: str | None) -> str:
-    short = _short_name(name)
-    word = {"fi": "Hei", "sv": "Hej", "en": "Hi"}[language]
-    return f"{word} {short}," if short else f"{word},"
-
-
-_NO_REPLY = {
-    "fi": "Tähän viestiin ei voi vastata.\n",
-    "sv": "Det här meddelandet går inte att svara på.\n",
-    "en": "This message was sent automatically; replies are not read.\n",
-}
-
-
-def _email(language: Language, name: str | None, paragraphs: list[str]) -> str:
-    return "\n\n".join([_greeting(language, name), *paragraphs]) + "\n\n" + _NO_REPLY[language]
-
-
-def _fit(sms: str, fallback: str) -> str:
-    return sms if len(sms) <= SMS_MAX_CHARS else fallback
+    body = [
+        translate(language, "confirmation.email.when", phone=phone, when=when),
+        translate(language, "confirmation.email.link", link=link),
+    ]
+    return Confirmation(
+        sms=_sms(language, N_("confirmation.sms"), name, when=when, link=link),
+        email_subject=translate(language, "confirmation.subject"),
+        email_body=_email(language, name, body),
+    )
 
 
 def render_reminder(
@@ -228,25 +223,13 @@ def render_reminder(
 ) -> Confirmation:
     """A reminder shortly before the booked slot."""
     when = window_phrase(language, start=start, end=end, now=now, tz=tz)
-    first = _first_name(name)
-    if language == "fi":
-        hello = f"Hei {first}!" if first else "Hei!"
-        sms = f"{hello} Muistutus: soitamme sinulle {when}. Siirrä tai peru: {link}"
-        subject = "Muistutus: soitamme sinulle pian"
-        body = [f"muistutamme, että soitamme sinulle {when}.", f"Siirrä tai peru:\n{link}"]
-    elif language == "sv":
-        hello = f"Hej {first}!" if first else "Hej!"
-        sms = f"{hello} Påminnelse: vi ringer dig {when}. Boka om eller avboka: {link}"
-        subject = "Påminnelse: vi ringer dig snart"
-        body = [f"vi vill påminna om att vi ringer dig {when}.", f"Boka om eller avboka:\n{link}"]
-    else:
-        hello = f"Hi {first}!" if first else "Hi!"
-        sms = f"{hello} Reminder: we will call you {when}. Change or cancel: {link}"
-        subject = "Reminder: we will call you soon"
-        body = [f"a reminder that we will call you {when}.", f"Change or cancel:\n{link}"]
+    body = [
+        translate(language, "reminder.email.when", when=when),
+        translate(language, "reminder.email.link", link=link),
+    ]
     return Confirmation(
-        sms=_fit(sms, sms.replace(f" {first}!", "!") if first else sms),
-        email_subject=subject,
+        sms=_sms(language, N_("reminder.sms"), name, when=when, link=link),
+        email_subject=translate(language, "reminder.subject"),
         email_body=_email(language, name, body),
     )
 
@@ -261,55 +244,31 @@ def render_tried(
     link: str,
 ) -> Confirmation:
     """ "We tried to reach you": with the next try's time, or without one after the last."""
-    first = _first_name(name)
-    if language == "fi":
-        hello = f"Hei {first}!" if first else "Hei!"
-        then = (
-            f"Yritämme uudelleen {moment_phrase(language, moment=next_try, now=now, tz=tz)}."
-            if next_try
-            else "Voit jättää uuden soittopyynnön, niin soitamme uudelleen."
-        )
-        sms = f"{hello} Yritimme soittaa sinulle, mutta emme tavoittaneet sinua. {then}"
-        subject = "Yritimme soittaa sinulle"
-    elif language == "sv":
-        hello = f"Hej {first}!" if first else "Hej!"
-        then = (
-            f"Vi försöker igen {moment_phrase(language, moment=next_try, now=now, tz=tz)}."
-            if next_try
-            else "Lämna gärna en ny begäran, så ringer vi igen."
-        )
-        sms = f"{hello} Vi försökte ringa dig men nådde dig inte. {then}"
-        subject = "Vi försökte ringa dig"
+    if next_try is not None:
+        message_id = N_("tried.sms.again")
+        fields: dict[str, object] = {
+            "when": moment_phrase(language, moment=next_try, now=now, tz=tz),
+            "link": link,
+        }
     else:
-        hello = f"Hi {first}!" if first else "Hi!"
-        then = (
-            f"We will try again {moment_phrase(language, moment=next_try, now=now, tz=tz)}."
-            if next_try
-            else "Leave a new callback request and we will call again."
-        )
-        sms = f"{hello} We tried to reach you but could not get through. {then}"
-        subject = "We tried to reach you"
-    if next_try:
-        sms = f"{sms} {link}"
-    return Confirmation(sms=sms, email_subject=subject, email_body=_email(language, name, [sms]))
+        message_id, fields = N_("tried.sms.last"), {}
+    # The email says what the SMS says, greeting and all, under the email's own greeting.
+    said = _greeted(language, message_id, _first_name(name), **fields)
+    return Confirmation(
+        sms=_sms(language, message_id, name, **fields),
+        email_subject=translate(language, "tried.subject"),
+        email_body=_email(language, name, [said]),
+    )
 
 
 def render_cancelled(*, language: Language, name: str | None) -> Confirmation:
     """The callback was cancelled (by the customer or by us)."""
-    first = _first_name(name)
-    if language == "fi":
-        hello = f"Hei {first}!" if first else "Hei!"
-        sms = f"{hello} Soittopyyntösi on peruttu. Emme soita sinulle."
-        subject = "Soittopyyntösi on peruttu"
-    elif language == "sv":
-        hello = f"Hej {first}!" if first else "Hej!"
-        sms = f"{hello} Din begäran om återuppringning är avbokad. Vi ringer inte."
-        subject = "Din begäran om återuppringning är avbokad"
-    else:
-        hello = f"Hi {first}!" if first else "Hi!"
-        sms = f"{hello} Your callback request is cancelled. We will not call you."
-        subject = "Your callback request is cancelled"
-    return Confirmation(sms=sms, email_subject=subject, email_body=_email(language, name, [sms]))
+    said = _greeted(language, N_("cancelled.sms"), _first_name(name))
+    return Confirmation(
+        sms=_sms(language, N_("cancelled.sms"), name),
+        email_subject=translate(language, "cancelled.subject"),
+        email_body=_email(language, name, [said]),
+    )
 
 
 def render_rebooked(
@@ -324,34 +283,113 @@ def render_rebooked(
 ) -> Confirmation:
     """The callback moved to another slot."""
     when = window_phrase(language, start=start, end=end, now=now, tz=tz)
-    first = _first_name(name)
-    if language == "fi":
-        hello = f"Hei {first}!" if first else "Hei!"
-        sms = f"{hello} Soittoaikasi on muutettu: soitamme sinulle {when}. Katso tai peru: {link}"
-        subject = "Soittoaikasi on muutettu"
-    elif language == "sv":
-        hello = f"Hej {first}!" if first else "Hej!"
-        sms = f"{hello} Din tid är ändrad: vi ringer dig {when}. Visa eller avboka: {link}"
-        subject = "Din tid för återuppringning är ändrad"
-    else:
-        hello = f"Hi {first}!" if first else "Hi!"
-        sms = (
-            f"{hello} Your callback time has changed: we will call you {when}. "
-            f"View or cancel: {link}"
-        )
-        subject = "Your callback time has changed"
-    return Confirmation(sms=sms, email_subject=subject, email_body=_email(language, name, [sms]))
+    said = _greeted(language, N_("rebooked.sms"), _first_name(name), when=when, link=link)
+    return Confirmation(
+        sms=_sms(language, N_("rebooked.sms"), name, when=when, link=link),
+        email_subject=translate(language, "rebooked.subject"),
+        email_body=_email(language, name, [said]),
+    )
 
 
 def render_acknowledgement(*, language: Language, name: str | None) -> Confirmation:
     """ "We received your message": an email-only contact, nobody to call back."""
-    if language == "fi":
-        subject = "Olemme vastaanottaneet viestisi"
-        text = "kiitos viestistäsi. Olemme vastaanottaneet sen ja vastaamme sinulle pian."
-    elif language == "sv":
-        subject = "Vi har tagit emot ditt meddelande"
-        text = "tack för ditt meddelande. Vi har tagit emot det och svarar dig snart."
-    else:
-        subject = "We received your message"
-        text = "thank you for your message. We have received it and will get back to you soon."
-    return Confirmation(sms="", email_subject=subject, email_body=_email(language, name, [text]))
+    return Confirmation(
+        sms="",
+        email_subject=translate(language, "acknowledgement.subject"),
+        email_body=_email(language, name, [translate(language, "acknowledgement.email")]),
+    )
+
+
+# ----------------------------------------------------------------------------- the SMS budget
+
+# The longest first name an SMS greets by, and the zone whose clock the worst case is read in.
+_WORST_NAME: Final = "Aleksandra-Katariina Virtanen"
+_WORST_ZONE: Final = ZoneInfo("Europe/Helsinki")
+# A link as long as ours are, under a host name of ordinary length.
+_ORDINARY_BASE_URL: Final = "https://asiakaspalvelu.example.fi"
+
+
+def _ordinary_link() -> str:
+    settings = CallbackSettings(environment="development", public_base_url=_ORDINARY_BASE_URL)
+    return self_service_link(settings, "0195f3a8-6c2e-7d41-9b0a-3f5e8c7d2a10")
+
+
+def _worst_case(phrase: Callable[[datetime, datetime], str]) -> tuple[datetime, datetime]:
+    """The (now, moment) whose phrase is longest, from each day of a year and the two after.
+
+    At 22.45, that covers every form (today, tomorrow, a named day) with every weekday and
+    month and two-digit dates.
+    """
+    new_year = datetime(2026, 1, 1, tzinfo=_WORST_ZONE)
+    cases = [
+        (now, now + timedelta(days=ahead, hours=22, minutes=45))
+        for now in (new_year + timedelta(days=day) for day in range(366))
+        for ahead in range(3)
+    ]
+    return max(cases, key=lambda case: len(phrase(*case)))
+
+
+def _worst_case_sms(language: Language) -> list[tuple[str, str]]:
+    """Every SMS we send, each with the longest realistic input: (what, text)."""
+    tz, slot, name, link = _WORST_ZONE, timedelta(minutes=15), _WORST_NAME, _ordinary_link()
+    asap_now, deadline = _worst_case(
+        lambda now, moment: asap_phrase(language, deadline=moment, now=now, tz=tz)
+    )
+    now, start = _worst_case(
+        lambda now, moment: window_phrase(language, start=moment, end=moment + slot, now=now, tz=tz)
+    )
+    retry_now, retry = _worst_case(
+        lambda now, moment: moment_phrase(language, moment=moment, now=now, tz=tz)
+    )
+    confirmation = render_confirmation(
+        language=language,
+        name=name,
+        phone="+358401234567",
+        deadline=deadline,
+        now=asap_now,
+        tz=tz,
+        link=link,
+    )
+    booked = render_confirmation(
+        language=language,
+        name=name,
+        phone="+358401234567",
+        deadline=start,
+        now=now,
+        tz=tz,
+        link=link,
+        slot=(start, start + slot),
+    )
+    reminder = render_reminder(
+        language=language, name=name, start=start, end=start + slot, now=now, tz=tz, link=link
+    )
+    again = render_tried(
+        language=language, name=name, next_try=retry, now=retry_now, tz=tz, link=link
+    )
+    last = render_tried(language=language, name=name, next_try=None, now=now, tz=tz, link=link)
+    rebooked = render_rebooked(
+        language=language, name=name, start=start, end=start + slot, now=now, tz=tz, link=link
+    )
+    return [
+        ("confirmation", confirmation.sms),
+        ("confirmation of a booked time", booked.sms),
+        ("reminder", reminder.sms),
+        ("tried, trying again", again.sms),
+        ("tried, last time", last.sms),
+        ("cancelled", render_cancelled(language=language, name=name).sms),
+        ("rebooked", rebooked.sms),
+    ]
+
+
+def sms_budget_problems(max_chars: int = SMS_MAX_CHARS) -> list[str]:
+    """Each SMS, in each language, that would not fit `max_chars` with the worst realistic input."""
+    first = _first_name(_WORST_NAME)
+    problems = []
+    for language in LANGUAGES:
+        for what, sms in _worst_case_sms(language):
+            if len(sms) > max_chars or (first is not None and first not in sms):
+                problems.append(
+                    f"{language}: the {what} SMS does not fit {max_chars} characters with a "
+                    f"{len(first or '')}-character first name and an ordinary link: {sms!r}"
+                )
+    return problems

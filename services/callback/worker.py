@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import warnings
 from typing import Any
 
@@ -47,6 +48,40 @@ log = structlog.get_logger("ringback.callback.worker")
 # arq counts every run of a job, lease waits and SIGTERM hand-backs included; our own
 # `attempts` column is the real budget, so arq's limit only stops a runaway job.
 _ARQ_EXTRA_TRIES = 5
+# Cron jobs that return how much they did (0: nothing).
+_SWEEPS = frozenset({SWEEP_NOTIFICATIONS, EXPIRE_CALLBACKS, RELEASE_LEASES})
+
+
+class QuietIdleSweeps(logging.Filter):
+    """arq logs each run of a cron job at INFO: a sweep that found nothing becomes DEBUG.
+
+    Three sweeps and a health check every half minute otherwise fill a newcomer's terminal
+    with lines that say nothing happened. A run's start line is DEBUG (its end says what it
+    did); its end line stays INFO when the sweep did something.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or not self._idle(record):
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        # The logger passed the record at INFO; the handlers would print it whatever its level.
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+    @staticmethod
+    def _idle(record: logging.LogRecord) -> bool:
+        message, args = str(record.msg), record.args
+        if message.startswith("recording health"):
+            return True
+        if not isinstance(args, tuple) or len(args) < 3 or args[1] not in _SWEEPS:
+            return False
+        return "→" in message or ("←" in message and args[2] in ("0", ""))
+
+
+def quiet_idle_sweeps() -> None:
+    """Install `QuietIdleSweeps` on arq's worker logger (once)."""
+    logger = logging.getLogger("arq.worker")
+    if not any(isinstance(f, QuietIdleSweeps) for f in logger.filters):
+        logger.addFilter(QuietIdleSweeps())
 
 
 def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
@@ -115,6 +150,7 @@ def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
 
 def create_worker(settings: CallbackSettings, **overrides: Any) -> Worker:
     """An arq `Worker` for `settings`; call inside a running event loop."""
+    quiet_idle_sweeps()
     return Worker(**{**worker_settings(settings), **overrides})
 
 

@@ -78,6 +78,8 @@ MEANINGS: dict[str, str] = {
     "traces to; unset: the standard `OTEL_EXPORTER_OTLP_ENDPOINT`, else no traces",
     "otel_sample_ratio": "share of new traces kept (`0`-`1`); a caller's sampled trace is "
     "always continued",
+    "sms_allowed_regions": "countries we send SMS to at all (against SMS pumping), "
+    "comma-separated; others get no SMS",
     # --- intake
     "webhook_secrets": "Standard Webhooks secrets (`whsec_...`), comma-separated, all accepted "
     "(rotation); unset: generic webhooks refused (`403`)",
@@ -96,8 +98,6 @@ MEANINGS: dict[str, str] = {
     "rate_limit_per_ip": "contact requests per client address per window",
     "rate_limit_per_api_key": "contact requests per API key per window",
     "trusted_proxies": "reverse proxies whose `X-Forwarded-For` names the client, comma-separated",
-    "sms_allowed_regions": "countries we send SMS to at all (against SMS pumping), "
-    "comma-separated; others get no SMS",
     # --- callback
     "sms_provider": "how SMS go out: `file` (development sink), `http` (generic JSON gateway) "
     "or `twilio`",

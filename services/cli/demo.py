@@ -2,6 +2,7 @@
 
 It prints what a newcomer wants to see: intake's answer, the customer's timeline as history
 records it, and the SMS and email the customer received (from the development sink).
+`--language et` makes the caller an Estonian customer, who gets the confirmation in Estonian.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import random
 import secrets
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -22,12 +24,33 @@ import httpx
 from services.cli.devstate import data_dir, dev_secrets, ensure_database_url, save_dev_value
 from shared.jsonutil import dumps
 from shared.settings import CommonSettings
+from shared.vocabulary import Language
 
 _EXPECTED = {"missed_call", "callback_created", "notification_sent"}
 
 
-def run_demo(*, timeout: float = 30.0) -> int:
-    return asyncio.run(_demo(wait_seconds=timeout))
+@dataclass(frozen=True)
+class _Caller:
+    """A customer of the demo: a fresh number each run, so each demo is a new customer."""
+
+    local: str
+    e164: str
+    name: str
+    email: str
+
+
+def _caller(language: Language | None) -> _Caller:
+    if language == "et":
+        # An Estonian mobile, written as Estonians write it (EE is an SMS country by default).
+        local = f"+372 5{random.randint(100, 999)} {random.randint(1000, 9999)}"
+        return _Caller(local, local.replace(" ", ""), "Mari", "mari.maasikas@example.ee")
+    local = f"040 {random.randint(100, 999)} {random.randint(1000, 9999)}"
+    e164 = "+358" + local.replace(" ", "")[1:]
+    return _Caller(local, e164, "Maija", "maija.meikalainen@example.fi")
+
+
+def run_demo(*, timeout: float = 30.0, language: Language | None = None) -> int:
+    return asyncio.run(_demo(wait_seconds=timeout, language=language))
 
 
 def _secret(name: str) -> str:
@@ -58,14 +81,18 @@ async def _read_key() -> str:
     return key
 
 
-async def _demo(wait_seconds: float) -> int:
+async def _demo(wait_seconds: float, language: Language | None = None) -> int:
     settings = CommonSettings()
     secret = _secret("RINGBACK_WEBHOOK_SECRETS").split(",")[0].strip()
     from services.intake.telephony.standard_webhooks import sign
 
-    # A fresh Finnish mobile number each run, so each demo is a new customer.
-    local = f"040 {random.randint(100, 999)} {random.randint(1000, 9999)}"
-    e164 = "+358" + local.replace(" ", "")[1:]
+    caller = _caller(language)
+    local, e164 = caller.local, caller.e164
+    # What a PBX's CRM lookup may know about the caller; it gets the email confirmation, in
+    # their language when it is known (otherwise the site's default).
+    customer: dict[str, str] = {"email": caller.email, "name": caller.name}
+    if language is not None:
+        customer["language"] = language
     call = {
         "id": f"evt_{secrets.token_hex(8)}",
         "call_id": f"demo-{secrets.token_hex(6)}",
@@ -74,8 +101,7 @@ async def _demo(wait_seconds: float) -> int:
         "status": "no_answer",
         "occurred_at": datetime.now(UTC).isoformat(),
         "queue": "billing",
-        # What a PBX's CRM lookup may know about the caller; it gets the email confirmation.
-        "metadata": {"customer": {"email": "maija.meikalainen@example.fi", "name": "Maija"}},
+        "metadata": {"customer": customer},
     }
     body = dumps(call)
     msg_id = f"msg_{secrets.token_hex(8)}"

@@ -12,6 +12,7 @@ from typing import Any
 
 from shared.logging import configure_logging, wants_json
 from shared.telemetry import flush_before_signal, tracing
+from shared.vocabulary import LANGUAGES
 
 # Each service's app factory and settings class, imported only when that service is chosen.
 SERVICES: dict[str, tuple[str, str]] = {
@@ -194,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from services.cli.demo import run_demo
 
-    return run_demo(timeout=args.timeout)
+    return run_demo(timeout=args.timeout, language=args.language)
 
 
 _CAPACITY_CSV = """\
@@ -410,6 +411,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = add("demo", cmd_demo, "send a signed missed call to a running `make run` and show it")
     demo.add_argument("--timeout", type=float, default=30.0)
+    demo.add_argument(
+        "--language",
+        choices=LANGUAGES,
+        help="the caller's language, as their telephony system knows it (default: not known, "
+        "so the site's RINGBACK_DEFAULT_LANGUAGE)",
+    )
     return parser
 
 

@@ -28,6 +28,7 @@ from shared.contracts import Channel, EventIn, EventTypeField
 from shared.db import session_dependency
 from shared.errors import Unprocessable
 from shared.jsonutil import ORJSONResponse
+from shared.pagination import Cursor, Limit
 from shared.routing import JsonRoute
 
 
@@ -152,8 +153,8 @@ async def get_timeline(
     channel: Channel | None = None,
     type_: Annotated[EventTypeField | None, Query(alias="type", max_length=64)] = None,
     before: AwareDatetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> Response:
     events, next_cursor = await service.timeline(
         session=session,
@@ -178,8 +179,8 @@ async def get_timeline(
 async def list_merges(
     customer_id: CustomerId,
     session: ReadSessionDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> MergePage:
     items, next_cursor = await service.merges(
         session=session, customer_id=customer_id, cursor=cursor, limit=limit

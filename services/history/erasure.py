@@ -25,29 +25,21 @@ from services.history.models import Erasure, HistoryOutbox
 from services.history.schemas import ErasureOut
 from services.history.service import EVENTS_CHANNEL, live_customer, notice
 from services.history.settings import HistorySettings
-from shared.contracts import ErasureRequest
+from shared.contracts import CallbackState, ErasureRequest
 from shared.db import asyncpg_dsn, utcnow
 from shared.http import internal_client
 from shared.ids import new_id
 from shared.outbox import OutboxRelay, enqueue
 from shared.service_app import Extension
+from shared.vocabulary import Channel, Direction, EventType, IdentityKind
 
 PEERS = ("callback", "intake")
 
 # `data` keys our own services write that hold no personal data; everything else goes.
+# Where a callback stands (`CallbackState`) names nobody: statistics read it after erasure.
 KEPT_DATA_KEYS = frozenset(
     {
-        "status",
-        "due_at",
-        "sla_deadline",
-        "first_contact_at",
-        "agent_id",
-        "slot_start",
-        "slot_end",
-        "contact_count",
-        "attempts",
-        "outcome",
-        "flag",
+        *CallbackState.model_fields,
         "kind",
         "channel",
         "queue",
@@ -89,8 +81,8 @@ async def erase_customer(
     if previous is not None:
         return _out(previous)
     identities = (await repository.identities_of(session, [customer.id]))[customer.id]
-    phones = sorted(v for k, v in identities if k == "phone")
-    emails = sorted(v for k, v in identities if k == "email")
+    phones = sorted(v for k, v in identities if k == IdentityKind.PHONE)
+    emails = sorted(v for k, v in identities if k == IdentityKind.EMAIL)
     records = [customer.id, *await repository.merged_into(session, customer.id)]
     needles = [*phones, *(p.lstrip("+") for p in phones), *emails]
     if customer.name and len(customer.name) >= 3:
@@ -134,7 +126,7 @@ async def _record_erased(
     session: AsyncSession, *, customer_id: str, erasure_id: str, now: datetime
 ) -> None:
     """A `customer_erased` event on the (now anonymous) timeline; live streams see it."""
-    channel = await repository.latest_channel(session, customer_id) or "web"
+    channel = await repository.latest_channel(session, customer_id) or Channel.WEB
     (row,) = await repository.insert_events(
         session,
         [
@@ -144,8 +136,8 @@ async def _record_erased(
                 "occurred_at": now,
                 "received_at": now,
                 "channel": channel,
-                "direction": "internal",
-                "type": "customer_erased",
+                "direction": Direction.INTERNAL,
+                "type": EventType.CUSTOMER_ERASED,
                 "subject_kind": "customer",
                 "subject_id": customer_id,
                 "actor_kind": "system",
@@ -161,8 +153,8 @@ async def _record_erased(
             {
                 "customer_id": customer_id,
                 "channel": channel,
-                "direction": "internal",
-                "type": "customer_erased",
+                "direction": Direction.INTERNAL,
+                "type": EventType.CUSTOMER_ERASED,
                 "count": 1,
                 "last_occurred_at": now,
             }

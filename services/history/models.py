@@ -22,8 +22,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from shared.db import make_metadata, utcnow
 from shared.ids import new_id
 from shared.outbox import OutboxMixin, outbox_indexes
+from shared.vocabulary import IdentityKind
 
-IDENTITY_KINDS = ("phone", "email")
+IDENTITY_KINDS: tuple[IdentityKind, ...] = tuple(IdentityKind)
+_KIND_CHECK = f"kind IN ({', '.join(repr(str(kind)) for kind in IDENTITY_KINDS)})"
 
 
 class Base(DeclarativeBase):
@@ -69,7 +71,7 @@ class CustomerIdentity(Base):
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    __table_args__ = (CheckConstraint("kind IN ('phone', 'email')", name="kind"),)
+    __table_args__ = (CheckConstraint(_KIND_CHECK, name="kind"),)
 
 
 class Event(Base):

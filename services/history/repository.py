@@ -33,6 +33,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from services.history.models import Customer, CustomerActivity, CustomerIdentity, Erasure, Event
 from shared.db import utcnow
+from shared.vocabulary import Direction
 
 # First key of history's two-int advisory locks; the two-int key space never meets the
 # single-bigint one the migration lock uses.
@@ -305,9 +306,9 @@ _NEWEST_FIRST = (_EVENTS.c.occurred_at.desc(), _EVENTS.c.seq.desc())
 
 
 @dataclass(frozen=True, slots=True)
-class PageQuery:
-    """Which page of a timeline: the filters, the (occurred_at, seq) it continues after, and
-    how many rows to read."""
+class TimelineQuery:
+    """Which rows of a timeline to read: the filters, the (occurred_at, seq) a page's cursor
+    continues after, and how many (`shared.pagination.page_of` makes them a page)."""
 
     channel: str | None
     type_: str | None
@@ -357,7 +358,7 @@ def timeline_query(
 
 
 async def timeline(
-    session: AsyncSession, *, customer_id: str, page: PageQuery
+    session: AsyncSession, *, customer_id: str, page: TimelineQuery
 ) -> list[TimelineEvent]:
     """Up to `page.limit` of the customer's events newest first, strictly past `page.after`."""
     stmt = timeline_query(
@@ -408,7 +409,7 @@ def _customer_timeline_statement(
 
 
 def customer_timeline_query(
-    *, customer_id: str, page: PageQuery
+    *, customer_id: str, page: TimelineQuery
 ) -> tuple[Select[Any], dict[str, Any]]:
     """A timeline page together with the customer record it belongs to, and its parameters.
 
@@ -430,7 +431,7 @@ def customer_timeline_query(
 
 
 async def customer_timeline(
-    session: AsyncSession, *, customer_id: str, page: PageQuery
+    session: AsyncSession, *, customer_id: str, page: TimelineQuery
 ) -> tuple[str | None, list[TimelineEvent]] | None:
     """A page of the customer's timeline and whether they exist, in one round trip.
 
@@ -621,16 +622,19 @@ async def purge_batch(session: AsyncSession, *, cutoff: datetime, limit: int) ->
 
 # Statistics -------------------------------------------------------------------------------
 
-CALLBACK_COUNTED = ("callback_created", "callback_completed", "callback_failed", "callback_expired")
-CALLBACK_CLOSING = ("callback_completed", "callback_failed", "callback_expired")
-
 
 async def bucket_counts(
-    session: AsyncSession, *, start: datetime, end: datetime, unit: str, tz: str
+    session: AsyncSession,
+    *,
+    start: datetime,
+    end: datetime,
+    unit: str,
+    tz: str,
+    types: Collection[str],
 ) -> list[tuple[datetime, str, str, str, int, int]]:
     """Per site-local bucket, channel, direction and type: events and distinct subjects.
 
-    Only what statistics count: inbound contacts, missed calls and callback lifecycle ends.
+    Only inbound events and events of the given `types`.
     """
     rows = await session.execute(
         text(
@@ -638,7 +642,7 @@ async def bucket_counts(
             " count(*), count(DISTINCT subject_id)"
             " FROM history.events"
             " WHERE occurred_at >= :start AND occurred_at < :end"
-            " AND (direction = 'inbound' OR type = ANY(CAST(:types AS text[])))"
+            " AND (direction = :inbound OR type = ANY(CAST(:types AS text[])))"
             " GROUP BY 1, 2, 3, 4"
         ),
         {
@@ -646,7 +650,8 @@ async def bucket_counts(
             "tz": tz,
             "start": start,
             "end": end,
-            "types": ["missed_call", *CALLBACK_COUNTED],
+            "inbound": Direction.INBOUND,
+            "types": list(types),
         },
     )
     return [(r[0], r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows]
@@ -661,18 +666,18 @@ async def demand(
             "SELECT CAST(extract(isodow FROM occurred_at AT TIME ZONE :tz) AS int),"
             " CAST(extract(hour FROM occurred_at AT TIME ZONE :tz) AS int), count(*)"
             " FROM history.events"
-            " WHERE occurred_at >= :start AND occurred_at < :end AND direction = 'inbound'"
+            " WHERE occurred_at >= :start AND occurred_at < :end AND direction = :inbound"
             " GROUP BY 1, 2"
         ),
-        {"tz": tz, "start": start, "end": end},
+        {"tz": tz, "start": start, "end": end, "inbound": Direction.INBOUND},
     )
     return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
 
 
 async def closing_events(
-    session: AsyncSession, *, start: datetime, end: datetime
+    session: AsyncSession, *, start: datetime, end: datetime, types: Collection[str]
 ) -> list[tuple[str, str, datetime, str | None, str | None, str | None]]:
-    """Each callback's first closing event in the range: (callback id, type, time, outcome,
+    """Each callback's first event of `types` in the range: (callback id, type, time, outcome,
     first_contact_at, sla_deadline) as the event's data has them."""
     rows = await session.execute(
         text(
@@ -684,7 +689,7 @@ async def closing_events(
             " AND type = ANY(CAST(:types AS text[]))"
             " ORDER BY subject_id, occurred_at, seq"
         ),
-        {"start": start, "end": end, "types": list(CALLBACK_CLOSING)},
+        {"start": start, "end": end, "types": list(types)},
     )
     return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.contracts import EventIn
+from shared.pagination import Page
+from shared.vocabulary import CallbackStatus, ClosingOutcome
 
 MAX_BATCH = 500
 
@@ -53,9 +55,8 @@ class BatchOut(BaseModel):
     items: list[BatchItemOut]
 
 
-class EventPage(BaseModel):
-    items: list[EventOut]
-    next_cursor: str | None = None
+class EventPage(Page[EventOut]):
+    """A page of a customer's timeline, newest first."""
 
 
 class CustomerOut(BaseModel):
@@ -71,16 +72,15 @@ class CustomerOut(BaseModel):
     updated_at: datetime
 
 
-class CustomerPage(BaseModel):
-    items: list[CustomerOut]
-    next_cursor: str | None = None
+class CustomerPage(Page[CustomerOut]):
+    """The customers a lookup found (one page: a number or an email names few)."""
 
 
 class OpenCallbackOut(BaseModel):
     """A callback still open, as its latest lifecycle event on the timeline tells it."""
 
     id: str
-    status: str
+    status: CallbackStatus
     due_at: datetime | None = None
     agent_id: str | None = None
     last_event_type: str
@@ -97,8 +97,8 @@ class ClosedCallbackOut(BaseModel):
     """A callback that is over: how it ended (`outcome`: reached, reached_inbound, ...)."""
 
     id: str
-    status: str
-    outcome: str | None = None
+    status: CallbackStatus
+    outcome: ClosingOutcome | None = None
     agent_id: str | None = None
     attempts: int | None = None
     closed_at: datetime
@@ -130,9 +130,8 @@ class MergeOut(BaseModel):
     cause_event_id: str | None = None
 
 
-class MergePage(BaseModel):
-    items: list[MergeOut]
-    next_cursor: str | None = None
+class MergePage(Page[MergeOut]):
+    """A page of the merges recorded on a customer's timeline, newest first."""
 
 
 class ErasureOut(BaseModel):

@@ -5,8 +5,6 @@ Services flush and never commit: the request's unit of work commits once, before
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import uuid
 from collections.abc import Sequence
@@ -15,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -30,27 +29,27 @@ from services.history.schemas import (
     OpenCallbackOut,
     RefOut,
 )
-from shared.contracts import CustomerRef, EventIn, Ref
+from shared.contracts import CallbackState, CustomerRef, EventIn, Ref
 from shared.db import utcnow
-from shared.errors import BadRequest, NotFound, Unprocessable
+from shared.errors import NotFound, Unprocessable
 from shared.ids import new_id
+from shared.pagination import instant, page_of, read_cursor, sequence_number
 from shared.phone import normalize
+from shared.vocabulary import OPEN_STATUSES, CallbackStatus, Direction, EventType, IdentityKind
 
-# Callback lifecycle events and the status each implies when its data does not name one.
-OPEN_CALLBACK_TYPES = {
-    "callback_created": "pending",
-    "callback_merged": "pending",
-    "callback_scheduled": "scheduled",
-    "callback_claimed": "in_progress",
-    "callback_attempted": "pending",
+# Callback's lifecycle events, and the status each implies for an event whose data names none
+# (stored before callback sent `CallbackState`, or posted by someone else).
+IMPLIED_STATUS: dict[str, CallbackStatus] = {
+    EventType.CALLBACK_CREATED: CallbackStatus.PENDING,
+    EventType.CALLBACK_MERGED: CallbackStatus.PENDING,
+    EventType.CALLBACK_SCHEDULED: CallbackStatus.SCHEDULED,
+    EventType.CALLBACK_CLAIMED: CallbackStatus.IN_PROGRESS,
+    EventType.CALLBACK_ATTEMPTED: CallbackStatus.PENDING,
+    EventType.CALLBACK_COMPLETED: CallbackStatus.COMPLETED,
+    EventType.CALLBACK_FAILED: CallbackStatus.FAILED,
+    EventType.CALLBACK_CANCELLED: CallbackStatus.CANCELLED,
+    EventType.CALLBACK_EXPIRED: CallbackStatus.EXPIRED,
 }
-CLOSED_CALLBACK_TYPES = {
-    "callback_completed": "completed",
-    "callback_failed": "failed",
-    "callback_cancelled": "cancelled",
-    "callback_expired": "expired",
-}
-OPEN_STATUSES = frozenset({"pending", "scheduled", "in_progress"})
 RECENT_CLOSED = 5
 _MAX_MERGE_HOPS = 8
 
@@ -68,9 +67,9 @@ def identity_pairs(ref: CustomerRef, *, region: str) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     phone = normalize(ref.phone, region) if ref.phone else None
     if phone:
-        pairs.append(("phone", phone))
+        pairs.append((IdentityKind.PHONE, phone))
     if ref.email:
-        pairs.append(("email", str(ref.email).strip().lower()))
+        pairs.append((IdentityKind.EMAIL, str(ref.email).strip().lower()))
     return pairs
 
 
@@ -304,8 +303,8 @@ class _Ingest:
             id=new_id(),
             occurred_at=utcnow(),
             channel=cause.channel,
-            direction="internal",
-            type="customer_merged",
+            direction=Direction.INTERNAL,
+            type=EventType.CUSTOMER_MERGED,
             customer=CustomerRef(),
             subject=Ref(kind="customer", id=loser.id),
             actor=Ref(kind="system", id="history"),
@@ -418,9 +417,9 @@ async def find_customers(
                 "The phone number is not valid.",
                 extra={"errors": [{"loc": ["query", "phone"], "msg": "not a valid number"}]},
             )
-        pairs.append(("phone", e164))
+        pairs.append((IdentityKind.PHONE, e164))
     if email is not None:
-        pairs.append(("email", email.strip().lower()))
+        pairs.append((IdentityKind.EMAIL, email.strip().lower()))
     owners = await repository.customer_ids_by_identity(session, pairs)
     live: dict[str, Customer] = {}
     for owner in owners.values():
@@ -437,8 +436,8 @@ async def _customers_out(session: AsyncSession, customers: list[Customer]) -> li
             name=c.name,
             external_id=c.external_id,
             language=c.language,
-            phones=[v for k, v in identities[c.id] if k == "phone"],
-            emails=[v for k, v in identities[c.id] if k == "email"],
+            phones=[v for k, v in identities[c.id] if k == IdentityKind.PHONE],
+            emails=[v for k, v in identities[c.id] if k == IdentityKind.EMAIL],
             created_at=c.created_at,
             updated_at=c.updated_at,
         )
@@ -446,63 +445,63 @@ async def _customers_out(session: AsyncSession, customers: list[Customer]) -> li
     ]
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return _utc(parsed)
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _text(value: Any) -> str | None:
     return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else None
 
 
-def _callback_state(event: Event) -> OpenCallbackOut | ClosedCallbackOut | None:
-    """Where one callback stands, from its latest lifecycle event.
+def _in_utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
 
-    The event's `data.status` (callback sends it on every lifecycle event) decides open or
-    closed; without it the event type does.
+
+def where_it_stands(event: Event) -> CallbackState:
+    """Where the event's callback stands: the event's data, read as the `CallbackState` contract.
+
+    Callback sends the whole state on every lifecycle event. An older event, or one posted
+    by someone else, may lack fields or hold values the contract refuses: those are left out,
+    and a missing status is the one the event type implies.
     """
+    data = event.data if isinstance(event.data, dict) else {}
+    try:
+        return CallbackState.model_validate(data)
+    except ValidationError as error:
+        refused = {problem["loc"][0] for problem in error.errors() if problem["loc"]}
+    kept = {key: value for key, value in data.items() if key not in refused}
+    kept.setdefault("status", IMPLIED_STATUS[event.type])
+    return CallbackState.model_validate(kept)
+
+
+def _callback_state(event: Event) -> OpenCallbackOut | ClosedCallbackOut | None:
+    """Where one callback stands, from its latest lifecycle event."""
     if event.subject_id is None:
         return None
-    data = event.data if isinstance(event.data, dict) else {}
-    status = data.get("status")
-    if not isinstance(status, str):
-        status = OPEN_CALLBACK_TYPES.get(event.type) or CLOSED_CALLBACK_TYPES[event.type]
-    agent_id = data.get("agent_id")
-    if agent_id is None and event.type == "callback_claimed" and event.actor_kind == "agent":
+    state = where_it_stands(event)
+    agent_id = state.agent_id
+    claimed = event.type == EventType.CALLBACK_CLAIMED
+    if agent_id is None and claimed and event.actor_kind == "agent":
         agent_id = event.actor_id
-    if status not in OPEN_STATUSES:
+    if state.status not in OPEN_STATUSES:
         return ClosedCallbackOut(
             id=event.subject_id,
-            status=status,
-            outcome=_text(data.get("outcome")),
-            agent_id=_text(agent_id),
-            attempts=_int(data.get("attempts")),
+            status=state.status,
+            outcome=state.outcome,
+            agent_id=agent_id,
+            attempts=state.attempts,
             closed_at=event.occurred_at,
             last_event_type=event.type,
         )
-    flag = data.get("flag")
     return OpenCallbackOut(
         id=event.subject_id,
-        status=status,
-        due_at=_parse_time(data.get("due_at")),
-        agent_id=_text(agent_id),
+        status=state.status,
+        due_at=_in_utc(state.due_at),
+        agent_id=agent_id,
         last_event_type=event.type,
         last_event_at=event.occurred_at,
-        sla_deadline=_parse_time(data.get("sla_deadline")),
-        slot_start=_parse_time(data.get("slot_start")),
-        slot_end=_parse_time(data.get("slot_end")),
-        attempts=_int(data.get("attempts")),
-        contact_count=_int(data.get("contact_count")),
-        flag=flag if isinstance(flag, str) else None,
+        sla_deadline=_in_utc(state.sla_deadline),
+        slot_start=_in_utc(state.slot_start),
+        slot_end=_in_utc(state.slot_end),
+        attempts=state.attempts,
+        contact_count=state.contact_count,
+        flag=state.flag,
     )
 
 
@@ -513,7 +512,7 @@ async def customer_profile(*, session: AsyncSession, customer_id: str) -> Custom
     callbacks = await repository.latest_callback_events(
         session,
         customer_id=customer.id,
-        types=[*OPEN_CALLBACK_TYPES, *CLOSED_CALLBACK_TYPES],
+        types=list(IMPLIED_STATUS),
     )
     open_callbacks: list[OpenCallbackOut] = []
     closed: list[ClosedCallbackOut] = []
@@ -528,7 +527,7 @@ async def customer_profile(*, session: AsyncSession, customer_id: str) -> Custom
     counts: dict[str, int] = {}
     for row in await repository.activity(session, customer.id):
         counts[row.type] = counts.get(row.type, 0) + row.count
-        if row.direction != "internal":
+        if row.direction != Direction.INTERNAL:
             seen = last_contact.get(row.channel)
             if seen is None or row.last_occurred_at > seen:
                 last_contact[row.channel] = row.last_occurred_at
@@ -551,7 +550,7 @@ async def merges(
         session=session,
         customer_id=customer_id,
         channel=None,
-        type_="customer_merged",
+        type_=EventType.CUSTOMER_MERGED,
         before=None,
         cursor=cursor,
         limit=limit,
@@ -572,23 +571,9 @@ async def merges(
     return items, next_cursor
 
 
-def encode_cursor(event: Event | TimelineEvent) -> str:
-    """An opaque cursor pointing just past `event` in timeline order."""
-    raw = f"{event.occurred_at.isoformat()}|{event.seq}".encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """The (occurred_at, seq) a cursor points past; BadRequest if it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
-        stamp, seq = raw.split("|")
-        at = datetime.fromisoformat(stamp)
-        if at.tzinfo is None or not seq.isdigit() or int(seq) >= 2**63:
-            raise ValueError(raw)
-        return at, int(seq)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise BadRequest("The cursor is not valid; start again without it.") from None
+def _position(row: TimelineEvent) -> tuple[datetime, int]:
+    """A timeline row's sort key, which its page's cursor holds."""
+    return row.occurred_at, row.seq
 
 
 async def timeline(
@@ -606,10 +591,10 @@ async def timeline(
     The customer's existence is checked in the same statement as the page is read (one round
     trip); a merged-away id then costs a second read, of its survivor's timeline.
     """
-    after = decode_cursor(cursor) if cursor else None
+    after = read_cursor(cursor, instant, sequence_number) if cursor else None
     if not _is_customer_id(customer_id):
         raise NotFound("No customer has this id.")
-    page = repository.PageQuery(
+    page = repository.TimelineQuery(
         channel=channel,
         type_=type_,
         before=_utc(before) if before else None,
@@ -623,7 +608,7 @@ async def timeline(
     if merged_into is not None:
         customer = await live_customer(session=session, customer_id=customer_id)
         rows = await repository.timeline(session, customer_id=customer.id, page=page)
-    return rows[:limit], encode_cursor(rows[limit - 1]) if len(rows) > limit else None
+    return page_of(rows, limit, _position)
 
 
 def _ref(kind: str | None, id_: str | None) -> dict[str, str | None] | None:

@@ -36,15 +36,19 @@ from services.history.schemas import (
     TimeToReach,
 )
 from shared.errors import Unprocessable
+from shared.vocabulary import ClosingOutcome, Direction, EventType
 
 MAX_RANGE = {"hour": timedelta(days=31), "day": timedelta(days=366)}
-REACHED = frozenset({"reached", "reached_inbound"})
-_CALLBACK_FIELD = {
-    "callback_created": "created",
-    "callback_completed": "completed",
-    "callback_failed": "failed",
-    "callback_expired": "expired",
+REACHED = frozenset({ClosingOutcome.REACHED, ClosingOutcome.REACHED_INBOUND})
+# Which of `CallbackCounts`' fields each counted lifecycle event adds to.
+_CALLBACK_FIELD: dict[str, str] = {
+    EventType.CALLBACK_CREATED: "created",
+    EventType.CALLBACK_COMPLETED: "completed",
+    EventType.CALLBACK_FAILED: "failed",
+    EventType.CALLBACK_EXPIRED: "expired",
 }
+# The events that end a callback for time to reach and the SLA share (cancelled: not counted).
+_CLOSING = (EventType.CALLBACK_COMPLETED, EventType.CALLBACK_FAILED, EventType.CALLBACK_EXPIRED)
 
 
 class _Discard:
@@ -137,14 +141,21 @@ async def statistics(
     contacts: dict[str, int] = {}
     missed = 0
     totals = CallbackCounts()
-    rows = await repository.bucket_counts(session, start=start, end=end, unit=bucket, tz=timezone)
+    rows = await repository.bucket_counts(
+        session,
+        start=start,
+        end=end,
+        unit=bucket,
+        tz=timezone,
+        types=[EventType.MISSED_CALL, *_CALLBACK_FIELD],
+    )
     for at, channel, direction, type_, events, subjects in rows:
         # Always one of ours; a zone whose rules the database knows otherwise is not lost.
         target = buckets.get(at.astimezone(UTC)) or _Discard()
-        if direction == "inbound":
+        if direction == Direction.INBOUND:
             target.contacts[channel] = target.contacts.get(channel, 0) + events
             contacts[channel] = contacts.get(channel, 0) + events
-        if type_ == "missed_call":
+        if type_ == EventType.MISSED_CALL:
             target.missed_calls += events
             missed += events
         field = _CALLBACK_FIELD.get(type_)
@@ -175,13 +186,13 @@ async def statistics(
 async def _reach(
     session: AsyncSession, *, start: datetime, end: datetime
 ) -> tuple[TimeToReach, SlaShare]:
-    closings = await repository.closing_events(session, start=start, end=end)
+    closings = await repository.closing_events(session, start=start, end=end, types=_CLOSING)
     origins = await repository.callback_origins(session, [c[0] for c in closings])
     durations: list[float] = []
     closed = within = 0
     for callback_id, type_, at, outcome, first_contact, deadline_text in closings:
         earliest, contact_texts, deadline_texts = origins.get(callback_id, (at, [], []))
-        reached = type_ == "callback_completed" and outcome in REACHED
+        reached = type_ == EventType.CALLBACK_COMPLETED and outcome in REACHED
         if reached:
             first = _parse(first_contact)
             if first is None:

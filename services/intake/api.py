@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from urllib.parse import quote
 
 import httpx
@@ -49,8 +49,9 @@ from shared.errors import (
     validation_errors,
 )
 from shared.jsonutil import ORJSONResponse, loads
-from shared.pagination import Cursor, Limit, Page, decode_cursor, encode_cursor
+from shared.pagination import Cursor, Limit, Page, page_of, read_cursor, row_id
 from shared.routing import JsonRoute, is_json_media_type
+from shared.vocabulary import InboundStatus
 
 log = structlog.get_logger("ringback.intake")
 
@@ -145,7 +146,7 @@ def _rejected(
     exc: service.Rejected,
     metrics: IntakeMetrics,
 ) -> Response:
-    metrics.inbound.labels(provider.name, "rejected").inc()
+    metrics.inbound.labels(provider.name, InboundStatus.REJECTED).inc()
     log.info("intake.webhook.rejected", provider=provider.name, inbound_id=exc.inbound_id)
     answer = provider.respond_rejected(incoming, exc.inbound_id)
     if answer is not None:
@@ -265,8 +266,6 @@ async def create_contact_request(
 # --- operators ----------------------------------------------------------------------------
 
 operators = APIRouter(prefix="/v1", tags=["operators"], route_class=JsonRoute)
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-InboundStatus = Literal["accepted", "recorded", "duplicate", "rejected", "replayed"]
 
 
 @operators.get(
@@ -281,14 +280,12 @@ async def list_inbound(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[InboundItem]:
-    before = decode_cursor(cursor, 1)[0] if cursor else None
-    if before is not None and not _UUID.match(before):
-        raise BadRequest("The cursor is not one this API made.")
+    (before,) = read_cursor(cursor, row_id) if cursor else (None,)
     rows = await repository.list_inbound(
         session, status=status, provider=provider, limit=limit + 1, before_id=before
     )
-    items = [service.inbound_item(row) for row in rows[:limit]]
-    next_cursor = encode_cursor(items[-1].id) if len(rows) > limit else None
+    page, next_cursor = page_of(rows, limit, lambda row: (row.id,))
+    items = [service.inbound_item(row) for row in page]
     return Page[InboundItem](items=items, next_cursor=next_cursor)
 
 

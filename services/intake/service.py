@@ -51,6 +51,12 @@ from shared.errors import Conflict, NotFound, Unprocessable
 from shared.ids import new_id
 from shared.outbox import enqueue, row_values
 from shared.phone import normalize, region_of
+from shared.vocabulary import Channel, Direction, EventType, InboundStatus
+
+# What an inbound row is (`kind`), and the `provider` of requests made to our own API.
+CALL = "call"
+CONTACT_REQUEST = "contact_request"
+API = "api"
 
 # Request headers worth keeping with a raw record; never credentials or signatures.
 _KEPT_HEADERS = (
@@ -90,19 +96,44 @@ class Rejected(Exception):
         self.error = error
 
 
-def normalize_caller(raw: str | None, region: str) -> str | None:
-    """E.164 of a caller id; PBXs often send international numbers without `+` or `00`."""
-    phone = normalize(raw, region)
-    if phone is None and raw is not None:
-        digits = raw.strip()
-        if digits.isdigit() and not digits.startswith("0") and len(digits) >= 8:
-            phone = normalize("+" + digits, region)
-    return phone
-
-
 def sms_allowed(settings: IntakeSettings, phone: str) -> bool:
     """Whether we may text this number (destination allow-list against SMS pumping)."""
-    return (region_of(phone) or "") in settings.sms_allowed_region_set()
+    return (region_of(phone) or "") in settings.sms_allowed_regions
+
+
+def inbound_values(
+    *,
+    raw: RawRequest,
+    provider: str,
+    kind: str,
+    status: InboundStatus,
+    summary: dict[str, Any],
+    external_id: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+    reason: str | None = None,
+    body_limit: int | None = None,
+    inbound_id: str | None = None,
+) -> dict[str, Any]:
+    """Every column of a new inbound row, whichever path stores it: fast, general, rejected."""
+    body = raw.body if body_limit is None else raw.body[:body_limit]
+    return {
+        "id": inbound_id or new_id(),
+        "provider": provider,
+        "kind": kind,
+        "external_id": external_id,
+        "status": status,
+        "reason": reason,
+        "received_at": utcnow(),
+        "content_type": raw.content_type,
+        "headers": raw.headers,
+        "body": body,
+        "body_truncated": len(body) < len(raw.body),
+        "phone": phone,
+        "email": email,
+        "query": raw.query,
+        "summary": summary,
+    }
 
 
 class _Legs:
@@ -142,9 +173,10 @@ async def ingest_stateless(
 
     Parsing and interpreting need no database here, so everything is decided first and the
     receipt, the inbound row and its forwards are written in one statement, as `ingest`
-    would write them. Left to `ingest`: an unusable payload (it claims the receipt before
-    keeping the payload as rejected, so a replay of it is still a duplicate), and the rare
-    race with a concurrent delivery of the same webhook-id or call (`store_call`).
+    would write them (tests/intake/test_two_paths.py compares the rows). Left to `ingest`:
+    an unusable payload (it claims the receipt before keeping the payload as rejected, so a
+    replay of it is still a duplicate), and the rare race with a concurrent delivery of the
+    same webhook-id or call (`store_call`).
     """
     try:
         delivery = provider.parse(request)
@@ -155,44 +187,39 @@ async def ingest_stateless(
     summary = _noted(decision, dict(delivery.summary))
     report = decision.report
     if report is None:
-        outcome = CallOutcome(status="recorded", summary=summary, ordering_key="")
+        outcome = CallOutcome(status=InboundStatus.RECORDED, summary=summary, ordering_key="")
     else:
         summary["outcome"] = report.outcome
         outcome = call_outcome(
             settings=settings, report=report, inbound_id=inbound_id, summary=summary
         )
-    call = repository.NewCall(
-        delivery_id=delivery_id,
-        inbound={
-            "id": inbound_id,
-            "provider": provider.name,
-            "kind": "call",
-            "external_id": delivery.external_id,
-            "status": outcome.status,
-            "received_at": utcnow(),
-            "content_type": raw.content_type,
-            "headers": raw.headers,
-            "body": raw.body,
-            "phone": outcome.phone,
-            "email": outcome.email,
-            "query": raw.query,
-            "summary": outcome.summary,
-        },
-        forwards=[
-            row_values(
-                destination=forward.destination,
-                path=forward.path,
-                payload=forward.payload,
-                ordering_key=outcome.ordering_key,
-            )
-            for forward in outcome.forwards
-        ],
+    inbound = inbound_values(
+        raw=raw,
+        provider=provider.name,
+        kind=CALL,
+        status=outcome.status,
+        summary=outcome.summary,
+        external_id=delivery.external_id,
+        phone=outcome.phone,
+        email=outcome.email,
+        inbound_id=inbound_id,
     )
+    forwards = [
+        row_values(
+            destination=forward.destination,
+            path=forward.path,
+            payload=forward.payload,
+            ordering_key=outcome.ordering_key,
+            now=inbound["received_at"],
+        )
+        for forward in outcome.forwards
+    ]
+    call = repository.NewCall(delivery_id=delivery_id, inbound=inbound, forwards=forwards)
     stored = await repository.store_call(engine, call)
     if stored is None:
         return None
     stored_id, new = stored
-    return Accepted(id=stored_id, status=outcome.status if new else "duplicate")
+    return Accepted(id=stored_id, status=outcome.status if new else InboundStatus.DUPLICATE)
 
 
 async def ingest(
@@ -210,14 +237,14 @@ async def ingest(
         first = await repository.claim_receipt(session, delivery_id, inbound_id)
         if first != inbound_id:
             # A replayed message id: the sender's retry, or someone else's replay.
-            return Accepted(id=first, status="duplicate")
+            return Accepted(id=first, status=InboundStatus.DUPLICATE)
     try:
         delivery = provider.parse(request)
     except PayloadRejected as exc:
         await record_rejected(
             session=session,
             provider=provider.name,
-            kind="call",
+            kind=CALL,
             raw=raw,
             reason=exc.reason,
             body_limit=settings.rejected_body_limit_bytes,
@@ -249,31 +276,28 @@ async def record_delivery(
     """Store a parsed delivery (a redelivery is a duplicate), interpret it, queue forwards."""
     inserted = await repository.insert_inbound(
         session,
-        {
-            "id": inbound_id,
-            "provider": provider.name,
-            "kind": "call",
-            "external_id": delivery.external_id,
-            "status": "recorded",
-            "content_type": raw.content_type,
-            "headers": raw.headers,
-            "body": raw.body,
-            "query": raw.query,
-            "summary": dict(delivery.summary),
-        },
+        inbound_values(
+            raw=raw,
+            provider=provider.name,
+            kind=CALL,
+            status=InboundStatus.RECORDED,
+            summary=dict(delivery.summary),
+            external_id=delivery.external_id,
+            inbound_id=inbound_id,
+        ),
     )
     if inserted is None:
         existing = await repository.find_by_external_id(
             session, provider.name, delivery.external_id
         )
-        return Accepted(id=existing or "", status="duplicate")
+        return Accepted(id=existing or "", status=InboundStatus.DUPLICATE)
     legs = _Legs(session, provider.name)
     decision = await provider.interpret(delivery, legs)
     now = utcnow()
     for leg in legs.opened:
         leg.updated_at = now
         if leg.phone is None and leg.caller:
-            leg.phone = normalize_caller(leg.caller, settings.default_region)
+            leg.phone = normalize(leg.caller, settings.default_region)
     return await _apply(
         session=session,
         settings=settings,
@@ -295,7 +319,7 @@ async def _apply(
     summary = _noted(decision, summary)
     if report is None:
         await repository.update_inbound(session, inbound_id, summary=summary)
-        return Accepted(id=inbound_id, status="recorded")
+        return Accepted(id=inbound_id, status=InboundStatus.RECORDED)
     summary["outcome"] = report.outcome
     leg = decision.leg
     if leg is not None:
@@ -304,9 +328,9 @@ async def _apply(
         if first is not None:
             summary["duplicate_of"] = first
             await repository.update_inbound(
-                session, inbound_id, status="duplicate", summary=summary
+                session, inbound_id, status=InboundStatus.DUPLICATE, summary=summary
             )
-            return Accepted(id=first, status="duplicate")
+            return Accepted(id=first, status=InboundStatus.DUPLICATE)
         if report.outcome == "missed":
             leg.missed_inbound_id = inbound_id
         else:
@@ -349,7 +373,7 @@ class Forward:
 class CallOutcome:
     """What a call makes of its inbound row, and the outbox rows that forward it."""
 
-    status: str
+    status: InboundStatus
     summary: dict[str, Any]
     ordering_key: str
     phone: str | None = None
@@ -361,12 +385,12 @@ def call_outcome(
     *, settings: IntakeSettings, report: CallReport, inbound_id: str, summary: dict[str, Any]
 ) -> CallOutcome:
     """The forwards of a missed or answered call, and the inbound row they leave behind."""
-    phone = normalize_caller(report.caller, settings.default_region)
+    phone = normalize(report.caller, settings.default_region)
     history = Forward("history", "/v1/events", _call_event(report, inbound_id, phone))
     ordering_key = phone or f"inbound:{inbound_id}"
     if phone is None:
         return CallOutcome(
-            "recorded", summary, ordering_key, email=report.email, forwards=(history,)
+            InboundStatus.RECORDED, summary, ordering_key, email=report.email, forwards=(history,)
         )
     if not sms_allowed(settings, phone):
         summary["sms_blocked"] = "region"
@@ -380,12 +404,12 @@ def call_outcome(
         )
         forward = Forward("callback", "/v1/answered-calls", answered)
         return CallOutcome(
-            "recorded", summary, ordering_key, phone, report.email, (history, forward)
+            InboundStatus.RECORDED, summary, ordering_key, phone, report.email, (history, forward)
         )
     create = CallbackCreate(
         request_id=f"inbound:{inbound_id}",
         source="missed_call",
-        channel="phone",
+        channel=Channel.PHONE,
         first_contact_at=report.occurred_at,
         phone=phone,
         email=report.email,
@@ -397,7 +421,9 @@ def call_outcome(
         consent=Consent(sms=sms_allowed(settings, phone), email=True),
     )
     forward = Forward("callback", "/v1/callbacks", create)
-    return CallOutcome("accepted", summary, ordering_key, phone, report.email, (history, forward))
+    return CallOutcome(
+        InboundStatus.ACCEPTED, summary, ordering_key, phone, report.email, (history, forward)
+    )
 
 
 async def record_rejected(
@@ -411,21 +437,16 @@ async def record_rejected(
     inbound_id: str | None = None,
 ) -> str:
     """Keep an authentic but unusable payload, bounded in size, for an operator to inspect."""
-    values: dict[str, Any] = {
-        "provider": provider,
-        "kind": kind,
-        "external_id": None,
-        "status": "rejected",
-        "reason": reason[:2000],
-        "content_type": raw.content_type,
-        "headers": raw.headers,
-        "body": raw.body[:body_limit],
-        "body_truncated": len(raw.body) > body_limit,
-        "query": raw.query,
-        "summary": {},
-    }
-    if inbound_id is not None:
-        values["id"] = inbound_id
+    values = inbound_values(
+        raw=raw,
+        provider=provider,
+        kind=kind,
+        status=InboundStatus.REJECTED,
+        summary={},
+        reason=reason[:2000],
+        body_limit=body_limit,
+        inbound_id=inbound_id,
+    )
     stored = await repository.insert_inbound(session, values)
     assert stored is not None
     return stored
@@ -446,9 +467,9 @@ def _call_event(report: CallReport, inbound_id: str, phone: str | None) -> Event
     return EventIn(
         id=new_id(),
         occurred_at=report.occurred_at,
-        channel="phone",
-        direction="inbound",
-        type="missed_call" if missed else "call_answered",
+        channel=Channel.PHONE,
+        direction=Direction.INBOUND,
+        type=EventType.MISSED_CALL if missed else EventType.CALL_ANSWERED,
         customer=CustomerRef(phone=phone, email=report.email, name=report.name),
         subject=Ref(kind="inbound", id=inbound_id),
         actor=Ref(kind="customer"),
@@ -501,7 +522,7 @@ async def replay(
     row = await repository.get_inbound(session, inbound_id, lock=True)
     if row is None:
         raise NotFound("No inbound record has this id.")
-    if row.status != "rejected":
+    if row.status != InboundStatus.REJECTED:
         raise Conflict(f"Only rejected records can be replayed; this one is {row.status}.")
     provider = REGISTRY.get(row.provider)
     if provider is None:
@@ -531,9 +552,9 @@ async def replay(
         raw=raw,
         inbound_id=new_id(),
     )
-    row.status = "replayed"
+    row.status = InboundStatus.REPLAYED
     row.summary = {**row.summary, "replayed_as": accepted.id, "replayed_at": utcnow().isoformat()}
-    return ReplayResult(id=row.id, status="replayed", result=accepted)
+    return ReplayResult(id=row.id, status=InboundStatus.REPLAYED, result=accepted)
 
 
 # --- contact requests -------------------------------------------------------------------
@@ -574,7 +595,7 @@ async def contact_request(
     fingerprint = hashlib.sha256(raw.body).hexdigest()
     external_id = f"{principal.key_id}:{idempotency_key}"[:200] if idempotency_key else None
     if external_id is not None:
-        earlier = await repository.find_inbound(session, "api", external_id)
+        earlier = await repository.find_inbound(session, API, external_id)
         if earlier is not None:
             return _repeat(earlier, fingerprint)
 
@@ -590,26 +611,24 @@ async def contact_request(
     summary: dict[str, Any] = {"channel": data.channel, "body_sha256": fingerprint}
     if phone is not None and not can_text:
         summary["sms_blocked"] = "region"
-    status = "accepted" if wants_callback else "recorded"
+    status = InboundStatus.ACCEPTED if wants_callback else InboundStatus.RECORDED
     inbound_id = await repository.insert_inbound(
         session,
-        {
-            "provider": "api",
-            "kind": "contact_request",
-            "external_id": external_id,
-            "status": status,
-            "content_type": raw.content_type,
-            "headers": raw.headers,
-            "body": raw.body,
-            "phone": phone,
-            "email": email,
-            "summary": summary,
-        },
+        inbound_values(
+            raw=raw,
+            provider=API,
+            kind=CONTACT_REQUEST,
+            status=status,
+            summary=summary,
+            external_id=external_id,
+            phone=phone,
+            email=email,
+        ),
     )
     if inbound_id is None:
         # The same key at the same moment: the other request won; answer its result.
         assert external_id is not None
-        earlier = await repository.find_inbound(session, "api", external_id)
+        earlier = await repository.find_inbound(session, API, external_id)
         assert earlier is not None
         return _repeat(earlier, fingerprint)
 
@@ -619,8 +638,8 @@ async def contact_request(
         id=new_id(),
         occurred_at=received_at,
         channel=data.channel,
-        direction="inbound",
-        type="contact_request",
+        direction=Direction.INBOUND,
+        type=EventType.CONTACT_REQUEST,
         customer=CustomerRef(phone=phone, email=email, name=data.name, language=data.language),
         subject=Ref(kind="inbound", id=inbound_id),
         actor=Ref(kind="customer"),
@@ -693,7 +712,11 @@ def _repeat(earlier: Inbound, fingerprint: str) -> ContactOutcome:
             "This Idempotency-Key was used with a different request body.",
             slug="idempotency-key-reused",
         )
-    status = earlier.status if earlier.status in {"accepted", "recorded"} else "recorded"
+    status = (
+        InboundStatus(earlier.status)
+        if earlier.status in {InboundStatus.ACCEPTED, InboundStatus.RECORDED}
+        else InboundStatus.RECORDED
+    )
     return ContactOutcome(Accepted(id=earlier.id, status=status), repeated=True)
 
 
@@ -722,7 +745,7 @@ async def erase(
     phones: set[str] = set()
     patterns: set[str] = set()
     for given in request.phones:
-        phone = normalize_caller(given, settings.default_region)
+        phone = normalize(given, settings.default_region)
         if phone is None:
             continue
         phones.add(phone)

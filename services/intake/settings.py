@@ -35,16 +35,11 @@ class IntakeSettings(CommonSettings):
     rate_limit_per_api_key: int = Field(default=300, ge=1)
     # Addresses of reverse proxies whose X-Forwarded-For names the real client (comma-separated).
     trusted_proxies: str = ""
-    # Destination countries we send SMS to (against SMS pumping); others get no SMS.
-    sms_allowed_regions: str = "FI,SE,EE"
 
     def webhook_secret_list(self) -> list[str]:
         if self.webhook_secrets is None:
             return []
         return _csv(self.webhook_secrets.get_secret_value())
-
-    def sms_allowed_region_set(self) -> frozenset[str]:
-        return frozenset(region.upper() for region in _csv(self.sms_allowed_regions))
 
     def trusted_proxy_set(self) -> frozenset[str]:
         return frozenset(_csv(self.trusted_proxies))

@@ -23,7 +23,7 @@ from httpx import AsyncClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.callback import service
+from services.callback import creation
 from services.callback.app import create_app
 from services.callback.jobs import ArqNotificationQueue
 from services.callback.models import Callback, CallbackOutbox, Notification
@@ -292,7 +292,7 @@ def confirm_owed(
                 ).all()
             for callback_id in ids:
                 async with sessions() as session:
-                    results[callback_id] = await service.book_and_confirm(
+                    results[callback_id] = await creation.book_and_confirm(
                         session=session,
                         settings=settings,
                         callback_id=callback_id,

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback.models import Callback, SlotBooking
+from shared.contracts import CallbackState
 from tests.callback.conftest import InsertCallbacks, ReadOutboxFn
 from tests.callback.helpers import plan_body
 
@@ -300,7 +301,7 @@ async def test_one_callback_holds_one_seat_even_when_booked_concurrently(
     ]
     assert scheduled
     assert callback.slot_start is not None
-    assert scheduled[-1]["data"]["slot_start"] == callback.slot_start.isoformat()
+    assert CallbackState.model_validate(scheduled[-1]["data"]).slot_start == callback.slot_start
 
 
 async def test_rebook_and_cancel_move_seats_in_one_transaction(

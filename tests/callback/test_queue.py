@@ -10,7 +10,7 @@ from httpx import AsyncClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.callback import agents, service
+from services.callback import agents
 from services.callback.capacity import CapacityPlan
 from services.callback.jobs import ArqNotificationQueue
 from services.callback.models import Attempt, Callback
@@ -18,6 +18,7 @@ from services.callback.settings import CallbackSettings
 from services.callback.tasks import WorkerState, run_expiry
 from shared.db import commit
 from shared.service_app import create_redis
+from shared.vocabulary import TERMINAL_STATUSES, AttemptOutcome
 from tests.callback.conftest import InsertCallbacks, ReadNotificationsFn, ReadOutboxFn
 from tests.callback.helpers import plan_body
 
@@ -293,7 +294,7 @@ async def test_retries_are_moved_into_business_hours(
                     settings=settings,
                     callback_id=claimed.id,
                     agent_id="anna",
-                    outcome=outcome,
+                    outcome=AttemptOutcome(outcome),
                     note=None,
                     queue=queue,
                     now=now,
@@ -331,7 +332,7 @@ async def test_retries_are_moved_into_business_hours(
                 settings=settings,
                 callback_id=second_try,
                 agent_id="anna",
-                outcome="no_answer",
+                outcome=AttemptOutcome.NO_ANSWER,
                 note=None,
                 queue=queue,
                 now=now,
@@ -407,7 +408,7 @@ async def test_illegal_transitions_are_409(
     for status, targets in lifecycle.TRANSITIONS.items():
         for target in lifecycle.EVENT_FOR:
             assert lifecycle.can(status, target) == (target in targets)
-    assert not any(lifecycle.TRANSITIONS[s] for s in lifecycle.TERMINAL)
+    assert not any(lifecycle.TRANSITIONS[s] for s in TERMINAL_STATUSES)
     (callback_id,) = await insert_callbacks(1, status="completed")
     lease = await client.post(
         f"/v1/callbacks/{callback_id}/lease", json={"agent_id": "anna"}, headers=auth
@@ -416,4 +417,3 @@ async def test_illegal_transitions_are_409(
     cancel = await client.post(f"/v1/callbacks/{callback_id}/cancel", headers=auth)
     assert cancel.status_code == 409
     assert cancel.headers["content-type"].startswith("application/problem+json")
-    assert service is not None

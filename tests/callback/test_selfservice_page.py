@@ -235,6 +235,7 @@ async def test_api_clients_still_get_json(
         ("fi", "Soittopyyntösi on jonossa", "Soitamme sinulle mahdollisimman pian"),
         ("sv", "Din återuppringning står i kö", "Vi ringer dig så snart som möjligt"),
         ("en", "Your callback is in the queue", "We will call you as soon as possible"),
+        ("et", "Teie tagasihelistamise soov on järjekorras", "Helistame teile esimesel võimalusel"),
     ],
 )
 async def test_the_page_says_where_the_callback_stands_in_each_language(
@@ -261,7 +262,7 @@ async def test_the_page_says_where_the_callback_stands_in_each_language(
     assert page.viewport
     assert page.scripts == 0
     # Every language is one tap away, the current one marked.
-    assert {"Suomeksi", "På svenska", "In English"} <= set(page.links)
+    assert {"Suomeksi", "På svenska", "In English", "Eesti keeles"} <= set(page.links)
     assert f'href="?lang={lang}" lang="{lang}" hreflang="{lang}" aria-current="true"' in (
         response.text
     )
@@ -275,6 +276,30 @@ async def test_by_default_the_page_speaks_the_callbacks_language(
     assert page.lang == "sv"
     assert page.h1 == "Din återuppringning står i kö"
     assert "Avboka återuppringningen" in page.buttons()
+
+
+async def test_an_estonian_customer_gets_the_page_and_its_times_in_estonian(
+    client: AsyncClient,
+    auth: dict[str, str],
+    admin: dict[str, str],
+    settings: CallbackSettings,
+) -> None:
+    await client.put("/v1/capacity", json=plan_body(), headers=admin)
+    _, token = await new_callback(client, auth, settings, language="et")
+
+    response = await client.get(f"/v1/self/{token}", headers=BROWSER)
+
+    assert response.headers["content-language"] == "et"
+    page = read(response)
+    assert (page.lang, page.h1) == ("et", "Teie tagasihelistamise soov on järjekorras")
+    assert "Valige teine aeg" in page.h2
+    assert "Tühista tagasihelistamine" in page.buttons()
+    # Days as CLDR et abbreviates them ("T, 24.11"), clock times with the period ("14.30").
+    assert re.fullmatch(
+        r"(Täna|Homme) \([ETKNRLP], \d{1,2}\.\d{1,2}\)|[ETKNRLP], \d{1,2}\.\d{1,2}", page.legends[0]
+    )
+    assert re.fullmatch(r"\d{1,2}\.\d{2}\u2013\d{1,2}\.\d{2}", page.radios[0].label)
+    assert 'lang="et" hreflang="et" aria-current="true">Eesti keeles</a>' in response.text
 
 
 async def test_the_pages_stylesheet_is_the_only_thing_its_policy_allows(

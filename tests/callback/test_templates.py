@@ -1,4 +1,4 @@
-"""Confirmation texts: the promised time in the site's zone, the local way, in three languages."""
+"""Confirmation texts: the promised time in the site's zone, the local way, in every language."""
 
 from __future__ import annotations
 
@@ -6,9 +6,17 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from babel import Locale
 
-from services.callback.templates import SMS_MAX_CHARS, asap_phrase, render_confirmation
-from shared.contracts import Language
+from services.callback.templates import (
+    SMS_MAX_CHARS,
+    asap_phrase,
+    clock_text,
+    date_text,
+    render_confirmation,
+    typography,
+)
+from shared.vocabulary import LANGUAGES, Language
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
 # Tuesday 24 November 2026, 12.00 in Helsinki (UTC+2).
@@ -49,6 +57,21 @@ NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
             datetime(2026, 11, 25, 7, 15, tzinfo=UTC),
             "as soon as possible, by 9.15 tomorrow (Wed 25 Nov)",
         ),
+        (
+            "et",
+            datetime(2026, 11, 24, 13, 30, tzinfo=UTC),
+            "esimesel võimalusel, hiljemalt täna kell 15.30",
+        ),
+        (
+            "et",
+            datetime(2026, 11, 25, 7, 15, tzinfo=UTC),
+            "esimesel võimalusel, hiljemalt homme (K, 25.11) kell 9.15",
+        ),
+        (
+            "et",
+            datetime(2026, 11, 27, 7, 15, tzinfo=UTC),
+            "esimesel võimalusel, hiljemalt R, 27.11 kell 9.15",
+        ),
     ],
 )
 def test_asap_phrase_names_the_deadline_in_local_time(
@@ -71,7 +94,7 @@ def test_summer_time_is_applied() -> None:
     assert phrase == "as soon as possible, today by 14.00"
 
 
-@pytest.mark.parametrize("language", ["fi", "sv", "en"])
+@pytest.mark.parametrize("language", LANGUAGES)
 def test_sms_fits_even_with_a_long_name(language: Language) -> None:
     text = render_confirmation(
         language=language,
@@ -84,7 +107,8 @@ def test_sms_fits_even_with_a_long_name(language: Language) -> None:
     )
     assert len(text.sms) <= SMS_MAX_CHARS
     assert text.sms.endswith("x" * 110)
-    assert text.sms.split("!")[0] in {"Hei Maija-Liisa", "Hej Maija-Liisa", "Hi Maija-Liisa"}
+    greetings = {"Hei Maija-Liisa", "Hej Maija-Liisa", "Hi Maija-Liisa", "Tere, Maija-Liisa"}
+    assert text.sms.split("!")[0] in greetings
     assert "Maija-Liisa Johanna Kristiina Meikäläin…" in text.email_body
 
 
@@ -133,9 +157,14 @@ def test_windows_and_moments_are_written_the_local_way() -> None:
     assert moment_phrase("fi", moment=later, now=now, tz=HELSINKI) == "ti 1.12. klo 14.30"
     assert moment_phrase("sv", moment=later, now=now, tz=HELSINKI) == "tis 1.12. kl. 14.30"
     assert moment_phrase("en", moment=later, now=now, tz=HELSINKI) == "on Tue 1 Dec at 14.30"
+    assert (
+        window_phrase("et", start=start, end=end, now=now, tz=HELSINKI)
+        == "täna kell 14.30\u201314.45"
+    )
+    assert moment_phrase("et", moment=later, now=now, tz=HELSINKI) == "T, 1.12 kell 14.30"
 
 
-@pytest.mark.parametrize("language", ["fi", "sv", "en"])
+@pytest.mark.parametrize("language", LANGUAGES)
 def test_every_kind_of_message_in_every_language(language: Language) -> None:
     from services.callback.templates import (
         render_acknowledgement,
@@ -182,3 +211,49 @@ def test_every_kind_of_message_in_every_language(language: Language) -> None:
     ack = render_acknowledgement(language=language, name="Åsa Öberg")
     assert ack.sms == ""
     assert "Åsa Öberg" in ack.email_body
+
+
+@pytest.mark.parametrize(
+    ("language", "day", "clock"),
+    [
+        ("fi", "ke 2.9.", "9.05"),
+        ("sv", "ons 2.9.", "9.05"),
+        # Our English readers are in Finland: day before month, and no "Sept".
+        ("en", "Wed 2 Sep", "9.05"),
+        # CLDR et names the day by one letter (K for kolmapäev); the clock keeps the period.
+        ("et", "K, 2.9", "9.05"),
+    ],
+)
+def test_days_and_clock_times_follow_cldr_in_our_typography(
+    language: Language, day: str, clock: str
+) -> None:
+    moment = datetime(2026, 9, 2, 6, 5, tzinfo=UTC)  # 9.05 in Helsinki (UTC+3)
+    assert date_text(language, moment, tz=HELSINKI) == day
+    assert clock_text(moment, language, tz=HELSINKI) == clock
+    # Without a zone, a moment is written in its own.
+    assert clock_text(moment.astimezone(HELSINKI), language) == clock
+
+
+def test_finnish_is_cldrs_own_format_with_no_house_pattern() -> None:
+    finnish = Locale.parse("fi")
+    assert typography("fi").day == finnish.datetime_skeletons["MEd"].pattern
+    assert typography("fi").clock == finnish.time_formats["short"].pattern
+
+
+def test_an_estonian_customer_is_addressed_formally_in_estonian() -> None:
+    text = render_confirmation(
+        language="et",
+        name="Mari Maasikas",
+        phone="+37251234567",
+        deadline=datetime(2026, 11, 24, 13, 30, tzinfo=UTC),
+        now=NOW,
+        tz=HELSINKI,
+        link="https://rb.example.ee/v1/self/t",
+    )
+    assert text.sms == (
+        "Tere, Mari! Saime teie soovi kätte. Helistame teile esimesel võimalusel, "
+        "hiljemalt täna kell 15.30. Vaadake või tühistage: https://rb.example.ee/v1/self/t"
+    )
+    assert text.email_subject == "Teie tagasihelistamise soov on vastu võetud"
+    assert text.email_body.startswith("Tere, Mari Maasikas!\n\nTäname, et võtsite meiega")
+    assert "numbrile +37251234567" in text.email_body

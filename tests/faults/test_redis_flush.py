@@ -14,7 +14,7 @@ from httpx import AsyncClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.callback import service
+from services.callback import creation
 from services.callback.app import create_app
 from services.callback.jobs import ArqNotificationQueue
 from services.callback.models import Callback, Notification
@@ -100,7 +100,7 @@ async def test_after_flushdb_the_sweeper_recovers_every_due_job(
         ).all()
     for callback_id in rendered:
         async with sessions() as session:
-            await service.book_and_confirm(
+            await creation.book_and_confirm(
                 session=session, settings=settings, callback_id=callback_id, queue=queue
             )
             await commit(session)

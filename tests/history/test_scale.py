@@ -10,7 +10,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.history.app import create_app
-from services.history.repository import PageQuery, customer_timeline_query, timeline_query
+from services.history.repository import TimelineQuery, customer_timeline_query, timeline_query
 from tests.conftest import serve_asgi
 from tests.history.conftest import history_settings, make_event
 
@@ -86,7 +86,7 @@ async def test_the_api_statement_uses_the_timeline_index(
     await _fill(engine)
     customer = "00000000-0000-7000-8000-000000000042"
     for after in (None, (datetime(2026, 1, 5, 2, 3, tzinfo=UTC), 10**9)):
-        page = PageQuery(channel=None, type_=None, before=None, after=after, limit=51)
+        page = TimelineQuery(channel=None, type_=None, before=None, after=after, limit=51)
         stmt, values = customer_timeline_query(customer_id=customer, page=page)
         sql = stmt.params(values).compile(
             dialect=engine.dialect, compile_kwargs={"literal_binds": True}

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.history.app import create_app
 from shared.apikeys import create_key, revoke_key
 from tests.history.conftest import history_settings
-from tests.history.test_stream import _wait_subscribed, post, sse
+from tests.history.test_stream import SseReader, _wait_subscribed, post, sse
 from tests.support.live import LiveServer, live
 
 pytestmark = pytest.mark.usefixtures("clean_db")
@@ -29,6 +29,12 @@ async def server(settings_kwargs: dict[str, Any]) -> AsyncIterator[LiveServer]:
     )
     async with live(create_app(settings)) as running:
         yield running
+
+
+async def _drain(stream: SseReader) -> None:
+    """Read on: whatever was already on its way may still arrive; then the stream must end."""
+    for _ in range(10):
+        await stream.next(seconds=10)
 
 
 async def test_a_revoked_keys_stream_is_closed_within_the_key_cache_period(
@@ -52,9 +58,7 @@ async def test_a_revoked_keys_stream_is_closed_within_the_key_cache_period(
         revoked_at = time.monotonic()
         await post(server, writer, summary="after the key was revoked")
         with pytest.raises(EOFError):
-            # Whatever was already on its way may still arrive; then the stream must end.
-            for _ in range(10):
-                await stream.next(seconds=10)
+            await _drain(stream)
         closed_after = time.monotonic() - revoked_at
     # The cache may hold the key for one period, and the stream asks once per period.
     assert closed_after < 3 * CACHE_SECONDS + 2

@@ -1,4 +1,4 @@
-"""Provider adapters: each turns one telephony system's request into `CallReport`s.
+"""Inbound telephony formats: each turns one telephony system's request into `CallReport`s.
 
 A new provider is one file implementing `base.Provider` and one line in `REGISTRY`.
 """

@@ -18,7 +18,7 @@ from services.intake.telephony.base import (
     ProviderRequest,
     Unauthenticated,
 )
-from shared.contracts import Timestamp
+from shared.contracts import Language, Timestamp
 from shared.errors import validation_errors
 from shared.jsonutil import loads
 from shared.routing import is_json_media_type
@@ -36,7 +36,7 @@ class KnownCaller(BaseModel):
 
     email: Annotated[EmailStr, Field(max_length=254)] | None = None
     name: Annotated[str, Field(max_length=200)] | None = None
-    language: Literal["fi", "sv", "en"] | None = None
+    language: Language | None = None
 
 
 class GenericCallEvent(BaseModel):

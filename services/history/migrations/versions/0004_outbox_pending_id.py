@@ -7,8 +7,7 @@ Create Date: 2026-12-02 01:00:00.000000
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
-from alembic import op
+from shared import outbox_migrations
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -17,18 +16,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    # The relay takes pending rows in id order; without this it walks the primary key past
-    # every delivered row on each batch. On a large table build it first with
-    # CREATE INDEX CONCURRENTLY (docs/operations.md, Upgrading); this then finds it.
-    op.create_index(
-        "ix_outbox_pending_id",
-        "outbox",
-        ["id"],
-        schema="history",
-        postgresql_where=sa.text("delivered_at IS NULL AND dead_at IS NULL"),
-        if_not_exists=True,
-    )
+    outbox_migrations.add_pending_id_index("history")
 
 
 def downgrade() -> None:
-    op.drop_index("ix_outbox_pending_id", table_name="outbox", schema="history")
+    outbox_migrations.drop_pending_id_index("history")

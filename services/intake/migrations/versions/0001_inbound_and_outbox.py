@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
+from shared import outbox_migrations
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -51,54 +53,11 @@ def upgrade() -> None:
         schema="intake",
         postgresql_where=sa.text("external_id IS NOT NULL"),
     )
-    op.create_table(
-        "outbox",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=True), nullable=False),
-        sa.Column("destination", sa.String(length=32), nullable=False),
-        sa.Column("path", sa.String(length=200), nullable=False),
-        sa.Column("payload", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-        sa.Column("ordering_key", sa.String(length=200), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("available_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("dead_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
-        schema="intake",
-    )
-    op.create_index(
-        "ix_outbox_pending",
-        "outbox",
-        ["available_at"],
-        unique=False,
-        schema="intake",
-        postgresql_where=sa.text("delivered_at IS NULL AND dead_at IS NULL"),
-    )
-    op.create_index(
-        "ix_outbox_pending_key",
-        "outbox",
-        ["destination", "ordering_key", "id"],
-        unique=False,
-        schema="intake",
-        postgresql_where=sa.text("delivered_at IS NULL AND dead_at IS NULL"),
-    )
+    outbox_migrations.create_table("intake")
 
 
 def downgrade() -> None:
-    op.drop_index(
-        "ix_outbox_pending_key",
-        table_name="outbox",
-        schema="intake",
-        postgresql_where=sa.text("delivered_at IS NULL AND dead_at IS NULL"),
-    )
-    op.drop_index(
-        "ix_outbox_pending",
-        table_name="outbox",
-        schema="intake",
-        postgresql_where=sa.text("delivered_at IS NULL AND dead_at IS NULL"),
-    )
-    op.drop_table("outbox", schema="intake")
+    outbox_migrations.drop_table("intake")
     op.drop_index(
         "uq_inbound_provider_external_id",
         table_name="inbound",

@@ -1,0 +1,335 @@
+"""A contact becomes a callback: create or merge (one open callback per number), then confirm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.callback import booking, events, inputs, lifecycle, notify, repository
+from services.callback.jobs import NotificationQueue
+from services.callback.models import Callback, CallbackRequest
+from services.callback.schemas import CallbackCreated
+from services.callback.settings import CallbackSettings
+from shared.contracts import CallbackCreate
+from shared.db import after_commit, utcnow
+from shared.errors import Conflict
+from shared.ids import new_id
+from shared.vocabulary import (
+    OPEN_STATUSES,
+    CallbackStatus,
+    ClosingOutcome,
+    Direction,
+    EventType,
+    ExtensionEventType,
+)
+
+log = structlog.get_logger("ringback.callback")
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOutcome:
+    """The answer to a create: 201 new, 200 merged or repeated, 202 on the do-not-call list."""
+
+    status_code: int
+    result: CallbackCreated
+
+
+def _due_at(data: CallbackCreate, now: datetime) -> datetime:
+    """ASAP is due at once; a window that starts later is due when it starts."""
+    not_before = data.preferred.not_before
+    if not_before is not None and inputs.aware(not_before) > now:
+        return inputs.aware(not_before)
+    return now
+
+
+def _created(callback: Callback, *, merged: bool) -> CallbackCreated:
+    return CallbackCreated(
+        id=callback.id,
+        status=CallbackStatus(callback.status),
+        merged=merged,
+        contact_count=callback.contact_count,
+        due_at=callback.due_at,
+        sla_deadline=callback.sla_deadline,
+        slot_start=callback.slot_start,
+        slot_end=callback.slot_end,
+        flag=callback.flag,
+    )
+
+
+def _enqueue_booking(session: AsyncSession, queue: NotificationQueue, callback_id: str) -> None:
+    async def enqueue() -> None:
+        await queue.enqueue_booking(callback_id)
+
+    after_commit(session, enqueue)
+
+
+async def create_callback(
+    *,
+    session: AsyncSession,
+    settings: CallbackSettings,
+    data: CallbackCreate,
+    queue: NotificationQueue,
+    now: datetime | None = None,
+) -> CreateOutcome:
+    """Create a callback, or attach the contact to the number's open one (merge rule).
+
+    The confirmation is owed (`confirm_key`) and sent by the `book_and_confirm` job, which
+    books an ASAP callback first so the confirmation can name the window.
+    """
+    phone = inputs.phone(data.phone, settings, ["body", "phone"])
+    now = now or utcnow()
+    # Serialise on the request id, then the number (always this order, so no deadlock):
+    # a repeated request waits for the first and replays it; two requests for one new
+    # number end in one callback. The partial unique index stays the last word.
+    await repository.lock(session, "request", data.request_id)
+    await repository.lock(session, "phone", phone)
+    previous = await repository.get_request(session, data.request_id)
+    if previous is not None:
+        return CreateOutcome(200, CallbackCreated.model_validate(previous.result))
+    if await repository.is_do_not_call(session, phone):
+        return await _declined_do_not_call(session, data=data, phone=phone, now=now)
+
+    first_contact = min(inputs.aware(data.first_contact_at), now)
+    sla = timedelta(minutes=settings.sla_minutes)
+    due = _due_at(data, now)
+    email = data.email.lower() if data.email else None
+    callback = await repository.find_open_for_phone(session, phone)
+    merged = callback is not None
+    if callback is None:
+        preferred = data.preferred
+        window = preferred.not_before is not None or preferred.not_after is not None
+        callback = Callback(
+            id=new_id(),
+            phone=phone,
+            email=email,
+            name=data.name,
+            language=data.language or settings.default_language,
+            status=CallbackStatus.PENDING,
+            source=data.source,
+            channel=data.channel,
+            priority=0,
+            first_contact_at=first_contact,
+            due_at=due,
+            sla_deadline=first_contact + sla,
+            contact_count=1,
+            consent_sms=data.consent.sms,
+            consent_email=data.consent.email,
+            message=data.message,
+            asap=preferred.slot_id is None and not window,
+            window_start=inputs.aware(preferred.not_before) if preferred.not_before else None,
+            window_end=inputs.aware(preferred.not_after) if preferred.not_after else None,
+            booking_seq=0,
+            attempt_count=0,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(callback)
+        await session.flush()
+        await events.callback_changed(
+            session,
+            callback=callback,
+            type=EventType.CALLBACK_CREATED,
+            summary="Callback created",
+        )
+        if preferred.slot_id is not None:
+            await _book_chosen(session, settings, callback, preferred.slot_id, queue, now=now)
+    else:
+        _merge(callback, data=data, email=email, first_contact=first_contact, due=due, sla=sla)
+        callback.updated_at = now
+        await events.callback_changed(
+            session,
+            callback=callback,
+            type=EventType.CALLBACK_MERGED,
+            summary="Contact attached to the open callback",
+        )
+
+    if _confirmation_due(callback, settings=settings, now=now):
+        callback.confirm_key = f"confirmation:{callback.id}:{data.request_id}"
+        callback.last_confirmation_at = now
+        _enqueue_booking(session, queue, callback.id)
+
+    status_code = 200 if merged else 201
+    result = _created(callback, merged=merged)
+    session.add(
+        CallbackRequest(
+            request_id=data.request_id,
+            callback_id=callback.id,
+            status_code=status_code,
+            result=result.model_dump(mode="json"),
+            created_at=now,
+        )
+    )
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        # Only a writer that bypassed the locks above can get here; let the client retry.
+        raise Conflict("The callback for this number changed at the same time; retry.") from exc
+    log.info(
+        "callback.merged" if merged else "callback.created",
+        callback_id=callback.id,
+        contact_count=callback.contact_count,
+        status=callback.status,
+    )
+    return CreateOutcome(status_code, result)
+
+
+async def _declined_do_not_call(
+    session: AsyncSession, *, data: CallbackCreate, phone: str, now: datetime
+) -> CreateOutcome:
+    """No callback and no SMS; the contact is still recorded on the timeline."""
+    result = CallbackCreated(
+        id=None,
+        status=ClosingOutcome.DO_NOT_CALL,
+        merged=False,
+        contact_count=0,
+        due_at=None,
+        sla_deadline=None,
+    )
+    await events.emit(
+        session,
+        customer={"phone": phone, **({"email": data.email.lower()} if data.email else {})},
+        ordering_key=phone,
+        type=ExtensionEventType.CALLBACK_DECLINED_DNC,
+        channel=data.channel,
+        direction=Direction.INTERNAL,
+        summary="No callback: the number is on the do-not-call list",
+        data={"request_id": data.request_id, "source": data.source},
+    )
+    session.add(
+        CallbackRequest(
+            request_id=data.request_id,
+            callback_id=None,
+            status_code=202,
+            result=result.model_dump(mode="json"),
+            created_at=now,
+        )
+    )
+    await session.flush()
+    log.info("callback.declined_do_not_call")
+    return CreateOutcome(202, result)
+
+
+async def _book_chosen(
+    session: AsyncSession,
+    settings: CallbackSettings,
+    callback: Callback,
+    slot_ref: str,
+    queue: NotificationQueue,
+    *,
+    now: datetime,
+) -> None:
+    """Book the slot the customer chose; full or unknown, the callback waits, flagged."""
+    plan = await booking.load_plan(session)
+    slot = booking.slot_in(plan, slot_ref)
+    if slot is None or slot.start < now:
+        callback.flag = "requested_slot_unknown"
+        return
+    if not await booking.hold(session, callback, slot, now=now):
+        callback.flag = "requested_slot_full"
+        return
+    callback.due_at = slot.start
+    await lifecycle.transition(
+        session,
+        callback,
+        CallbackStatus.SCHEDULED,
+        now=now,
+        summary="Booked into the slot the customer chose",
+    )
+    zone = booking.zone_of(plan, settings)
+    await notify.send(
+        session,
+        queue,
+        settings=settings,
+        callback=callback,
+        messages=[notify.reminder(settings, callback, now=now, zone=zone)],
+        now=now,
+    )
+
+
+def _merge(
+    callback: Callback,
+    *,
+    data: CallbackCreate,
+    email: str | None,
+    first_contact: datetime,
+    due: datetime,
+    sla: timedelta,
+) -> None:
+    """Attach another contact: earliest due time kept, the SLA clock never restarted."""
+    callback.contact_count += 1
+    callback.due_at = min(callback.due_at, due)
+    callback.first_contact_at = min(callback.first_contact_at, first_contact)
+    callback.sla_deadline = min(callback.sla_deadline, callback.first_contact_at + sla)
+    # What the customer told us earlier stands; a new contact only fills in what was missing.
+    if callback.email is None and email is not None:
+        callback.email = email
+        callback.consent_email = data.consent.email
+    if callback.name is None and data.name:
+        callback.name = data.name
+    if callback.message is None and data.message:
+        callback.message = data.message
+
+
+def _confirmation_due(callback: Callback, *, settings: CallbackSettings, now: datetime) -> bool:
+    last = callback.last_confirmation_at
+    cooldown = timedelta(minutes=settings.confirmation_cooldown_minutes)
+    return last is None or now - last >= cooldown
+
+
+async def book_and_confirm(
+    *,
+    session: AsyncSession,
+    settings: CallbackSettings,
+    callback_id: str,
+    queue: NotificationQueue,
+    now: datetime | None = None,
+) -> str:
+    """The job after a create: book an ASAP (or window) callback, then confirm what was booked.
+
+    Runs any number of times: the owed `confirm_key` is cleared in the same transaction that
+    writes the confirmation rows, whose `(event_key, channel)` is unique.
+    """
+    now = now or utcnow()
+    callback = await repository.lock_callback(session, callback_id)
+    if callback is None:
+        return "missing"
+    key = callback.confirm_key
+    if key is None:
+        return "nothing owed"
+    plan = await booking.load_plan(session)
+    zone = booking.zone_of(plan, settings)
+    result = "confirmed"
+    messages: list[notify.Message | None] = []
+    if (
+        callback.status == CallbackStatus.PENDING
+        and callback.slot_start is None
+        and callback.attempt_count == 0
+        and callback.flag is None
+        and (callback.asap or callback.window_end is not None or callback.window_start is not None)
+    ):
+        if plan is not None and await booking.book_earliest(session, callback, plan, now=now):
+            await lifecycle.transition(
+                session,
+                callback,
+                CallbackStatus.SCHEDULED,
+                now=now,
+                summary="Booked into the earliest slot with room before the deadline",
+            )
+            messages.append(notify.reminder(settings, callback, now=now, zone=zone))
+            result = "booked"
+        else:
+            callback.flag = "no_slot_before_deadline"
+            result = "no slot"
+    if callback.status in OPEN_STATUSES:
+        messages.append(notify.confirmation(settings, callback, event_key=key, now=now, zone=zone))
+    callback.confirm_key = None
+    callback.updated_at = now
+    await notify.send(
+        session, queue, settings=settings, callback=callback, messages=messages, now=now
+    )
+    log.info("callback.confirmation.rendered", callback_id=callback.id, result=result)
+    return result

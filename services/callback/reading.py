@@ -1,0 +1,119 @@
+"""Callbacks and notifications as the API shows them: one callback, and pages of either."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.callback import inputs, repository
+from services.callback.capacity import slot_id
+from services.callback.models import Callback
+from services.callback.schemas import (
+    AttemptOut,
+    CallbackDetail,
+    CallbackList,
+    CallbackOut,
+    ConsentOut,
+    NotificationList,
+    NotificationOut,
+)
+from services.callback.settings import CallbackSettings
+from shared.contracts import Language
+from shared.errors import NotFound
+from shared.pagination import page_of, read_cursor, row_id
+from shared.vocabulary import CallbackStatus, ClosingOutcome
+
+
+def slot_ref(callback: Callback) -> str | None:
+    return slot_id(callback.slot_start) if callback.slot_start is not None else None
+
+
+def to_out(callback: Callback) -> CallbackOut:
+    return CallbackOut(
+        id=callback.id,
+        phone=callback.phone,
+        email=callback.email,
+        name=callback.name,
+        language=cast(Language, callback.language),
+        status=CallbackStatus(callback.status),
+        source=callback.source,
+        channel=callback.channel,
+        priority=callback.priority,
+        first_contact_at=callback.first_contact_at,
+        due_at=callback.due_at,
+        sla_deadline=callback.sla_deadline,
+        contact_count=callback.contact_count,
+        consent=ConsentOut(sms=callback.consent_sms, email=callback.consent_email),
+        message=callback.message,
+        last_confirmation_at=callback.last_confirmation_at,
+        asap=callback.asap,
+        slot_id=slot_ref(callback),
+        slot_start=callback.slot_start,
+        slot_end=callback.slot_end,
+        flag=callback.flag,
+        agent_id=callback.agent_id,
+        lease_expires_at=callback.lease_expires_at,
+        attempt_count=callback.attempt_count,
+        outcome=ClosingOutcome(callback.outcome) if callback.outcome is not None else None,
+        closed_at=callback.closed_at,
+        created_at=callback.created_at,
+        updated_at=callback.updated_at,
+    )
+
+
+async def get_callback(*, session: AsyncSession, callback_id: str) -> CallbackDetail:
+    """The callback with its attempts and notifications; 404 when there is none."""
+    callback = await repository.get_callback(session, callback_id, with_notifications=True)
+    if callback is None:
+        raise NotFound("No callback has this id.")
+    return CallbackDetail(
+        **to_out(callback).model_dump(),
+        attempts=[AttemptOut.model_validate(a) for a in callback.attempts],
+        notifications=[NotificationOut.model_validate(n) for n in callback.notifications],
+    )
+
+
+def _after_id(cursor: str | None) -> str | None:
+    """The row id a cursor of ours points after (both lists page by id)."""
+    return read_cursor(cursor, row_id)[0] if cursor else None
+
+
+async def list_callbacks(
+    *,
+    session: AsyncSession,
+    settings: CallbackSettings,
+    status: str | None,
+    phone: str | None,
+    due_before: datetime | None,
+    limit: int,
+    cursor: str | None,
+    agent_id: str | None = None,
+) -> CallbackList:
+    """One page of callbacks, newest first."""
+    e164 = inputs.phone(phone, settings, ["query", "phone"]) if phone is not None else None
+    rows = await repository.list_callbacks(
+        session,
+        status=status,
+        phone=e164,
+        agent_id=agent_id,
+        due_before=inputs.aware(due_before) if due_before else None,
+        after_id=_after_id(cursor),
+        limit=limit + 1,
+    )
+    page, next_cursor = page_of(rows, limit, lambda row: (row.id,))
+    return CallbackList(items=[to_out(c) for c in page], next_cursor=next_cursor)
+
+
+async def list_notifications(
+    *, session: AsyncSession, status: str | None, limit: int, cursor: str | None
+) -> NotificationList:
+    """One page of notifications, oldest first."""
+    rows = await repository.list_notifications(
+        session, status=status, after_id=_after_id(cursor), limit=limit + 1
+    )
+    page, next_cursor = page_of(rows, limit, lambda row: (row.id,))
+    return NotificationList(
+        items=[NotificationOut.model_validate(n) for n in page], next_cursor=next_cursor
+    )

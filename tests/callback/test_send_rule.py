@@ -1,0 +1,124 @@
+"""The worker's one-statement claim and its careful path decide alike, for every kind of row."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.callback import repository
+from services.callback.models import Notification, NotificationKind, SlotBooking
+from services.callback.send_rule import STARTABLE, Decision, decide, waits_on_callback
+from shared.ids import new_id
+from shared.vocabulary import CallbackStatus, NotificationChannel, NotificationStatus
+from tests.callback.conftest import InsertCallbacks
+
+
+async def test_the_claim_statement_and_the_careful_path_agree(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    insert_callbacks: InsertCallbacks,
+) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    due_by = now + timedelta(seconds=2)
+    slot_start = now + timedelta(days=1)
+    async with sessions() as session:
+        session.add(
+            SlotBooking(
+                slot_start=slot_start,
+                slot_end=slot_start + timedelta(minutes=15),
+                capacity=5,
+                booked=1,
+            )
+        )
+        await session.commit()
+    (booked,) = await insert_callbacks(
+        1,
+        status=CallbackStatus.SCHEDULED,
+        slot_start=slot_start,
+        slot_end=slot_start + timedelta(minutes=15),
+    )
+    (waiting,) = await insert_callbacks(1, phone="+358401999999")
+    callbacks = {booked: CallbackStatus.SCHEDULED, waiting: CallbackStatus.PENDING, None: None}
+
+    cases = list(
+        itertools.product(
+            NotificationStatus,
+            (NotificationKind.REMINDER, NotificationKind.CONFIRMATION),
+            callbacks,
+            # Overdue, due within the early tolerance, and not due for an hour.
+            (now - timedelta(minutes=1), now + timedelta(seconds=1), now + timedelta(hours=1)),
+            (0, 3),
+        )
+    )
+    rows = [
+        Notification(
+            id=new_id(),
+            callback_id=callback_id,
+            kind=kind,
+            event_key=f"case:{i}",
+            channel=NotificationChannel.SMS,
+            provider="file",
+            status=status,
+            recipient="+358401000000",
+            body="text",
+            attempts=attempts,
+            max_attempts=3,
+            next_attempt_at=next_attempt_at,
+        )
+        for i, (status, kind, callback_id, next_attempt_at, attempts) in enumerate(cases)
+    ]
+    async with sessions() as session:
+        session.add_all(rows)
+        await session.commit()
+
+    expected = {
+        row.id: decide(
+            row,
+            callback_status=callbacks[row.callback_id]
+            if waits_on_callback(row, due_by=due_by)
+            else None,
+            now=now,
+            due_by=due_by,
+        )
+        == Decision.SEND
+        and row.status in STARTABLE
+        for row in rows
+    }
+    claimed = {}
+    async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+        for row in rows:
+            result = await repository.claim_due_notification(
+                conn,
+                row.id,
+                now=now,
+                due_by=due_by,
+                lease_until=now + timedelta(minutes=1),
+                sms_provider="http",
+                email_provider="smtp",
+            )
+            claimed[row.id] = result is not None
+
+    disagreements = [
+        (row.status, row.kind, callbacks[row.callback_id], row.next_attempt_at - now, row.attempts)
+        for row in rows
+        if claimed[row.id] != expected[row.id]
+    ]
+    assert not disagreements
+    # The grid reaches both answers, and the reminder rule both ways.
+    assert any(claimed.values())
+    assert not all(claimed.values())
+    reminder_cases = {
+        (callbacks[row.callback_id], claimed[row.id])
+        for row in rows
+        if row.kind == NotificationKind.REMINDER
+        and row.status == NotificationStatus.QUEUED
+        and row.next_attempt_at <= due_by
+        and row.attempts == 0
+    }
+    assert reminder_cases == {
+        (CallbackStatus.SCHEDULED, True),
+        (CallbackStatus.PENDING, False),
+        (None, False),
+    }

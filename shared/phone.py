@@ -7,6 +7,17 @@ import phonenumbers
 # What telephony systems put in `From` when the caller hid their number.
 _WITHHELD = {"", "anonymous", "restricted", "private", "unknown", "unavailable", "withheld"}
 
+# What we call and text: a person's line. Premium-rate and shared-cost numbers bill the caller,
+# international networks (+882, +883), pagers, UANs and personal numbers reach no one we can
+# verify: the targets of SMS pumping and toll fraud (issue #14: +358600... got an SMS).
+_CALLABLE_TYPES = frozenset(
+    {
+        phonenumbers.PhoneNumberType.FIXED_LINE,
+        phonenumbers.PhoneNumberType.MOBILE,
+        phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+    }
+)
+
 # Shorter digit strings are local extensions or service numbers, never a country code and a
 # subscriber number, so they are not read as international.
 _MIN_BARE_INTERNATIONAL_DIGITS = 8
@@ -53,6 +64,15 @@ def _e164(candidate: str, region: str) -> str | None:
     if not phonenumbers.is_possible_number(parsed) or not phonenumbers.is_valid_number(parsed):
         return None
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
+
+
+def is_callable(e164: str) -> bool:
+    """Whether we may call or text `e164`: a fixed line or a mobile, never a number that bills."""
+    try:
+        parsed = phonenumbers.parse(e164, None)
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.number_type(parsed) in _CALLABLE_TYPES
 
 
 def region_of(e164: str) -> str | None:

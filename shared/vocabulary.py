@@ -61,6 +61,8 @@ class ClosingOutcome(StrEnum):
     CANCELLED_BY_CUSTOMER = "cancelled_by_customer"
     CANCELLED_BY_AGENT = "cancelled_by_agent"
     DO_NOT_CALL = "do_not_call"
+    # A premium-rate, shared-cost or other number we never call or text (no callback made).
+    NUMBER_NOT_CALLABLE = "number_not_callable"
     ERASED = "erased"
     SLA_BREACHED = "sla_breached"
 
@@ -142,6 +144,8 @@ class ExtensionEventType(StrEnum):
 
     # A contact from a number on the do-not-call list: recorded, not called.
     CALLBACK_DECLINED_DNC = "x-callback_declined_dnc"
+    # A contact from a number of a type we never call or text (premium rate, ...): recorded.
+    CALLBACK_DECLINED_NUMBER_TYPE = "x-callback_declined_number_type"
     # An email-only contact that got an email acknowledgement.
     CONTACT_ACKNOWLEDGED = "x-contact_acknowledged"
 

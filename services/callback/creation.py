@@ -18,6 +18,7 @@ from shared.contracts import CallbackCreate
 from shared.db import after_commit, utcnow
 from shared.errors import Conflict
 from shared.ids import new_id
+from shared.phone import is_callable
 from shared.vocabulary import (
     OPEN_STATUSES,
     CallbackStatus,
@@ -91,7 +92,9 @@ async def create_callback(
     if previous is not None:
         return CreateOutcome(200, CallbackCreated.model_validate(previous.result))
     if await repository.is_do_not_call(session, phone):
-        return await _declined_do_not_call(session, data=data, phone=phone, now=now)
+        return await _declined(session, data=data, phone=phone, now=now, why=_DO_NOT_CALL)
+    if not is_callable(phone):
+        return await _declined(session, data=data, phone=phone, now=now, why=_NOT_CALLABLE)
 
     first_contact = min(inputs.aware(data.first_contact_at), now)
     sla = timedelta(minutes=settings.sla_minutes)
@@ -177,13 +180,37 @@ async def create_callback(
     return CreateOutcome(status_code, result)
 
 
-async def _declined_do_not_call(
-    session: AsyncSession, *, data: CallbackCreate, phone: str, now: datetime
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """Why a contact gets no callback, as its answer, its timeline event and its log say it."""
+
+    status: ClosingOutcome
+    event_type: ExtensionEventType
+    summary: str
+    log_event: str
+
+
+_DO_NOT_CALL = _Refusal(
+    ClosingOutcome.DO_NOT_CALL,
+    ExtensionEventType.CALLBACK_DECLINED_DNC,
+    "No callback: the number is on the do-not-call list",
+    "callback.declined_do_not_call",
+)
+_NOT_CALLABLE = _Refusal(
+    ClosingOutcome.NUMBER_NOT_CALLABLE,
+    ExtensionEventType.CALLBACK_DECLINED_NUMBER_TYPE,
+    "No callback: we do not call or text premium-rate and other special numbers",
+    "callback.declined_number_type",
+)
+
+
+async def _declined(
+    session: AsyncSession, *, data: CallbackCreate, phone: str, now: datetime, why: _Refusal
 ) -> CreateOutcome:
-    """No callback and no SMS; the contact is still recorded on the timeline."""
+    """No callback and no SMS; the contact is still recorded on the timeline, with the reason."""
     result = CallbackCreated(
         id=None,
-        status=ClosingOutcome.DO_NOT_CALL,
+        status=why.status,
         merged=False,
         contact_count=0,
         due_at=None,
@@ -193,10 +220,10 @@ async def _declined_do_not_call(
         session,
         customer={"phone": phone, **({"email": data.email.lower()} if data.email else {})},
         ordering_key=phone,
-        type=ExtensionEventType.CALLBACK_DECLINED_DNC,
+        type=why.event_type,
         channel=data.channel,
         direction=Direction.INTERNAL,
-        summary="No callback: the number is on the do-not-call list",
+        summary=why.summary,
         data={"request_id": data.request_id, "source": data.source},
     )
     session.add(
@@ -209,7 +236,7 @@ async def _declined_do_not_call(
         )
     )
     await session.flush()
-    log.info("callback.declined_do_not_call")
+    log.info(why.log_event)
     return CreateOutcome(202, result)
 
 

@@ -30,7 +30,7 @@ class CallbackCreated(BaseModel):
     """
 
     id: str | None
-    status: CallbackStatus | Literal[ClosingOutcome.DO_NOT_CALL]
+    status: CallbackStatus | Literal[ClosingOutcome.DO_NOT_CALL, ClosingOutcome.NUMBER_NOT_CALLABLE]
     merged: bool
     contact_count: int
     due_at: datetime | None

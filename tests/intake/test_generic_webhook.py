@@ -124,7 +124,9 @@ async def test_bad_signature_is_refused_and_nothing_is_stored(
     assert await inbound_rows(sessions) == []
 
 
-@pytest.mark.parametrize("skew", [-301, 301])
+# Well past the 300 s tolerance: at 301 a second passing between signing and checking (a busy
+# machine) made the stale case valid again.
+@pytest.mark.parametrize("skew", [-330, 330])
 async def test_stale_or_future_timestamp_is_refused(
     intake: AsyncClient, webhook_secret: str, skew: int
 ) -> None:

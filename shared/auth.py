@@ -13,7 +13,9 @@ from shared.apikeys import Principal, digest, find_principal
 from shared.errors import Forbidden, Unauthorized
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
-_INTERNAL = Principal(key_id="internal", name="internal", scopes=frozenset({"internal"}))
+# The key id of the configured internal key (services calling each other).
+INTERNAL_KEY_ID = "internal"
+_INTERNAL = Principal(key_id=INTERNAL_KEY_ID, name="internal", scopes=frozenset({"internal"}))
 
 
 class KeyVerifier:

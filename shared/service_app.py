@@ -172,9 +172,11 @@ def _probe_router(name: str, peers: Sequence[str], settings: CommonSettings) -> 
             body["failed"] = failed
         return ORJSONResponse(body, status_code=503 if failed else 200)
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def metrics(request: Request) -> Response:
-        return Response(render(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
+    if settings.metrics_served():
+
+        @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+        async def metrics(request: Request) -> Response:
+            return Response(render(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
 

@@ -131,6 +131,10 @@ class CommonSettings(BaseSettings):
             return self.public_docs
         return self.environment != "production"
 
+    def metrics_served(self) -> bool:
+        """Whether the API port serves `/metrics`; a service facing the internet says no."""
+        return True
+
     def require_database_url(self) -> str:
         """The configured database URL, or a clear error naming the variable."""
         if not self.database_url:

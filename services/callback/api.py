@@ -49,7 +49,9 @@ from services.callback.schemas import (
 )
 from services.callback.selfservice_page import SelfServiceRoute
 from services.callback.settings import CallbackSettings
-from shared.auth import require_scope
+from shared import ratelimit
+from shared.apikeys import Principal
+from shared.auth import INTERNAL_KEY_ID, require_scope
 from shared.contracts import Acknowledgement, AnsweredCall, CallbackCreate, ErasureRequest, Language
 from shared.db import session_dependency, utcnow
 from shared.pagination import Cursor, Limit
@@ -92,6 +94,31 @@ _AGENT = {"kind": "agent"}
 
 _READ = [Depends(require_scope("callbacks:read", "internal"))]
 _WRITE = [Depends(require_scope("callbacks:write", "internal"))]
+_may_write = require_scope("callbacks:write", "internal")
+
+
+async def _sends_within_ceiling(
+    request: Request, principal: Annotated[Principal, Depends(_may_write)]
+) -> None:
+    """A key that makes us send (a callback confirms, an acknowledgement mails) is capped.
+
+    The internal key is not: the intake relay forwards every customer's contact with it, and
+    intake has capped those per number, address, IP and key already.
+    """
+    if principal.key_id == INTERNAL_KEY_ID:
+        return
+    settings = _settings(request)
+    # Key ids are not personal data; the keyed hash only keeps Redis keys one shape.
+    limiter = ratelimit.RateLimiter(
+        request.app.state.redis, window_seconds=3600, secret=b"callback.sends"
+    )
+    await limiter.hit(
+        [ratelimit.Limit("api_key", principal.key_id, settings.sends_per_api_key_per_hour)],
+        what="callbacks and acknowledgements",
+    )
+
+
+_SENDS = [Depends(_sends_within_ceiling)]
 _ADMIN = [Depends(require_scope("admin"))]
 
 router = APIRouter(prefix="/v1/callbacks", tags=["callbacks"], route_class=JsonRoute)
@@ -119,8 +146,9 @@ def _changes_callback(
     responses={
         200: {"model": CallbackCreated, "description": "Merged, or a repeated request"},
         202: {"model": CallbackCreated, "description": "On the do-not-call list: no callback"},
+        429: {"description": "This key made too many this hour"},
     },
-    dependencies=_WRITE,
+    dependencies=_SENDS,
 )
 async def create_callback(
     body: CallbackCreate, response: Response, work: WorkDep
@@ -325,8 +353,11 @@ async def answered_call(
     "/v1/acknowledgements",
     status_code=202,
     summary="Email-only contact: send one 'we received your message' email",
-    responses={200: {"model": AcknowledgementResult, "description": "A repeated request"}},
-    dependencies=_WRITE,
+    responses={
+        200: {"model": AcknowledgementResult, "description": "A repeated request"},
+        429: {"description": "This key made too many this hour"},
+    },
+    dependencies=_SENDS,
 )
 async def acknowledge(
     body: Acknowledgement, response: Response, work: WorkDep
@@ -420,8 +451,12 @@ self_router = APIRouter(prefix="/v1/self", tags=["self-service"], route_class=Se
     responses={404: {"description": "Not a link of ours"}, 410: {"description": "Expired"}},
 )
 async def self_view(
-    token: Annotated[str, Path(max_length=512)], session: SessionDep, settings: SettingsDep
+    token: Annotated[str, Path(max_length=512)],
+    session: SessionDep,
+    settings: SettingsDep,
+    response: Response,
 ) -> SelfServiceView:
+    _private(response)
     return await selfservice_actions.self_view(session=session, settings=settings, token=token)
 
 
@@ -434,7 +469,9 @@ async def self_act(
     token: Annotated[str, Path(max_length=512)],
     body: SelfServiceAction,
     work: WorkDep,
+    response: Response,
 ) -> SelfServiceView:
+    _private(response)
     return await selfservice_actions.self_act(
         session=work.session,
         settings=work.settings,
@@ -443,6 +480,13 @@ async def self_act(
         slot_id_in=body.slot_id,
         queue=work.queue,
     )
+
+
+def _private(response: Response) -> None:
+    # One customer's callback, through a link that is the only key to it: no cache may keep
+    # it (as the HTML page), and no Referer may carry the link to another site.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
 
 
 ROUTERS = (router, queue_router, capacity_router, inbound_router, admin_router, self_router)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.callback import ceilings
 from services.callback.api import ROUTERS
 from services.callback.settings import CallbackSettings
 from shared.service_app import create_service_app
@@ -11,7 +12,7 @@ from shared.service_app import create_service_app
 
 def create_app(settings: CallbackSettings) -> FastAPI:
     """The callback API for `settings` (nothing is built at import time)."""
-    return create_service_app(
+    app = create_service_app(
         name="callback",
         settings=settings,
         routers=list(ROUTERS),
@@ -20,3 +21,5 @@ def create_app(settings: CallbackSettings) -> FastAPI:
         # The agent console (served by history) and other browser front ends call this API.
         cors_origins=settings.cors_allow_origins or (),
     )
+    ceilings.register(app.state.registry, settings)
+    return app

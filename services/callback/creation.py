@@ -141,7 +141,15 @@ async def create_callback(
         if preferred.slot_id is not None:
             await _book_chosen(session, settings, callback, preferred.slot_id, queue, now=now)
     else:
-        _merge(callback, data=data, email=email, first_contact=first_contact, due=due, sla=sla)
+        _merge(
+            callback,
+            data=data,
+            email=email,
+            first_contact=first_contact,
+            due=due,
+            sla=sla,
+            now=now,
+        )
         callback.updated_at = now
         await events.callback_changed(
             session,
@@ -285,20 +293,29 @@ def _merge(
     first_contact: datetime,
     due: datetime,
     sla: timedelta,
+    now: datetime,
 ) -> None:
     """Attach another contact: earliest due time kept, the SLA clock never restarted."""
     callback.contact_count += 1
     callback.due_at = min(callback.due_at, due)
     callback.first_contact_at = min(callback.first_contact_at, first_contact)
     callback.sla_deadline = min(callback.sla_deadline, callback.first_contact_at + sla)
-    # What the customer told us earlier stands; a new contact only fills in what was missing.
-    if callback.email is None and email is not None:
-        callback.email = email
-        callback.consent_email = data.consent.email
-    if callback.name is None and data.name:
-        callback.name = data.name
-    if callback.message is None and data.message:
-        callback.message = data.message
+    # Anyone who knows the number can send a contact request with it, so what a later contact
+    # says is kept apart as unverified: agents see it as such, and no link, reminder or notice
+    # ever goes to its email (docs/reliability.md §3, "Contact points"). The first one given
+    # stands.
+    given = False
+    if email is not None and email != callback.email and callback.unverified_email is None:
+        callback.unverified_email = email
+        given = True
+    if data.name and data.name != callback.name and callback.unverified_name is None:
+        callback.unverified_name = data.name
+        given = True
+    if data.message and data.message != callback.message and callback.unverified_message is None:
+        callback.unverified_message = data.message
+        given = True
+    if given:
+        callback.unverified_at = now
 
 
 def _confirmation_due(callback: Callback, *, settings: CallbackSettings, now: datetime) -> bool:

@@ -9,7 +9,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import booking, lifecycle, repository
-from services.callback.models import ProcessedRequest
+from services.callback.models import Callback, ProcessedRequest
 from services.callback.schemas import ErasureResult
 from services.callback.settings import CallbackSettings
 from shared.contracts import ErasureRequest
@@ -20,6 +20,11 @@ from shared.vocabulary import OPEN_STATUSES, CallbackStatus, ClosingOutcome
 log = structlog.get_logger("ringback.callback")
 
 _PII_KEYS = ("phone", "email", "name", "external_id")
+
+
+def _forget_unverified(callback: Callback) -> None:
+    callback.unverified_email = callback.unverified_name = callback.unverified_message = None
+    callback.unverified_at = None
 
 
 async def erase(
@@ -64,7 +69,13 @@ async def erase(
         placeholders.append(callback.phone)
         callback.phone = "#" + secrets.token_hex(7)
         callback.email = callback.name = callback.message = None
+        _forget_unverified(callback)
         callback.erased_at = callback.updated_at = now
+    # Someone whose email a later contact gave to another person's callback: forget what that
+    # contact said, and leave the callback, which is not theirs, as it is.
+    for callback in await repository.callbacks_with_unverified_email(session, emails):
+        _forget_unverified(callback)
+        callback.updated_at = now
     ids = [c.id for c in callbacks]
     notifications = await repository.erase_notifications(
         session, callback_ids=ids, recipients=[*phones, *emails]

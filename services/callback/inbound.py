@@ -83,7 +83,11 @@ async def acknowledge(
         name=data.name,
         now=now,
     )
-    result = AcknowledgementResult(status="queued", notification_id=row.id)
+    result = (
+        AcknowledgementResult(status="queued", notification_id=row.id)
+        if row is not None
+        else AcknowledgementResult(status="ceiling_reached")
+    )
     session.add(
         ProcessedRequest(
             kind="acknowledgement",

@@ -145,6 +145,12 @@ class Callback(Base):
     consent_sms: Mapped[bool] = mapped_column(default=True)
     consent_email: Mapped[bool] = mapped_column(default=True)
     message: Mapped[str | None] = mapped_column(Text)
+    # Contact points a later contact gave (anyone who knows the number can send one): shown to
+    # agents as unverified, never where a link, reminder or notice goes (docs/reliability.md §3).
+    unverified_email: Mapped[str | None] = mapped_column(String(254))
+    unverified_name: Mapped[str | None] = mapped_column(String(200))
+    unverified_message: Mapped[str | None] = mapped_column(Text)
+    unverified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_confirmation_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # ASAP: due at once, booked by a job into the earliest free slot before the SLA deadline.
     asap: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
@@ -293,6 +299,8 @@ class Notification(Base):
         CheckConstraint(_in("status", NotificationStatus), name="status"),
         CheckConstraint(_in("channel", NotificationChannel), name="channel"),
         Index("ix_notifications_callback_id", "callback_id"),
+        # The daily ceilings count what went to one number or address (`ceilings`).
+        Index("ix_notifications_recipient_created", "recipient", "created_at"),
         Index("ix_notifications_status_id", "status", "id"),
         Index(
             "ix_notifications_unfinished",
@@ -325,6 +333,39 @@ class Notification(Base):
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     callback: Mapped[Callback | None] = relationship(back_populates="notifications", lazy="raise")
+
+
+class SelfServiceChange(Base):
+    """A change the customer made through their link, counted against the daily caps."""
+
+    __tablename__ = "self_service_changes"
+    __table_args__ = (Index("ix_self_service_changes_callback_at", "callback_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    callback_id: Mapped[str] = mapped_column(ForeignKey("callbacks.id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Refusal(Base):
+    """Something we declined to do because a ceiling was reached: the record operators read.
+
+    It names the callback (if any), never the number or address it would have gone to.
+    """
+
+    __tablename__ = "refusals"
+    __table_args__ = (
+        Index("ix_refusals_created_at", "created_at"),
+        Index("ix_refusals_callback_id", "callback_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    callback_id: Mapped[str | None] = mapped_column(ForeignKey("callbacks.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(String(48))
+    # The message refused (`kind` on `channel`), or the self-service action.
+    kind: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class CallbackOutbox(OutboxMixin, Base):

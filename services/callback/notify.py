@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import repository
+from services.callback import ceilings, repository
 from services.callback.jobs import NotificationQueue
 from services.callback.models import ERASED_RECIPIENT, Callback, Notification, NotificationKind
 from services.callback.schemas import NotificationOut
@@ -222,11 +222,40 @@ async def _rows(
             log.info("callback.notification.sms_region_blocked", callback_id=callback.id)
         elif await repository.is_do_not_call(session, callback.phone):
             log.info("callback.notification.sms_do_not_call", callback_id=callback.id)
-        else:
+        elif await _within_ceilings(
+            session, settings, message, _SMS, callback.phone, callback.id, now
+        ):
             rows.append(row(_SMS, callback.phone))
+    # Only the email the callback was created with: one a later contact gave is unverified
+    # and never gets the link (`creation._merge`).
     if _EMAIL in message.channels and callback.email and callback.consent_email:
-        rows.append(row(_EMAIL, callback.email))
+        if await _within_ceilings(
+            session, settings, message, _EMAIL, callback.email, callback.id, now
+        ):
+            rows.append(row(_EMAIL, callback.email))
+    # Added at once, so the ceilings count them for the next message of the same batch.
+    session.add_all(rows)
     return rows
+
+
+async def _within_ceilings(
+    session: AsyncSession,
+    settings: CallbackSettings,
+    message: Message,
+    channel: NotificationChannel,
+    recipient: str,
+    callback_id: str | None,
+    now: datetime,
+) -> bool:
+    return await ceilings.message_allowed(
+        session,
+        settings,
+        channel=channel,
+        recipient=recipient,
+        kind=message.kind,
+        callback_id=callback_id,
+        now=now,
+    )
 
 
 async def send(
@@ -245,7 +274,6 @@ async def send(
             rows += await _rows(
                 session, settings=settings, callback=callback, message=message, now=now
             )
-    session.add_all(rows)
     enqueue_after_commit(session, queue, rows)
     return rows
 
@@ -260,8 +288,19 @@ async def acknowledgement(
     language: Language,
     name: str | None,
     now: datetime,
-) -> Notification:
-    """The one email an email-only contact gets (it belongs to no callback)."""
+) -> Notification | None:
+    """The one email an email-only contact gets (it belongs to no callback), within ceilings."""
+    allowed = await ceilings.message_allowed(
+        session,
+        settings,
+        channel=_EMAIL,
+        recipient=email,
+        kind=_Kind.ACKNOWLEDGEMENT,
+        callback_id=None,
+        now=now,
+    )
+    if not allowed:
+        return None
     row = _row(
         settings,
         callback_id=None,

@@ -18,6 +18,7 @@ from services.callback.schemas import (
     ConsentOut,
     NotificationList,
     NotificationOut,
+    UnverifiedContact,
 )
 from services.callback.settings import CallbackSettings
 from shared.contracts import Language
@@ -47,6 +48,16 @@ def to_out(callback: Callback) -> CallbackOut:
         contact_count=callback.contact_count,
         consent=ConsentOut(sms=callback.consent_sms, email=callback.consent_email),
         message=callback.message,
+        unverified=(
+            UnverifiedContact(
+                email=callback.unverified_email,
+                name=callback.unverified_name,
+                message=callback.unverified_message,
+                given_at=callback.unverified_at,
+            )
+            if callback.unverified_at is not None
+            else None
+        ),
         last_confirmation_at=callback.last_confirmation_at,
         asap=callback.asap,
         slot_id=slot_ref(callback),

@@ -42,6 +42,7 @@ from services.callback.models import (
     Notification,
     NotificationKind,
     ProcessedRequest,
+    SelfServiceChange,
     SlotBooking,
 )
 from shared.outbox import add_rows
@@ -371,6 +372,15 @@ async def callbacks_of(
     ).all()
 
 
+async def callbacks_with_unverified_email(
+    session: AsyncSession, emails: Sequence[str]
+) -> Sequence[Callback]:
+    if not emails:
+        return []
+    query = select(Callback).where(Callback.unverified_email.in_(emails))
+    return (await session.scalars(query.order_by(Callback.id).with_for_update())).all()
+
+
 async def erase_notifications(
     session: AsyncSession, *, callback_ids: Sequence[str], recipients: Sequence[str]
 ) -> int:
@@ -633,6 +643,70 @@ async def notifications_by_key(session: AsyncSession, event_key: str) -> Sequenc
     return (
         await session.scalars(select(Notification).where(Notification.event_key == event_key))
     ).all()
+
+
+# ----------------------------------------------------------------------------- ceilings
+
+
+async def count_messages_to(
+    session: AsyncSession, *, channel: str, recipient: str, since: datetime
+) -> int:
+    """Messages on `channel` written for `recipient` since then, cancelled ones aside."""
+    query = (
+        select(func.count())
+        .select_from(Notification)
+        .where(
+            Notification.recipient == recipient,
+            Notification.created_at > since,
+            Notification.channel == channel,
+            Notification.status != NotificationStatus.CANCELLED,
+        )
+    )
+    return int(await session.scalar(query) or 0)
+
+
+async def count_messages_of(
+    session: AsyncSession,
+    *,
+    callback_id: str,
+    channel: str,
+    kinds: Sequence[NotificationKind],
+    since: datetime,
+) -> int:
+    query = (
+        select(func.count())
+        .select_from(Notification)
+        .where(
+            Notification.callback_id == callback_id,
+            Notification.channel == channel,
+            Notification.kind.in_(kinds),
+            Notification.created_at > since,
+        )
+    )
+    return int(await session.scalar(query) or 0)
+
+
+async def count_self_service_changes(
+    session: AsyncSession,
+    *,
+    action: str,
+    since: datetime,
+    callback_id: str | None = None,
+    phone: str | None = None,
+) -> int:
+    """Changes made through self-service links since then, of one callback or one number."""
+    query = (
+        select(func.count())
+        .select_from(SelfServiceChange)
+        .where(SelfServiceChange.created_at > since, SelfServiceChange.action == action)
+    )
+    if callback_id is not None:
+        query = query.where(SelfServiceChange.callback_id == callback_id)
+    if phone is not None:
+        query = query.join(Callback, Callback.id == SelfServiceChange.callback_id).where(
+            Callback.phone == phone
+        )
+    return int(await session.scalar(query) or 0)
 
 
 async def cancel_notifications(

@@ -81,6 +81,17 @@ class AttemptOut(BaseModel):
     created_at: datetime
 
 
+class UnverifiedContact(BaseModel):
+    """What a later contact said: anyone who knows the number can send one, so it is shown as
+    given, never used to reach the customer (no link, reminder or notice goes to its email)."""
+
+    label: Literal["given on a later contact, unverified"] = "given on a later contact, unverified"
+    email: str | None
+    name: str | None
+    message: str | None
+    given_at: datetime
+
+
 class CallbackOut(BaseModel):
     id: str
     phone: str
@@ -97,6 +108,7 @@ class CallbackOut(BaseModel):
     contact_count: int
     consent: ConsentOut
     message: str | None
+    unverified: UnverifiedContact | None = None
     last_confirmation_at: datetime | None
     asap: bool
     slot_id: str | None
@@ -185,6 +197,8 @@ class SelfServiceView(BaseModel):
     language: Language
     can_cancel: bool
     can_rebook: bool
+    # Rebooks the link still allows today; at 0 the page asks the customer to call instead.
+    rebooks_left_today: int
 
 
 class AnsweredCallResult(BaseModel):
@@ -193,7 +207,8 @@ class AnsweredCallResult(BaseModel):
 
 
 class AcknowledgementResult(BaseModel):
-    status: Literal["queued", "no_consent"]
+    # `ceiling_reached`: the address had its day's share of email (`ceilings`); recorded.
+    status: Literal["queued", "no_consent", "ceiling_reached"]
     notification_id: str | None = None
 
 

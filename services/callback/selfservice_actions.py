@@ -7,7 +7,7 @@ from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import booking, cancellation, inputs, repository
+from services.callback import booking, cancellation, ceilings, inputs, repository
 from services.callback.jobs import NotificationQueue
 from services.callback.models import WAITING_STATUSES, Callback
 from services.callback.reading import slot_ref
@@ -74,6 +74,7 @@ async def _self_out(
     else:
         when = asap_phrase(language, deadline=callback.sla_deadline, now=now, tz=zone)
     waiting = callback.status in WAITING_STATUSES
+    rebooks_left = await ceilings.rebooks_left(session, settings, callback, now=now)
     return SelfServiceView(
         status=CallbackStatus(callback.status),
         asap=callback.asap,
@@ -85,7 +86,8 @@ async def _self_out(
         when=when,
         language=language,
         can_cancel=waiting,
-        can_rebook=waiting and plan is not None,
+        can_rebook=waiting and plan is not None and rebooks_left > 0,
+        rebooks_left_today=rebooks_left,
     )
 
 
@@ -100,7 +102,11 @@ async def self_act(
     now: datetime | None = None,
     language: Language | None = None,
 ) -> SelfServiceView:
-    """The customer cancels or rebooks their own callback (not one an agent is working on)."""
+    """The customer cancels or rebooks their own callback (not one an agent is working on).
+
+    Rebooks are capped per day (each sends a notice, `ceilings`); a cancel is always taken,
+    since it ends the callback and can happen once.
+    """
     now = now or utcnow()
     callback = await _self_callback(session, settings, token, lock=True)
     if callback.status not in WAITING_STATUSES:
@@ -119,6 +125,8 @@ async def self_act(
     else:
         if not slot_id_in:
             raise inputs.invalid(["body", "slot_id"], "rebooking needs a slot_id")
+        await ceilings.check_rebook(session, settings, callback, now=now)
+        seq = callback.booking_seq
         callback = await booking.book(
             session=session,
             settings=settings,
@@ -128,4 +136,7 @@ async def self_act(
             actor=actor,
             now=now,
         )
+        # Booking the slot it already holds changes and sends nothing, so it is not counted.
+        if callback.booking_seq != seq:
+            await ceilings.count_rebook(session, callback, now=now)
     return await _self_out(session, settings, callback, now, language=language)

@@ -75,6 +75,8 @@ _ERRORS: Final[dict[str, str]] = {
     "no_slot": N_("page.error.no_slot"),
     "bad_slot": N_("page.error.bad_slot"),
     "bad_form": N_("page.error.bad_form"),
+    # The day's rebooks are used up (`ceilings`): the way left is a phone call.
+    "too_many_changes": N_("page.rebook.limit"),
 }
 # A link that no longer works: (heading, text) for 410 Gone and for 404.
 _FAILURES: Final[dict[int, tuple[str, str]]] = {
@@ -400,6 +402,8 @@ def _form(body: bytes) -> dict[str, str] | None:
 
 
 def _form_error(exc: ProblemError, slot_id: str | None) -> str:
+    if exc.status == 429:
+        return "too_many_changes"
     if exc.status == 409:
         return "slot_full" if exc.slug == "slot-full" else "closed"
     if exc.status == 422:

@@ -44,6 +44,21 @@ class CallbackSettings(CommonSettings):
     # How long a self-service link stays valid.
     self_service_max_age_hours: int = Field(default=7 * 24, ge=1)
 
+    # Ceilings on what anyone who knows a number can make us send (docs/reliability.md §3). A
+    # rebook through the self-service link sends an SMS, so rebooks are capped per callback and
+    # per number; cancelling is always allowed (it ends the callback, once).
+    self_service_rebooks_per_callback_per_day: int = Field(default=3, ge=0, le=100)
+    self_service_rebooks_per_number_per_day: int = Field(default=6, ge=0, le=100)
+    # At most one "rebooked"/"cancelled" SMS per callback in this many minutes.
+    notice_sms_cooldown_minutes: int = Field(default=60, ge=0, le=7 * 24 * 60)
+    # Every kind of message counts (confirmation, reminder, tried, rebooked, cancelled, ...),
+    # over the last 24 hours: an ordinary callback sends 3-6 SMS in all.
+    sms_per_number_per_day: int = Field(default=10, ge=1, le=1000)
+    email_per_address_per_day: int = Field(default=10, ge=1, le=1000)
+    # `POST /v1/callbacks` and `POST /v1/acknowledgements` per API key per hour (both make us
+    # send); the internal key, which the intake relay forwards every contact with, is exempt.
+    sends_per_api_key_per_hour: int = Field(default=300, ge=1)
+
     # Sends per notification before it is dead (an operator can replay it).
     notification_max_tries: int = Field(default=5, ge=1, le=50)
     notification_backoff_base_seconds: float = Field(default=30.0, gt=0)

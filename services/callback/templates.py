@@ -13,6 +13,7 @@ from babel import Locale
 from babel.dates import format_datetime
 
 from services.callback.catalogs import N_, translate
+from services.callback.greeting_name import greetable
 from services.callback.selfservice import self_service_link
 from services.callback.settings import CallbackSettings
 from shared.vocabulary import LANGUAGES, Language
@@ -138,10 +139,11 @@ def moment_phrase(language: Language, *, moment: datetime, now: datetime, tz: Zo
 
 
 def _short_name(name: str | None) -> str | None:
-    if not name or not name.strip():
+    """The name an email greets by: only one `greetable` passes, since the sender chose it."""
+    greeted = greetable(name)
+    if greeted is None:
         return None
-    name = " ".join(name.split())
-    return name if len(name) <= _NAME_MAX_CHARS else name[: _NAME_MAX_CHARS - 1] + "…"
+    return greeted if len(greeted) <= _NAME_MAX_CHARS else greeted[: _NAME_MAX_CHARS - 1] + "…"
 
 
 def _first_name(name: str | None) -> str | None:
@@ -177,7 +179,12 @@ def _email(language: Language, name: str | None, paragraphs: list[str]) -> str:
         if short
         else translate(language, "greeting.email.anonymous")
     )
-    return "\n\n".join([greeting, *paragraphs, translate(language, "email.no_reply")]) + "\n"
+    return _letter(language, [greeting, *paragraphs])
+
+
+def _letter(language: Language, paragraphs: list[str]) -> str:
+    """An email body: its paragraphs, then the line saying replies are not read."""
+    return "\n\n".join([*paragraphs, translate(language, "email.no_reply")]) + "\n"
 
 
 def render_confirmation(
@@ -252,12 +259,13 @@ def render_tried(
         }
     else:
         message_id, fields = N_("tried.sms.last"), {}
-    # The email says what the SMS says, greeting and all, under the email's own greeting.
+    # The email says what the SMS says, greeting and all; a greeting line of its own above that
+    # would greet the customer twice.
     said = _greeted(language, message_id, _first_name(name), **fields)
     return Confirmation(
         sms=_sms(language, message_id, name, **fields),
         email_subject=translate(language, "tried.subject"),
-        email_body=_email(language, name, [said]),
+        email_body=_letter(language, [said]),
     )
 
 
@@ -267,7 +275,7 @@ def render_cancelled(*, language: Language, name: str | None) -> Confirmation:
     return Confirmation(
         sms=_sms(language, N_("cancelled.sms"), name),
         email_subject=translate(language, "cancelled.subject"),
-        email_body=_email(language, name, [said]),
+        email_body=_letter(language, [said]),  # greeted once, as in render_tried
     )
 
 
@@ -287,7 +295,7 @@ def render_rebooked(
     return Confirmation(
         sms=_sms(language, N_("rebooked.sms"), name, when=when, link=link),
         email_subject=translate(language, "rebooked.subject"),
-        email_body=_email(language, name, [said]),
+        email_body=_letter(language, [said]),  # greeted once, as in render_tried
     )
 
 

@@ -17,6 +17,7 @@ from arq import Worker, cron, func
 from arq.connections import RedisSettings
 from prometheus_client import start_http_server
 
+from services.callback import ceilings
 from services.callback.jobs import (
     BOOK_AND_CONFIRM,
     EXPIRE_CALLBACKS,
@@ -201,6 +202,7 @@ def _on_startup(settings: CallbackSettings) -> Any:
             email=build_email_sender(settings),
             metrics=WorkerMetrics(),
         )
+        ceilings.register(state.metrics.registry, settings)
         if settings.worker_metrics_port is not None:
             start_http_server(settings.worker_metrics_port, registry=state.metrics.registry)
         if settings.outbox_relay:

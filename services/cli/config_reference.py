@@ -119,6 +119,18 @@ MEANINGS: dict[str, str] = {
     "sla_minutes": "an ASAP callback's promise: called within this many minutes of first contact",
     "confirmation_cooldown_minutes": "a merged contact within this gets no second confirmation",
     "self_service_max_age_hours": "how long a self-service link stays valid",
+    "self_service_rebooks_per_callback_per_day": "rebooks one self-service link allows in 24 h "
+    "(each sends a notice); then 429 and the page asks the customer to call",
+    "self_service_rebooks_per_number_per_day": "rebooks through self-service links for one "
+    "number in 24 h, across its callbacks",
+    "notice_sms_cooldown_minutes": "at most one rebooked/cancelled SMS per callback in this "
+    "time (the notice still goes by email); 0: no cooldown",
+    "sms_per_number_per_day": "SMS of every kind to one number in 24 h; past it a message is "
+    "refused and recorded (`ringback_refusals_total`)",
+    "email_per_address_per_day": "emails of every kind to one address in 24 h; past it a "
+    "message is refused and recorded",
+    "sends_per_api_key_per_hour": "`POST /v1/callbacks` and `/v1/acknowledgements` per API "
+    "key per hour (the internal key is exempt)",
     "notification_max_tries": "sends per notification before it is dead (an operator can retry it)",
     "notification_backoff_base_seconds": "first wait between sends of a notification (doubles, "
     "with jitter)",

@@ -16,7 +16,6 @@ from starlette.responses import Response
 
 from services.intake import repository, service
 from services.intake.metrics import IntakeMetrics
-from services.intake.ratelimit import RateLimiter
 from services.intake.schemas import (
     ContactRequestIn,
     ErasureResult,
@@ -43,6 +42,7 @@ from shared.errors import (
     NotFound,
     ProblemError,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
     Unprocessable,
     UnsupportedMediaType,
@@ -50,6 +50,8 @@ from shared.errors import (
 )
 from shared.jsonutil import ORJSONResponse, loads
 from shared.pagination import Cursor, Limit, Page, page_of, read_cursor, row_id
+from shared.ratelimit import Limit as AbuseLimit
+from shared.ratelimit import RateLimiter
 from shared.routing import JsonRoute, is_json_media_type
 from shared.vocabulary import InboundStatus
 
@@ -246,16 +248,20 @@ async def create_contact_request(
             "The request did not pass validation.", extra={"errors": errors}
         ) from None
     limiter: RateLimiter = request.app.state.rate_limiter
-    outcome = await service.contact_request(
-        session=session,
-        settings=settings,
-        limiter=limiter,
-        data=data,
-        raw=RawRequest.capture(body, request.headers),
-        principal=principal,
-        client_ip=client_ip(request, settings.trusted_proxy_set()),
-        idempotency_key=idempotency_key,
-    )
+    try:
+        outcome = await service.contact_request(
+            session=session,
+            settings=settings,
+            limiter=limiter,
+            data=data,
+            raw=RawRequest.capture(body, request.headers),
+            principal=principal,
+            client_ip=client_ip(request, settings.trusted_proxy_set()),
+            idempotency_key=idempotency_key,
+        )
+    except TooManyRequests as exc:
+        _metrics(request).rate_limited.labels(str(exc.extra.get("limit", "unknown"))).inc()
+        raise
     _metrics(request).inbound.labels("api", outcome.accepted.status).inc()
     return ORJSONResponse(
         outcome.accepted.model_dump(exclude_none=True),
@@ -338,11 +344,37 @@ _FORWARDED_RESPONSE = (
     "content-security-policy",
     "referrer-policy",
     "x-content-type-options",
+    "x-frame-options",
     "content-language",
+    # The page differs by Accept and Accept-Language, which are forwarded: caches must know.
+    "vary",
 )
+# A counter of its own: a customer reloading their page must not use up the allowance of the
+# contact requests sent from the same address, nor the other way round.
+SELF_SERVICE_IP = "self_service_ip"
+
+
+async def _limit_self_service(request: Request) -> None:
+    """Count the request against its client address, or refuse it before it reaches callback."""
+    settings = _settings(request)
+    address = client_ip(request, settings.trusted_proxy_set())
+    if address is None:
+        return
+    limit = AbuseLimit(
+        SELF_SERVICE_IP, address, settings.rate_limit_self_service_per_ip, label="client IP"
+    )
+    limiter: RateLimiter = request.app.state.rate_limiter
+    try:
+        await limiter.hit([limit], what="self-service requests")
+    except TooManyRequests:
+        _metrics(request).rate_limited.labels(SELF_SERVICE_IP).inc()
+        # The event alone: the address, the token and the path are the customer's.
+        log.info("intake.self_service.rate_limited")
+        raise
 
 
 async def _forward_self_service(token: str, request: Request) -> Response:
+    await _limit_self_service(request)
     client: httpx.AsyncClient = request.app.state.callback_client
     headers = {
         name: request.headers[name] for name in _FORWARDED_REQUEST if name in request.headers

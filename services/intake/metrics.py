@@ -19,3 +19,11 @@ class IntakeMetrics:
             ["provider"],
             registry=registry,
         )
+        # By the limit's name (`self_service_ip`, `ip`, `phone`, `api_key`), never its value:
+        # the counted address or number is personal data.
+        self.rate_limited = Counter(
+            "ringback_intake_rate_limited_total",
+            "Requests refused with 429 by an abuse limit, by limit.",
+            ["limit"],
+            registry=registry,
+        )

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.intake import repository
 from services.intake.models import CallLeg, Inbound, IntakeOutbox
-from services.intake.ratelimit import Limit, RateLimiter
 from services.intake.schemas import (
     ContactRequestIn,
     ErasureCounts,
@@ -51,6 +50,7 @@ from shared.errors import Conflict, NotFound, Unprocessable
 from shared.ids import new_id
 from shared.outbox import enqueue, row_values
 from shared.phone import normalize, region_of
+from shared.ratelimit import Limit, RateLimiter
 from shared.vocabulary import Channel, Direction, EventType, InboundStatus
 
 # What an inbound row is (`kind`), and the `provider` of requests made to our own API.

@@ -22,6 +22,24 @@ class IntakeSettings(CommonSettings):
     # The relay serves its own /metrics here (on `relay_metrics_host`); unset: no server.
     relay_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     relay_metrics_host: str = "127.0.0.1"
+    # Intake faces the internet, and its counters (refused signatures, abuse refusals, traffic
+    # per route) tell a stranger how it is attacked and how it copes: in production they are
+    # served on a port of their own that only the scraper reaches, not on the API port.
+    intake_metrics_on_api_port: bool | None = Field(
+        default=None,
+        description="serve `/metrics` on intake's API port; unset: yes outside production, "
+        "no in production (scrape `RINGBACK_INTAKE_METRICS_PORT` there)",
+    )
+    intake_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="`ringback serve intake` also serves `/metrics` on this port; unset: not "
+        "served",
+    )
+    intake_metrics_host: str = Field(
+        default="127.0.0.1", description="address of intake's metrics server"
+    )
     # Raw bodies of rejected payloads are kept for operators, up to this many bytes each ...
     rejected_body_limit_bytes: int = Field(default=16 * 1024, ge=0)
     # ... for this many days; call legs (only needed while a call is going on) for fewer.
@@ -33,6 +51,17 @@ class IntakeSettings(CommonSettings):
     rate_limit_per_phone: int = Field(default=5, ge=1)
     rate_limit_per_ip: int = Field(default=30, ge=1)
     rate_limit_per_api_key: int = Field(default=300, ge=1)
+    # The self-service link's pages, per client address and window. One customer's visit is a
+    # handful of requests (the page, a choice, the confirmation, the page it redirects to, a
+    # refresh or two), and the customers behind one office NAT or mobile carrier's CGNAT share
+    # an address: 120 an hour lets some 20 of them use their links in the same hour, while one
+    # address pressing "rebook" (each may send an SMS) is cut off after 120, however fast.
+    rate_limit_self_service_per_ip: int = Field(
+        default=120,
+        ge=1,
+        description="requests to self-service links (`/v1/self/...`) per client address per "
+        "window; a counter apart from the contact requests'",
+    )
     # Addresses of reverse proxies whose X-Forwarded-For names the real client (comma-separated).
     trusted_proxies: str = ""
 
@@ -43,3 +72,9 @@ class IntakeSettings(CommonSettings):
 
     def trusted_proxy_set(self) -> frozenset[str]:
         return frozenset(_csv(self.trusted_proxies))
+
+    def metrics_served(self) -> bool:
+        """`/metrics` on the API port: `intake_metrics_on_api_port`, else not in production."""
+        if self.intake_metrics_on_api_port is not None:
+            return self.intake_metrics_on_api_port
+        return self.environment != "production"

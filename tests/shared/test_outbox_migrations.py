@@ -69,3 +69,26 @@ async def test_the_migrated_outbox_is_what_the_models_declare(
         async with engine.connect() as conn:
             found = await conn.run_sync(differences, metadata)
         assert found == [], f"{schema}.outbox differs from OutboxMixin: {found}"
+
+
+async def test_every_migrated_schema_is_what_its_models_declare(
+    database: object, engine: AsyncEngine
+) -> None:
+    """A model changed without a migration (or the reverse) fails here, not in production."""
+
+    def differences(conn: Connection, metadata: MetaData, schema: str) -> list[Any]:
+        def in_schema(obj: Any, name: str | None, type_: str, *_: Any) -> bool:
+            table = obj if type_ == "table" else getattr(obj, "table", None)
+            # Alembic's own bookkeeping is not a model.
+            return table is None or (table.schema == schema and table.name != "alembic_version")
+
+        context = MigrationContext.configure(
+            conn,
+            opts={"include_schemas": True, "include_object": in_schema, "compare_type": True},
+        )
+        return list(compare_metadata(context, metadata))
+
+    for schema, metadata in SCHEMAS.items():
+        async with engine.connect() as conn:
+            found = await conn.run_sync(differences, metadata, schema)
+        assert found == [], f"the {schema} migrations differ from its models: {found}"

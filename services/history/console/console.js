@@ -281,6 +281,18 @@ async function openCallback(callback) {
   $("work-title").focus();
 }
 
+// What a later contact said (anyone who knows the number can send one): shown, marked, never
+// mistaken for the customer's own details.
+function unverifiedRow(unverified) {
+  if (!unverified) return null;
+  const parts = [unverified.name, unverified.email, unverified.message && `“${unverified.message}”`];
+  return row(
+    "Given on a later contact, unverified",
+    parts.filter(Boolean).join(" · "),
+    "callback-unverified",
+  );
+}
+
 function showCurrent(callback) {
   const mineStill = callback.status === "in_progress" && callback.agent_id === state.agentId;
   const phone = el("a", { href: `tel:${callback.phone}`, dataset: { testid: "call-phone" } }, callback.phone);
@@ -292,6 +304,7 @@ function showCurrent(callback) {
     row("Language", callback.language),
     row("Status", callback.status.replaceAll("_", " "), "callback-status"),
     callback.message ? row("Message", callback.message, "callback-message") : null,
+    unverifiedRow(callback.unverified),
     row("First contact", when(callback.first_contact_at)),
     row("SLA deadline", when(callback.sla_deadline)),
     callback.slot_start ? row("Booked slot", when(callback.slot_start)) : null,

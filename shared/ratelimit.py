@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from shared.errors import TooManyRequests
 
-log = structlog.get_logger("ringback.intake.ratelimit")
+log = structlog.get_logger("ringback.ratelimit")
 
 PREFIX = "ringback:ratelimit:"
 
@@ -48,9 +48,12 @@ return {0, 0}
 
 @dataclass(frozen=True, slots=True)
 class Limit:
-    dimension: str  # phone | ip | api_key
+    dimension: str  # phone | email | ip | api_key | self_service_ip: a counter of its own each
     value: str
     per_window: int
+    # How the 429 names it; empty: the dimension. Apart from the dimension so that a second
+    # counter on the same thing (a client address) keeps its own key yet reads naturally.
+    label: str = ""
 
 
 class RateLimiter:
@@ -63,8 +66,10 @@ class RateLimiter:
         digest = hmac.new(self.secret, limit.value.encode(), hashlib.sha256).hexdigest()[:32]
         return f"{PREFIX}{limit.dimension}:{digest}"
 
-    async def hit(self, limits: Sequence[Limit]) -> None:
+    async def hit(self, limits: Sequence[Limit], *, what: str = "contact requests") -> None:
         """Count one request against every limit, or raise a 429 naming the first one exceeded.
+
+        `what` names the requests in the 429's text ("Too many <what> for this client IP").
 
         Redis being down lets the request through (logged): losing a customer's contact
         request is worse than a short window without limits.
@@ -76,16 +81,16 @@ class RateLimiter:
         try:
             result = await self.redis.eval(_SCRIPT, len(keys), *keys, *args)  # type: ignore[misc,unused-ignore]
         except (RedisError, OSError) as exc:
-            log.warning("intake.ratelimit.unavailable", error=type(exc).__name__)
+            log.warning("ratelimit.unavailable", error=type(exc).__name__)
             return
         index, ttl_ms = int(result[0]), int(result[1])
         if index == 0:
             return
         exceeded = limits[index - 1]
         retry_after = max(1, math.ceil(ttl_ms / 1000))
+        label = exceeded.label or exceeded.dimension.replace("_", " ")
         raise TooManyRequests(
-            f"Too many contact requests for this {exceeded.dimension.replace('_', ' ')}; "
-            f"try again in {retry_after} seconds.",
+            f"Too many {what} for this {label}; try again in {retry_after} seconds.",
             headers={"Retry-After": str(retry_after)},
             extra={"limit": exceeded.dimension},
         )

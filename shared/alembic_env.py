@@ -44,6 +44,11 @@ def run_env(metadata: MetaData) -> None:
             with context.begin_transaction():
                 context.run_migrations()
             connection.commit()
+        except BaseException:
+            # A failed step leaves the transaction aborted: roll it back so the unlock below
+            # can run and the step's own error is the one reported, not the unlock's.
+            connection.rollback()
+            raise
         finally:
             connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
             connection.commit()

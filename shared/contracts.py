@@ -135,6 +135,11 @@ class CallbackState(BaseModel):
     attempts: int | None = None
     outcome: ClosingOutcome | None = None
     flag: str | None = None
+    # v2 (§9): the queue it belongs to (absent on older events: `default`), how urgent, and
+    # whether the agent who reached the customer is the one they last spoke with.
+    queue: str | None = None
+    priority: int | None = None
+    same_agent: bool | None = None
 
 
 class EventIn(_Strict):
@@ -180,8 +185,15 @@ class CallbackCreate(_Strict):
     message: Annotated[str, Field(max_length=2000)] | None = None
     preferred: PreferredTime = Field(default_factory=lambda: PreferredTime(asap=True))
     consent: Consent = Field(default_factory=Consent)
+    # The queue the contact names (a key; unknown keys go to `default`, the reason kept) and
+    # the number the customer dialed, E.164 (the queue owning it is the next choice, §9).
     queue: ShortText | None = None
+    dialed: Annotated[str, Field(max_length=32)] | None = None
     inbound_id: Annotated[str, Field(max_length=64)] | None = None
+    # Higher first (§9); an agent may keep a callback for themself until `owner_until`.
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    owner_agent_id: Annotated[str, Field(max_length=64)] | None = None
+    owner_until: Timestamp | None = None
 
 
 class Accepted(BaseModel):
@@ -203,6 +215,9 @@ class AnsweredCall(_Strict):
     phone: Annotated[str, Field(max_length=32)]
     occurred_at: Timestamp
     inbound_id: Annotated[str, Field(max_length=64)] | None = None
+    # Which queue's callbacks it completes, chosen as for a new contact (§9).
+    queue: ShortText | None = None
+    dialed: Annotated[str, Field(max_length=32)] | None = None
 
 
 class Acknowledgement(_Strict):

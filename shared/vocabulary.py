@@ -45,6 +45,18 @@ class AttemptOutcome(StrEnum):
     VOICEMAIL = "voicemail"
     WRONG_NUMBER = "wrong_number"
     DECLINED = "declined"
+    # "Call me tomorrow at 10": the agreed time is kept exactly, no "we tried" SMS, and it
+    # does not count toward the queue's `max_tries` (§9).
+    RESCHEDULED = "rescheduled"
+
+
+class AgentPresence(StrEnum):
+    """Where an agent is (§9): an agent known to `/v1/agents` claims only while available."""
+
+    AVAILABLE = "available"
+    BREAK = "break"
+    WRAP_UP = "wrap_up"
+    OFFLINE = "offline"
 
 
 class ClosingOutcome(StrEnum):

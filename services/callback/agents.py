@@ -10,10 +10,11 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import booking, events, lifecycle, notify, repository
+from services.callback import booking, events, inputs, lifecycle, notify, queues, repository, roster
 from services.callback.capacity import next_business_moment
 from services.callback.jobs import NotificationQueue
 from services.callback.models import Attempt, Callback
+from services.callback.schemas import NextTry
 from services.callback.settings import CallbackSettings
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound
@@ -39,9 +40,18 @@ async def claim_next(
     agent_id: str,
     now: datetime | None = None,
 ) -> Callback | None:
-    """Hand the most urgent due callback to `agent_id` alone; None when nothing is due."""
+    """Hand the most urgent due callback routing allows to `agent_id` alone (§9); None when
+    nothing is due for them."""
     now = now or utcnow()
-    callback = await repository.claim_next(session, now=now)
+    route = await roster.route_for(session, agent_id)
+    condition = repository.routed_to(
+        agent_id=agent_id,
+        queues=route.queues,
+        languages=route.languages,
+        language_wait_minutes=settings.language_wait_minutes,
+        now=now,
+    )
+    callback = await repository.claim_next(session, now=now, route=condition)
     if callback is None:
         return None
     previous_agent = callback.agent_id if callback.status == CallbackStatus.IN_PROGRESS else None
@@ -107,12 +117,6 @@ async def renew_lease(
     return callback
 
 
-def retry_delay(settings: CallbackSettings, tries_done: int) -> timedelta:
-    """Wait after try number `tries_done` (1-based); the last listed wait repeats."""
-    delays = settings.retry_delays_minutes
-    return timedelta(minutes=delays[min(tries_done, len(delays)) - 1])
-
-
 @dataclass(frozen=True, slots=True)
 class RecordedAttempt:
     """A try as recorded, and its callback as the try left it."""
@@ -130,36 +134,50 @@ async def record_attempt(
     outcome: AttemptOutcome,
     note: str | None,
     queue: NotificationQueue,
+    next_try: NextTry | None = None,
+    wrap_up_code: str | None = None,
     now: datetime | None = None,
 ) -> RecordedAttempt:
     """Record a try and move the callback on: completed, retried later, or failed.
 
     - `reached` completes it;
-    - `no_answer`/`busy`/`voicemail` with tries left: back to `pending`, due after the next
-      wait of the retry policy moved into business hours, and a "we tried to reach you" SMS;
+    - `no_answer`/`busy`/`voicemail` with tries left: back to `pending`, due after the queue's
+      wait for that outcome moved into its hours (or at `next.at`, as agreed), and a "we tried
+      to reach you" SMS;
     - the same on the last try: `failed` (`attempts_exhausted`), with a last SMS;
+    - `rescheduled` ("call me tomorrow at 10"): due at `next.at` exactly, no SMS, and not a
+      try toward `max_tries`;
     - `wrong_number`/`declined`: `failed` at once, no SMS (the number is not the customer's,
       or they said no).
+
+    `next.owner` keeps the callback for this agent until `owner_until` (§9).
     """
     now = now or utcnow()
     callback = await _claimed_by(session, callback_id, agent_id)
+    rules = await queues.rules(session, settings, callback.queue)
+    _check_attempt(rules, outcome, next_try, wrap_up_code, now=now)
     number = await repository.next_attempt_number(session, callback.id)
+    # Tries toward `max_tries`: every attempt but a rescheduling, this one included.
+    tries = await repository.tries_made(session, callback.id) + (
+        0 if outcome == AttemptOutcome.RESCHEDULED else 1
+    )
     callback.attempt_count = number
     attempt = Attempt(
         callback_id=callback.id,
         number=number,
         agent_id=agent_id,
         outcome=outcome,
+        wrap_up_code=wrap_up_code,
         note=note,
         created_at=now,
     )
     session.add(attempt)
     actor = _agent(agent_id)
-    plan = await booking.load_plan(session)
-    zone = booking.zone_of(plan, settings)
+    zone = rules.zone
     message: notify.Message | None = None
     closing = outcome == AttemptOutcome.REACHED or outcome in FINAL_FAILURES
-    if closing or (outcome in RETRY_OUTCOMES and number >= settings.retry_max_tries):
+    exhausted = outcome in RETRY_OUTCOMES and tries >= rules.max_tries
+    if closing or exhausted:
         # The try is an event of its own, written before the one that closes the callback, so
         # the closing event is the last word on where it stands.
         await _attempted(session, callback, number, outcome, actor)
@@ -173,7 +191,10 @@ async def record_attempt(
             outcome=ClosingOutcome.REACHED,
             summary="Completed: the customer was reached",
             actor=actor,
-            extra={"attempt": number},
+            extra={
+                "attempt": number,
+                "same_agent": await _spoke_before(session, callback, agent_id),
+            },
         )
     elif outcome in FINAL_FAILURES:
         await booking.release_if_ahead(session, callback, now=now)
@@ -187,7 +208,7 @@ async def record_attempt(
             actor=actor,
             extra={"attempt": number},
         )
-    elif number >= settings.retry_max_tries:
+    elif exhausted:
         await booking.release_if_ahead(session, callback, now=now)
         await lifecycle.transition(
             session,
@@ -195,7 +216,7 @@ async def record_attempt(
             CallbackStatus.FAILED,
             now=now,
             outcome=ClosingOutcome.ATTEMPTS_EXHAUSTED,
-            summary=f"Failed: not reached in {number} tries",
+            summary=f"Failed: not reached in {tries} tries",
             actor=actor,
             extra={"attempt": number, "last_outcome": outcome},
         )
@@ -203,25 +224,38 @@ async def record_attempt(
             settings, callback, attempt=number, next_try=None, now=now, zone=zone
         )
     else:
-        next_try = now + retry_delay(settings, number)
-        if plan is not None:
-            next_try = next_business_moment(plan, next_try)
-        attempt.next_attempt_at = next_try
+        if next_try is not None:
+            # What was agreed with the customer (or the agent's own plan), exactly.
+            due = next_try.at
+        else:
+            due = now + rules.retry_wait(outcome, tries)
+            if rules.plan is not None:
+                due = next_business_moment(rules.plan, due)
+        attempt.next_attempt_at = due
         await booking.release(session, callback, now=now)
-        callback.due_at = next_try
+        callback.due_at = due
+        if next_try is not None and next_try.owner:
+            callback.owner_agent_id = agent_id
+            callback.owner_until = due + timedelta(minutes=settings.owner_minutes)
+        rescheduled = outcome == AttemptOutcome.RESCHEDULED
         await lifecycle.transition(
             session,
             callback,
             CallbackStatus.PENDING,
             now=now,
             event_type=EventType.CALLBACK_ATTEMPTED,
-            summary=f"Not reached ({outcome.replace('_', ' ')}); next try scheduled",
+            summary=(
+                "Rescheduled with the customer"
+                if rescheduled
+                else f"Not reached ({outcome.replace('_', ' ')}); next try scheduled"
+            ),
             actor=actor,
             extra={"attempt": number, "attempt_outcome": outcome},
         )
-        message = notify.tried(
-            settings, callback, attempt=number, next_try=next_try, now=now, zone=zone
-        )
+        if not rescheduled:
+            message = notify.tried(
+                settings, callback, attempt=number, next_try=due, now=now, zone=zone
+            )
     await notify.send(
         session, queue, settings=settings, callback=callback, messages=[message], now=now
     )
@@ -234,6 +268,36 @@ async def record_attempt(
         status=callback.status,
     )
     return RecordedAttempt(attempt=attempt, callback=callback)
+
+
+def _check_attempt(
+    rules: queues.QueueRules,
+    outcome: AttemptOutcome,
+    next_try: NextTry | None,
+    wrap_up_code: str | None,
+    *,
+    now: datetime,
+) -> None:
+    if outcome == AttemptOutcome.RESCHEDULED and next_try is None:
+        raise inputs.invalid(["body", "next"], "a rescheduled try needs next.at, the agreed time")
+    if next_try is not None:
+        if outcome not in RETRY_OUTCOMES and outcome != AttemptOutcome.RESCHEDULED:
+            raise inputs.invalid(["body", "next"], f"a {outcome} try has no next try")
+        if next_try.at <= now:
+            raise inputs.invalid(["body", "next", "at"], "must be in the future")
+    if wrap_up_code is not None and wrap_up_code not in rules.wrap_up_codes:
+        known = ", ".join(sorted(rules.wrap_up_codes)) or "none"
+        raise inputs.invalid(
+            ["body", "wrap_up_code"],
+            f"not one of queue {rules.key!r}'s wrap-up codes ({known})",
+        )
+
+
+async def _spoke_before(session: AsyncSession, callback: Callback, agent_id: str) -> bool:
+    """Whether `agent_id` is the agent the customer last spoke with about this callback: the
+    one who agreed a time with them (and kept it), or who took it for themself."""
+    last = await repository.last_conversation_agent(session, callback.id)
+    return agent_id in {last, callback.owner_agent_id} - {None}
 
 
 async def _attempted(

@@ -21,7 +21,9 @@ from services.callback import (
     inputs,
     notify,
     queue_view,
+    queues,
     reading,
+    roster,
     selfservice_actions,
 )
 from services.callback.capacity import CapacityPlan
@@ -74,6 +76,9 @@ SessionDep = Annotated[AsyncSession, Depends(session_dependency, scope="function
 SettingsDep = Annotated[CallbackSettings, Depends(_settings)]
 QueueDep = Annotated[ArqNotificationQueue, Depends(_queue)]
 CallbackId = Annotated[str, Path(max_length=64)]
+QueueKeyQuery = Annotated[str | None, Query(max_length=40)]
+QueueKey = Annotated[str, Path(pattern=queues.KEY_PATTERN)]
+AgentKey = Annotated[str, Path(max_length=64)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +172,7 @@ async def list_callbacks(
     status: CallbackStatus | None = None,
     phone: Annotated[str | None, Query(max_length=32)] = None,
     agent_id: Annotated[str | None, Query(max_length=64)] = None,
+    queue: QueueKeyQuery = None,
     due_before: datetime | None = None,
     limit: Limit = 50,
     cursor: Cursor = None,
@@ -177,6 +183,7 @@ async def list_callbacks(
         status=status,
         phone=phone,
         agent_id=agent_id,
+        queue=queue,
         due_before=due_before,
         limit=limit,
         cursor=cursor,
@@ -259,6 +266,8 @@ async def record_attempt(callback_id: CallbackId, body: AttemptIn, work: WorkDep
         agent_id=body.agent_id,
         outcome=body.outcome,
         note=body.note,
+        next_try=body.next,
+        wrap_up_code=body.wrap_up_code,
     )
     return AttemptResult(
         attempt=AttemptOut.model_validate(result.attempt),
@@ -291,17 +300,25 @@ async def claim(
     dependencies=_READ,
 )
 async def view_queue(
-    session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    queue: QueueKeyQuery = None,
 ) -> queue_view.QueueView:
-    return await queue_view.queue_view(session=session, now=utcnow(), limit=limit)
+    return await queue_view.queue_view(session=session, now=utcnow(), limit=limit, queue=queue)
 
 
 capacity_router = APIRouter(tags=["capacity"], route_class=JsonRoute)
 
 
-@capacity_router.put("/v1/capacity", summary="Replace the capacity plan", dependencies=_ADMIN)
-async def put_capacity(body: CapacityPlan, session: SessionDep) -> CapacityPlan:
-    return await booking.put_capacity(session=session, plan=body)
+@capacity_router.put(
+    "/v1/capacity",
+    summary="Replace the default queue's capacity plan (its zone becomes the queue's)",
+    dependencies=_ADMIN,
+)
+async def put_capacity(
+    body: CapacityPlan, session: SessionDep, settings: SettingsDep
+) -> CapacityPlan:
+    return await queues.put_default_plan(session=session, settings=settings, plan=body)
 
 
 @capacity_router.get(
@@ -309,8 +326,8 @@ async def put_capacity(body: CapacityPlan, session: SessionDep) -> CapacityPlan:
     summary="The capacity plan",
     dependencies=[Depends(require_scope("callbacks:read", "internal"))],
 )
-async def get_capacity(session: SessionDep) -> CapacityPlan:
-    return await booking.get_capacity(session=session)
+async def get_capacity(session: SessionDep, settings: SettingsDep) -> CapacityPlan:
+    return await queues.get_plan(session=session, settings=settings)
 
 
 @capacity_router.get(
@@ -324,6 +341,7 @@ async def list_slots(
     start: Annotated[datetime, Query(alias="from")],
     end: Annotated[datetime, Query(alias="to")],
     language: Language | None = None,
+    queue: Annotated[str, Query(max_length=40)] = queues.DEFAULT,
 ) -> SlotList:
     return await booking.list_slots(
         session=session,
@@ -332,6 +350,7 @@ async def list_slots(
         end=inputs.aware(end),
         now=utcnow(),
         language=language or settings.default_language,
+        queue=queue,
     )
 
 
@@ -489,4 +508,105 @@ def _private(response: Response) -> None:
     response.headers["Referrer-Policy"] = "no-referrer"
 
 
-ROUTERS = (router, queue_router, capacity_router, inbound_router, admin_router, self_router)
+# --- queues and agents (§9) ----------------------------------------------------------------
+
+queues_router = APIRouter(prefix="/v1/queues", tags=["queues"], route_class=JsonRoute)
+_READ_CONFIG = [Depends(require_scope("callbacks:read", "internal"))]
+
+
+@queues_router.put(
+    "/{key}",
+    summary="Create or replace a queue (idempotent)",
+    responses={201: {"description": "Created"}},
+    dependencies=_ADMIN,
+)
+async def put_queue(
+    key: QueueKey,
+    body: queues.QueueIn,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> queues.QueueOut:
+    created, out = await queues.put_queue(session=session, settings=settings, key=key, body=body)
+    response.status_code = 201 if created else 200
+    return out
+
+
+@queues_router.get("", summary="Every queue", dependencies=_READ_CONFIG)
+async def list_queues(session: SessionDep, settings: SettingsDep) -> list[queues.QueueOut]:
+    return await queues.list_queues(session=session, settings=settings)
+
+
+@queues_router.get("/{key}", summary="One queue", dependencies=_READ_CONFIG)
+async def get_queue(key: QueueKey, session: SessionDep, settings: SettingsDep) -> queues.QueueOut:
+    return await queues.get_queue(session=session, settings=settings, key=key)
+
+
+@queues_router.delete(
+    "/{key}",
+    status_code=204,
+    summary="Delete a queue without open callbacks (never `default`)",
+    responses={409: {"description": "It has open callbacks, or it is `default`"}},
+    dependencies=_ADMIN,
+)
+async def delete_queue(key: QueueKey, session: SessionDep) -> Response:
+    await queues.delete_queue(session=session, key=key)
+    return Response(status_code=204)
+
+
+agents_router = APIRouter(prefix="/v1/agents", tags=["agents"], route_class=JsonRoute)
+
+
+@agents_router.put(
+    "/{agent_id}",
+    summary="Create or replace an agent: queues, languages, phone, SIP",
+    responses={201: {"description": "Created"}},
+    dependencies=_ADMIN,
+)
+async def put_agent(
+    agent_id: AgentKey, body: roster.AgentProfile, response: Response, session: SessionDep
+) -> roster.AgentProfileOut:
+    created, out = await roster.put_agent(session=session, agent_id=agent_id, body=body)
+    response.status_code = 201 if created else 200
+    return out
+
+
+@agents_router.get("", summary="Every agent known to the roster", dependencies=_READ_CONFIG)
+async def list_agents(session: SessionDep) -> list[roster.AgentProfileOut]:
+    return await roster.list_agents(session=session)
+
+
+@agents_router.get("/{agent_id}", summary="One agent", dependencies=_READ_CONFIG)
+async def get_agent(agent_id: AgentKey, session: SessionDep) -> roster.AgentProfileOut:
+    return await roster.get_agent(session=session, agent_id=agent_id)
+
+
+@agents_router.delete(
+    "/{agent_id}", status_code=204, summary="Forget an agent", dependencies=_ADMIN
+)
+async def delete_agent(agent_id: AgentKey, session: SessionDep) -> Response:
+    await roster.delete_agent(session=session, agent_id=agent_id)
+    return Response(status_code=204)
+
+
+@agents_router.put(
+    "/{agent_id}/presence",
+    summary="Available, on a break, wrapping up or offline (by the agent or an admin)",
+    dependencies=_WRITE,
+)
+async def put_presence(
+    agent_id: AgentKey, body: roster.PresenceIn, session: SessionDep
+) -> roster.AgentProfileOut:
+    return await roster.set_presence(session=session, agent_id=agent_id, status=body.status)
+
+
+ROUTERS = (
+    router,
+    queue_router,
+    capacity_router,
+    queues_router,
+    agents_router,
+    inbound_router,
+    admin_router,
+    self_router,
+)

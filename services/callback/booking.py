@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import structlog
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import inputs, lifecycle, notify, repository
+from services.callback import inputs, lifecycle, notify, queues, repository
 from services.callback.capacity import CapacityPlan, Slot, find_slot, iter_slots, parse_slot_id
 from services.callback.jobs import NotificationQueue
 from services.callback.models import Callback, NotificationKind
@@ -29,36 +27,6 @@ from shared.vocabulary import CallbackStatus
 log = structlog.get_logger("ringback.callback")
 
 
-async def put_capacity(
-    *, session: AsyncSession, plan: CapacityPlan, now: datetime | None = None
-) -> CapacityPlan:
-    await repository.put_plan(session, plan.model_dump(mode="json"), now or utcnow())
-    log.info("callback.capacity.updated", slot_minutes=plan.slot_minutes, timezone=plan.timezone)
-    return plan
-
-
-async def get_capacity(*, session: AsyncSession) -> CapacityPlan:
-    plan = await load_plan(session)
-    if plan is None:
-        raise NotFound("No capacity plan has been set; PUT /v1/capacity sets one.")
-    return plan
-
-
-async def load_plan(session: AsyncSession) -> CapacityPlan | None:
-    raw = await repository.get_plan(session)
-    if raw is None:
-        return None
-    try:
-        return CapacityPlan.model_validate(raw)
-    except ValidationError:
-        # Stored by an older version with other rules: no slots rather than a 500.
-        return None
-
-
-def zone_of(plan: CapacityPlan | None, settings: CallbackSettings) -> ZoneInfo:
-    return plan.zone if plan is not None else ZoneInfo(settings.site_timezone)
-
-
 async def list_slots(
     *,
     session: AsyncSession,
@@ -67,19 +35,24 @@ async def list_slots(
     end: datetime,
     now: datetime,
     language: Language,
+    queue: str = queues.DEFAULT,
 ) -> SlotList:
-    """Every slot with capacity starting in `[start, end)`, with what is booked and left."""
+    """Every slot of `queue` with capacity starting in `[start, end)`, booked and left."""
     if end <= start:
         raise inputs.invalid(["query", "to"], "must be after `from`")
     if end - start > timedelta(days=settings.slots_max_range_days):
         raise inputs.invalid(
             ["query", "to"], f"at most {settings.slots_max_range_days} days after `from`"
         )
-    plan = await load_plan(session)
+    found = await repository.get_queue(session, queue)
+    if found is None and queue != queues.DEFAULT:
+        raise NotFound(f"No queue is called {queue!r}.")
+    rules = queues.rules_of(found, settings)
+    plan = rules.plan
     if plan is None:
-        return SlotList(items=[], timezone=settings.site_timezone, slot_minutes=None)
+        return SlotList(items=[], timezone=rules.zone.key, slot_minutes=None)
     slots = list(iter_slots(plan, start, end))
-    booked = await repository.booked_between(session, start, end)
+    booked = await repository.booked_between(session, queue, start, end)
     items = [_slot_out(slot, booked.get(slot.start, 0), now, language) for slot in slots]
     return SlotList(items=items, timezone=plan.timezone, slot_minutes=plan.slot_minutes)
 
@@ -115,14 +88,14 @@ async def hold(session: AsyncSession, callback: Callback, slot: Slot, *, now: da
     if old == slot.start:
         return True
     if old is not None and old < slot.start:
-        await _give_back(session, old, now=now)
+        await _give_back(session, callback.queue, old, now=now)
     taken = await repository.take_seat(
-        session, start=slot.start, end=slot.end, capacity=slot.capacity
+        session, queue=callback.queue, start=slot.start, end=slot.end, capacity=slot.capacity
     )
     if not taken:
         return False
     if old is not None and old > slot.start:
-        await _give_back(session, old, now=now)
+        await _give_back(session, callback.queue, old, now=now)
     callback.slot_start, callback.slot_end = slot.start, slot.end
     callback.booking_seq += 1
     return True
@@ -132,7 +105,7 @@ async def release(session: AsyncSession, callback: Callback, *, now: datetime) -
     """Give back the callback's seat (if the slot is still ahead) and forget the slot."""
     if callback.slot_start is None:
         return
-    await _give_back(session, callback.slot_start, now=now)
+    await _give_back(session, callback.queue, callback.slot_start, now=now)
     callback.slot_start = callback.slot_end = None
     await _cancel_reminders(session, callback)
 
@@ -154,9 +127,9 @@ async def _cancel_reminders(session: AsyncSession, callback: Callback) -> None:
     )
 
 
-async def _give_back(session: AsyncSession, start: datetime, *, now: datetime) -> None:
+async def _give_back(session: AsyncSession, queue: str, start: datetime, *, now: datetime) -> None:
     if start > now:
-        await repository.release_seat(session, start=start)
+        await repository.release_seat(session, queue=queue, start=start)
 
 
 async def book_earliest(
@@ -175,7 +148,9 @@ async def book_earliest(
     candidates = [slot for slot in iter_slots(plan, start, end) if slot.end <= end]
     if not candidates:
         return False
-    booked = await repository.booked_counts(session, [slot.start for slot in candidates])
+    booked = await repository.booked_counts(
+        session, callback.queue, [slot.start for slot in candidates]
+    )
     for slot in candidates:
         if booked.get(slot.start, 0) >= slot.capacity:
             continue
@@ -203,7 +178,8 @@ async def book(
     if callback is None:
         raise NotFound("No callback has this id.")
     lifecycle.check(callback, CallbackStatus.SCHEDULED)
-    plan = await load_plan(session)
+    rules = await queues.rules(session, settings, callback.queue)
+    plan = rules.plan
     slot = slot_in(plan, slot_ref_in)
     if slot is None:
         raise inputs.invalid(["body", "slot_id"], "no such slot in the capacity plan")
@@ -227,7 +203,7 @@ async def book(
         summary="Booked into another slot",
         actor=actor,
     )
-    zone = zone_of(plan, settings)
+    zone = rules.zone
     await notify.send(
         session,
         queue,

@@ -9,7 +9,7 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import booking, events, inputs, lifecycle, notify, repository
+from services.callback import booking, events, inputs, lifecycle, notify, queues, repository
 from services.callback.jobs import NotificationQueue
 from services.callback.models import Callback, CallbackRequest
 from services.callback.schemas import CallbackCreated
@@ -18,7 +18,7 @@ from shared.contracts import CallbackCreate
 from shared.db import after_commit, utcnow
 from shared.errors import Conflict
 from shared.ids import new_id
-from shared.phone import is_callable
+from shared.phone import is_callable, normalize
 from shared.vocabulary import (
     OPEN_STATUSES,
     CallbackStatus,
@@ -61,6 +61,11 @@ def _created(callback: Callback, *, merged: bool) -> CallbackCreated:
     )
 
 
+def _dialed(raw: str | None, settings: CallbackSettings) -> str | None:
+    # The company's number as the phone system reported it; one we cannot read picks no queue.
+    return normalize(raw, settings.default_region) if raw else None
+
+
 def _enqueue_booking(session: AsyncSession, queue: NotificationQueue, callback_id: str) -> None:
     async def enqueue() -> None:
         await queue.enqueue_booking(callback_id)
@@ -97,24 +102,37 @@ async def create_callback(
         return await _declined(session, data=data, phone=phone, now=now, why=_NOT_CALLABLE)
 
     first_contact = min(inputs.aware(data.first_contact_at), now)
-    sla = timedelta(minutes=settings.sla_minutes)
+    choice = await queues.choose(session, named=data.queue, dialed=_dialed(data.dialed, settings))
+    rules = await queues.rules(session, settings, choice.key)
+    sla = rules.sla
     due = _due_at(data, now)
     email = data.email.lower() if data.email else None
-    callback = await repository.find_open_for_phone(session, phone)
+    callback = await repository.find_open_for_phone(session, phone, choice.key)
     merged = callback is not None
     if callback is None:
         preferred = data.preferred
         window = preferred.not_before is not None or preferred.not_after is not None
+        owner = inputs.agent_id(data.owner_agent_id, ["body", "owner_agent_id"])
         callback = Callback(
             id=new_id(),
             phone=phone,
+            queue=choice.key,
+            queue_reason=choice.reason,
             email=email,
             name=data.name,
-            language=data.language or settings.default_language,
+            # Unknown: the queue's first language, else the site's, and anyone may take it.
+            language=data.language or next(iter(rules.languages), settings.default_language),
+            language_known=data.language is not None,
             status=CallbackStatus.PENDING,
             source=data.source,
             channel=data.channel,
-            priority=0,
+            priority=data.priority,
+            owner_agent_id=owner,
+            owner_until=(
+                inputs.aware(data.owner_until)
+                if data.owner_until is not None
+                else (due + timedelta(minutes=settings.owner_minutes) if owner else None)
+            ),
             first_contact_at=first_contact,
             due_at=due,
             sla_deadline=first_contact + sla,
@@ -258,8 +276,8 @@ async def _book_chosen(
     now: datetime,
 ) -> None:
     """Book the slot the customer chose; full or unknown, the callback waits, flagged."""
-    plan = await booking.load_plan(session)
-    slot = booking.slot_in(plan, slot_ref)
+    rules = await queues.rules(session, settings, callback.queue)
+    slot = booking.slot_in(rules.plan, slot_ref)
     if slot is None or slot.start < now:
         callback.flag = "requested_slot_unknown"
         return
@@ -274,13 +292,12 @@ async def _book_chosen(
         now=now,
         summary="Booked into the slot the customer chose",
     )
-    zone = booking.zone_of(plan, settings)
     await notify.send(
         session,
         queue,
         settings=settings,
         callback=callback,
-        messages=[notify.reminder(settings, callback, now=now, zone=zone)],
+        messages=[notify.reminder(settings, callback, now=now, zone=rules.zone)],
         now=now,
     )
 
@@ -344,8 +361,8 @@ async def book_and_confirm(
     key = callback.confirm_key
     if key is None:
         return "nothing owed"
-    plan = await booking.load_plan(session)
-    zone = booking.zone_of(plan, settings)
+    rules = await queues.rules(session, settings, callback.queue)
+    plan, zone = rules.plan, rules.zone
     result = "confirmed"
     messages: list[notify.Message | None] = []
     if (

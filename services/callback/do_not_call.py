@@ -20,14 +20,13 @@ async def add(
     raw_phone: str,
     now: datetime | None = None,
 ) -> tuple[bool, DoNotCallOut]:
-    """Put a number on the list; its open callback (if any) is cancelled without an SMS."""
+    """Put a number on the list; its open callbacks (in any queue) end without an SMS."""
     now = now or utcnow()
     phone = inputs.phone(raw_phone, settings, ["path", "phone"])
     await repository.lock(session, "phone", phone)
     created = await repository.add_do_not_call(session, phone, now)
-    cancelled_id: str | None = None
-    open_callback = await repository.find_open_for_phone(session, phone)
-    if open_callback is not None:
+    cancelled: list[str] = []
+    for open_callback in await repository.open_for_phone(session, phone):
         await booking.release_if_ahead(session, open_callback, now=now)
         await lifecycle.transition(
             session,
@@ -38,8 +37,13 @@ async def add(
             summary="Cancelled: the number was put on the do-not-call list",
         )
         await notify.cancel_unsent(session, open_callback.id)
-        cancelled_id = open_callback.id
-    return created, DoNotCallOut(phone=phone, created_at=now, cancelled_callback_id=cancelled_id)
+        cancelled.append(open_callback.id)
+    return created, DoNotCallOut(
+        phone=phone,
+        created_at=now,
+        cancelled_callback_id=next(iter(cancelled), None),
+        cancelled_callback_ids=cancelled,
+    )
 
 
 async def remove(*, session: AsyncSession, settings: CallbackSettings, raw_phone: str) -> bool:

@@ -75,6 +75,8 @@ def where_it_stands(callback: Callback) -> CallbackState:
         attempts=callback.attempt_count,
         outcome=ClosingOutcome(callback.outcome) if callback.outcome is not None else None,
         flag=callback.flag,
+        queue=callback.queue,
+        priority=callback.priority,
     )
 
 

@@ -12,8 +12,10 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     String,
@@ -31,6 +33,7 @@ from shared.outbox import OutboxMixin, outbox_indexes
 from shared.vocabulary import (
     OPEN_STATUSES,
     UNFINISHED_NOTIFICATION_STATUSES,
+    AgentPresence,
     AttemptOutcome,
     CallbackStatus,
     NotificationChannel,
@@ -64,6 +67,17 @@ def _is(column: str, value: str) -> str:
     return f"{column} = {str(value)!r}"
 
 
+# A callback's place in the claim order after priority (§9): when the caller entered the phone
+# queue, else when it falls due. The database computes `rank_at` from this declaration and
+# `rank_at_of` reads the same one for a row in memory; a test holds the two equal.
+RANK_SOURCES = ("queued_at", "due_at")
+
+
+def rank_at_of(callback: Callback) -> datetime:
+    moments: list[datetime | None] = [getattr(callback, name) for name in RANK_SOURCES]
+    return next(m for m in moments if m is not None)
+
+
 # Set only while `lifecycle.transition` moves a status: see `Callback._moved_by_lifecycle`.
 _moving_status: ContextVar[bool] = ContextVar("callback_status_moving", default=False)
 
@@ -88,22 +102,31 @@ class Callback(Base):
     __tablename__ = "callbacks"
     __table_args__ = (
         CheckConstraint(_in("status", CallbackStatus), name="status"),
-        # The database, not the code, guarantees one open callback per number.
+        # The database, not the code, guarantees one open callback per number per queue.
         Index(
             "uq_callbacks_phone_open",
             "phone",
+            "queue",
             unique=True,
             postgresql_where=text(_in("status", OPEN_STATUSES)),
         ),
         Index("ix_callbacks_phone", "phone"),
         Index("ix_callbacks_status_due_at", "status", "due_at"),
         Index("ix_callbacks_agent_id", "agent_id", postgresql_where=text("agent_id IS NOT NULL")),
-        # The agent queue: most urgent first among what is waiting.
+        # The agent queue: most urgent first among what is waiting, the claim's order (§9).
         Index(
             "ix_callbacks_queue",
             text("priority DESC"),
-            "due_at",
+            "rank_at",
+            "id",
             postgresql_where=text(_in("status", WAITING_STATUSES)),
+        ),
+        Index("ix_callbacks_queue_status", "queue", "status"),
+        # A seat is held in its own queue's slot.
+        ForeignKeyConstraint(
+            ["queue", "slot_start"],
+            ["slot_bookings.queue", "slot_bookings.slot_start"],
+            name="fk_callbacks_queue_slot_bookings",
         ),
         Index(
             "ix_callbacks_lease",
@@ -131,15 +154,33 @@ class Callback(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     phone: Mapped[str] = mapped_column(String(16))
+    # The queue it belongs to (§9), and why it is in `default` when the contact named an
+    # unknown one. Not a foreign key: closed callbacks outlive a deleted queue.
+    queue: Mapped[str] = mapped_column(String(40), server_default=text("'default'"))
+    queue_reason: Mapped[str | None] = mapped_column(String(200))
     email: Mapped[str | None] = mapped_column(String(254))
     name: Mapped[str | None] = mapped_column(String(200))
     language: Mapped[str] = mapped_column(String(2))
+    # False when the language was only the site default: anyone in the queue may take it.
+    language_known: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     status: Mapped[str] = mapped_column(String(16), default=CallbackStatus.PENDING)
     source: Mapped[str] = mapped_column(String(32))
     channel: Mapped[str] = mapped_column(String(16))
     priority: Mapped[int] = mapped_column(Integer, default=0)
     first_contact_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # When the caller entered the phone queue, for a callback asked for while waiting (§11).
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The claim's order after priority (`RANK_SOURCES`), kept by the database so no code path
+    # can let it drift; read `rank_at_of(callback)` in Python (this is refreshed on load only).
+    rank_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True),
+        Computed(f"coalesce({', '.join(RANK_SOURCES)})", persisted=True),
+        deferred=True,
+    )
+    # Only this agent may claim it until `owner_until` ("I'll call you back myself").
+    owner_agent_id: Mapped[str | None] = mapped_column(String(64))
+    owner_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     sla_deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     contact_count: Mapped[int] = mapped_column(Integer, default=1)
     consent_sms: Mapped[bool] = mapped_column(default=True)
@@ -158,9 +199,7 @@ class Callback(Base):
     window_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     window_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The one slot this callback holds (a seat in `slot_bookings`), if any.
-    slot_start: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), ForeignKey("slot_bookings.slot_start")
-    )
+    slot_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     slot_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Grows with every booking; reminder and rebooking notices are keyed by it.
     booking_seq: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
@@ -212,6 +251,10 @@ class SlotBooking(Base):
         CheckConstraint("slot_end > slot_start", name="slot_order"),
     )
 
+    # Each queue has its own slots (its own plan and staff).
+    queue: Mapped[str] = mapped_column(
+        String(40), primary_key=True, server_default=text("'default'")
+    )
     slot_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     slot_end: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # The capacity when the last seat was taken (the plan may change; seats never vanish).
@@ -222,14 +265,50 @@ class SlotBooking(Base):
     )
 
 
-class CapacityPlan(Base):
-    """The staffing plan slots are computed from: one row, replaced by `PUT /v1/capacity`."""
+class Queue(Base):
+    """A team's line (§9): its numbers, languages, zone, plan, SLA and retry policy.
 
-    __tablename__ = "capacity_plans"
-    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+    `config` is the body of `PUT /v1/queues/{key}` as validated (`queues.QueueIn`); the
+    columns are the parts SQL reads.
+    """
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, default=1)
-    plan: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    __tablename__ = "queues"
+
+    key: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # None: the site's zone (`RINGBACK_SITE_TIMEZONE`), as v1's single queue had.
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    # None: the site default (`RINGBACK_LANGUAGE_WAIT_MINUTES`); read by the claim's SQL.
+    language_wait_minutes: Mapped[int | None] = mapped_column(Integer)
+    config: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class QueueNumber(Base):
+    """A number customers dial, owned by one queue: the database keeps it to one."""
+
+    __tablename__ = "queue_numbers"
+
+    number: Mapped[str] = mapped_column(String(16), primary_key=True)
+    queue: Mapped[str] = mapped_column(ForeignKey("queues.key", ondelete="CASCADE"))
+
+
+class Agent(Base):
+    """An agent known to `/v1/agents`: their queues and languages, and where they are."""
+
+    __tablename__ = "agents"
+    __table_args__ = (CheckConstraint(_in("presence", AgentPresence), name="presence"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    queues: Mapped[list[str]] = mapped_column(JSONB)
+    languages: Mapped[list[str]] = mapped_column(JSONB)
+    phone: Mapped[str | None] = mapped_column(String(16))
+    sip: Mapped[str | None] = mapped_column(String(200))
+    presence: Mapped[str] = mapped_column(String(16), default=AgentPresence.OFFLINE)
+    presence_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -247,6 +326,8 @@ class Attempt(Base):
     number: Mapped[int] = mapped_column(Integer)
     agent_id: Mapped[str] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
+    # From the queue's `wrap_up_codes`, if the agent gave one.
+    wrap_up_code: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -33,18 +33,21 @@ class QueueView(BaseModel):
     counts: QueueCounts
     # Oldest deadline first; some may not be due yet (a retry after the deadline).
     overdue: list[CallbackOut]
-    # The order `POST /v1/queue/claim` takes them: priority, then due time.
+    # The order `POST /v1/queue/claim` takes them: priority, then `rank_at` (the due time, or
+    # when the caller entered the phone queue).
     due: list[CallbackOut]
     # Soonest first.
     later: list[CallbackOut]
 
 
-async def queue_view(*, session: AsyncSession, now: datetime, limit: int) -> QueueView:
-    """The first `limit` callbacks of each group and every group's total."""
-    totals = await repository.queue_totals(session, now=now)
+async def queue_view(
+    *, session: AsyncSession, now: datetime, limit: int, queue: str | None = None
+) -> QueueView:
+    """The first `limit` callbacks of each group and every group's total (of one queue)."""
+    totals = await repository.queue_totals(session, now=now, queue=queue)
 
     async def group(name: repository.ListedGroup) -> list[CallbackOut]:
-        rows = await repository.queue_group(session, group=name, now=now, limit=limit)
+        rows = await repository.queue_group(session, group=name, now=now, limit=limit, queue=queue)
         return [to_out(callback) for callback in rows]
 
     return QueueView(

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import inputs, repository
 from services.callback.capacity import slot_id
-from services.callback.models import Callback
+from services.callback.models import Callback, rank_at_of
 from services.callback.schemas import (
     AttemptOut,
     CallbackDetail,
@@ -35,13 +35,20 @@ def to_out(callback: Callback) -> CallbackOut:
     return CallbackOut(
         id=callback.id,
         phone=callback.phone,
+        queue=callback.queue,
+        queue_reason=callback.queue_reason,
         email=callback.email,
         name=callback.name,
         language=cast(Language, callback.language),
+        language_known=callback.language_known,
         status=CallbackStatus(callback.status),
         source=callback.source,
         channel=callback.channel,
         priority=callback.priority,
+        rank_at=rank_at_of(callback),
+        promised_by=callback.slot_end or callback.sla_deadline,
+        owner_agent_id=callback.owner_agent_id,
+        owner_until=callback.owner_until,
         first_contact_at=callback.first_contact_at,
         due_at=callback.due_at,
         sla_deadline=callback.sla_deadline,
@@ -101,6 +108,7 @@ async def list_callbacks(
     limit: int,
     cursor: str | None,
     agent_id: str | None = None,
+    queue: str | None = None,
 ) -> CallbackList:
     """One page of callbacks, newest first."""
     e164 = inputs.phone(phone, settings, ["query", "phone"]) if phone is not None else None
@@ -109,6 +117,7 @@ async def list_callbacks(
         status=status,
         phone=e164,
         agent_id=agent_id,
+        queue=queue,
         due_before=inputs.aware(due_before) if due_before else None,
         after_id=_after_id(cursor),
         limit=limit + 1,

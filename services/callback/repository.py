@@ -23,6 +23,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
@@ -33,15 +34,17 @@ from services.callback import send_rule
 from services.callback.models import (
     ERASED_RECIPIENT,
     WAITING_STATUSES,
+    Agent,
     Attempt,
     Callback,
     CallbackOutbox,
     CallbackRequest,
-    CapacityPlan,
     DoNotCall,
     Notification,
     NotificationKind,
     ProcessedRequest,
+    Queue,
+    QueueNumber,
     SelfServiceChange,
     SlotBooking,
 )
@@ -49,6 +52,7 @@ from shared.outbox import add_rows
 from shared.vocabulary import (
     OPEN_STATUSES,
     UNFINISHED_NOTIFICATION_STATUSES,
+    AttemptOutcome,
     CallbackStatus,
     NotificationChannel,
     NotificationStatus,
@@ -72,13 +76,24 @@ async def get_request(session: AsyncSession, request_id: str) -> CallbackRequest
     return await session.get(CallbackRequest, request_id)
 
 
-async def find_open_for_phone(session: AsyncSession, phone: str) -> Callback | None:
-    """The open callback of an E.164 number, locked for update."""
+async def find_open_for_phone(session: AsyncSession, phone: str, queue: str) -> Callback | None:
+    """The open callback of an E.164 number in `queue` (one at most), locked for update."""
     return await session.scalar(
         select(Callback)
-        .where(Callback.phone == phone, Callback.status.in_(OPEN_STATUSES))
+        .where(Callback.phone == phone, Callback.queue == queue, Callback.status.in_(OPEN_STATUSES))
         .with_for_update()
     )
+
+
+async def open_for_phone(session: AsyncSession, phone: str) -> Sequence[Callback]:
+    """Every open callback of an E.164 number, one per queue at most, locked for update."""
+    query = (
+        select(Callback)
+        .where(Callback.phone == phone, Callback.status.in_(OPEN_STATUSES))
+        .order_by(Callback.id)
+        .with_for_update()
+    )
+    return (await session.scalars(query)).all()
 
 
 async def get_callback(
@@ -108,33 +123,37 @@ async def lock_callback(session: AsyncSession, callback_id: str) -> Callback | N
 # ----------------------------------------------------------------------------- slots
 
 
-async def booked_counts(session: AsyncSession, starts: Sequence[datetime]) -> dict[datetime, int]:
-    """Seats taken in each of these slots (absent: none)."""
+async def booked_counts(
+    session: AsyncSession, queue: str, starts: Sequence[datetime]
+) -> dict[datetime, int]:
+    """Seats taken in each of these slots of `queue` (absent: none)."""
     if not starts:
         return {}
     rows = await session.execute(
         select(SlotBooking.slot_start, SlotBooking.booked).where(
-            SlotBooking.slot_start.in_(list(starts))
+            SlotBooking.queue == queue, SlotBooking.slot_start.in_(list(starts))
         )
     )
     return {row[0]: row[1] for row in rows}
 
 
 async def booked_between(
-    session: AsyncSession, start: datetime, end: datetime
+    session: AsyncSession, queue: str, start: datetime, end: datetime
 ) -> dict[datetime, int]:
     rows = await session.execute(
         select(SlotBooking.slot_start, SlotBooking.booked).where(
-            SlotBooking.slot_start >= start, SlotBooking.slot_start < end
+            SlotBooking.queue == queue,
+            SlotBooking.slot_start >= start,
+            SlotBooking.slot_start < end,
         )
     )
     return {row[0]: row[1] for row in rows}
 
 
 async def take_seat(
-    session: AsyncSession, *, start: datetime, end: datetime, capacity: int
+    session: AsyncSession, *, queue: str, start: datetime, end: datetime, capacity: int
 ) -> bool:
-    """Take one seat in the slot if one is free; the database refuses the seat past the last.
+    """Take one seat in `queue`'s slot if one is free; the database refuses the seat past the last.
 
     One statement: the slot's first seat creates its row, any later one updates it. The
     `booked < :capacity` condition of `ON CONFLICT DO UPDATE` is evaluated on the row once
@@ -143,10 +162,12 @@ async def take_seat(
     """
     if capacity <= 0:
         return False
-    stmt = insert(SlotBooking).values(slot_start=start, slot_end=end, capacity=capacity, booked=1)
+    stmt = insert(SlotBooking).values(
+        queue=queue, slot_start=start, slot_end=end, capacity=capacity, booked=1
+    )
     taken = await session.execute(
         stmt.on_conflict_do_update(
-            index_elements=[SlotBooking.slot_start],
+            index_elements=[SlotBooking.queue, SlotBooking.slot_start],
             set_={
                 "booked": SlotBooking.booked + 1,
                 "capacity": stmt.excluded.capacity,
@@ -158,27 +179,63 @@ async def take_seat(
     return taken.first() is not None
 
 
-async def release_seat(session: AsyncSession, *, start: datetime) -> None:
+async def release_seat(session: AsyncSession, *, queue: str, start: datetime) -> None:
     await session.execute(
         update(SlotBooking)
-        .where(SlotBooking.slot_start == start, SlotBooking.booked > 0)
+        .where(SlotBooking.queue == queue, SlotBooking.slot_start == start, SlotBooking.booked > 0)
         .values(booked=SlotBooking.booked - 1, updated_at=func.now())
     )
 
 
-async def get_plan(session: AsyncSession) -> dict[str, Any] | None:
-    row = await session.get(CapacityPlan, 1)
-    return row.plan if row is not None else None
+# ----------------------------------------------------------------------------- queues
 
 
-async def put_plan(session: AsyncSession, plan: dict[str, Any], now: datetime) -> None:
+async def ensure_queue(session: AsyncSession, key: str, name: str) -> None:
+    """Create `key` with no rules of its own if it is missing (the `default` queue)."""
     await session.execute(
-        insert(CapacityPlan)
-        .values(id=1, plan=plan, updated_at=now)
-        .on_conflict_do_update(
-            index_elements=[CapacityPlan.id], set_={"plan": plan, "updated_at": now}
+        insert(Queue)
+        .values(
+            key=key, name=name, config={"name": name}, created_at=func.now(), updated_at=func.now()
         )
+        .on_conflict_do_nothing(index_elements=[Queue.key])
     )
+
+
+async def get_queue(session: AsyncSession, key: str, *, lock: bool = False) -> Queue | None:
+    query = select(Queue).where(Queue.key == key)
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def all_queues(session: AsyncSession) -> Sequence[Queue]:
+    return (await session.scalars(select(Queue).order_by(Queue.key))).all()
+
+
+async def queue_owning(session: AsyncSession, number: str) -> str | None:
+    return await session.scalar(select(QueueNumber.queue).where(QueueNumber.number == number))
+
+
+async def set_queue_numbers(session: AsyncSession, key: str, numbers: Sequence[str]) -> None:
+    await session.execute(delete(QueueNumber).where(QueueNumber.queue == key))
+    if numbers:
+        await session.execute(insert(QueueNumber), [{"number": n, "queue": key} for n in numbers])
+
+
+async def get_agent(session: AsyncSession, agent_id: str, *, lock: bool = False) -> Agent | None:
+    query = select(Agent).where(Agent.id == agent_id)
+    if lock:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def all_agents(session: AsyncSession) -> Sequence[Agent]:
+    return (await session.scalars(select(Agent).order_by(Agent.id))).all()
+
+
+async def open_in_queue(session: AsyncSession, key: str) -> int:
+    query = select(func.count()).where(Callback.queue == key, Callback.status.in_(OPEN_STATUSES))
+    return int(await session.scalar(query) or 0)
 
 
 # ----------------------------------------------------------------------------- the agent queue
@@ -198,15 +255,58 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
     return or_(and_(_waiting(), Callback.due_at <= now), _lapsed(now))
 
 
-# The order claims take callbacks in, most urgent first.
-_CLAIM_ORDER = (Callback.priority.desc(), Callback.due_at, Callback.id)
+# The order claims take callbacks in, most urgent first (§9: priority, then `rank_at`).
+_CLAIM_ORDER = (Callback.priority.desc(), Callback.rank_at, Callback.id)
 
 
-async def claim_next(session: AsyncSession, *, now: datetime) -> Callback | None:
-    """The most urgent due callback nobody holds, locked; `SKIP LOCKED` keeps claimers apart."""
+def routed_to(
+    *,
+    agent_id: str,
+    queues: Sequence[str] | None,
+    languages: Sequence[str] | None,
+    language_wait_minutes: int,
+    now: datetime,
+) -> ColumnElement[bool]:
+    """What routing lets this agent take (§9); None for queues or languages means any.
+
+    - only the agent's queues;
+    - a language the agent speaks, or one nobody knew (`language_known` false), or any once
+      the callback has been due for its queue's language wait;
+    - a callback owned by another agent only after its `owner_until`.
+    """
+    owned_elsewhere = and_(
+        Callback.owner_agent_id.is_not(None),
+        Callback.owner_agent_id != agent_id,
+        Callback.owner_until > now,
+    )
+    conditions: list[ColumnElement[bool]] = [~owned_elsewhere]
+    if queues is not None:
+        conditions.append(Callback.queue.in_(list(queues)))
+    if languages is not None:
+        wait = func.coalesce(
+            select(Queue.language_wait_minutes)
+            .where(Queue.key == Callback.queue)
+            .scalar_subquery(),
+            language_wait_minutes,
+        )
+        conditions.append(
+            or_(
+                Callback.language.in_(list(languages)),
+                ~Callback.language_known,
+                Callback.due_at + func.make_interval(0, 0, 0, 0, 0, wait) <= now,
+            )
+        )
+    return and_(*conditions)
+
+
+async def claim_next(
+    session: AsyncSession, *, now: datetime, route: ColumnElement[bool]
+) -> Callback | None:
+    """The most urgent due callback `route` allows and nobody holds, locked; `SKIP LOCKED`
+    keeps claimers apart. One statement, walking `ix_callbacks_queue` in claim order."""
     return await session.scalar(
         select(Callback)
-        .where(_claimable(now))
+        .where(_claimable(now), route)
         .order_by(*_CLAIM_ORDER)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -241,27 +341,38 @@ _QUEUE_ORDERS: dict[ListedGroup, Sequence[Any]] = {
 }
 
 
-async def queue_totals(session: AsyncSession, *, now: datetime) -> dict[QueueGroup, int]:
+def _in_queue(queue: str | None) -> ColumnElement[bool]:
+    return Callback.queue == queue if queue is not None else true()
+
+
+async def queue_totals(
+    session: AsyncSession, *, now: datetime, queue: str | None = None
+) -> dict[QueueGroup, int]:
     """How many open callbacks are in each group of the queue view, in one statement."""
     groups = _queue_groups(now)
     totals = (
         await session.execute(
             select(*(func.count().filter(cond).label(name) for name, cond in groups.items()))
             .select_from(Callback)
-            .where(Callback.status.in_(OPEN_STATUSES))
+            .where(Callback.status.in_(OPEN_STATUSES), _in_queue(queue))
         )
     ).one()
     return {name: int(totals[i]) for i, name in enumerate(groups)}
 
 
 async def queue_group(
-    session: AsyncSession, *, group: ListedGroup, now: datetime, limit: int
+    session: AsyncSession,
+    *,
+    group: ListedGroup,
+    now: datetime,
+    limit: int,
+    queue: str | None = None,
 ) -> Sequence[Callback]:
     """The first `limit` callbacks of one group of the queue view, in its order."""
     return (
         await session.scalars(
             select(Callback)
-            .where(Callback.status.in_(OPEN_STATUSES), _queue_groups(now)[group])
+            .where(Callback.status.in_(OPEN_STATUSES), _queue_groups(now)[group], _in_queue(queue))
             .order_by(*_QUEUE_ORDERS[group])
             .limit(limit)
         )
@@ -323,6 +434,25 @@ async def next_attempt_number(session: AsyncSession, callback_id: str) -> int:
 
 
 # ----------------------------------------------------------------------------- small registries
+
+
+async def tries_made(session: AsyncSession, callback_id: str) -> int:
+    """Attempts so far that count toward `max_tries` (a rescheduling does not)."""
+    query = select(func.count()).where(
+        Attempt.callback_id == callback_id, Attempt.outcome != AttemptOutcome.RESCHEDULED
+    )
+    return int(await session.scalar(query) or 0)
+
+
+async def last_conversation_agent(session: AsyncSession, callback_id: str) -> str | None:
+    """The agent of the latest try in which the customer was spoken with (a rescheduling)."""
+    query = (
+        select(Attempt.agent_id)
+        .where(Attempt.callback_id == callback_id, Attempt.outcome == AttemptOutcome.RESCHEDULED)
+        .order_by(Attempt.number.desc())
+        .limit(1)
+    )
+    return await session.scalar(query)
 
 
 async def is_do_not_call(session: AsyncSession, phone: str) -> bool:
@@ -451,6 +581,7 @@ async def list_callbacks(
     status: str | None,
     phone: str | None,
     agent_id: str | None = None,
+    queue: str | None = None,
     due_before: datetime | None,
     after_id: str | None,
     limit: int,
@@ -463,6 +594,8 @@ async def list_callbacks(
         query = query.where(Callback.phone == phone)
     if agent_id is not None:
         query = query.where(Callback.agent_id == agent_id)
+    if queue is not None:
+        query = query.where(Callback.queue == queue)
     if due_before is not None:
         query = query.where(Callback.due_at < due_before)
     if after_id is not None:

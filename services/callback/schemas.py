@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.vocabulary import (
     AttemptOutcome,
@@ -76,6 +76,7 @@ class AttemptOut(BaseModel):
     number: int
     agent_id: str
     outcome: AttemptOutcome
+    wrap_up_code: str | None = None
     note: str | None
     next_attempt_at: datetime | None
     created_at: datetime
@@ -95,13 +96,24 @@ class UnverifiedContact(BaseModel):
 class CallbackOut(BaseModel):
     id: str
     phone: str
+    queue: str
+    # Why a contact that named a queue is in this one instead (an unknown key).
+    queue_reason: str | None = None
     email: str | None
     name: str | None
     language: Language
+    # False when the language was only the default: anyone in the queue may take it.
+    language_known: bool = True
     status: CallbackStatus
     source: str
     channel: str
     priority: int
+    # The claim order after priority: when the caller entered the phone queue, else `due_at`.
+    rank_at: datetime
+    # What the customer was promised: the end of the booked slot, else the SLA deadline.
+    promised_by: datetime
+    owner_agent_id: str | None = None
+    owner_until: datetime | None = None
     first_contact_at: datetime
     due_at: datetime
     sla_deadline: datetime
@@ -167,10 +179,20 @@ class CancelIn(_In):
     notify: bool = True
 
 
+class NextTry(_In):
+    """When to try next, as agreed with the customer; `owner`: the agent keeps it."""
+
+    at: AwareDatetime
+    owner: bool = False
+
+
 class AttemptIn(_In):
     agent_id: AgentId
     outcome: AttemptOutcome
     note: Annotated[str, Field(max_length=2000)] | None = None
+    # Required for `rescheduled`; for a retry outcome it replaces the queue's retry wait.
+    next: NextTry | None = None
+    wrap_up_code: Annotated[str, Field(max_length=64)] | None = None
 
 
 class AttemptResult(BaseModel):
@@ -199,6 +221,8 @@ class SelfServiceView(BaseModel):
     can_rebook: bool
     # Rebooks the link still allows today; at 0 the page asks the customer to call instead.
     rebooks_left_today: int
+    # Whose slots the page offers; the queue's key is ours, not the customer's business.
+    queue: str = Field(default="default", exclude=True)
 
 
 class AnsweredCallResult(BaseModel):
@@ -224,4 +248,6 @@ class ErasureResult(BaseModel):
 class DoNotCallOut(BaseModel):
     phone: str
     created_at: datetime
+    # The first of `cancelled_callback_ids` (v1 had one queue, so one at most).
     cancelled_callback_id: str | None = None
+    cancelled_callback_ids: list[str] = Field(default_factory=list)

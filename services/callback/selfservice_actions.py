@@ -7,7 +7,7 @@ from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import booking, cancellation, ceilings, inputs, repository
+from services.callback import booking, cancellation, ceilings, inputs, queues, repository
 from services.callback.jobs import NotificationQueue
 from services.callback.models import WAITING_STATUSES, Callback
 from services.callback.reading import slot_ref
@@ -64,8 +64,8 @@ async def _self_out(
     *,
     language: Language | None = None,
 ) -> SelfServiceView:
-    plan = await booking.load_plan(session)
-    zone = booking.zone_of(plan, settings)
+    rules = await queues.rules(session, settings, callback.queue)
+    plan, zone = rules.plan, rules.zone
     language = language or cast(Language, callback.language)
     if callback.slot_start is not None and callback.slot_end is not None:
         when = window_phrase(
@@ -88,6 +88,7 @@ async def _self_out(
         can_cancel=waiting,
         can_rebook=waiting and plan is not None and rebooks_left > 0,
         rebooks_left_today=rebooks_left,
+        queue=callback.queue,
     )
 
 

@@ -226,6 +226,7 @@ async def _free_days(
         end=now + timedelta(days=days_ahead),
         now=now,
         language=view.language,
+        queue=view.queue,
     )
     zone = ZoneInfo(listing.timezone)
     today = now.astimezone(zone).date()

@@ -74,6 +74,12 @@ class CallbackSettings(CommonSettings):
     # (the last wait repeats if there are more tries than waits), moved into business hours.
     retry_max_tries: int = Field(default=3, ge=1, le=20)
     retry_delays_minutes: Annotated[tuple[int, ...], NoDecode] = (15, 120)
+    # A callback whose language no available agent of its queue speaks goes to anyone in the
+    # queue once it has been due this long (a queue may set its own, §9).
+    language_wait_minutes: int = Field(default=15, ge=0, le=7 * 24 * 60)
+    # Until when only the owner may claim a callback they booked for themself: this long after
+    # it falls due, unless `owner_until` says otherwise.
+    owner_minutes: int = Field(default=30, ge=0, le=7 * 24 * 60)
     # A reminder goes this long before a booked slot starts (0: no reminders).
     reminder_minutes_before: int = Field(default=15, ge=0, le=24 * 60)
     # An answered inbound call from the number completes its open callback (`reached_inbound`).

@@ -24,7 +24,7 @@ from common import admin_url, results_path
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from services.callback import booking
+from services.callback import booking, queues
 from services.callback.capacity import CapacityPlan, iter_slots, slot_id
 from services.callback.models import Callback, SlotBooking
 from services.callback.settings import CallbackSettings
@@ -84,7 +84,7 @@ async def run(database_url: str, attempts: int = ATTEMPTS) -> dict[str, Any]:
     slots = list(iter_slots(plan, start, start + timedelta(days=1)))[:SLOTS]
     now = datetime.now(UTC)
     async with sessions() as session:
-        await booking.put_capacity(session=session, plan=plan)
+        await queues.put_default_plan(session=session, settings=settings, plan=plan)
         session.add_all(
             Callback(
                 id=new_id(),

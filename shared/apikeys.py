@@ -17,6 +17,7 @@ from sqlalchemy import ARRAY, DateTime, String, Text, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.agent_ids import AGENT_ID_MAX_LENGTH, AGENT_ID_RULE, is_agent_id
 from shared.db import make_metadata, utcnow
 from shared.ids import new_id
 
@@ -29,6 +30,8 @@ SCOPES = (
     "admin",
     "internal",
 )
+# Scopes that act for every agent by definition, so a key holding one is never bound to one.
+UNBOUND_SCOPES = ("admin", "internal")
 KEY_PREFIX = "rb"
 
 
@@ -44,6 +47,8 @@ class ApiKey(AuthBase):
     lookup: Mapped[str] = mapped_column(String(16), unique=True)
     digest: Mapped[str] = mapped_column(String(64))
     scopes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+    # Set: the key is one agent's, and agent actions made with it act as that agent (DESIGN §9).
+    agent_id: Mapped[str | None] = mapped_column(String(AGENT_ID_MAX_LENGTH))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -55,6 +60,7 @@ class Principal:
     key_id: str
     name: str
     scopes: frozenset[str]
+    agent_id: str | None = None
 
     def has_any(self, scopes: tuple[str, ...]) -> bool:
         # `admin` is the operator's key: it may do everything an agent or integration may.
@@ -88,6 +94,21 @@ def validate_scopes(scopes: list[str]) -> list[str]:
     return sorted(set(scopes))
 
 
+def validate_agent(agent_id: str | None, scopes: list[str]) -> str | None:
+    """`agent_id` if a key with `scopes` may be bound to it (None: unbound); else ValueError."""
+    if agent_id is None:
+        return None
+    if not is_agent_id(agent_id):
+        raise ValueError(f"not a valid agent id: an agent id is {AGENT_ID_RULE}")
+    unbound = [scope for scope in UNBOUND_SCOPES if scope in scopes]
+    if unbound:
+        raise ValueError(
+            f"a key bound to an agent cannot have the scope {' or '.join(unbound)}: "
+            "admin and internal keys act for every agent, so they are never bound to one"
+        )
+    return agent_id
+
+
 async def create_key(
     session: AsyncSession,
     *,
@@ -95,6 +116,7 @@ async def create_key(
     scopes: list[str],
     key: str | None = None,
     key_id: str | None = None,
+    agent_id: str | None = None,
 ) -> tuple[ApiKey, str]:
     """Store a key (new unless given) and return it with the plaintext, which is never stored."""
     if key is None:
@@ -110,6 +132,7 @@ async def create_key(
         lookup=lookup,
         digest=digest(key),
         scopes=validate_scopes(scopes),
+        agent_id=validate_agent(agent_id, scopes),
     )
     session.add(row)
     await session.flush()
@@ -139,4 +162,6 @@ async def find_principal(session: AsyncSession, key: str) -> Principal | None:
     )
     if row is None or not hmac.compare_digest(row.digest, digest(key)):
         return None
-    return Principal(key_id=row.id, name=row.name, scopes=frozenset(row.scopes))
+    return Principal(
+        key_id=row.id, name=row.name, scopes=frozenset(row.scopes), agent_id=row.agent_id
+    )

@@ -1,4 +1,5 @@
-"""Bearer API keys for the REST API: 401 without a valid key, 403 without the scope."""
+"""Bearer API keys for the REST API: 401 without a valid key, 403 without the scope, and
+which agent a key acts as."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.apikeys import Principal, digest, find_principal
-from shared.errors import Forbidden, Unauthorized
+from shared.errors import Forbidden, Unauthorized, Unprocessable
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 # The key id of the configured internal key (services calling each other).
@@ -92,3 +93,37 @@ def require_scope(*scopes: str) -> Callable[[Request], Awaitable[Principal]]:
         return principal
 
     return dependency
+
+
+def acting_agent(
+    principal: Principal,
+    named: str | None,
+    *,
+    loc: tuple[str | int, ...] = ("body", "agent_id"),
+) -> str:
+    """The agent an action is recorded under: a bound key's own, else the one the request names.
+
+    A key bound to an agent (DESIGN §9) acts only as that agent: naming it is optional, naming
+    another is 403. Any other key (unbound agent desks, `admin`, `internal`, as in v1) acts for
+    whichever agent the request names, so there a name is required: 422 at `loc` without one.
+    """
+    if principal.agent_id is not None:
+        if named is not None and named != principal.agent_id:
+            raise Forbidden(
+                f"This key belongs to agent {principal.agent_id}; it cannot act as {named}."
+            )
+        return principal.agent_id
+    if named is None:
+        raise Unprocessable(
+            "The request did not pass validation.",
+            extra={
+                "errors": [
+                    {
+                        "loc": list(loc),
+                        "msg": "Field required: this key is not bound to an agent, "
+                        "so the request must name one",
+                    }
+                ]
+            },
+        )
+    return named

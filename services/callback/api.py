@@ -14,6 +14,7 @@ from services.callback import (
     agents,
     booking,
     cancellation,
+    changes,
     creation,
     do_not_call,
     erasure,
@@ -43,6 +44,7 @@ from services.callback.schemas import (
     CancelIn,
     DoNotCallOut,
     ErasureResult,
+    KeyOut,
     NotificationList,
     NotificationOut,
     SelfServiceAction,
@@ -53,7 +55,7 @@ from services.callback.selfservice_page import SelfServiceRoute
 from services.callback.settings import CallbackSettings
 from shared import ratelimit
 from shared.apikeys import Principal
-from shared.auth import INTERNAL_KEY_ID, require_scope
+from shared.auth import INTERNAL_KEY_ID, acting_agent, require_scope
 from shared.contracts import Acknowledgement, AnsweredCall, CallbackCreate, ErasureRequest, Language
 from shared.db import session_dependency, utcnow
 from shared.pagination import Cursor, Limit
@@ -95,11 +97,32 @@ def _work(session: SessionDep, settings: SettingsDep, queue: QueueDep) -> Work:
 
 
 WorkDep = Annotated[Work, Depends(_work)]
-_AGENT = {"kind": "agent"}
 
-_READ = [Depends(require_scope("callbacks:read", "internal"))]
-_WRITE = [Depends(require_scope("callbacks:write", "internal"))]
 _may_write = require_scope("callbacks:write", "internal")
+_READ = [Depends(require_scope("callbacks:read", "internal"))]
+# The same callable as the endpoints' `Writer` below, so FastAPI checks the key once.
+_WRITE = [Depends(_may_write)]
+Writer = Annotated[Principal, Depends(_may_write)]
+
+
+def _acts_as(
+    principal: Principal,
+    named: str | None,
+    *,
+    required: bool = True,
+    loc: tuple[str, str] = ("body", "agent_id"),
+) -> str | None:
+    """The agent an action is recorded under (§9): a bound key's own agent, 403 for another.
+
+    Booking and cancelling never needed an agent id; with an unbound key they still do not.
+    """
+    if not required and named is None and principal.agent_id is None:
+        return None
+    return acting_agent(principal, named, loc=loc)
+
+
+def _actor(agent_id: str | None) -> dict[str, Any]:
+    return {"kind": "agent", **({"id": agent_id} if agent_id else {})}
 
 
 async def _sends_within_ceiling(
@@ -199,19 +222,41 @@ async def get_callback(callback_id: CallbackId, session: SessionDep) -> Callback
     return await reading.get_callback(session=session, callback_id=callback_id)
 
 
+@router.patch(
+    "/{callback_id}",
+    summary="Change priority or owner, or move the callback to another queue (SLA kept)",
+    responses={409: {"description": "Closed, being worked, or already open in that queue"}},
+    dependencies=_WRITE,
+)
+async def patch_callback(
+    callback_id: CallbackId, body: changes.CallbackPatch, work: WorkDep, principal: Writer
+) -> CallbackOut:
+    callback = await changes.patch(
+        session=work.session,
+        settings=work.settings,
+        callback_id=callback_id,
+        body=body,
+        actor=_actor(principal.agent_id),
+    )
+    return reading.to_out(callback)
+
+
 @_changes_callback(
     "/{callback_id}/book",
     summary="Book (or rebook) the callback into a slot; the old seat is given back",
     conflict="Slot full, or the callback is closed",
 )
-async def book_callback(callback_id: CallbackId, body: BookIn, work: WorkDep) -> CallbackOut:
+async def book_callback(
+    callback_id: CallbackId, body: BookIn, work: WorkDep, principal: Writer
+) -> CallbackOut:
+    agent = _acts_as(principal, body.agent_id, required=False)
     callback = await booking.book(
         session=work.session,
         settings=work.settings,
         queue=work.queue,
         callback_id=callback_id,
         slot_ref_in=body.slot_id,
-        actor=_AGENT,
+        actor=_actor(agent),
     )
     return reading.to_out(callback)
 
@@ -222,8 +267,9 @@ async def book_callback(callback_id: CallbackId, body: BookIn, work: WorkDep) ->
     conflict="The callback is already closed",
 )
 async def cancel_callback(
-    callback_id: CallbackId, work: WorkDep, body: CancelIn | None = None
+    callback_id: CallbackId, work: WorkDep, principal: Writer, body: CancelIn | None = None
 ) -> CallbackOut:
+    agent = _acts_as(principal, body.agent_id if body else None, required=False)
     callback = await cancellation.cancel(
         session=work.session,
         settings=work.settings,
@@ -231,7 +277,7 @@ async def cancel_callback(
         callback_id=callback_id,
         by="agent",
         notify_customer=body.notify if body else True,
-        actor=_AGENT,
+        actor=_actor(agent),
     )
     return reading.to_out(callback)
 
@@ -241,12 +287,16 @@ async def cancel_callback(
     summary="Renew the claim on a callback",
     conflict="This agent does not hold the claim",
 )
-async def renew_lease(callback_id: CallbackId, body: AgentIn, work: WorkDep) -> CallbackOut:
+async def renew_lease(
+    callback_id: CallbackId, body: AgentIn, work: WorkDep, principal: Writer
+) -> CallbackOut:
+    agent = _acts_as(principal, body.agent_id)
+    assert agent is not None
     callback = await agents.renew_lease(
         session=work.session,
         settings=work.settings,
         callback_id=callback_id,
-        agent_id=body.agent_id,
+        agent_id=agent,
     )
     return reading.to_out(callback)
 
@@ -257,13 +307,17 @@ async def renew_lease(callback_id: CallbackId, body: AgentIn, work: WorkDep) -> 
     conflict="This agent does not hold the claim",
     status_code=201,
 )
-async def record_attempt(callback_id: CallbackId, body: AttemptIn, work: WorkDep) -> AttemptResult:
+async def record_attempt(
+    callback_id: CallbackId, body: AttemptIn, work: WorkDep, principal: Writer
+) -> AttemptResult:
+    agent = _acts_as(principal, body.agent_id)
+    assert agent is not None
     result = await agents.record_attempt(
         session=work.session,
         settings=work.settings,
         queue=work.queue,
         callback_id=callback_id,
-        agent_id=body.agent_id,
+        agent_id=agent,
         outcome=body.outcome,
         note=body.note,
         next_try=body.next,
@@ -286,9 +340,11 @@ queue_router = APIRouter(prefix="/v1/queue", tags=["queue"], route_class=JsonRou
     dependencies=_WRITE,
 )
 async def claim(
-    body: AgentIn, session: SessionDep, settings: SettingsDep
+    body: AgentIn, session: SessionDep, settings: SettingsDep, principal: Writer
 ) -> Response | CallbackOut:
-    callback = await agents.claim_next(session=session, settings=settings, agent_id=body.agent_id)
+    agent = _acts_as(principal, body.agent_id)
+    assert agent is not None
+    callback = await agents.claim_next(session=session, settings=settings, agent_id=agent)
     if callback is None:
         return Response(status_code=204)
     return reading.to_out(callback)
@@ -595,9 +651,23 @@ async def delete_agent(agent_id: AgentKey, session: SessionDep) -> Response:
     dependencies=_WRITE,
 )
 async def put_presence(
-    agent_id: AgentKey, body: roster.PresenceIn, session: SessionDep
+    agent_id: AgentKey, body: roster.PresenceIn, session: SessionDep, principal: Writer
 ) -> roster.AgentProfileOut:
+    _acts_as(principal, agent_id, loc=("path", "agent_id"))
     return await roster.set_presence(session=session, agent_id=agent_id, status=body.status)
+
+
+me_router = APIRouter(tags=["agents"], route_class=JsonRoute)
+_any_key = require_scope("callbacks:read", "callbacks:write", "internal")
+
+
+@me_router.get(
+    "/v1/me",
+    summary="The key this request came with: its name, scopes and agent",
+    dependencies=[Depends(_any_key)],
+)
+async def whoami(principal: Annotated[Principal, Depends(_any_key)]) -> KeyOut:
+    return KeyOut(name=principal.name, scopes=sorted(principal.scopes), agent_id=principal.agent_id)
 
 
 ROUTERS = (
@@ -606,6 +676,7 @@ ROUTERS = (
     capacity_router,
     queues_router,
     agents_router,
+    me_router,
     inbound_router,
     admin_router,
     self_router,

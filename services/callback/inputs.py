@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
 from services.callback.settings import CallbackSettings
+from shared.agent_ids import AGENT_ID_RULE, is_agent_id
 from shared.errors import Unprocessable
 from shared.phone import normalize
 
@@ -30,12 +30,8 @@ def phone(raw: str, settings: CallbackSettings, loc: list[str | int]) -> str:
     return e164
 
 
-# An agent's id: letters, digits and `._@-`, as API keys bound to an agent name them.
-AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-
-
 def agent_id(raw: str | None, loc: list[str | int]) -> str | None:
     """`raw` if it is an agent id (None stays None), or a 422 at `loc`."""
-    if raw is not None and not AGENT_ID.match(raw):
-        raise invalid(loc, "an agent id is 1-64 letters, digits and ._@- (starting alphanumeric)")
+    if raw is not None and not is_agent_id(raw):
+        raise invalid(loc, f"not an agent id ({AGENT_ID_RULE})")
     return raw

@@ -28,8 +28,10 @@ _S = CallbackStatus
 
 TRANSITIONS: dict[CallbackStatus, frozenset[CallbackStatus]] = {
     _S.PENDING: frozenset({_S.SCHEDULED, _S.IN_PROGRESS, _S.COMPLETED, _S.CANCELLED, _S.EXPIRED}),
-    # scheduled → scheduled is a rebooking.
-    _S.SCHEDULED: frozenset({_S.SCHEDULED, _S.IN_PROGRESS, _S.COMPLETED, _S.CANCELLED, _S.EXPIRED}),
+    # scheduled → scheduled is a rebooking; → pending, a move to another queue (its seat back).
+    _S.SCHEDULED: frozenset(
+        {_S.SCHEDULED, _S.PENDING, _S.IN_PROGRESS, _S.COMPLETED, _S.CANCELLED, _S.EXPIRED}
+    ),
     # → pending/scheduled: a retry is due later, or the agent's lease ran out.
     _S.IN_PROGRESS: frozenset({_S.PENDING, _S.SCHEDULED, _S.COMPLETED, _S.FAILED, _S.CANCELLED}),
     _S.COMPLETED: frozenset(),

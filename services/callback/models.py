@@ -113,13 +113,15 @@ class Callback(Base):
         Index("ix_callbacks_phone", "phone"),
         Index("ix_callbacks_status_due_at", "status", "due_at"),
         Index("ix_callbacks_agent_id", "agent_id", postgresql_where=text("agent_id IS NOT NULL")),
-        # The agent queue: most urgent first among what is waiting, the claim's order (§9).
+        # The claim walks this in its order (§9) and stops at the first callback it may take.
+        # Open, not only waiting: a lapsed claim is claimable too, and an OR the index did not
+        # cover would make the planner sort every candidate instead.
         Index(
             "ix_callbacks_queue",
             text("priority DESC"),
             "rank_at",
             "id",
-            postgresql_where=text(_in("status", WAITING_STATUSES)),
+            postgresql_where=text(_in("status", OPEN_STATUSES)),
         ),
         Index("ix_callbacks_queue_status", "queue", "status"),
         # A seat is held in its own queue's slot.

@@ -306,7 +306,8 @@ async def claim_next(
     keeps claimers apart. One statement, walking `ix_callbacks_queue` in claim order."""
     return await session.scalar(
         select(Callback)
-        .where(_claimable(now), route)
+        # Said outright so the planner sees the partial index's own predicate.
+        .where(Callback.status.in_(OPEN_STATUSES), _claimable(now), route)
         .order_by(*_CLAIM_ORDER)
         .limit(1)
         .with_for_update(skip_locked=True)

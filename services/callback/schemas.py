@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from shared.agent_ids import AGENT_ID_MAX_LENGTH, AGENT_ID_PATTERN
 from shared.vocabulary import (
     AttemptOutcome,
     CallbackStatus,
@@ -16,7 +17,7 @@ from shared.vocabulary import (
     NotificationStatus,
 )
 
-AgentId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@:\-]+$")]
+AgentId = Annotated[str, Field(max_length=AGENT_ID_MAX_LENGTH, pattern=AGENT_ID_PATTERN)]
 
 
 class _In(BaseModel):
@@ -167,16 +168,19 @@ class SlotList(BaseModel):
 
 
 class AgentIn(_In):
-    agent_id: AgentId
+    # May be left out with a key bound to an agent (§9): the key says who acts.
+    agent_id: AgentId | None = None
 
 
 class BookIn(_In):
     slot_id: Annotated[str, Field(min_length=1, max_length=64)]
+    agent_id: AgentId | None = None
 
 
 class CancelIn(_In):
     reason: Annotated[str, Field(max_length=200)] | None = None
     notify: bool = True
+    agent_id: AgentId | None = None
 
 
 class NextTry(_In):
@@ -187,12 +191,21 @@ class NextTry(_In):
 
 
 class AttemptIn(_In):
-    agent_id: AgentId
+    agent_id: AgentId | None = None
     outcome: AttemptOutcome
     note: Annotated[str, Field(max_length=2000)] | None = None
     # Required for `rescheduled`; for a retry outcome it replaces the queue's retry wait.
     next: NextTry | None = None
     wrap_up_code: Annotated[str, Field(max_length=64)] | None = None
+
+
+class KeyOut(BaseModel):
+    """The key a request came with: what the console needs to know about its user."""
+
+    name: str
+    scopes: list[str]
+    # Set for a key bound to one agent: every agent action acts as them.
+    agent_id: str | None
 
 
 class AttemptResult(BaseModel):

@@ -81,9 +81,45 @@ async def _read_key() -> str:
     return key
 
 
+# The queue the demo's call names, set up the first time if an operator has not made it.
+DEMO_QUEUE = "billing"
+DEMO_NUMBER = "+358942451000"
+
+
+async def _ensure_demo_queue() -> None:
+    """A `billing` queue owning the number the demo caller dials (kept if it exists)."""
+    from services.callback import queues, repository
+    from services.callback.settings import CallbackSettings
+    from shared.db import create_engine, create_session_factory
+
+    url, server = ensure_database_url()
+    settings = CallbackSettings(database_url=url)
+    engine = create_engine(settings, application_name="ringback.demo")
+    try:
+        async with create_session_factory(engine)() as session:
+            if await repository.get_queue(session, DEMO_QUEUE) is None:
+                owner = await repository.queue_owning(session, DEMO_NUMBER)
+                body = queues.QueueIn(
+                    name="Laskutus (demo)",
+                    numbers=[] if owner else [DEMO_NUMBER],
+                    languages=["fi", "sv", "en"],
+                    timezone="Europe/Helsinki",
+                )
+                await queues.put_queue(
+                    session=session, settings=settings, key=DEMO_QUEUE, body=body
+                )
+                await session.commit()
+                print(f"(set up queue {DEMO_QUEUE!r} for the demo; it owns {DEMO_NUMBER})")
+    finally:
+        await engine.dispose()
+        if server is not None:
+            server.stop()
+
+
 async def _demo(wait_seconds: float, language: Language | None = None) -> int:
     settings = CommonSettings()
     secret = _secret("RINGBACK_WEBHOOK_SECRETS").split(",")[0].strip()
+    await _ensure_demo_queue()
     from services.intake.telephony.standard_webhooks import sign
 
     caller = _caller(language)
@@ -100,7 +136,7 @@ async def _demo(wait_seconds: float, language: Language | None = None) -> int:
         "to": "+358 9 4245 1000",
         "status": "no_answer",
         "occurred_at": datetime.now(UTC).isoformat(),
-        "queue": "billing",
+        "queue": DEMO_QUEUE,
         "metadata": {"customer": customer},
     }
     body = dumps(call)
@@ -129,9 +165,19 @@ async def _demo(wait_seconds: float, language: Language | None = None) -> int:
         key = await _read_key()
         history = settings.peer_url("history")
         timeline = await _wait_for_timeline(client, history, key, e164, wait_seconds)
+        landed = await client.get(
+            f"{settings.peer_url('callback')}/v1/callbacks",
+            params={"phone": e164},
+            headers={"authorization": f"Bearer {key}"},
+        )
     if timeline is None:
         print(f"the timeline did not show all events within {wait_seconds:.0f} s")
         return 1
+    for item in landed.json().get("items", []) if landed.status_code == 200 else []:
+        print(
+            f"\nCallback {item['id']} is in queue {item['queue']!r}: {item['status']}, "
+            f"language {item['language']}, due {item['due_at']}"
+        )
     print(f"\nTimeline of {e164} (newest first):")
     for event in timeline:
         print(

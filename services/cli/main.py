@@ -122,13 +122,19 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_api_key(args: argparse.Namespace) -> int:
     from services.cli.devstate import ensure_database_url
-    from shared.apikeys import validate_scopes
+    from shared.apikeys import validate_agent, validate_scopes
 
     if args.action == "create":
+        # Refused before any database is touched, so a refusal creates nothing anywhere.
         try:
             validate_scopes(args.scope or [])
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            validate_agent(args.agent, args.scope or [])
+        except ValueError as exc:
+            print(f"error: --agent: {exc}", file=sys.stderr)
             return 2
     url, server = ensure_database_url()
     try:
@@ -139,6 +145,7 @@ def cmd_api_key(args: argparse.Namespace) -> int:
 
 
 async def _api_key(args: argparse.Namespace, url: str) -> int:
+    from services.cli.admin import _table
     from shared.apikeys import create_key, generate_key, list_keys, revoke_key
     from shared.db import create_engine, create_session_factory
     from shared.ids import new_id
@@ -155,15 +162,30 @@ async def _api_key(args: argparse.Namespace, url: str) -> int:
             async with create_session_factory(engine)() as session:
                 if args.action == "create":
                     row, _ = await create_key(
-                        session, name=args.name, scopes=args.scope, key=key, key_id=key_id
+                        session,
+                        name=args.name,
+                        scopes=args.scope,
+                        key=key,
+                        key_id=key_id,
+                        agent_id=args.agent,
                     )
-                    outcome = [f"created key {row.id} ({row.name}), scopes: {' '.join(row.scopes)}"]
-                elif args.action == "list":
+                    bound = f", acts only as agent {row.agent_id}" if row.agent_id else ""
                     outcome = [
-                        f"{row.id}  {'revoked' if row.revoked_at else 'active':8} "
-                        f"{row.name:20} {' '.join(row.scopes)}"
+                        f"created key {row.id} ({row.name}), scopes: {' '.join(row.scopes)}{bound}"
+                    ]
+                elif args.action == "list":
+                    rows = [
+                        [
+                            row.id,
+                            "revoked" if row.revoked_at else "active",
+                            row.name,
+                            # "-": every agent, and the column stays one word for `awk`.
+                            row.agent_id or "-",
+                            " ".join(row.scopes),
+                        ]
                         for row in await list_keys(session)
                     ]
+                    outcome = _table(rows, ["ID", "STATUS", "NAME", "AGENT", "SCOPES"])
                 elif args.action == "revoke":
                     revoked = await revoke_key(session, key_id=args.key_id)
                     outcome = ["revoked" if revoked else "no such active key"]
@@ -306,15 +328,26 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n"
         "  ringback api-key create --scope admin --name ops | tail -n 1\n"
         "  ringback api-key create --scope history:read --scope callbacks:read --name agent-ui\n"
+        "  ringback api-key create --agent anna --scope callbacks:read --scope callbacks:write \\\n"
+        "      --scope history:read --name anna-desk\n"
         "  ringback api-key list\n"
         "  ringback api-key revoke KEY_ID\n\n"
         "Scopes: intake:write, callbacks:read, callbacks:write, history:read, history:write,\n"
-        "admin (implies all), internal. Uses RINGBACK_DATABASE_URL, else the embedded database.",
+        "admin (implies all), internal. A key made with --agent acts only as that agent\n"
+        "(agent_id may be left out of its requests; naming another agent is refused); reads\n"
+        "are not restricted. admin and internal keys act for every agent and cannot be bound.\n"
+        "Uses RINGBACK_DATABASE_URL, else the embedded database.",
     )
     key_sub = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = key_sub.add_parser("create", help="create a key; prints it alone on the last line")
     create.add_argument("--scope", action="append", required=True, help="repeat for more scopes")
     create.add_argument("--name", default="unnamed")
+    create.add_argument(
+        "--agent",
+        metavar="AGENT_ID",
+        help="bind the key to one agent: it acts only as that agent "
+        "(refused with admin or internal)",
+    )
     key_sub.add_parser("list", help="list keys (never the keys themselves)")
     revoke = key_sub.add_parser("revoke", help="revoke a key by id")
     revoke.add_argument("key_id")

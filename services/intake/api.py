@@ -27,6 +27,7 @@ from services.intake.service import RawRequest
 from services.intake.settings import IntakeSettings
 from services.intake.telephony import REGISTRY
 from services.intake.telephony.base import (
+    QUEUE_MAX_LENGTH,
     NotConfigured,
     Provider,
     ProviderRequest,
@@ -167,10 +168,21 @@ def _register(provider: Provider[Any]) -> None:
     if provider.openapi_body:
         extra["requestBody"] = provider.openapi_body
     names = re.findall(r"{(\w+)}", provider.route)
-    if names:
-        extra["parameters"] = [
-            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
-        ]
+    parameters: list[dict[str, Any]] = [
+        {"name": n, "in": "path", "required": True, "schema": {"type": "string"}} for n in names
+    ]
+    if provider.queue_in_url:
+        parameters.append(
+            {
+                "name": "queue",
+                "in": "query",
+                "required": False,
+                "description": "The queue key of the calls posted here, unless the body names one",
+                "schema": {"type": "string", "maxLength": QUEUE_MAX_LENGTH},
+            }
+        )
+    if parameters:
+        extra["parameters"] = parameters
     webhooks.add_api_route(
         provider.route,
         _webhook_endpoint(provider),

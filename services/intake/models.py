@@ -76,6 +76,8 @@ class CallLeg(Base):
     direction: Mapped[str | None] = mapped_column(String(16))
     caller: Mapped[str | None] = mapped_column(String(64))
     callee: Mapped[str | None] = mapped_column(String(64))
+    # The queue an earlier event named: a CTI hangup or a Twilio child leg may not repeat it.
+    queue: Mapped[str | None] = mapped_column(String(200))
     # The caller in E.164, when it parses: erasure finds legs by it.
     phone: Mapped[str | None] = mapped_column(String(32))
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

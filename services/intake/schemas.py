@@ -15,6 +15,7 @@ from pydantic import (
     model_validator,
 )
 
+from services.intake.telephony.base import QUEUE_MAX_LENGTH
 from shared.contracts import Accepted, Channel, Language
 
 # A window the customer gives may be at most this long, and start at most this far ahead.
@@ -85,8 +86,11 @@ class ContactRequestIn(_Strict):
     message: Annotated[str, Field(max_length=2000)] | None = None
     preferred: PreferredIn = Field(default_factory=lambda: PreferredIn(asap=True))
     consent: ConsentIn = Field(default_factory=ConsentIn)
+    # A queue key (DESIGN §9); intake does not know the queues, callback sends an unknown key
+    # to `default`.
+    queue: Annotated[str, Field(min_length=1, max_length=QUEUE_MAX_LENGTH)] | None = None
 
-    @field_validator("name", "phone")
+    @field_validator("name", "phone", "queue")
     @classmethod
     def _single_line(cls, value: str | None) -> str | None:
         return _no_controls(value)

@@ -386,7 +386,15 @@ def call_outcome(
 ) -> CallOutcome:
     """The forwards of a missed or answered call, and the inbound row they leave behind."""
     phone = normalize(report.caller, settings.default_region)
-    history = Forward("history", "/v1/events", _call_event(report, inbound_id, phone))
+    # The same rule as the caller's; a `to` that is no number is forwarded as no number
+    # (the raw value stays in the stored body), never a reason to refuse the call.
+    dialed = normalize(report.callee, settings.default_region)
+    # Kept with the record as forwarded, so an operator sees where the call was routed.
+    if report.queue:
+        summary["queue"] = report.queue
+    if dialed:
+        summary["dialed"] = dialed
+    history = Forward("history", "/v1/events", _call_event(report, inbound_id, phone, dialed))
     ordering_key = phone or f"inbound:{inbound_id}"
     if phone is None:
         return CallOutcome(
@@ -401,6 +409,9 @@ def call_outcome(
             phone=phone,
             occurred_at=report.occurred_at,
             inbound_id=inbound_id,
+            # It completes only the open callbacks of its own queue.
+            queue=report.queue,
+            dialed=dialed,
         )
         forward = Forward("callback", "/v1/answered-calls", answered)
         return CallOutcome(
@@ -416,6 +427,7 @@ def call_outcome(
         name=report.name,
         language=report.language,
         queue=report.queue,
+        dialed=dialed,
         inbound_id=inbound_id,
         # Outside the allow-list the callback still happens, but nothing texts the number.
         consent=Consent(sms=sms_allowed(settings, phone), email=True),
@@ -452,7 +464,9 @@ async def record_rejected(
     return stored
 
 
-def _call_event(report: CallReport, inbound_id: str, phone: str | None) -> EventIn:
+def _call_event(
+    report: CallReport, inbound_id: str, phone: str | None, dialed: str | None
+) -> EventIn:
     missed = report.outcome == "missed"
     if phone is None:
         summary = "Missed call from a withheld number" if missed else "Call answered (withheld)"
@@ -462,6 +476,8 @@ def _call_event(report: CallReport, inbound_id: str, phone: str | None) -> Event
     data["status"] = report.status
     if report.queue:
         data["queue"] = report.queue
+    if dialed:
+        data["dialed"] = dialed
     if phone is None:
         data["caller_withheld"] = True
     return EventIn(
@@ -609,6 +625,8 @@ async def contact_request(
     can_text = phone is not None and sms_allowed(settings, phone)
     wants_callback = phone is not None
     summary: dict[str, Any] = {"channel": data.channel, "body_sha256": fingerprint}
+    if data.queue:
+        summary["queue"] = data.queue
     if phone is not None and not can_text:
         summary["sms_blocked"] = "region"
     status = InboundStatus.ACCEPTED if wants_callback else InboundStatus.RECORDED
@@ -650,6 +668,7 @@ async def contact_request(
                 "message": data.message,
                 "preferred": data.preferred.model_dump(mode="json", exclude_none=True),
                 "sms_blocked": summary.get("sms_blocked"),
+                "queue": data.queue,
             }.items()
             if v is not None
         },
@@ -675,6 +694,7 @@ async def contact_request(
             message=data.message,
             preferred=PreferredTime(**data.preferred.model_dump()),
             consent=Consent(sms=data.consent.sms and can_text, email=data.consent.email),
+            queue=data.queue,
             inbound_id=inbound_id,
         )
         await enqueue(

@@ -45,6 +45,9 @@ async def test_an_estonian_caller_gets_the_confirmation_in_estonian(
     assert "Tere, Mari! Saime teie soovi kätte. Helistame teile esimesel võimalusel" in run.out
     assert "Subject: Teie tagasihelistamise soov on vastu võetud" in run.out
     assert " kell " in run.out
+    # The call named the billing queue (and dialed its number): the callback waits there.
+    assert "is in queue 'billing': " in run.out
+    assert "language et" in run.out
 
 
 def test_the_demo_speaks_the_sites_default_unless_told() -> None:

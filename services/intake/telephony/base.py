@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
+from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 
@@ -25,6 +26,39 @@ if TYPE_CHECKING:
 
 Outcome = Literal["missed", "answered", "ignored"]
 
+#: A queue key as a contact may name it (DESIGN §9). Intake does not know which queues exist:
+#: an unknown key is callback's to resolve, so any short single line passes.
+QUEUE_MAX_LENGTH = 200
+
+
+def queue_key(value: str | None) -> str | None:
+    """A queue key given in a body, stripped; None when it says nothing."""
+    key = (value or "").strip()
+    return key or None
+
+
+def has_controls(value: str) -> bool:
+    """Whether `value` holds a control character (never part of a key, a number or an id)."""
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value)
+
+
+def url_queue(query: str) -> tuple[str | None, str | None]:
+    """The `?queue=` of a webhook URL, and the reason it was ignored, if it was.
+
+    The URL is the operator's configuration, not the call: a key that cannot be one must not
+    cost the customer their callback, so it is set aside (and the reason kept) rather than
+    the delivery rejected. A replay reads the same stored query and decides the same.
+    """
+    values = [value for name, value in parse_qsl(query, keep_blank_values=True) if name == "queue"]
+    if not values:
+        return None, None
+    key = queue_key(values[-1])
+    if key is None:
+        return None, None
+    if len(key) > QUEUE_MAX_LENGTH or has_controls(key):
+        return None, f"?queue=: at most {QUEUE_MAX_LENGTH} characters, no control characters"
+    return key, None
+
 
 @dataclass(frozen=True, slots=True)
 class CallReport:
@@ -34,6 +68,8 @@ class CallReport:
     call_id: str
     outcome: Outcome
     caller: str | None
+    # The number the customer dialed, as sent; never a child leg's (that is the agent). With
+    # the queue the contact names (a key), it is what callback routes by (DESIGN §9).
     callee: str | None
     occurred_at: datetime
     status: str
@@ -115,6 +151,8 @@ class Provider(ABC, Generic[EventT]):
     summary: str = ""
     #: OpenAPI request body description, when the adapter can give one.
     openapi_body: ClassVar[dict[str, Any] | None] = None
+    #: True when the webhook URL may name the queue (`?queue=`, DESIGN §9).
+    queue_in_url: ClassVar[bool] = False
     #: True when `interpret` never opens a call leg: then intake decides everything before
     #: touching the database and stores the delivery in one statement.
     stateless: ClassVar[bool] = False

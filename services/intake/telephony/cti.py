@@ -5,11 +5,15 @@ order and twice: the call legs table remembers what each call did, so a missed c
 inbound `hangup` with no `answer` before it (cause not `forwarded`), an `answer` after the
 hangup changes nothing, and a hangup for a call we never heard of still counts when its cause
 says nobody picked up.
+
+The queue is the event's `queue`, else one an earlier event of the call named, else the
+webhook URL's `?queue=` (the token stays in the path). The number dialed is `to`.
 """
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import parse_qsl
 
@@ -25,6 +29,9 @@ from services.intake.telephony.base import (
     Provider,
     ProviderRequest,
     Unauthenticated,
+    has_controls,
+    queue_key,
+    url_queue,
 )
 from shared.db import utcnow
 from shared.errors import validation_errors
@@ -110,13 +117,24 @@ def parse_event(request: ProviderRequest) -> CtiEvent:
     for value in (event.call_id, event.from_, event.to, event.cause):
         if value and any(ord(c) < 32 for c in value):
             raise PayloadRejected("fields must not hold control characters")
-    return event
+    if event.queue and has_controls(event.queue):
+        raise PayloadRejected("queue: must not hold control characters")
+    return event.model_copy(update={"queue": queue_key(event.queue)})
 
 
-class CtiProvider(Provider[CtiEvent]):
+@dataclass(frozen=True, slots=True)
+class CtiDelivery:
+    """An event and the queue its webhook URL names (`?queue=`), kept apart from the body."""
+
+    event: CtiEvent
+    url_queue: str | None = None
+
+
+class CtiProvider(Provider[CtiDelivery]):
     name = "cti"
     route = "/cti/{token}"
     summary = "A call event in the generic CTI format (newCall, answer, hangup)"
+    queue_in_url: ClassVar[bool] = True
     openapi_body: ClassVar[dict[str, Any] | None] = {
         "required": True,
         "content": {
@@ -134,20 +152,34 @@ class CtiProvider(Provider[CtiEvent]):
             raise Unauthenticated("The CTI token in the path is not the configured one.")
         return None
 
-    def parse(self, request: ProviderRequest) -> Delivery[CtiEvent]:
+    def parse(self, request: ProviderRequest) -> Delivery[CtiDelivery]:
         event = parse_event(request)
+        queue, ignored = url_queue(request.query)
         summary: dict[str, Any] = {"event": event.event, "direction": event.direction}
         if event.cause:
             summary["cause"] = event.cause
+        if ignored:
+            summary["queue_ignored"] = ignored
         # Each event of a call happens once; a repeat is a redelivery.
-        return Delivery(event=event, external_id=f"{event.call_id}:{event.event}", summary=summary)
+        return Delivery(
+            event=CtiDelivery(event, queue),
+            external_id=f"{event.call_id}:{event.event}",
+            summary=summary,
+        )
 
-    async def interpret(self, delivery: Delivery[CtiEvent], legs: LegStore) -> Decision:
-        event = delivery.event
+    async def interpret(self, delivery: Delivery[CtiDelivery], legs: LegStore) -> Decision:
+        event = delivery.event.event
         leg, unknown = await legs.open(event.call_id)
         leg.direction = leg.direction or event.direction
         if leg.caller is None and event.from_:
-            leg.caller, leg.callee = event.from_, event.to
+            leg.caller = event.from_
+        # A helpdesk may send `to` and `queue` with the newCall only: the hangup needs them.
+        if leg.callee is None and event.to:
+            leg.callee = event.to
+        if leg.queue is None and event.queue:
+            leg.queue = event.queue
+        # The body's word beats the URL's, which is the same for every call posted to it.
+        queue = event.queue or leg.queue or delivery.event.url_queue
         inbound = leg.direction == "in"
         if event.event == "newCall":
             return Decision(report=None)
@@ -157,7 +189,8 @@ class CtiProvider(Provider[CtiEvent]):
             leg.answered_at = leg.answered_at or utcnow()
             if not inbound:
                 return Decision(report=None)
-            return Decision(report=self._report(event, leg.caller, "answered"), leg=leg)
+            report = self._report(event, leg.caller, leg.callee, queue, "answered")
+            return Decision(report=report, leg=leg)
         # hangup
         leg.ended_at = leg.ended_at or utcnow()
         cause = event.cause or "normalClearing"
@@ -168,16 +201,24 @@ class CtiProvider(Provider[CtiEvent]):
         if unknown and cause not in NOT_ANSWERED_CAUSES:
             # No newCall was seen and the cause does not say nobody answered.
             return Decision(report=None, notes={"reason": "unknown call, cause not missed"})
-        return Decision(report=self._report(event, leg.caller, "missed"), leg=leg)
+        report = self._report(event, leg.caller, leg.callee, queue, "missed")
+        return Decision(report=report, leg=leg)
 
-    def _report(self, event: CtiEvent, caller: str | None, outcome: str) -> CallReport:
+    def _report(
+        self,
+        event: CtiEvent,
+        caller: str | None,
+        callee: str | None,
+        queue: str | None,
+        outcome: str,
+    ) -> CallReport:
         return CallReport(
             provider=self.name,
             call_id=event.call_id,
             outcome="missed" if outcome == "missed" else "answered",
             caller=caller,
-            callee=event.to,
+            callee=callee,
             occurred_at=utcnow(),
             status=event.cause or event.event,
-            queue=event.queue,
+            queue=queue,
         )

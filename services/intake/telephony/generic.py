@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
 
 from services.intake.telephony import standard_webhooks
 from services.intake.telephony.base import (
+    QUEUE_MAX_LENGTH,
     CallReport,
     Decision,
     Delivery,
@@ -17,6 +18,8 @@ from services.intake.telephony.base import (
     Provider,
     ProviderRequest,
     Unauthenticated,
+    has_controls,
+    queue_key,
 )
 from shared.contracts import Language, Timestamp
 from shared.errors import validation_errors
@@ -50,8 +53,15 @@ class GenericCallEvent(BaseModel):
     to: Annotated[str | None, Field(max_length=64)] = None
     status: Literal["missed", "no_answer", "busy", "abandoned", "answered"]
     occurred_at: Timestamp
-    queue: Annotated[str | None, Field(max_length=200)] = None
+    queue: Annotated[str | None, Field(max_length=QUEUE_MAX_LENGTH)] = None
     metadata: dict[str, Any] | None = None
+
+    @field_validator("queue")
+    @classmethod
+    def _queue(cls, value: str | None) -> str | None:
+        if value is not None and has_controls(value):
+            raise ValueError("must not contain control characters")
+        return queue_key(value)
 
 
 def _problems(exc: ValidationError, prefix: str = "") -> str:

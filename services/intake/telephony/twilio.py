@@ -4,6 +4,10 @@ Twilio answers the inbound leg itself to run TwiML, so the parent call usually e
 `completed` even when nobody picked up. A missed call shows up as a `<Dial>` action with
 `DialCallStatus` busy/no-answer/failed/canceled, a child leg (`outbound-dial`) ending so, an
 `<Enqueue>` action with `QueueResult=hangup`, or a plain inbound status callback ending so.
+
+The number the customer dialed is the parent call's `To`; on a child leg `To` is the agent,
+so a child leg's own `To` is never used. The webhook URL may name the queue (`?queue=`),
+inside the signed URL.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from services.intake.telephony.base import (
     Provider,
     ProviderRequest,
     Unauthenticated,
+    url_queue,
 )
 from shared.contracts import Accepted
 from shared.db import utcnow
@@ -137,10 +142,19 @@ class TwilioEvent:
     caller: str | None
     callee: str | None
     occurred_at: datetime
+    # From the (signed) webhook URL's `?queue=`.
+    queue: str | None = None
 
     @property
     def is_action(self) -> bool:
         return self.kind in {"dial-action", "enqueue-action"}
+
+    @property
+    def dialed(self) -> str | None:
+        """`To` when it is the number the customer dialed: never on a leg Twilio dialed out."""
+        if self.kind == "child-status" or self.parent_sid is not None:
+            return None
+        return self.callee
 
 
 def _params_of(request: ProviderRequest) -> dict[str, str]:
@@ -174,7 +188,7 @@ def _occurred_at(raw: str | None) -> datetime:
     return utcnow()
 
 
-def parse_event(request: ProviderRequest) -> TwilioEvent:
+def parse_event(request: ProviderRequest, *, queue: str | None = None) -> TwilioEvent:
     params = _params_of(request)
     for name, value in params.items():
         if len(value) > _MAX_VALUE or any(ord(c) < 32 and c not in "\t\r\n" for c in value):
@@ -206,6 +220,7 @@ def parse_event(request: ProviderRequest) -> TwilioEvent:
         caller=params.get("From") or None,
         callee=params.get("To") or None,
         occurred_at=_occurred_at(params.get("Timestamp")),
+        queue=queue,
     )
 
 
@@ -216,6 +231,7 @@ def _external_id(event: TwilioEvent, params_key: str) -> str:
 class TwilioProvider(Provider[TwilioEvent]):
     name = "twilio"
     route = "/twilio"
+    queue_in_url: ClassVar[bool] = True
     summary = "Twilio Voice status and action callbacks (form-encoded, X-Twilio-Signature)"
     openapi_body: ClassVar[dict[str, Any] | None] = {
         "required": True,
@@ -237,7 +253,8 @@ class TwilioProvider(Provider[TwilioEvent]):
         return None
 
     def parse(self, request: ProviderRequest) -> Delivery[TwilioEvent]:
-        event = parse_event(request)
+        queue, ignored = url_queue(request.query)
+        event = parse_event(request, queue=queue)
         if event.kind == "dial-action":
             key = f"{event.dial_sid or ''}:{event.dial_status}"
         elif event.kind == "enqueue-action":
@@ -247,6 +264,8 @@ class TwilioProvider(Provider[TwilioEvent]):
         summary = {"kind": event.kind, "status": event.dial_status or event.call_status}
         if event.queue_result:
             summary["queue_result"] = event.queue_result
+        if ignored:
+            summary["queue_ignored"] = ignored
         return Delivery(event=event, external_id=_external_id(event, key), summary=summary)
 
     async def interpret(self, delivery: Delivery[TwilioEvent], legs: LegStore) -> Decision:
@@ -255,15 +274,24 @@ class TwilioProvider(Provider[TwilioEvent]):
         if event.kind == "child-status":
             assert event.parent_sid is not None
             parent, _ = await legs.open(event.parent_sid)
-            # On a child leg `To` is the agent; the customer called the parent.
+            # On a child leg `To` is the agent; the customer called the parent, and dialed
+            # the parent's `To`, known only if one of the parent's requests reached us.
             caller = parent.caller or event.caller
             notes["caller_from"] = "parent" if parent.caller else "child"
+            if parent.callee is None:
+                notes["dialed"] = "unknown: no request of the parent call seen"
             return self._outcome(event, parent, event.call_status, caller, notes)
         leg, _ = await legs.open(event.call_sid)
         if event.direction is not None and leg.direction is None:
             leg.direction = event.direction
         if leg.caller is None and event.caller:
-            leg.caller, leg.callee = event.caller[:64], (event.callee or "")[:64] or None
+            leg.caller = event.caller[:64]
+        dialed = event.dialed
+        # A cut-off number would be another number: longer values are not kept as one.
+        if leg.callee is None and dialed and len(dialed) <= 64:
+            leg.callee = dialed
+        if leg.queue is None and event.queue:
+            leg.queue = event.queue
         # Actions on an inbound call may omit Direction [U]: they are treated as inbound.
         inbound = (leg.direction or "inbound") == "inbound"
         if not inbound:
@@ -280,7 +308,8 @@ class TwilioProvider(Provider[TwilioEvent]):
         if status == "completed":
             leg.ended_at = leg.ended_at or utcnow()
             if leg.answered_at is not None:
-                return Decision(report=self._report(event, "answered", leg.caller), leg=leg)
+                report = self._report(event, leg, "answered", leg.caller)
+                return Decision(report=report, leg=leg)
             notes["reason"] = "completed without a known answer"
         return Decision(report=None, notes=notes)
 
@@ -295,16 +324,20 @@ class TwilioProvider(Provider[TwilioEvent]):
         if status in MISSED:
             if leg.answered_at is not None:
                 return Decision(report=None, notes={**notes, "reason": "someone answered"})
-            return Decision(report=self._report(event, "missed", caller), leg=leg, notes=notes)
+            report = self._report(event, leg, "missed", caller)
+            return Decision(report=report, leg=leg, notes=notes)
         if status in ANSWERED:
             leg.answered_at = leg.answered_at or utcnow()
             # The answer is reported when the parent call ends, or now if it already has.
             if leg.ended_at is not None:
-                report = self._report(event, "answered", caller)
+                report = self._report(event, leg, "answered", caller)
                 return Decision(report=report, leg=leg, notes=notes)
         return Decision(report=None, notes=notes)
 
-    def _report(self, event: TwilioEvent, outcome: str, caller: str | None) -> CallReport:
+    def _report(
+        self, event: TwilioEvent, leg: CallLeg, outcome: str, caller: str | None
+    ) -> CallReport:
+        """The report of `leg`'s call, the parent's when `event` is about a child leg."""
         call_id = event.parent_sid if event.kind == "child-status" else event.call_sid
         assert call_id is not None
         status = event.dial_status or event.queue_result or event.call_status or ""
@@ -313,9 +346,11 @@ class TwilioProvider(Provider[TwilioEvent]):
             call_id=call_id,
             outcome="missed" if outcome == "missed" else "answered",
             caller=caller,
-            callee=None,
+            callee=leg.callee,
             occurred_at=event.occurred_at,
             status=status,
+            # This request's URL first: each of Twilio's URLs is configured on its own.
+            queue=event.queue or leg.queue,
             details={"twilio_kind": event.kind},
         )
 

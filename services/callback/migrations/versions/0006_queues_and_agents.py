@@ -154,7 +154,7 @@ def upgrade() -> None:
         "callbacks",
         [sa.text("priority DESC"), "rank_at", "id"],
         schema=S,
-        postgresql_where=sa.text(_WAITING),
+        postgresql_where=sa.text(_OPEN),
     )
     op.create_index("ix_callbacks_queue_status", "callbacks", ["queue", "status"], schema=S)
 

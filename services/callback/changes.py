@@ -14,7 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import booking, events, inputs, lifecycle, repository
+from services.callback import booking, events, inputs, lifecycle, queues, repository
 from services.callback.models import WAITING_STATUSES, Callback
 from services.callback.settings import CallbackSettings
 from shared.db import utcnow
@@ -59,13 +59,18 @@ async def patch(
         callback.priority = body.priority
         said.append(f"priority {body.priority}")
     if "owner_agent_id" in given:
-        callback.owner_agent_id = inputs.agent_id(body.owner_agent_id, ["body", "owner_agent_id"])
-        if callback.owner_agent_id is None:
+        owner = inputs.agent_id(body.owner_agent_id, ["body", "owner_agent_id"])
+        if owner != callback.owner_agent_id:
+            # A new owner's hold is their own, never what is left of the last one's.
             callback.owner_until = None
-        said.append(f"owner {callback.owner_agent_id or 'none'}")
+        callback.owner_agent_id = owner
+        said.append(f"owner {owner or 'none'}")
     if "owner_until" in given:
         callback.owner_until = body.owner_until
-    elif callback.owner_agent_id is not None and callback.owner_until is None:
+    if callback.owner_agent_id is None:
+        callback.owner_until = None
+    elif callback.owner_until is None:
+        # The default hold (§9): until this long after the callback falls due.
         callback.owner_until = callback.due_at + timedelta(minutes=settings.owner_minutes)
     moved = "queue" in given and body.queue is not None and body.queue != callback.queue
     if moved:
@@ -73,7 +78,8 @@ async def patch(
         await _move(session, callback, body.queue, now=now)
         said.append(f"moved to queue {body.queue}")
     callback.updated_at = now
-    if moved:
+    if moved and callback.status == CallbackStatus.SCHEDULED:
+        # Its seat stayed with the old queue: it waits in the new one.
         await lifecycle.transition(
             session,
             callback,
@@ -102,6 +108,8 @@ async def patch(
 
 
 async def _move(session: AsyncSession, callback: Callback, key: str, *, now: datetime) -> None:
+    if key == queues.DEFAULT:
+        await queues.ensure_default(session)
     if await repository.get_queue(session, key) is None:
         raise inputs.invalid(["body", "queue"], f"no queue is called {key!r}")
     if callback.status not in WAITING_STATUSES:

@@ -158,6 +158,9 @@ async def create_callback(
         )
         if preferred.slot_id is not None:
             await _book_chosen(session, settings, callback, preferred.slot_id, queue, now=now)
+        if callback.owner_agent_id is not None and data.owner_until is None:
+            # The default hold runs from when it falls due: a booked slot's start, if any.
+            callback.owner_until = callback.due_at + timedelta(minutes=settings.owner_minutes)
     else:
         _merge(
             callback,

@@ -152,6 +152,8 @@ class Callback(Base):
             name="in_progress_lease",
         ),
         CheckConstraint("attempt_count >= 0", name="attempt_count"),
+        # An owner's hold always ends: without an end the callback would be theirs forever.
+        CheckConstraint("owner_agent_id IS NULL OR owner_until IS NOT NULL", name="owner_until"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

@@ -131,6 +131,10 @@ MEANINGS: dict[str, str] = {
     "message is refused and recorded",
     "sends_per_api_key_per_hour": "`POST /v1/callbacks` and `/v1/acknowledgements` per API "
     "key per hour (the internal key is exempt)",
+    "language_wait_minutes": "a callback in a language no agent of its queue speaks goes to "
+    "anyone in the queue once due this long (a queue may set its own)",
+    "owner_minutes": "a callback an agent keeps for themself is theirs alone until this long "
+    "after it falls due (unless `owner_until` says otherwise)",
     "notification_max_tries": "sends per notification before it is dead (an operator can retry it)",
     "notification_backoff_base_seconds": "first wait between sends of a notification (doubles, "
     "with jitter)",
@@ -170,6 +174,8 @@ MEANINGS: dict[str, str] = {
     "history_erasure_relay_enabled": "forward history's erasures to callback and intake from "
     "inside history",
     "history_relay_poll_seconds": "how often that erasure relay looks for rows",
+    "history_queue_zone_cache_seconds": "how long a queue's time zone, asked of callback for "
+    "per-queue statistics, is kept (a failed look-up: at most 5 s)",
 }
 
 

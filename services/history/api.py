@@ -10,6 +10,8 @@ from pydantic import AwareDatetime, EmailStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.history import erasure, repository, service, stats, stream
+from services.history.models import AGENT_ID_MAX_LENGTH
+from services.history.queues import QUEUE_KEY_MAX_LENGTH, QueueZones
 from services.history.schemas import (
     BatchItemOut,
     BatchOut,
@@ -243,15 +245,43 @@ async def stream_events(
 @router.get(
     "/stats",
     dependencies=[CanRead],
-    summary="Contacts, missed calls, callbacks, time to reach, SLA share and demand",
+    summary="Contacts, missed calls, callbacks, time to reach, SLA share and demand, "
+    "of all queues or one queue, of all agents or one agent",
 )
 async def get_stats(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     from_: Annotated[AwareDatetime, Query(alias="from")],
     to: AwareDatetime,
     bucket: Literal["hour", "day"] = "day",
+    queue: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=QUEUE_KEY_MAX_LENGTH,
+            description="only this queue's figures, in the queue's time zone",
+        ),
+    ] = None,
+    agent_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=AGENT_ID_MAX_LENGTH,
+            description="only the callbacks this agent closed",
+        ),
+    ] = None,
 ) -> StatsOut:
+    only = repository.StatsFilter(queue=queue, agent_id=agent_id)
+    stats.check_range(from_, to, bucket)
+    stats.check_filter(only)
+    # One queue's figures use its zone, callback's to tell (the site's if it can't); figures
+    # across queues use the site zone (DESIGN §9).
+    timezone = settings.site_timezone
+    if queue is not None:
+        zones = request.app.state.queue_zones
+        assert isinstance(zones, QueueZones)
+        timezone = await zones.zone_of(queue)
     return await stats.statistics(
-        session=session, start=from_, end=to, bucket=bucket, timezone=settings.site_timezone
+        session=session, start=from_, end=to, bucket=bucket, timezone=timezone, only=only
     )

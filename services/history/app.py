@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from services.history.api import router
 from services.history.console.routes import console_router
 from services.history.erasure import relay_extension
+from services.history.queues import queue_zones_extension
 from services.history.retention import purge_extension
 from services.history.settings import HistorySettings
 from services.history.stream import broadcaster_extension
@@ -15,7 +16,7 @@ from shared.service_app import Extension, create_service_app
 
 def create_app(settings: HistorySettings) -> FastAPI:
     """The history app: the cross-channel contact log and customer summaries."""
-    extensions: list[Extension] = [broadcaster_extension(settings)]
+    extensions: list[Extension] = [broadcaster_extension(settings), queue_zones_extension(settings)]
     if settings.history_erasure_relay_enabled:
         extensions.append(relay_extension(settings))
     if settings.history_purge_enabled:

@@ -19,12 +19,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.history.queues import QUEUE_KEY_MAX_LENGTH
 from shared.db import make_metadata, utcnow
 from shared.ids import new_id
 from shared.outbox import OutboxMixin, outbox_indexes
 from shared.vocabulary import IdentityKind
 
 IDENTITY_KINDS: tuple[IdentityKind, ...] = tuple(IdentityKind)
+# Agent ids as callback's API takes them, and the width of the actor id column they come in.
+AGENT_ID_MAX_LENGTH = 64
 _KIND_CHECK = f"kind IN ({', '.join(repr(str(kind)) for kind in IDENTITY_KINDS)})"
 
 
@@ -93,6 +96,10 @@ class Event(Base):
     actor_id: Mapped[str | None] = mapped_column(String(64))
     summary: Mapped[str] = mapped_column(String(500), default="")
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    # The queue and the agent the event is about (DESIGN §9), learned from it on arrival
+    # (`service.event_queue`, `service.event_agent`) so statistics filter on an index.
+    queue: Mapped[str | None] = mapped_column(String(QUEUE_KEY_MAX_LENGTH))
+    agent_id: Mapped[str | None] = mapped_column(String(AGENT_ID_MAX_LENGTH))
 
     __table_args__ = (
         # The timeline: one customer's events newest first, keyset-paginated.
@@ -128,6 +135,19 @@ class Event(Base):
             "subject_id",
             "occurred_at",
             postgresql_where=text("subject_kind = 'callback'"),
+        ),
+        # Statistics of one queue or one agent: their events by time.
+        Index(
+            "ix_events_queue",
+            "queue",
+            "occurred_at",
+            postgresql_where=text("queue IS NOT NULL"),
+        ),
+        Index(
+            "ix_events_agent",
+            "agent_id",
+            "occurred_at",
+            postgresql_where=text("agent_id IS NOT NULL"),
         ),
     )
 

@@ -623,6 +623,31 @@ async def purge_batch(session: AsyncSession, *, cutoff: datetime, limit: int) ->
 # Statistics -------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class StatsFilter:
+    """Whose events statistics count (DESIGN §9): one queue, one agent, or both; None: all."""
+
+    queue: str | None = None
+    agent_id: str | None = None
+
+    def sql(self, alias: str = "") -> str:
+        """The filter as `AND ...` conditions on the event columns, with bind parameters."""
+        prefix = f"{alias}." if alias else ""
+        out = ""
+        if self.queue is not None:
+            out += f" AND {prefix}queue = :queue"
+        if self.agent_id is not None:
+            out += f" AND {prefix}agent_id = :agent_id"
+        return out
+
+    def params(self) -> dict[str, str]:
+        values = {"queue": self.queue, "agent_id": self.agent_id}
+        return {name: value for name, value in values.items() if value is not None}
+
+
+ALL_EVENTS = StatsFilter()
+
+
 async def bucket_counts(
     session: AsyncSession,
     *,
@@ -631,10 +656,11 @@ async def bucket_counts(
     unit: str,
     tz: str,
     types: Collection[str],
+    only: StatsFilter = ALL_EVENTS,
 ) -> list[tuple[datetime, str, str, str, int, int]]:
-    """Per site-local bucket, channel, direction and type: events and distinct subjects.
+    """Per local bucket (in `tz`), channel, direction and type: events and distinct subjects.
 
-    Only inbound events and events of the given `types`.
+    Only inbound events and events of the given `types`, of the queue and agent `only` names.
     """
     rows = await session.execute(
         text(
@@ -643,6 +669,7 @@ async def bucket_counts(
             " FROM history.events"
             " WHERE occurred_at >= :start AND occurred_at < :end"
             " AND (direction = :inbound OR type = ANY(CAST(:types AS text[])))"
+            f"{only.sql()}"
             " GROUP BY 1, 2, 3, 4"
         ),
         {
@@ -652,46 +679,79 @@ async def bucket_counts(
             "end": end,
             "inbound": Direction.INBOUND,
             "types": list(types),
+            **only.params(),
         },
     )
     return [(r[0], r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows]
 
 
 async def demand(
-    session: AsyncSession, *, start: datetime, end: datetime, tz: str
+    session: AsyncSession,
+    *,
+    start: datetime,
+    end: datetime,
+    tz: str,
+    only: StatsFilter = ALL_EVENTS,
 ) -> list[tuple[int, int, int]]:
-    """Inbound contacts by site-local ISO weekday (1 = Monday) and hour."""
+    """Inbound contacts by local ISO weekday (1 = Monday) and hour in `tz`."""
     rows = await session.execute(
         text(
             "SELECT CAST(extract(isodow FROM occurred_at AT TIME ZONE :tz) AS int),"
             " CAST(extract(hour FROM occurred_at AT TIME ZONE :tz) AS int), count(*)"
             " FROM history.events"
             " WHERE occurred_at >= :start AND occurred_at < :end AND direction = :inbound"
+            f"{only.sql()}"
             " GROUP BY 1, 2"
         ),
-        {"tz": tz, "start": start, "end": end, "inbound": Direction.INBOUND},
+        {"tz": tz, "start": start, "end": end, "inbound": Direction.INBOUND, **only.params()},
     )
     return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
 
 
+class Closing(NamedTuple):
+    """A callback's first closing event in a range, as its data tells it."""
+
+    callback_id: str
+    type: str
+    occurred_at: datetime
+    outcome: str | None
+    first_contact_at: str | None
+    sla_deadline: str | None
+    # `data.same_agent` is JSON `true`: the agent who reached the customer is the one they
+    # last spoke with.
+    same_agent: bool
+
+
 async def closing_events(
-    session: AsyncSession, *, start: datetime, end: datetime, types: Collection[str]
-) -> list[tuple[str, str, datetime, str | None, str | None, str | None]]:
-    """Each callback's first event of `types` in the range: (callback id, type, time, outcome,
-    first_contact_at, sla_deadline) as the event's data has them."""
+    session: AsyncSession,
+    *,
+    start: datetime,
+    end: datetime,
+    types: Collection[str],
+    only: StatsFilter = ALL_EVENTS,
+) -> list[Closing]:
+    """Each callback's first event of `types` in the range, when that event is of the queue
+    and agent `only` names."""
     rows = await session.execute(
         text(
-            "SELECT DISTINCT ON (subject_id) subject_id, type, occurred_at,"
-            " data->>'outcome', data->>'first_contact_at', data->>'sla_deadline'"
-            " FROM history.events"
-            " WHERE occurred_at >= :start AND occurred_at < :end"
-            " AND subject_kind = 'callback' AND subject_id IS NOT NULL"
-            " AND type = ANY(CAST(:types AS text[]))"
-            " ORDER BY subject_id, occurred_at, seq"
+            "SELECT subject_id, type, occurred_at, outcome, first_contact_at, sla_deadline,"
+            " same_agent FROM ("
+            "  SELECT DISTINCT ON (subject_id) subject_id, type, occurred_at,"
+            "  data->>'outcome' AS outcome, data->>'first_contact_at' AS first_contact_at,"
+            "  data->>'sla_deadline' AS sla_deadline,"
+            "  coalesce(data->'same_agent' = CAST('true' AS jsonb), false) AS same_agent,"
+            "  queue, agent_id"
+            "  FROM history.events"
+            "  WHERE occurred_at >= :start AND occurred_at < :end"
+            "  AND subject_kind = 'callback' AND subject_id IS NOT NULL"
+            "  AND type = ANY(CAST(:types AS text[]))"
+            "  ORDER BY subject_id, occurred_at, seq"
+            " ) AS firsts"
+            f" WHERE true{only.sql('firsts')}"
         ),
-        {"start": start, "end": end, "types": list(types)},
+        {"start": start, "end": end, "types": list(types), **only.params()},
     )
-    return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+    return [Closing._make(row) for row in rows]
 
 
 async def callback_origins(

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.history.queues import DEFAULT_QUEUE
 from shared.contracts import EventIn
 from shared.pagination import Page
 from shared.vocabulary import CallbackStatus, ClosingOutcome
@@ -81,6 +82,8 @@ class OpenCallbackOut(BaseModel):
 
     id: str
     status: CallbackStatus
+    # The queue it belongs to (DESIGN §9); events from before queues existed: `default`.
+    queue: str = DEFAULT_QUEUE
     due_at: datetime | None = None
     agent_id: str | None = None
     last_event_type: str
@@ -98,6 +101,7 @@ class ClosedCallbackOut(BaseModel):
 
     id: str
     status: CallbackStatus
+    queue: str = DEFAULT_QUEUE
     outcome: ClosingOutcome | None = None
     agent_id: str | None = None
     attempts: int | None = None
@@ -155,7 +159,8 @@ class CallbackCounts(BaseModel):
 
 
 class StatsBucket(BaseModel):
-    """One hour or day: `start`/`end` are UTC instants of the site-local boundaries."""
+    """One hour or day: `start`/`end` are UTC instants of the local boundaries in the
+    answer's `timezone` (the queue's for one queue, else the site's)."""
 
     start: datetime
     end: datetime
@@ -192,6 +197,11 @@ class StatsOut(BaseModel):
     buckets: list[StatsBucket]
     time_to_reach: TimeToReach
     sla: SlaShare
-    # demand[weekday - 1][hour]: inbound contacts by site-local ISO weekday (Monday first)
-    # and hour of the day.
+    # demand[weekday - 1][hour]: inbound contacts by local ISO weekday (Monday first) and
+    # hour of the day, in `timezone`.
     demand: list[list[int]]
+    # The filters the figures are for (DESIGN §9); null: all queues, all agents.
+    queue: str | None = None
+    agent_id: str | None = None
+    # Reaches counted in `time_to_reach` by the agent the customer last spoke with.
+    same_agent_reaches: int = 0

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from services.history import repository
-from services.history.models import Customer, Event
+from services.history.models import AGENT_ID_MAX_LENGTH, Customer, Event
+from services.history.queues import DEFAULT_QUEUE, is_queue_key
 from services.history.repository import TimelineEvent
 from services.history.schemas import (
     ClosedCallbackOut,
@@ -112,6 +113,38 @@ def check_storable(events: Sequence[EventIn], *, batch: bool) -> None:
         problems += _storage_problems(event.model_dump(mode="python"), loc)
     if problems:
         raise Unprocessable("The request did not pass validation.", extra={"errors": problems[:20]})
+
+
+def event_queue(event: EventIn) -> str | None:
+    """The queue an event is about (DESIGN §9), as statistics filter by it.
+
+    `data.queue` when it is a well-formed queue key. Otherwise a callback's event is in
+    `default` (callback names the queue on every lifecycle event since v2; one without it was
+    stored before queues existed), and any other event is in no queue: intake passes on
+    whatever queue name the phone system or the form sent, which may be free text or a key
+    callback does not know (it then routes the contact to `default` itself).
+    """
+    queue = event.data.get("queue")
+    if is_queue_key(queue):
+        return str(queue)
+    if event.subject is not None and event.subject.kind == "callback":
+        return DEFAULT_QUEUE
+    return None
+
+
+def event_agent(event: EventIn) -> str | None:
+    """The agent an event is about: the actor when an agent acted, else `data.agent_id`.
+
+    Callback records agent actions (claim, attempt, completion) with the agent as actor, and
+    clears `agent_id` from the state once the callback leaves the agent's hands, so the event
+    that closes a callback names its agent only as its actor.
+    """
+    if event.actor is not None and event.actor.kind == "agent" and event.actor.id:
+        return event.actor.id
+    agent_id = event.data.get("agent_id")
+    if isinstance(agent_id, str) and 0 < len(agent_id) <= AGENT_ID_MAX_LENGTH:
+        return agent_id
+    return None
 
 
 def _utc(value: datetime) -> datetime:
@@ -335,6 +368,8 @@ class _Ingest:
                 "actor_id": event.actor.id if event.actor else None,
                 "summary": event.summary,
                 "data": event.data,
+                "queue": event_queue(event),
+                "agent_id": event_agent(event),
             }
         )
 
@@ -479,10 +514,13 @@ def _callback_state(event: Event) -> OpenCallbackOut | ClosedCallbackOut | None:
     claimed = event.type == EventType.CALLBACK_CLAIMED
     if agent_id is None and claimed and event.actor_kind == "agent":
         agent_id = event.actor_id
+    # As learned on arrival (or by the backfill for events stored before queues).
+    queue = event.queue or DEFAULT_QUEUE
     if state.status not in OPEN_STATUSES:
         return ClosedCallbackOut(
             id=event.subject_id,
             status=state.status,
+            queue=queue,
             outcome=state.outcome,
             agent_id=agent_id,
             attempts=state.attempts,
@@ -492,6 +530,7 @@ def _callback_state(event: Event) -> OpenCallbackOut | ClosedCallbackOut | None:
     return OpenCallbackOut(
         id=event.subject_id,
         status=state.status,
+        queue=queue,
         due_at=_in_utc(state.due_at),
         agent_id=agent_id,
         last_event_type=event.type,

@@ -27,6 +27,9 @@ class HistorySettings(CommonSettings):
     # The erasure relay (history's outbox to callback and intake) runs inside the app.
     history_erasure_relay_enabled: bool = True
     history_relay_poll_seconds: float = Field(default=1.0, gt=0)
+    # Per-queue statistics ask callback for the queue's time zone and keep it this long: a
+    # zone changed in callback shows in history's figures within it.
+    history_queue_zone_cache_seconds: float = Field(default=60.0, ge=0)
     # Callback's API as the agent's browser reaches it (the console at /console calls it);
     # unset: RINGBACK_CALLBACK_URL. Callback must allow history's origin (CORS).
     console_callback_url: str | None = Field(

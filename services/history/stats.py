@@ -1,4 +1,5 @@
-"""Statistics (DESIGN §5) over the contact log, bucketed in the site's time zone.
+"""Statistics (DESIGN §5, §9) over the contact log, bucketed in the site's time zone, or in
+the queue's when the figures are one queue's.
 
 Definitions (docs/history.md repeats them):
 
@@ -15,12 +16,23 @@ Definitions (docs/history.md repeats them):
   SLA deadline is known (`data.sla_deadline` of the closing event, else the latest one on
   the callback's events), the share reached (as above) at or before the deadline.
   Cancelled callbacks are not counted.
-- demand: inbound contacts by site-local weekday (Monday first) and hour.
+- same-agent reaches: the reaches counted in time to reach whose completion event says
+  `same_agent: true`.
+- demand: inbound contacts by local weekday (Monday first) and hour.
+
+Filtered by queue and/or agent (§9), each figure counts the events that carry that queue or
+agent (the columns ingest fills, `service.event_queue` and `service.event_agent`): contacts,
+missed calls and demand the inbound events that name the queue; callbacks created, completed,
+failed and expired their lifecycle events of that queue or agent; time to reach, the SLA
+share and same-agent reaches the callbacks whose first closing event in the range is of that
+queue or agent (by agent: the callbacks the agent closed). A callback's first contact and its
+deadline are read from all of its events, whatever their queue.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -28,6 +40,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.history import repository
+from services.history.repository import StatsFilter
 from services.history.schemas import (
     CallbackCounts,
     SlaShare,
@@ -110,6 +123,22 @@ def _next_boundary(at: datetime, unit: str, zone: ZoneInfo) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
 
 
+def check_range(start: datetime, end: datetime, bucket: Literal["hour", "day"]) -> None:
+    """Refuse, as a 422, a range that is empty, backwards or too long for the bucket."""
+    if end <= start:
+        raise _problem("`to` must be after `from`.", "to")
+    if end - start > MAX_RANGE[bucket]:
+        days = MAX_RANGE[bucket].days
+        raise _problem(f"At most {days} days with bucket={bucket}.", "to")
+
+
+def check_filter(only: StatsFilter) -> None:
+    """Refuse, as a 422, a filter no stored event could match because PostgreSQL can't take it."""
+    for field, value in (("queue", only.queue), ("agent_id", only.agent_id)):
+        if value is not None and "\x00" in value:
+            raise _problem("NUL characters are not allowed.", field)
+
+
 async def statistics(
     *,
     session: AsyncSession,
@@ -117,14 +146,12 @@ async def statistics(
     end: datetime,
     bucket: Literal["hour", "day"],
     timezone: str,
+    only: StatsFilter = repository.ALL_EVENTS,
 ) -> StatsOut:
-    """The figures of DESIGN §5 for [start, end)."""
+    """The figures of DESIGN §5 for [start, end), of the queue and agent `only` names."""
     start, end = start.astimezone(UTC), end.astimezone(UTC)
-    if end <= start:
-        raise _problem("`to` must be after `from`.", "to")
-    if end - start > MAX_RANGE[bucket]:
-        days = MAX_RANGE[bucket].days
-        raise _problem(f"At most {days} days with bucket={bucket}.", "to")
+    check_range(start, end, bucket)
+    check_filter(only)
     zone = ZoneInfo(timezone)
     starts = bucket_starts(start, end, bucket, zone)
     buckets = {
@@ -148,6 +175,7 @@ async def statistics(
         unit=bucket,
         tz=timezone,
         types=[EventType.MISSED_CALL, *_CALLBACK_FIELD],
+        only=only,
     )
     for at, channel, direction, type_, events, subjects in rows:
         # Always one of ours; a zone whose rules the database knows otherwise is not lost.
@@ -164,10 +192,11 @@ async def statistics(
             setattr(totals, field, getattr(totals, field) + subjects)
 
     grid = [[0] * 24 for _ in range(7)]
-    for weekday, hour, count in await repository.demand(session, start=start, end=end, tz=timezone):
+    by_hour = await repository.demand(session, start=start, end=end, tz=timezone, only=only)
+    for weekday, hour, count in by_hour:
         grid[weekday - 1][hour] += count
 
-    time_to_reach, sla = await _reach(session, start=start, end=end)
+    reach = await _reach(session, start=start, end=end, only=only)
     return StatsOut(
         from_=start,
         to=end,
@@ -177,40 +206,57 @@ async def statistics(
         missed_calls=missed,
         callbacks=totals,
         buckets=list(buckets.values()),
-        time_to_reach=time_to_reach,
-        sla=sla,
+        time_to_reach=reach.time_to_reach,
+        sla=reach.sla,
         demand=grid,
+        queue=only.queue,
+        agent_id=only.agent_id,
+        same_agent_reaches=reach.same_agent,
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Reach:
+    time_to_reach: TimeToReach
+    sla: SlaShare
+    same_agent: int
+
+
 async def _reach(
-    session: AsyncSession, *, start: datetime, end: datetime
-) -> tuple[TimeToReach, SlaShare]:
-    closings = await repository.closing_events(session, start=start, end=end, types=_CLOSING)
-    origins = await repository.callback_origins(session, [c[0] for c in closings])
+    session: AsyncSession, *, start: datetime, end: datetime, only: StatsFilter
+) -> _Reach:
+    closings = await repository.closing_events(
+        session, start=start, end=end, types=_CLOSING, only=only
+    )
+    origins = await repository.callback_origins(session, [c.callback_id for c in closings])
     durations: list[float] = []
-    closed = within = 0
-    for callback_id, type_, at, outcome, first_contact, deadline_text in closings:
-        earliest, contact_texts, deadline_texts = origins.get(callback_id, (at, [], []))
-        reached = type_ == EventType.CALLBACK_COMPLETED and outcome in REACHED
+    closed = within = same_agent = 0
+    for closing in closings:
+        at = closing.occurred_at
+        earliest, contact_texts, deadline_texts = origins.get(closing.callback_id, (at, [], []))
+        reached = closing.type == EventType.CALLBACK_COMPLETED and closing.outcome in REACHED
         if reached:
-            first = _parse(first_contact)
+            first = _parse(closing.first_contact_at)
             if first is None:
                 candidates = [t for t in map(_parse, contact_texts) if t is not None]
                 first = min(candidates) if candidates else earliest
             durations.append((at - first).total_seconds())
-        deadline = _parse(deadline_text)
+            same_agent += closing.same_agent
+        deadline = _parse(closing.sla_deadline)
         if deadline is None:
             deadline = next((t for t in map(_parse, deadline_texts) if t is not None), None)
         if deadline is not None:
             closed += 1
             if reached and at <= deadline:
                 within += 1
-    return (
-        TimeToReach(
+    return _Reach(
+        time_to_reach=TimeToReach(
             count=len(durations),
             median_seconds=percentile(durations, 0.5),
             p90_seconds=percentile(durations, 0.9),
         ),
-        SlaShare(closed=closed, reached_within=within, share=within / closed if closed else None),
+        sla=SlaShare(
+            closed=closed, reached_within=within, share=within / closed if closed else None
+        ),
+        same_agent=same_agent,
     )

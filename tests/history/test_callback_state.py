@@ -110,6 +110,8 @@ async def test_an_open_callback_s_state_round_trips(
     assert shown == {
         "id": callback.id,
         "status": state.status,
+        # A state without a queue was written before queues existed: `default` (DESIGN §9).
+        "queue": state.queue or "default",
         "due_at": _utc(state.due_at),
         "agent_id": state.agent_id,
         "last_event_type": type_,
@@ -135,6 +137,7 @@ async def test_a_closed_callback_s_state_round_trips(
         agent_id="agent-3",
         attempt_count=2,
     )
+    state = events.where_it_stands(callback)
     body = await _produced(sessions, callback, EventType.CALLBACK_COMPLETED)
 
     profile = await _profile(client, writer, reader, body)
@@ -143,6 +146,7 @@ async def test_a_closed_callback_s_state_round_trips(
         {
             "id": callback.id,
             "status": "completed",
+            "queue": state.queue or "default",
             "outcome": "reached_inbound",
             "agent_id": "agent-3",
             "attempts": 2,

@@ -97,6 +97,7 @@ async def test_open_callbacks_follow_the_callback_events(
     assert open_cb == {
         "id": "cb-1",
         "status": "pending",
+        "queue": "default",
         "due_at": "2026-11-24T11:00:00Z",
         "agent_id": None,
         "last_event_type": "callback_created",
@@ -245,6 +246,8 @@ async def test_where_it_stands_reads_the_callback_services_data(
         {
             "id": "cb-9",
             "status": "completed",
+            # Its events name no queue (sent before queues existed): `default`.
+            "queue": "default",
             "outcome": "reached",
             "agent_id": "agent-3",
             "attempts": 2,

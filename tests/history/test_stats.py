@@ -199,6 +199,8 @@ async def test_daily_figures_match_the_hand_count(
     assert body["time_to_reach"] == {"count": 4, "median_seconds": 4500.0, "p90_seconds": 9720.0}
     # Closed with a known deadline: cb1, cb2, cb3, cb4, cb5; within it: cb1 and cb3.
     assert body["sla"] == {"closed": 5, "reached_within": 2, "share": 0.4}
+    # Unfiltered, and no completion here says `same_agent`.
+    assert (body["queue"], body["agent_id"], body["same_agent_reaches"]) == (None, None, 0)
 
     demand = body["demand"]
     assert len(demand) == 7

@@ -113,6 +113,12 @@ def upgrade() -> None:
     op.add_column("callbacks", sa.Column("owner_agent_id", sa.String(length=64)), schema=S)
     op.add_column("callbacks", sa.Column("owner_until", sa.DateTime(timezone=True)), schema=S)
     op.add_column("attempts", sa.Column("wrap_up_code", sa.String(length=64)), schema=S)
+    op.create_check_constraint(
+        op.f("ck_callbacks_owner_until"),
+        "callbacks",
+        "owner_agent_id IS NULL OR owner_until IS NOT NULL",
+        schema=S,
+    )
 
     # Seats per queue: the booked slot's key gains the queue.
     op.drop_constraint(
@@ -222,6 +228,7 @@ def downgrade() -> None:
         postgresql_where=sa.text(_WAITING),
     )
     op.drop_column("attempts", "wrap_up_code", schema=S)
+    op.drop_constraint(op.f("ck_callbacks_owner_until"), "callbacks", type_="check", schema=S)
     for column in (
         "owner_until",
         "owner_agent_id",

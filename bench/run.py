@@ -46,6 +46,7 @@ FULL: dict[str, list[str]] = {
     "notifications": [],
     "end_to_end": [],
     "booking": [],
+    "claim": [],
     "history": [],
 }
 QUICK: dict[str, list[str]] = {
@@ -55,6 +56,7 @@ QUICK: dict[str, list[str]] = {
     "notifications": ["--count", "200"],
     "end_to_end": ["--rate", "10", "--seconds", "3", "--tail", "60", "--settle", "1"],
     "booking": ["--attempts", "200"],
+    "claim": ["--callbacks", "1000", "--claims", "200"],
     "history": [
         "--events",
         "20000",
@@ -355,6 +357,27 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             f"seats match callbacks: {_fmt(get(r, 'booking.seats_match_callbacks'))}",
             "≥ 1,000/s, 0 overbooked",
             _met(booking_ok),
+        )
+    )
+    plan = get(r, "claim.explain") or []
+    indexed = any("Index Scan using ix_callbacks_queue" in line for line in plan)
+    doubles, wrong = get(r, "claim.double_handouts"), get(r, "claim.wrong_queue")
+    claim_ok = None
+    if plan and doubles is not None:
+        claim_ok = indexed and doubles == 0 and wrong == 0
+    out.append(
+        (
+            f"Claim: {_fmt(get(r, 'claim.callbacks'))} open callbacks, "
+            f"{_fmt(get(r, 'claim.queues'))} queues, {_fmt(get(r, 'claim.agents'))} agents, "
+            f"{_fmt(get(r, 'claim.claimers'))} claiming at once",
+            f"p50 {_fmt(get(r, 'claim.latency.p50_ms'), 'ms')}, "
+            f"p99 {_fmt(get(r, 'claim.latency.p99_ms'), 'ms')}; "
+            f"{_fmt(get(r, 'claim.claims_per_second'), 'claims/s')}",
+            f"statement {_fmt(get(r, 'claim.statement_ms'), 'ms')} "
+            f"({'index scan on ix_callbacks_queue' if indexed else 'not the claim index'}); "
+            f"twice {_fmt(doubles)}, other queue {_fmt(wrong)}",
+            "one indexed statement; 0 twice, 0 from another queue",
+            _met(claim_ok),
         )
     )
     under = get(r, "footprint.rss_under_intake_load_mib") or {}

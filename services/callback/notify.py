@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import ceilings, repository
+from services.callback import ceilings, queues, repository
 from services.callback.jobs import NotificationQueue
 from services.callback.models import ERASED_RECIPIENT, Callback, Notification, NotificationKind
 from services.callback.schemas import NotificationOut
@@ -204,6 +204,10 @@ async def _rows(
     if await repository.notifications_by_key(session, message.event_key):
         return []
 
+    send_at = message.send_at or now
+    # An SMS waits out its queue's quiet hours (§9); an email goes when it is due.
+    sms_at = (await queues.rules(session, settings, callback.queue)).sms_send_at(send_at)
+
     def row(channel: NotificationChannel, recipient: str) -> Notification:
         return _row(
             settings,
@@ -213,7 +217,7 @@ async def _rows(
             channel=channel,
             recipient=recipient,
             text=message.text,
-            send_at=message.send_at or now,
+            send_at=sms_at if channel == _SMS else send_at,
         )
 
     rows: list[Notification] = []
@@ -274,7 +278,7 @@ async def send(
             rows += await _rows(
                 session, settings=settings, callback=callback, message=message, now=now
             )
-    enqueue_after_commit(session, queue, rows)
+    enqueue_after_commit(session, queue, rows, now=now)
     return rows
 
 
@@ -325,12 +329,19 @@ def enqueue_after_commit(
     session: AsyncSession,
     queue: NotificationQueue,
     rows: list[Notification],
+    *,
+    now: datetime | None = None,
 ) -> None:
-    """Send these rows once the transaction has committed (a reminder waits for its time)."""
+    """Send these rows once the transaction has committed; a reminder, and a message held
+    past `now` (quiet hours), wait for their time."""
     if not rows:
         return
-    now_ids = [r.id for r in rows if r.kind != _Kind.REMINDER]
-    later = [(r.id, r.next_attempt_at) for r in rows if r.kind == _Kind.REMINDER]
+
+    def waits(row: Notification) -> bool:
+        return row.kind == _Kind.REMINDER or (now is not None and row.next_attempt_at > now)
+
+    now_ids = [r.id for r in rows if not waits(r)]
+    later = [(r.id, r.next_attempt_at) for r in rows if waits(r)]
 
     async def enqueue() -> None:
         if now_ids:

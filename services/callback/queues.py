@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -164,6 +164,21 @@ class QueueRules:
     language_wait: timedelta
     wrap_up_codes: frozenset[str]
     caller_id: str | None
+    # Local (start, end) in which no SMS goes out; None: SMS at any hour.
+    sms_quiet_hours: tuple[time, time] | None = None
+
+    def sms_send_at(self, moment: datetime) -> datetime:
+        """`moment`, or the end of the queue's SMS quiet hours if it falls inside them."""
+        if self.sms_quiet_hours is None:
+            return moment
+        start, end = self.sms_quiet_hours
+        local = moment.astimezone(self.zone)
+        clock = local.time()
+        quiet = start <= clock < end if start < end else (clock >= start or clock < end)
+        if not quiet:
+            return moment
+        day = local.date() if clock < end else local.date() + timedelta(days=1)
+        return datetime.combine(day, end, tzinfo=self.zone).astimezone(UTC)
 
     def retry_wait(self, outcome: str, tries_of_outcome: int) -> timedelta:
         """The wait after the n-th try of `outcome` (1-based); the last listed wait repeats."""
@@ -197,7 +212,15 @@ def rules_of(queue: Queue | None, settings: CallbackSettings) -> QueueRules:
         language_wait=timedelta(minutes=language_wait_minutes(queue, settings)),
         wrap_up_codes=frozenset(config.get("wrap_up_codes") or ()),
         caller_id=config.get("caller_id"),
+        sms_quiet_hours=_quiet(config.get("sms_quiet_hours")),
     )
+
+
+def _quiet(raw: Any) -> tuple[time, time] | None:
+    if not raw:
+        return None
+    start, end = time.fromisoformat(raw["start"]), time.fromisoformat(raw["end"])
+    return None if start == end else (start, end)
 
 
 def zone_name(queue: Queue | None, settings: CallbackSettings) -> str:

@@ -25,6 +25,15 @@ from shared.vocabulary import AgentPresence
 log = structlog.get_logger("ringback.callback.roster")
 
 
+# How a 409 says where the agent is.
+_PRESENCE_WORDS = {
+    AgentPresence.AVAILABLE: "available",
+    AgentPresence.BREAK: "on a break",
+    AgentPresence.WRAP_UP: "wrapping up",
+    AgentPresence.OFFLINE: "offline",
+}
+
+
 class AgentProfile(BaseModel):
     """`PUT /v1/agents/{agent_id}`."""
 
@@ -150,8 +159,8 @@ async def route_for(session: AsyncSession, agent_id: str) -> Route:
         return Route(agent_id=agent_id, queues=None, languages=None)
     if agent.presence != AgentPresence.AVAILABLE:
         raise Conflict(
-            f"Agent {agent_id} is {agent.presence.replace('_', ' ')}; set the presence to "
-            "available to claim.",
+            f"Agent {agent_id} is {_PRESENCE_WORDS[AgentPresence(agent.presence)]}; set the "
+            "presence to available to claim.",
             slug="agent-not-available",
             extra={"presence": agent.presence},
         )

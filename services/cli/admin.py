@@ -1,5 +1,6 @@
-"""Operator commands that call the services' admin REST APIs: `ringback inbound ...` and
-`ringback capacity ...`. They need an `admin` API key and the service's URL, nothing else."""
+"""Operator commands that call the services' admin REST APIs: `ringback inbound ...`,
+`ringback capacity ...`, `ringback agent ...` and `ringback queue ...`. They need an `admin`
+API key and the service's URL, nothing else."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -82,6 +84,20 @@ def call(
     body: Any = None,
 ) -> Any:
     """One admin request; the JSON answer, or `CliFailure` with the problem's title and detail."""
+    response = send(method, service, path, args=args, params=params, body=body)
+    return response.json() if response.content else None
+
+
+def send(
+    method: str,
+    service: str,
+    path: str,
+    *,
+    args: argparse.Namespace,
+    params: dict[str, Any] | None = None,
+    body: Any = None,
+) -> httpx.Response:
+    """`call`, for a command that also reads the status (created or replaced)."""
     base = service_url(service, getattr(args, "url", None))
     headers = {"authorization": f"Bearer {admin_key(getattr(args, 'api_key', None))}"}
     try:
@@ -91,7 +107,7 @@ def call(
         raise CliFailure(f"error: cannot reach {service} at {base} ({exc})") from None
     if not response.is_success:
         raise CliFailure(_problem(response))
-    return response.json() if response.content else None
+    return response
 
 
 # --- inbound ---------------------------------------------------------------------------
@@ -204,5 +220,82 @@ def cmd_capacity_show(args: argparse.Namespace) -> int:
         _say(json.dumps(plan, indent=2, ensure_ascii=False))
         return 0
     for line in summarize(plan):
+        _say(line)
+    return 0
+
+
+# --- agents and queues (design §9) -----------------------------------------------------------
+
+
+def _agent_path(agent_id: str) -> str:
+    # Quoted whole, so an id with a slash is refused by callback rather than naming another path.
+    return f"/v1/agents/{quote(agent_id, safe='')}"
+
+
+def _words(values: list[str]) -> str:
+    # "-" for none, and one word either way, so a column never looks empty.
+    return ",".join(values) or "-"
+
+
+def cmd_agent_add(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {
+        "name": args.name,
+        "queues": args.queue,
+        "languages": args.language or [],
+    }
+    if args.phone:
+        body["phone"] = args.phone
+    if args.sip:
+        body["sip"] = args.sip
+    response = send("PUT", "callback", _agent_path(args.agent_id), args=args, body=body)
+    agent = response.json()
+    done = "added" if response.status_code == 201 else "replaced"
+    _say(
+        f"{done} agent {agent['id']} ({agent['name']}): queues {_words(agent['queues'])}, "
+        f"languages {_words(agent['languages'])}, presence {agent['presence']}"
+    )
+    return 0
+
+
+def cmd_agent_list(args: argparse.Namespace) -> int:
+    agents: list[dict[str, Any]] = call("GET", "callback", "/v1/agents", args=args)
+    if not agents:
+        _say("no agents are known to callback (`ringback agent add` adds one)")
+        return 0
+    rows = [
+        [
+            agent["id"],
+            agent["name"],
+            _words(agent["queues"]),
+            # No languages listed: the agent takes callbacks in any language.
+            _words(agent["languages"]),
+            agent["presence"],
+        ]
+        for agent in agents
+    ]
+    for line in _table(rows, ["ID", "NAME", "QUEUES", "LANGUAGES", "PRESENCE"]):
+        _say(line)
+    return 0
+
+
+def cmd_agent_remove(args: argparse.Namespace) -> int:
+    call("DELETE", "callback", _agent_path(args.agent_id), args=args)
+    _say(f"removed agent {args.agent_id}")
+    return 0
+
+
+def cmd_queue_list(args: argparse.Namespace) -> int:
+    queues: list[dict[str, Any]] = call("GET", "callback", "/v1/queues", args=args)
+    rows = [
+        [
+            queue["key"],
+            queue["name"],
+            _words(queue["languages"]),
+            _words(queue["numbers"]),
+            queue["effective_timezone"],
+        ]
+        for queue in queues
+    ]
+    for line in _table(rows, ["KEY", "NAME", "LANGUAGES", "NUMBERS", "TIMEZONE"]):
         _say(line)
     return 0

@@ -1,4 +1,4 @@
-"""The `ringback` command: run, serve, worker, intake-relay, migrate, keys, inbound, demo, ..."""
+"""The `ringback` command: run, serve, worker, intake-relay, migrate, keys, inbound, agents, ..."""
 
 from __future__ import annotations
 
@@ -241,6 +241,7 @@ examples:
   ringback api-key create --scope admin --name ops | tail -n 1
   ringback inbound list --status rejected
   ringback capacity import plan.csv --dry-run
+  ringback agent add anna --name "Anna Virtanen" --queue billing --language fi
 
 `ringback COMMAND --help` explains each command. Configuration is read from RINGBACK_*
 environment variables (docs/configuration.md); the REST API is described in docs/api.md.
@@ -441,6 +442,87 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true", help="the plan as JSON, as the API has it")
     _admin_options(show, "callback")
     show.set_defaults(handler=_admin(cli_admin.cmd_capacity_show))
+
+    agent = add(
+        "agent",
+        None,
+        "add, list or remove the agents callback routes to (/v1/agents); needs an admin key",
+        epilog="examples:\n"
+        "  export RINGBACK_ADMIN_API_KEY=$(ringback api-key create --scope admin | tail -n 1)\n"
+        '  ringback agent add anna --name "Anna Virtanen" --queue billing --language fi\n'
+        '  ringback agent add bjorn --name "Björn Lindqvist" --queue support --queue billing \\\n'
+        "      --language sv --language fi --phone +46701234567\n"
+        "  ringback agent list\n"
+        "  ringback agent remove anna\n\n"
+        "A known agent claims only from their queues, only callbacks in a language they speak\n"
+        "(or one nobody knew, or after the queue's language wait), and only while available.\n"
+        "An agent callback does not know is served from every queue, as before queues.",
+    )
+    agent_sub = agent.add_subparsers(dest="action", required=True, metavar="ACTION")
+    agent_add = agent_sub.add_parser(
+        "add",
+        help="add an agent, or replace the one with this id (their presence is kept)",
+        description="Add an agent to callback's roster (PUT /v1/agents/ID), or replace the one\n"
+        "with this id as a whole: queues, languages, phone and SIP address not given are\n"
+        "dropped. The presence is kept; a new agent starts offline until their console (or\n"
+        "PUT /v1/agents/ID/presence) makes them available.",
+        formatter_class=formatter,
+    )
+    agent_add.add_argument("agent_id", metavar="ID", help="1-64 letters, digits and ._@-")
+    agent_add.add_argument("--name", required=True, help="the agent's name, as supervisors see it")
+    agent_add.add_argument(
+        "--queue",
+        action="append",
+        required=True,
+        metavar="KEY",
+        help="a queue the agent works (repeat for more; `ringback queue list` shows them)",
+    )
+    agent_add.add_argument(
+        "--language",
+        action="append",
+        choices=LANGUAGES,
+        help="a language the agent speaks (repeat for more; none: any language)",
+    )
+    agent_add.add_argument("--phone", metavar="E164", help="the number that rings for the agent")
+    agent_add.add_argument("--sip", metavar="URI", help="the agent's SIP address (sip:...)")
+    _admin_options(agent_add, "callback")
+    agent_add.set_defaults(handler=_admin(cli_admin.cmd_agent_add))
+    agent_list = agent_sub.add_parser(
+        "list",
+        help="every agent callback knows, as a table",
+        description="Every agent on callback's roster (GET /v1/agents): id, name, queues,\n"
+        "languages and presence. `-`: none (an agent without languages takes any).",
+        formatter_class=formatter,
+    )
+    _admin_options(agent_list, "callback")
+    agent_list.set_defaults(handler=_admin(cli_admin.cmd_agent_list))
+    agent_remove = agent_sub.add_parser(
+        "remove",
+        help="forget an agent (DELETE /v1/agents/ID)",
+        description="Forget an agent (DELETE /v1/agents/ID). Their callbacks and history stay;\n"
+        "an agent id callback does not know is served from every queue again.",
+        formatter_class=formatter,
+    )
+    agent_remove.add_argument("agent_id", metavar="ID")
+    _admin_options(agent_remove, "callback")
+    agent_remove.set_defaults(handler=_admin(cli_admin.cmd_agent_remove))
+
+    queue = add(
+        "queue",
+        None,
+        "list the queues callback has (/v1/queues); needs an admin key",
+        epilog="Queues are created and changed with PUT /v1/queues/KEY (docs/api.md).",
+    )
+    queue_sub = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
+    queue_list = queue_sub.add_parser(
+        "list",
+        help="every queue, as a table",
+        description="Every queue (GET /v1/queues): key, name, languages, the numbers it owns\n"
+        "and the time zone in force (its own, else RINGBACK_SITE_TIMEZONE). `-`: none.",
+        formatter_class=formatter,
+    )
+    _admin_options(queue_list, "callback")
+    queue_list.set_defaults(handler=_admin(cli_admin.cmd_queue_list))
 
     demo = add("demo", cmd_demo, "send a signed missed call to a running `make run` and show it")
     demo.add_argument("--timeout", type=float, default=30.0)

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from httpx import AsyncClient
 
 from services.callback.templates import window_phrase
-from tests.callback.conftest import ReadNotificationsFn, RunWorker
+from tests.callback.conftest import ConfirmOwed, ReadNotificationsFn, RunWorker
 from tests.callback.helpers import (
     callback_body,
     is_problem,
@@ -358,3 +358,31 @@ async def test_the_confirmation_names_the_window_on_the_queues_clock(
     helsinki = window_phrase("fi", start=start, end=end, now=now, tz=HELSINKI)
     assert local in sms.body
     assert helsinki not in sms.body
+
+
+async def test_an_sms_waits_out_the_queues_quiet_hours_and_an_email_does_not(
+    client: AsyncClient,
+    auth: dict[str, str],
+    admin: dict[str, str],
+    run_worker: RunWorker,
+    confirm_owed: ConfirmOwed,
+    read_notifications: ReadNotificationsFn,
+) -> None:
+    # Quiet from an hour ago to two hours ahead on the queue's clock: now is inside them.
+    local = datetime.now(STOCKHOLM)
+    start = (local - timedelta(hours=1)).strftime("%H:00")
+    end_local = (local + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    quiet = {"start": start, "end": end_local.strftime("%H:00")}
+    await put_queue(client, admin, "night", timezone="Europe/Stockholm", sms_quiet_hours=quiet)
+
+    created = await client.post("/v1/callbacks", json=callback_body(queue="night"), headers=auth)
+    assert created.status_code == 201, created.text
+    # The confirmation's rows, then the worker: it sends what is due and leaves the rest
+    # (its burst mode would otherwise wait two hours for the held SMS).
+    await confirm_owed()
+    await run_worker()
+
+    sent = {n.channel: n for n in await read_notifications(created.json()["id"])}
+    assert sent["email"].status == "sent"
+    assert sent["sms"].status == "queued"
+    assert sent["sms"].next_attempt_at == end_local.astimezone(UTC)

@@ -4,7 +4,7 @@
 
 /** An error answer from an API, or no answer at all (status 0). */
 export class ApiError extends Error {
-  constructor({ status, title, detail = "", errors = [], requestId = null }) {
+  constructor({ status, title, detail = "", errors = [], requestId = null, type = "", problem = {} }) {
     super(detail ? `${title}: ${detail}` : title);
     this.name = "ApiError";
     this.status = status;
@@ -12,6 +12,14 @@ export class ApiError extends Error {
     this.detail = detail;
     this.errors = errors;
     this.requestId = requestId;
+    this.type = type;
+    // The whole answer, for the members a problem type adds (a 409's `presence`, say).
+    this.problem = problem;
+  }
+
+  /** The problem type's last part (`urn:ringback:problem:agent-not-available`): what code may branch on. */
+  get slug() {
+    return this.type.split(/[:/]/).pop();
   }
 
   /** What to tell the agent: the problem's title and detail, and the first field error. */
@@ -25,9 +33,9 @@ export class ApiError extends Error {
 
   static async from(response) {
     let problem = {};
-    const type = response.headers.get("Content-Type") || "";
-    if (type.includes("json")) {
-      problem = await response.json().catch(() => ({}));
+    const contentType = response.headers.get("Content-Type") || "";
+    if (contentType.includes("json")) {
+      problem = (await response.json().catch(() => null)) || {};
     }
     return new ApiError({
       status: response.status,
@@ -35,6 +43,8 @@ export class ApiError extends Error {
       detail: typeof problem.detail === "string" ? problem.detail : "",
       errors: Array.isArray(problem.errors) ? problem.errors : [],
       requestId: response.headers.get("X-Request-ID"),
+      type: typeof problem.type === "string" ? problem.type : "",
+      problem: typeof problem === "object" ? problem : {},
     });
   }
 }
@@ -106,5 +116,9 @@ export class Api {
 
   post(path, body, options = {}) {
     return this.request("POST", path, { ...options, body });
+  }
+
+  put(path, body, options = {}) {
+    return this.request("PUT", path, { ...options, body });
   }
 }

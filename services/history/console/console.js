@@ -16,6 +16,9 @@ import { LiveStream } from "./sse.js";
 
 const REFRESH_SECONDS = 15;
 const QUEUE_LIMIT = 25;
+// `GET /v1/queue`'s most. It takes one queue or all: for an agent in some of several queues
+// the page reads all and keeps theirs, so reads deep enough to still fill QUEUE_LIMIT.
+const QUEUE_LIMIT_ALL = 200;
 const TIMELINE_PAGE = 30;
 const SLOT_DAYS = 3;
 // sessionStorage: the key lives as long as this tab does, and is never kept on the machine.
@@ -30,6 +33,16 @@ const OUTCOME_WORDS = {
   declined: "declined",
 };
 
+const PRESENCE_WORDS = {
+  available: "available",
+  break: "on a break",
+  wrap_up: "wrapping up",
+  offline: "offline",
+};
+
+// The page is in English, so languages are named in English whatever the browser's locale.
+const languageNames = new Intl.DisplayNames(["en"], { type: "language" });
+
 const $ = (id) => document.getElementById(id);
 
 const state = {
@@ -37,6 +50,12 @@ const state = {
   callback: null, // Api for callback's service
   history: null, // Api for history (this page's own origin)
   agentId: "",
+  agent: null, // the roster's profile of this agent; null when the roster does not know them
+  queues: new Map(), // every queue by key, for its name
+  myQueues: [], // the keys of the queues that serve this agent
+  queueFilter: "", // the queue the lists show; "" for all of the agent's queues
+  // Bumped on every presence change the agent makes: a roster read begun before it is stale.
+  presenceSeq: 0,
   current: null, // the callback being worked
   customerId: null,
   stream: null,
@@ -44,6 +63,7 @@ const state = {
   shownEvents: new Set(),
   timer: null,
   refreshing: false,
+  refreshAgain: false,
   slotsLoaded: false,
   profileTimer: null,
   // Bumped whenever the customer pane is cleared: a lookup begun before then is stale.
@@ -62,11 +82,15 @@ function say(message, kind = "info") {
   });
 }
 
-function sayError(error, doing) {
-  if (error && error.name === "AbortError") return;
+function describeError(error) {
   const text = error instanceof ApiError ? error.describe() : String((error && error.message) || error);
   const reference = error instanceof ApiError && error.requestId ? ` (request ${error.requestId})` : "";
-  say(`${doing} failed: ${text}${reference}`, "error");
+  return `${text}${reference}`;
+}
+
+function sayError(error, doing) {
+  if (error && error.name === "AbortError") return;
+  say(`${doing} failed: ${describeError(error)}`, "error");
 }
 
 /** Run `action` with `button` disabled meanwhile, reporting failures in the status region. */
@@ -110,40 +134,142 @@ function historyRoot() {
   return new URL("../", document.baseURI).href;
 }
 
-async function signIn(key, agentId, { quiet = false } = {}) {
+/** The roster's profile of `agentId`; null for an agent it does not know (served from every queue). */
+async function rosterEntry(api, agentId) {
+  try {
+    return await api.get(`/v1/agents/${encodeURIComponent(agentId)}`);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) return null;
+    throw error;
+  }
+}
+
+function setPresence(api, agentId, status) {
+  return api.put(`/v1/agents/${encodeURIComponent(agentId)}/presence`, { status });
+}
+
+async function signIn(key, typedId, { quiet = false } = {}) {
   const callback = new Api(state.config.callback_url, key);
   const history = new Api(historyRoot(), key);
-  // One cheap read on each service proves the key and its scopes before anything is kept.
-  await Promise.all([
+  // One cheap read on each service proves the key and its scopes before anything is kept;
+  // `/v1/me` also says whether the key belongs to one agent, who is then the only one it acts as.
+  const [me] = await Promise.all([
+    callback.get("/v1/me"),
     callback.get("/v1/queue", { limit: 1 }),
     history.get("/v1/stats", todayRange()),
   ]);
-  Object.assign(state, { callback, history, agentId });
-  sessionStorage.setItem(STORED, JSON.stringify({ key, agentId }));
+  const bound = me.agent_id || "";
+  const field = $("agent-id");
+  if (!bound && !typedId) {
+    field.setAttribute("aria-invalid", "true");
+    say("This key does not belong to one agent: enter your agent id to sign in.", "error");
+    field.focus();
+    return;
+  }
+  field.removeAttribute("aria-invalid");
+  const agentId = bound || typedId;
+  let agent = await rosterEntry(callback, agentId);
+  let presenceFailure = null;
+  // Only a real sign-in makes the agent available: a reload of the tab keeps a break a break.
+  if (agent && !quiet) {
+    try {
+      agent = await setPresence(callback, agentId, "available");
+    } catch (error) {
+      presenceFailure = error;
+    }
+  }
+  Object.assign(state, { callback, history, agentId, agent, queueFilter: "" });
+  sessionStorage.setItem(STORED, JSON.stringify({ key, agentId, bound: Boolean(bound) }));
   $("sign-in").hidden = true;
   $("desk").hidden = false;
   $("whoami").textContent = `Signed in as ${agentId}`;
   $("whoami").hidden = false;
   $("sign-out").hidden = false;
   $("api-key").value = "";
-  if (!quiet) say(`Signed in as ${agentId}.`, "ok");
+  showPresence();
+  if (!quiet) {
+    let message = `Signed in as ${agentId}.`;
+    if (bound && typedId && typedId !== bound) {
+      message = `This key belongs to agent ${bound}, not ${typedId}: signed in as ${bound}.`;
+    }
+    if (presenceFailure) {
+      say(`${message} Setting you available failed: ${describeError(presenceFailure)}`, "error");
+    } else {
+      say(agent ? `${message} You are ${PRESENCE_WORDS[agent.presence]}.` : message, "ok");
+    }
+  }
   await refresh();
   state.timer = setInterval(refresh, REFRESH_SECONDS * 1000);
   $("claim-next").focus();
 }
 
-function signOut(message = "Signed out. The key is no longer kept in this tab.") {
+const SIGNED_OUT = "Signed out. The key is no longer kept in this tab.";
+
+/**
+ * Sign out, going offline first when the roster knows the agent (`leaving`; not when the key
+ * was just refused). Going offline is best effort: the agent is signed out either way.
+ */
+async function signOut(message = SIGNED_OUT, { leaving = true } = {}) {
   clearInterval(state.timer);
+  const { callback, agentId, agent } = state;
+  let failure = null;
+  if (leaving && callback && agent) {
+    try {
+      await setPresence(callback, agentId, "offline");
+    } catch (error) {
+      failure = error;
+    }
+  }
   closeCustomer();
   sessionStorage.removeItem(STORED);
-  Object.assign(state, { callback: null, history: null, agentId: "", current: null, timer: null });
+  Object.assign(state, {
+    callback: null,
+    history: null,
+    agentId: "",
+    agent: null,
+    myQueues: [],
+    queueFilter: "",
+    current: null,
+    timer: null,
+  });
   $("desk").hidden = true;
   $("work").hidden = true;
   $("whoami").hidden = true;
+  $("presence-field").hidden = true;
   $("sign-out").hidden = true;
   $("sign-in").hidden = false;
-  say(message, "ok");
+  if (failure) {
+    say(`${SIGNED_OUT} Setting you offline failed: ${describeError(failure)}`, "error");
+  } else {
+    say(message, "ok");
+  }
   $("api-key").focus();
+}
+
+// ----------------------------------------------------------------------------- presence
+
+/** The presence control shows the roster's word for this agent; hidden off the roster. */
+function showPresence() {
+  const { agent } = state;
+  $("presence-field").hidden = !agent;
+  if (agent) $("presence").value = agent.presence;
+}
+
+async function changePresence() {
+  const select = $("presence");
+  const status = select.value;
+  state.presenceSeq += 1;
+  // Not disabled while waiting: disabling a focused control drops the keyboard's place.
+  select.setAttribute("aria-busy", "true");
+  try {
+    state.agent = await setPresence(state.callback, state.agentId, status);
+    say(`You are ${PRESENCE_WORDS[state.agent.presence]}.`, "ok");
+  } catch (error) {
+    sayError(error, "Changing your presence");
+  } finally {
+    select.removeAttribute("aria-busy");
+    showPresence();
+  }
 }
 
 // ----------------------------------------------------------------------------- queue and figures
@@ -158,6 +284,31 @@ function who(callback) {
   return callback.name ? `${callback.name} (${callback.phone})` : callback.phone;
 }
 
+function queueName(key) {
+  const queue = state.queues.get(key);
+  return queue ? queue.name : key;
+}
+
+function languageName(code) {
+  try {
+    return languageNames.of(code) || code;
+  } catch {
+    return code; // not a tag Intl knows: the code says it best
+  }
+}
+
+function languageText(callback) {
+  return callback.language_known === false ? "language not known" : languageName(callback.language);
+}
+
+/** "kept for you, open to all in 20 min" while an owner holds the callback, else null. */
+function ownerText(callback) {
+  if (!callback.owner_agent_id || !callback.owner_until) return null;
+  if (new Date(callback.owner_until).getTime() <= Date.now()) return null;
+  const owner = callback.owner_agent_id === state.agentId ? "you" : callback.owner_agent_id;
+  return `kept for ${owner}, open to all ${relative(callback.owner_until)}`;
+}
+
 function queueItem(callback, group) {
   const overdue = new Date(callback.sla_deadline).getTime() <= Date.now();
   const details = [
@@ -168,10 +319,23 @@ function queueItem(callback, group) {
   if (callback.contact_count > 1) details.push(`contacted us ${callback.contact_count} times`);
   if (callback.slot_start) details.push("booked slot");
   if (callback.flag) details.push(callback.flag.replaceAll("_", " "));
+  if (callback.priority) details.push(`priority ${callback.priority}`);
+  const owner = ownerText(callback);
+  if (owner) details.push(owner);
   return el(
     "li",
-    { class: overdue ? "overdue" : null, dataset: { testid: "queue-item", callbackId: callback.id, group } },
+    {
+      class: overdue ? "overdue" : null,
+      dataset: { testid: "queue-item", callbackId: callback.id, group, queue: callback.queue },
+    },
     el("div", { class: "who" }, who(callback)),
+    el(
+      "div",
+      { class: "meta" },
+      el("span", { dataset: { testid: "queue-item-queue" } }, `Queue: ${queueName(callback.queue)}`),
+      " · ",
+      el("span", { dataset: { testid: "queue-item-language" } }, languageText(callback)),
+    ),
     el("div", { class: "meta" }, details.join(" · ")),
     callback.message ? el("div", { class: "meta" }, `“${callback.message}”`) : null,
   );
@@ -230,23 +394,130 @@ function showMine(items) {
   );
 }
 
+/** Take in the queues and the roster's word on this agent, read afresh on every refresh. */
+function showRoster(queues, agent, presenceFresh) {
+  state.queues = new Map(queues.map((queue) => [queue.key, queue]));
+  // The agent's own change, made while this was read, is newer than what was read.
+  if (agent && state.agent && !presenceFresh) agent = { ...agent, presence: state.agent.presence };
+  state.agent = agent;
+  state.myQueues = agent ? agent.queues : queues.map((queue) => queue.key);
+  if (!state.myQueues.includes(state.queueFilter)) state.queueFilter = "";
+  showPresence();
+
+  const note = $("roster-note");
+  if (!agent) {
+    note.textContent = "You are not on the team's roster, so every queue serves you.";
+  } else if (state.myQueues.length === 0) {
+    note.textContent = "You are in no queue yet: ask an admin to add you to one.";
+  }
+  note.hidden = Boolean(agent && state.myQueues.length > 0);
+
+  const filter = $("queue-filter");
+  const options = [["", "All my queues"], ...state.myQueues.map((key) => [key, queueName(key)])];
+  const shown = [...filter.options].map((option) => [option.value, option.textContent]);
+  // Rebuilt only when it changed: rebuilding closes the list under an agent choosing from it.
+  if (JSON.stringify(shown) !== JSON.stringify(options)) {
+    fill(filter, options.map(([value, label]) => el("option", { value }, label)));
+  }
+  filter.value = state.queueFilter;
+}
+
+function showMyQueues(views) {
+  fillList(
+    $("my-queues"),
+    state.myQueues,
+    (key) => {
+      const { counts } = views.get(key);
+      const waiting = counts.overdue + counts.due + counts.later;
+      return el(
+        "li",
+        {
+          "aria-current": key === state.queueFilter ? "true" : null,
+          dataset: { testid: "queue-summary", queue: key },
+        },
+        el("div", { class: "who" }, queueName(key)),
+        el(
+          "div",
+          { class: "meta" },
+          el("span", { dataset: { testid: "queue-summary-waiting" } }, `${waiting} waiting`),
+          " · ",
+          el("span", { dataset: { testid: "queue-summary-overdue" } }, `${counts.overdue} overdue`),
+        ),
+      );
+    },
+    "No queues.",
+  );
+}
+
+/**
+ * The view across the agent's queues: the whole queue, in the server's order, less other
+ * queues' callbacks, with the totals of the agent's queues. (`GET /v1/queue` takes one
+ * queue or all; reading each and merging here would be a second copy of the claim order.)
+ */
+function acrossMyQueues(everything, views) {
+  const counts = { overdue: 0, due: 0, later: 0, in_progress: 0 };
+  for (const view of views.values()) {
+    for (const name of Object.keys(counts)) counts[name] += view.counts[name];
+  }
+  const keep = (list) => (list || []).filter((callback) => views.has(callback.queue)).slice(0, QUEUE_LIMIT);
+  return {
+    as_of: everything ? everything.as_of : new Date().toISOString(),
+    counts,
+    overdue: keep(everything?.overdue),
+    due: keep(everything?.due),
+    later: keep(everything?.later),
+  };
+}
+
+async function refreshOnce() {
+  const { callback, history, agentId } = state;
+  const presenceSeq = state.presenceSeq;
+  const [queues, agent] = await Promise.all([callback.get("/v1/queues"), rosterEntry(callback, agentId)]);
+  if (callback !== state.callback) return; // signed out meanwhile
+  showRoster(queues, agent, presenceSeq === state.presenceSeq);
+  const filter = state.queueFilter;
+  const mine = state.myQueues;
+  const servesAll = queues.every((queue) => mine.includes(queue.key));
+  const [perQueue, everything, stats, claimed] = await Promise.all([
+    // One small read per queue for its totals (the chosen queue's is the list shown).
+    Promise.all(
+      mine.map((key) => callback.get("/v1/queue", { queue: key, limit: key === filter ? QUEUE_LIMIT : 1 })),
+    ),
+    filter || mine.length === 0
+      ? null
+      : callback.get("/v1/queue", { limit: servesAll ? QUEUE_LIMIT : QUEUE_LIMIT_ALL }),
+    history.get("/v1/stats", todayRange()),
+    callback.get("/v1/callbacks", { status: "in_progress", agent_id: agentId }),
+  ]);
+  if (callback !== state.callback) return;
+  const views = new Map(mine.map((key, i) => [key, perQueue[i]]));
+  showMyQueues(views);
+  if (filter) showQueue(views.get(filter));
+  else showQueue(servesAll && everything ? everything : acrossMyQueues(everything, views));
+  showStats(stats);
+  showMine(claimed.items);
+  if (state.current) await refreshCurrent();
+  if (state.current && !state.customerId) await findCustomer(state.current.phone);
+}
+
 async function refresh() {
-  if (state.refreshing || !state.callback) return;
+  if (!state.callback) return;
+  // Asked again meanwhile (the filter changed): run once more after this one, so the page
+  // ends up showing what was last asked for.
+  if (state.refreshing) {
+    state.refreshAgain = true;
+    return;
+  }
   state.refreshing = true;
   try {
-    const [view, stats, mine] = await Promise.all([
-      state.callback.get("/v1/queue", { limit: QUEUE_LIMIT }),
-      state.history.get("/v1/stats", todayRange()),
-      state.callback.get("/v1/callbacks", { status: "in_progress", agent_id: state.agentId }),
-    ]);
-    showQueue(view);
-    showStats(stats);
-    showMine(mine.items);
-    if (state.current) await refreshCurrent();
-    if (state.current && !state.customerId) await findCustomer(state.current.phone);
+    do {
+      state.refreshAgain = false;
+      await refreshOnce();
+    } while (state.refreshAgain && state.callback);
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
-      signOut(`Signed out: the key was refused (${error.describe()}). Sign in again.`);
+      const message = `Signed out: the key was refused (${error.describe()}). Sign in again.`;
+      await signOut(message, { leaving: false });
     } else {
       sayError(error, "Refreshing the queue");
     }
@@ -258,7 +529,18 @@ async function refresh() {
 // ----------------------------------------------------------------------------- the current callback
 
 async function claimNext() {
-  const claimed = await state.callback.post("/v1/queue/claim", { agent_id: state.agentId });
+  let claimed;
+  try {
+    claimed = await state.callback.post("/v1/queue/claim", { agent_id: state.agentId });
+  } catch (error) {
+    if (!(error instanceof ApiError && error.slug === "agent-not-available")) throw error;
+    // The roster may have changed since the last refresh (an admin added the agent).
+    await refresh();
+    const presence = PRESENCE_WORDS[error.problem.presence] || "not available";
+    say(`You are ${presence}: set your presence to Available to claim.`, "error");
+    if (!$("presence-field").hidden) $("presence").focus();
+    return;
+  }
   if (claimed === null) {
     say("Nothing is due right now. The queue refreshes by itself.", "info");
     return;
@@ -301,7 +583,16 @@ function showCurrent(callback) {
     row("Customer", callback.name || "name not given", "callback-name"),
     row("Phone", phone),
     callback.email ? row("Email", callback.email) : null,
-    row("Language", callback.language),
+    row("Queue", queueName(callback.queue), "callback-queue"),
+    row(
+      "Language",
+      callback.language_known === false
+        ? `language not known (${languageName(callback.language)} assumed)`
+        : languageName(callback.language),
+      "callback-language",
+    ),
+    callback.priority ? row("Priority", String(callback.priority)) : null,
+    ownerText(callback) ? row("Owner", ownerText(callback)) : null,
     row("Status", callback.status.replaceAll("_", " "), "callback-status"),
     callback.message ? row("Message", callback.message, "callback-message") : null,
     unverifiedRow(callback.unverified),
@@ -569,7 +860,13 @@ function wire() {
     const button = form.querySelector("button[type=submit]");
     busy(button, "Signing in", () => signIn($("api-key").value.trim(), $("agent-id").value.trim()));
   });
-  $("sign-out").addEventListener("click", () => signOut());
+  $("agent-id").addEventListener("input", (e) => e.currentTarget.removeAttribute("aria-invalid"));
+  $("sign-out").addEventListener("click", (e) => busy(e.currentTarget, "Signing out", () => signOut()));
+  $("presence").addEventListener("change", () => changePresence());
+  $("queue-filter").addEventListener("change", (e) => {
+    state.queueFilter = e.currentTarget.value;
+    refresh();
+  });
   $("claim-next").addEventListener("click", (e) => busy(e.currentTarget, "Claiming", claimNext));
   $("refresh").addEventListener("click", (e) => busy(e.currentTarget, "Refreshing", refresh));
   $("keep-claim").addEventListener("click", (e) => busy(e.currentTarget, "Keeping the claim", keepClaim));
@@ -603,9 +900,11 @@ async function start() {
   }
   const stored = JSON.parse(sessionStorage.getItem(STORED) || "null");
   if (stored && stored.key && stored.agentId) {
-    $("agent-id").value = stored.agentId;
+    // A bound key names the agent itself; the field keeps only what the agent typed.
+    const typed = stored.bound ? "" : stored.agentId;
+    $("agent-id").value = typed;
     try {
-      await signIn(stored.key, stored.agentId, { quiet: true });
+      await signIn(stored.key, typed, { quiet: true });
     } catch (error) {
       // A refused key is forgotten; a service that is down is not the key's fault.
       if (error instanceof ApiError && [401, 403].includes(error.status)) {

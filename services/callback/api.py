@@ -358,9 +358,14 @@ async def claim(
 async def view_queue(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    queue: QueueKeyQuery = None,
+    # Repeatable: an agent's console asks for all of its queues in one view.
+    queue: Annotated[
+        list[Annotated[str, Query(max_length=40)]] | None, Query(max_length=100)
+    ] = None,
 ) -> queue_view.QueueView:
-    return await queue_view.queue_view(session=session, now=utcnow(), limit=limit, queue=queue)
+    return await queue_view.queue_view(
+        session=session, now=utcnow(), limit=limit, queues=tuple(queue) if queue else None
+    )
 
 
 capacity_router = APIRouter(tags=["capacity"], route_class=JsonRoute)

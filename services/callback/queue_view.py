@@ -41,13 +41,19 @@ class QueueView(BaseModel):
 
 
 async def queue_view(
-    *, session: AsyncSession, now: datetime, limit: int, queue: str | None = None
+    *,
+    session: AsyncSession,
+    now: datetime,
+    limit: int,
+    queues: tuple[str, ...] | None = None,
 ) -> QueueView:
-    """The first `limit` callbacks of each group and every group's total (of one queue)."""
-    totals = await repository.queue_totals(session, now=now, queue=queue)
+    """The first `limit` callbacks of each group and every group's total (of these queues)."""
+    totals = await repository.queue_totals(session, now=now, queues=queues)
 
     async def group(name: repository.ListedGroup) -> list[CallbackOut]:
-        rows = await repository.queue_group(session, group=name, now=now, limit=limit, queue=queue)
+        rows = await repository.queue_group(
+            session, group=name, now=now, limit=limit, queues=queues
+        )
         return [to_out(callback) for callback in rows]
 
     return QueueView(

@@ -342,12 +342,12 @@ _QUEUE_ORDERS: dict[ListedGroup, Sequence[Any]] = {
 }
 
 
-def _in_queue(queue: str | None) -> ColumnElement[bool]:
-    return Callback.queue == queue if queue is not None else true()
+def _in_queues(queues: Sequence[str] | None) -> ColumnElement[bool]:
+    return Callback.queue.in_(list(queues)) if queues is not None else true()
 
 
 async def queue_totals(
-    session: AsyncSession, *, now: datetime, queue: str | None = None
+    session: AsyncSession, *, now: datetime, queues: Sequence[str] | None = None
 ) -> dict[QueueGroup, int]:
     """How many open callbacks are in each group of the queue view, in one statement."""
     groups = _queue_groups(now)
@@ -355,7 +355,7 @@ async def queue_totals(
         await session.execute(
             select(*(func.count().filter(cond).label(name) for name, cond in groups.items()))
             .select_from(Callback)
-            .where(Callback.status.in_(OPEN_STATUSES), _in_queue(queue))
+            .where(Callback.status.in_(OPEN_STATUSES), _in_queues(queues))
         )
     ).one()
     return {name: int(totals[i]) for i, name in enumerate(groups)}
@@ -367,13 +367,15 @@ async def queue_group(
     group: ListedGroup,
     now: datetime,
     limit: int,
-    queue: str | None = None,
+    queues: Sequence[str] | None = None,
 ) -> Sequence[Callback]:
     """The first `limit` callbacks of one group of the queue view, in its order."""
     return (
         await session.scalars(
             select(Callback)
-            .where(Callback.status.in_(OPEN_STATUSES), _queue_groups(now)[group], _in_queue(queue))
+            .where(
+                Callback.status.in_(OPEN_STATUSES), _queue_groups(now)[group], _in_queues(queues)
+            )
             .order_by(*_QUEUE_ORDERS[group])
             .limit(limit)
         )

@@ -106,6 +106,12 @@ async def test_a_contact_lands_in_the_named_queue_else_the_dialed_numbers_else_d
     assert [c["id"] for c in listed.json()["items"]] == [unknown_dialed["id"], dialed["id"]]
     view = await client.get("/v1/queue", params={"queue": "sales"}, headers=auth)
     assert [c["id"] for c in view.json()["due"]] == [named["id"]]
+    # Repeated, the view covers several queues (an agent's), in claim order.
+    both = await client.get(
+        "/v1/queue", params=[("queue", "sales"), ("queue", "default")], headers=auth
+    )
+    assert {c["id"] for c in both.json()["due"]} == {named["id"], unknown["id"], plain["id"]}
+    assert both.json()["counts"]["due"] == 3
 
 
 async def test_the_queues_sla_sets_the_deadline(

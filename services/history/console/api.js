@@ -63,8 +63,11 @@ export class Api {
   url(path, query = {}) {
     const url = new URL(path.replace(/^\//, ""), this.baseUrl);
     for (const [name, value] of Object.entries(query)) {
-      if (value !== null && value !== undefined && value !== "") {
-        url.searchParams.set(name, String(value));
+      // A list is a repeated parameter (`?queue=a&queue=b`).
+      for (const one of Array.isArray(value) ? value : [value]) {
+        if (one !== null && one !== undefined && one !== "") {
+          url.searchParams.append(name, String(one));
+        }
       }
     }
     return url;

@@ -18,7 +18,6 @@ const REFRESH_SECONDS = 15;
 const QUEUE_LIMIT = 25;
 // `GET /v1/queue`'s most. It takes one queue or all: for an agent in some of several queues
 // the page reads all and keeps theirs, so reads deep enough to still fill QUEUE_LIMIT.
-const QUEUE_LIMIT_ALL = 200;
 const TIMELINE_PAGE = 30;
 const SLOT_DAYS = 3;
 // sessionStorage: the key lives as long as this tab does, and is never kept on the machine.
@@ -449,24 +448,10 @@ function showMyQueues(views) {
   );
 }
 
-/**
- * The view across the agent's queues: the whole queue, in the server's order, less other
- * queues' callbacks, with the totals of the agent's queues. (`GET /v1/queue` takes one
- * queue or all; reading each and merging here would be a second copy of the claim order.)
- */
-function acrossMyQueues(everything, views) {
+// What an agent in no queue sees: nothing to claim.
+function emptyView() {
   const counts = { overdue: 0, due: 0, later: 0, in_progress: 0 };
-  for (const view of views.values()) {
-    for (const name of Object.keys(counts)) counts[name] += view.counts[name];
-  }
-  const keep = (list) => (list || []).filter((callback) => views.has(callback.queue)).slice(0, QUEUE_LIMIT);
-  return {
-    as_of: everything ? everything.as_of : new Date().toISOString(),
-    counts,
-    overdue: keep(everything?.overdue),
-    due: keep(everything?.due),
-    later: keep(everything?.later),
-  };
+  return { as_of: new Date().toISOString(), counts, overdue: [], due: [], later: [] };
 }
 
 async function refreshOnce() {
@@ -478,6 +463,8 @@ async function refreshOnce() {
   const filter = state.queueFilter;
   const mine = state.myQueues;
   const servesAll = queues.every((queue) => mine.includes(queue.key));
+  // The agent's queues in one view, in the server's claim order (`queue` repeats).
+  const across = servesAll ? {} : { queue: mine };
   const [perQueue, everything, stats, claimed] = await Promise.all([
     // One small read per queue for its totals (the chosen queue's is the list shown).
     Promise.all(
@@ -485,7 +472,7 @@ async function refreshOnce() {
     ),
     filter || mine.length === 0
       ? null
-      : callback.get("/v1/queue", { limit: servesAll ? QUEUE_LIMIT : QUEUE_LIMIT_ALL }),
+      : callback.get("/v1/queue", { ...across, limit: QUEUE_LIMIT }),
     history.get("/v1/stats", todayRange()),
     callback.get("/v1/callbacks", { status: "in_progress", agent_id: agentId }),
   ]);
@@ -493,7 +480,7 @@ async function refreshOnce() {
   const views = new Map(mine.map((key, i) => [key, perQueue[i]]));
   showMyQueues(views);
   if (filter) showQueue(views.get(filter));
-  else showQueue(servesAll && everything ? everything : acrossMyQueues(everything, views));
+  else showQueue(everything || emptyView());
   showStats(stats);
   showMine(claimed.items);
   if (state.current) await refreshCurrent();

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -14,7 +14,7 @@ from shared.apikeys import Principal, digest, find_principal
 from shared.errors import Forbidden, Unauthorized, Unprocessable
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
-# The key id of the configured internal key (services calling each other).
+# The key id of the configured internal keys (services calling each other).
 INTERNAL_KEY_ID = "internal"
 _INTERNAL = Principal(key_id=INTERNAL_KEY_ID, name="internal", scopes=frozenset({"internal"}))
 
@@ -23,25 +23,30 @@ class KeyVerifier:
     """Resolves keys to principals, caching answers briefly so a request costs no query.
 
     A revoked key stops working within `cache_seconds`; the trade is stated in the README.
-    The configured internal key is checked against settings, so services can talk to each
-    other before anyone has created a key.
+    The configured internal keys are checked against settings, so services can talk to each
+    other before anyone has created a key. `internal_key` is one key or several: during a
+    rotation every process accepts both the old key and the new one.
     """
 
     def __init__(
         self,
         session_factory: async_sessionmaker[AsyncSession],
         *,
-        internal_key: str | None,
+        internal_key: str | Sequence[str] | None,
         cache_seconds: float,
     ) -> None:
         self._sessions = session_factory
-        self._internal_digest = digest(internal_key) if internal_key else None
+        keys = [internal_key] if isinstance(internal_key, str) else list(internal_key or ())
+        self._internal_digests = tuple(digest(key) for key in keys if key)
         self._ttl = cache_seconds
         self._cache: dict[str, tuple[float, Principal | None]] = {}
 
     async def verify(self, key: str) -> Principal | None:
         key_digest = digest(key)
-        if self._internal_digest and hmac.compare_digest(key_digest, self._internal_digest):
+        # Compared with every key, not up to the first match: the time taken says nothing
+        # about which of them (if any) the caller holds.
+        matches = [hmac.compare_digest(key_digest, known) for known in self._internal_digests]
+        if any(matches):
             return _INTERNAL
         now = time.monotonic()
         hit = self._cache.get(key_digest)

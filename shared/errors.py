@@ -16,6 +16,7 @@ from starlette.responses import Response
 from shared.db import database_unavailable
 from shared.jsonutil import dumps
 from shared.redaction import route_of
+from shared.settings import CommonSettings
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 _TYPE_BASE = "urn:ringback:problem:"
@@ -84,6 +85,13 @@ class Unprocessable(ProblemError):
     status, title, slug = 422, "Unprocessable Content", "validation"
 
 
+class MalformedJson(BadRequest):
+    """A body that does not parse as JSON: one answer whichever service or parser found it."""
+
+    def __init__(self) -> None:
+        super().__init__("The body is not valid JSON (UTF-8).")
+
+
 class TooManyRequests(ProblemError):
     status, title, slug = 429, "Too Many Requests", "rate-limited"
 
@@ -145,13 +153,18 @@ async def _on_problem(request: Request, exc: Exception) -> Response:
 
 async def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(error.get("type") == "json_invalid" for error in errors):
+        # FastAPI reports a body it cannot parse as a 422 "JSON decode error"; nothing in
+        # it failed validation, the caller sent broken JSON: the 400 intake gives too.
+        return await _on_problem(request, MalformedJson())
     return problem_response(
         status=422,
         title="Unprocessable Content",
         detail="The request did not pass validation.",
         slug="validation",
         instance=request.url.path,
-        extra={"errors": validation_errors(exc.errors())},
+        extra={"errors": validation_errors(errors)},
     )
 
 
@@ -166,8 +179,15 @@ async def _on_http(request: Request, exc: Exception) -> Response:
         413: "Payload Too Large",
         415: "Unsupported Media Type",
     }
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+        # FastAPI's answer to a JSON body that is not UTF-8 (a ValueError) or nested past
+        # the parser's depth, "There was an error parsing the body", is the answer intake's
+        # parser gives as malformed JSON: the same answer here.
+        return await _on_problem(request, MalformedJson())
     title = titles.get(exc.status_code, "Error")
     detail = exc.detail if isinstance(exc.detail, str) else title
+    if exc.status_code == 404 and route_of(request.scope) == "unmatched":
+        detail = _no_route(request)
     return problem_response(
         status=exc.status_code,
         title=title,
@@ -176,6 +196,20 @@ async def _on_http(request: Request, exc: Exception) -> Response:
         instance=request.url.path,
         headers=exc.headers,
     )
+
+
+def _no_route(request: Request) -> str:
+    """The 404 detail when no route matched: the path asked for, and where the routes are.
+
+    The path goes to the caller only, whose own request it is; it may hold a self-service
+    token or a phone number, so nothing here logs it (logs name `route_of`: `unmatched`).
+    """
+    detail = f"No route matches {request.method} {request.url.path}."
+    settings = getattr(request.app.state, "settings", None)
+    if isinstance(settings, CommonSettings) and settings.docs_served():
+        root = request.scope.get("root_path", "")
+        detail += f" The routes this service serves are listed at {root}/docs."
+    return detail
 
 
 def _unavailable(request: Request, exc: Exception) -> Response:

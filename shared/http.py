@@ -86,8 +86,10 @@ PEER_CONNECTIONS = 16
 
 
 def internal_client(settings: CommonSettings, *, service: str, peer: str) -> httpx.AsyncClient:
-    """A client for calling a peer service with the internal key."""
-    key = settings.internal_api_key.get_secret_value() if settings.internal_api_key else None
+    """A client for calling a peer service with the internal key (the first, if several)."""
+    # Only the first is sent: a rotation moves a new key first once every process accepts it
+    # (docs/operations.md, "Rotating secrets"), so no peer ever gets a key it does not know.
+    key = next(iter(settings.internal_api_keys()), None)
     return create_http_client(
         settings,
         user_agent=f"ringback-{service}",

@@ -73,6 +73,11 @@ GAUGE_INTERVAL_SECONDS = 5.0
 _NOTIFIED_KEY = "ringback.outbox.notified"
 
 
+# What an erasure leaves of a row that named an erased person: withdrawn on purpose, never
+# to be delivered (intake writes it; `ringback outbox replay` refuses it).
+ERASED_PAYLOAD: dict[str, Any] = {"erased": True}
+
+
 class OutboxMixin:
     """Columns of an outbox table; combine with a service's declarative `Base`."""
 

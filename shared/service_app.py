@@ -83,10 +83,9 @@ def create_service_app(
         app.state.session_factory = create_session_factory(engine)
         app.state.redis = redis
         app.state.peer_client = peer_client
-        internal = settings.internal_api_key
         app.state.key_verifier = KeyVerifier(
             app.state.session_factory,
-            internal_key=internal.get_secret_value() if internal else None,
+            internal_key=settings.internal_api_keys(),
             cache_seconds=settings.api_key_cache_seconds,
         )
         try:

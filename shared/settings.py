@@ -13,9 +13,20 @@ from shared.vocabulary import Language
 Environment = Literal["development", "test", "production"]
 
 # Keys we sign or authenticate with: production wants 32 random bytes in each.
-SIGNING_KEYS = frozenset({"internal_api_key", "self_service_secret"})
+SIGNING_KEYS = frozenset(
+    {"internal_api_key", "self_service_secret", "self_service_previous_secrets"}
+)
+# Of those, the ones production cannot run without; the others are judged only when set.
+_REQUIRED_SIGNING_KEYS = frozenset({"internal_api_key", "self_service_secret"})
 # Secrets that hold several values at once (a rotation), each judged alone.
-_LISTS = frozenset({"webhook_secrets"})
+_LISTS = frozenset({"webhook_secrets", "internal_api_key", "self_service_previous_secrets"})
+
+
+def split_secrets(value: SecretStr | None) -> tuple[str, ...]:
+    """The values of a comma-separated secret, in order, blanks left out."""
+    if value is None:
+        return ()
+    return tuple(part.strip() for part in value.get_secret_value().split(",") if part.strip())
 
 
 def _secret_parts(name: str, value: str | None) -> list[str | None]:
@@ -27,7 +38,11 @@ def _secret_parts(name: str, value: str | None) -> list[str | None]:
 class CommonSettings(BaseSettings):
     """Configuration every service and the worker understand."""
 
-    model_config = SettingsConfigDict(env_prefix="RINGBACK_", extra="ignore", frozen=True)
+    # pydantic's error text quotes the input, which is every secret of the environment: a
+    # refusal (or a traceback a supervisor logs) names the variable and the reason, not values.
+    model_config = SettingsConfigDict(
+        env_prefix="RINGBACK_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     environment: Environment = "development"
     database_url: str | None = None
@@ -45,8 +60,13 @@ class CommonSettings(BaseSettings):
     history_url: str | None = None
     public_base_url: str | None = None
 
+    # Comma-separated: every key listed is accepted and the first is the one this process
+    # sends, so a key is rotated while services keep calling each other (docs/operations.md).
     internal_api_key: SecretStr | None = None
     self_service_secret: SecretStr | None = None
+    # Secrets that signed links customers still hold: accepted, never signed with, so a new
+    # self-service secret does not break links already sent (remove them once those expired).
+    self_service_previous_secrets: SecretStr | None = None
 
     site_timezone: str = "Europe/Helsinki"
     default_region: str = "FI"
@@ -88,6 +108,14 @@ class CommonSettings(BaseSettings):
             return frozenset(str(v).strip().upper() for v in value if str(v).strip())
         return value
 
+    @field_validator("self_service_previous_secrets", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        # A deployment that has finished a rotation may leave the variable set but empty.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @model_validator(mode="after")
     def _fill_peer_urls(self) -> CommonSettings:
         # Frozen model: fill derived defaults through object.__setattr__ once, at validation.
@@ -111,7 +139,7 @@ class CommonSettings(BaseSettings):
         # new secret field is covered without being listed here.
         for name in type(self).model_fields:
             value, signing = getattr(self, name), name in SIGNING_KEYS
-            if not isinstance(value, SecretStr) and not signing:
+            if not isinstance(value, SecretStr) and name not in _REQUIRED_SIGNING_KEYS:
                 continue  # not a secret, or an optional one left unset: its feature is off
             plain = value.get_secret_value() if isinstance(value, SecretStr) else None
             for part in _secret_parts(name, plain):
@@ -124,6 +152,14 @@ class CommonSettings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def internal_api_keys(self) -> tuple[str, ...]:
+        """Every internal key this process accepts; the first is the one it sends."""
+        return split_secrets(self.internal_api_key)
+
+    def self_service_previous_secret_list(self) -> tuple[str, ...]:
+        """Secrets of links sent before the last rotation: checked, never signed with."""
+        return split_secrets(self.self_service_previous_secrets)
 
     def docs_served(self) -> bool:
         """Whether `/docs` and `/openapi.json` are served: `public_docs`, else not in production."""

@@ -162,6 +162,14 @@ class ExtensionEventType(StrEnum):
     CONTACT_ACKNOWLEDGED = "x-contact_acknowledged"
 
 
+class OutboxRowStatus(StrEnum):
+    """Where an outbox row is, read from the relay's columns (`delivered_at`, `dead_at`)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
 class IdentityKind(StrEnum):
     """What history knows a customer by."""
 

@@ -91,9 +91,16 @@ async def _claimed_by(session: AsyncSession, callback_id: str, agent_id: str) ->
     callback = await repository.lock_callback(session, callback_id)
     if callback is None:
         raise NotFound("No callback has this id.")
-    if callback.status != CallbackStatus.IN_PROGRESS or callback.agent_id != agent_id:
+    if callback.status != CallbackStatus.IN_PROGRESS:
         raise Conflict(
-            "Only the agent holding the claim on this callback may do this.",
+            f"This callback is {callback.status}, not claimed: claim it first "
+            "(POST /v1/queue/claim); only the agent holding the claim may do this.",
+            slug="not-claimant",
+            extra={"current_status": callback.status},
+        )
+    if callback.agent_id != agent_id:
+        raise Conflict(
+            "Another agent holds the claim on this callback; only they may do this.",
             slug="not-claimant",
             extra={"current_status": callback.status},
         )

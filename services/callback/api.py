@@ -19,7 +19,6 @@ from services.callback import (
     do_not_call,
     erasure,
     inbound,
-    inputs,
     notify,
     queue_view,
     queues,
@@ -59,6 +58,7 @@ from shared.auth import INTERNAL_KEY_ID, acting_agent, require_scope
 from shared.contracts import Acknowledgement, AnsweredCall, CallbackCreate, ErasureRequest, Language
 from shared.db import session_dependency, utcnow
 from shared.pagination import Cursor, Limit
+from shared.query_times import INSTANT_HELP, Instant
 from shared.routing import JsonRoute
 from shared.vocabulary import CallbackStatus, NotificationStatus
 
@@ -399,16 +399,26 @@ async def get_capacity(session: SessionDep, settings: SettingsDep) -> CapacityPl
 async def list_slots(
     session: SessionDep,
     settings: SettingsDep,
-    start: Annotated[datetime, Query(alias="from")],
-    end: Annotated[datetime, Query(alias="to")],
+    start: Annotated[
+        Instant | None,
+        Query(alias="from", description=f"slots starting from, {INSTANT_HELP}; default: now"),
+    ] = None,
+    end: Annotated[
+        Instant | None,
+        Query(
+            alias="to",
+            description="slots starting before; default: the end of the day after `from`'s, "
+            "in the queue's zone (with `from` left out: the end of tomorrow)",
+        ),
+    ] = None,
     language: Language | None = None,
     queue: Annotated[str, Query(max_length=40)] = queues.DEFAULT,
 ) -> SlotList:
     return await booking.list_slots(
         session=session,
         settings=settings,
-        start=inputs.aware(start),
-        end=inputs.aware(end),
+        start=start,
+        end=end,
         now=utcnow(),
         language=language or settings.default_language,
         queue=queue,
@@ -535,9 +545,13 @@ async def self_view(
     session: SessionDep,
     settings: SettingsDep,
     response: Response,
+    lang: Language | None = None,
 ) -> SelfServiceView:
     _private(response)
-    return await selfservice_actions.self_view(session=session, settings=settings, token=token)
+    # `?lang=` as on the page; without it, the callback's own language.
+    return await selfservice_actions.self_view(
+        session=session, settings=settings, token=token, language=lang
+    )
 
 
 @self_router.post(

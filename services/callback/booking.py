@@ -22,6 +22,7 @@ from services.callback.templates import window_phrase
 from shared.contracts import Language
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound
+from shared.query_times import local_day_start
 from shared.vocabulary import CallbackStatus
 
 log = structlog.get_logger("ringback.callback")
@@ -31,23 +32,33 @@ async def list_slots(
     *,
     session: AsyncSession,
     settings: CallbackSettings,
-    start: datetime,
-    end: datetime,
+    start: datetime | None,
+    end: datetime | None,
     now: datetime,
     language: Language,
     queue: str = queues.DEFAULT,
 ) -> SlotList:
-    """Every slot of `queue` with capacity starting in `[start, end)`, booked and left."""
-    if end <= start:
-        raise inputs.invalid(["query", "to"], "must be after `from`")
-    if end - start > timedelta(days=settings.slots_max_range_days):
-        raise inputs.invalid(
-            ["query", "to"], f"at most {settings.slots_max_range_days} days after `from`"
-        )
+    """Every slot of `queue` with capacity starting in `[start, end)`, booked and left.
+
+    Left out, `start` is now and `end` the end of the local day after `start`'s, in the
+    queue's zone: what is still free today and all of tomorrow, the choice a caller is offered.
+    """
+    most = timedelta(days=settings.slots_max_range_days)
+    if start is not None and end is not None:
+        _check_slot_range(start, end, most)
     found = await repository.get_queue(session, queue)
     if found is None and queue != queues.DEFAULT:
         raise NotFound(f"No queue is called {queue!r}.")
     rules = queues.rules_of(found, settings)
+    if start is None or end is None:
+        start = now if start is None else start
+        if end is None:
+            try:
+                # Clipped to the longest range allowed, which may be a single day.
+                end = min(local_day_start(start, rules.zone, days_after=2), start + most)
+            except OverflowError:  # the calendar ends before the day after `from`'s
+                raise inputs.invalid(["query", "from"], "too far ahead to have slots") from None
+        _check_slot_range(start, end, most)
     plan = rules.plan
     if plan is None:
         return SlotList(items=[], timezone=rules.zone.key, slot_minutes=None)
@@ -55,6 +66,13 @@ async def list_slots(
     booked = await repository.booked_between(session, queue, start, end)
     items = [_slot_out(slot, booked.get(slot.start, 0), now, language) for slot in slots]
     return SlotList(items=items, timezone=plan.timezone, slot_minutes=plan.slot_minutes)
+
+
+def _check_slot_range(start: datetime, end: datetime, most: timedelta) -> None:
+    if end <= start:
+        raise inputs.invalid(["query", "to"], "must be after `from`")
+    if end - start > most:
+        raise inputs.invalid(["query", "to"], f"at most {most.days} days after `from`")
 
 
 def _slot_out(slot: Slot, booked: int, now: datetime, language: Language) -> SlotOut:

@@ -218,6 +218,16 @@ class SelfServiceAction(_In):
     slot_id: Annotated[str, Field(min_length=1, max_length=64)] | None = None
 
 
+class SelfServiceSlot(BaseModel):
+    """A time the customer may rebook to: its `id` is the `slot_id` to post."""
+
+    id: str
+    start: datetime
+    end: datetime
+    # The window in the view's language, as `when` would name it once booked.
+    label: str
+
+
 class SelfServiceView(BaseModel):
     """What the customer sees through their link: no agent, no notes, no other callbacks."""
 
@@ -234,8 +244,13 @@ class SelfServiceView(BaseModel):
     can_rebook: bool
     # Rebooks the link still allows today; at 0 the page asks the customer to call instead.
     rebooks_left_today: int
+    # Times to rebook to: empty whenever `can_rebook` is false, so an API client needs no
+    # staff key to find a slot (the page offers the same list).
+    free_slots: list[SelfServiceSlot]
     # Whose slots the page offers; the queue's key is ours, not the customer's business.
     queue: str = Field(default="default", exclude=True)
+    # The zone the page groups `free_slots` into days by (the capacity plan's).
+    timezone: str = Field(exclude=True)
 
 
 class AnsweredCallResult(BaseModel):

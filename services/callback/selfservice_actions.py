@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import cast
+from datetime import datetime, timedelta
+from typing import Final, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,18 +11,56 @@ from services.callback import booking, cancellation, ceilings, inputs, queues, r
 from services.callback.jobs import NotificationQueue
 from services.callback.models import WAITING_STATUSES, Callback
 from services.callback.reading import slot_ref
-from services.callback.schemas import SelfServiceView
+from services.callback.schemas import SelfServiceSlot, SelfServiceView
 from services.callback.selfservice import check_token
 from services.callback.settings import CallbackSettings
-from services.callback.templates import asap_phrase, window_phrase
+from services.callback.templates import asap_phrase, status_phrase, window_phrase
 from shared.contracts import Language
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound, ProblemError
 from shared.vocabulary import CallbackStatus
 
+# How far ahead a customer is offered other times (bounded again by `slots_max_range_days`).
+DAYS_AHEAD: Final = 7
+
 
 class LinkExpired(ProblemError):
     status, title, slug = 410, "Gone", "link-expired"
+
+
+def days_ahead(settings: CallbackSettings) -> int:
+    return min(DAYS_AHEAD, settings.slots_max_range_days)
+
+
+async def free_slots(
+    session: AsyncSession,
+    settings: CallbackSettings,
+    callback: Callback,
+    *,
+    now: datetime,
+    language: Language,
+) -> tuple[list[SelfServiceSlot], str]:
+    """The times `callback` may move to, and the zone they are local to.
+
+    Slots of its queue with a free seat that start later than now, not the one it holds. The
+    JSON view and the page both offer these, so the two never disagree about what is free.
+    """
+    listing = await booking.list_slots(
+        session=session,
+        settings=settings,
+        start=now,
+        end=now + timedelta(days=days_ahead(settings)),
+        now=now,
+        language=language,
+        queue=callback.queue,
+    )
+    held = slot_ref(callback)
+    free = [
+        SelfServiceSlot(id=slot.id, start=slot.start, end=slot.end, label=slot.label)
+        for slot in listing.items
+        if slot.available > 0 and slot.start > now and slot.id != held
+    ]
+    return free, listing.timezone
 
 
 async def _self_callback(
@@ -67,7 +105,10 @@ async def _self_out(
     rules = await queues.rules(session, settings, callback.queue)
     plan, zone = rules.plan, rules.zone
     language = language or cast(Language, callback.language)
-    if callback.slot_start is not None and callback.slot_end is not None:
+    stands = status_phrase(language, callback.status)
+    if stands is not None:
+        when = stands
+    elif callback.slot_start is not None and callback.slot_end is not None:
         when = window_phrase(
             language, start=callback.slot_start, end=callback.slot_end, now=now, tz=zone
         )
@@ -75,6 +116,12 @@ async def _self_out(
         when = asap_phrase(language, deadline=callback.sla_deadline, now=now, tz=zone)
     waiting = callback.status in WAITING_STATUSES
     rebooks_left = await ceilings.rebooks_left(session, settings, callback, now=now)
+    can_rebook = waiting and plan is not None and rebooks_left > 0
+    free, timezone = (
+        await free_slots(session, settings, callback, now=now, language=language)
+        if can_rebook
+        else ([], zone.key)
+    )
     return SelfServiceView(
         status=CallbackStatus(callback.status),
         asap=callback.asap,
@@ -86,9 +133,11 @@ async def _self_out(
         when=when,
         language=language,
         can_cancel=waiting,
-        can_rebook=waiting and plan is not None and rebooks_left > 0,
+        can_rebook=can_rebook,
         rebooks_left_today=rebooks_left,
+        free_slots=free,
         queue=callback.queue,
+        timezone=timezone,
     )
 
 

@@ -16,7 +16,7 @@ import functools
 import hashlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from importlib import resources
 from typing import Any, Final
 from urllib.parse import parse_qs, quote, urlencode
@@ -29,7 +29,7 @@ from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import HTMLResponse, Response
 
-from services.callback import booking, selfservice_actions
+from services.callback import selfservice_actions
 from services.callback.catalogs import N_, translate
 from services.callback.jobs import ArqNotificationQueue
 from services.callback.schemas import SelfServiceView
@@ -42,8 +42,6 @@ from shared.vocabulary import LANGUAGES, CallbackStatus, Language
 
 log = structlog.get_logger("ringback.callback.selfservice_page")
 
-# How far ahead the page offers other times (bounded again by `slots_max_range_days`).
-DAYS_AHEAD: Final = 7
 _FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 _EN_DASH = "\u2013"
 
@@ -211,29 +209,12 @@ def _day_legend(language: Language, local: datetime, today: date) -> str:
     return text[:1].upper() + text[1:]
 
 
-async def _free_days(
-    session: AsyncSession,
-    settings: CallbackSettings,
-    view: SelfServiceView,
-    now: datetime,
-    days_ahead: int,
-) -> list[DayChoices]:
-    """Slots with a free seat that start later than now (not the one held), by local day."""
-    listing = await booking.list_slots(
-        session=session,
-        settings=settings,
-        start=now,
-        end=now + timedelta(days=days_ahead),
-        now=now,
-        language=view.language,
-        queue=view.queue,
-    )
-    zone = ZoneInfo(listing.timezone)
+def _free_days(view: SelfServiceView, now: datetime) -> list[DayChoices]:
+    """The view's free slots (`selfservice_actions.free_slots`) by local day, as radio buttons."""
+    zone = ZoneInfo(view.timezone)
     today = now.astimezone(zone).date()
     days: dict[date, DayChoices] = {}
-    for slot in listing.items:
-        if slot.available <= 0 or slot.start <= now or slot.id == view.slot_id:
-            continue
+    for slot in view.free_slots:
         start, end = slot.start.astimezone(zone), slot.end.astimezone(zone)
         span = (clock_text(start, view.language), clock_text(end, view.language))
         day = days.get(start.date())
@@ -325,7 +306,6 @@ async def _page(
 ) -> HTMLResponse:
     settings = _settings(request)
     now = utcnow()
-    days_ahead = min(DAYS_AHEAD, settings.slots_max_range_days)
     async with _sessions(request)() as session:
         try:
             view = await selfservice_actions.self_view(
@@ -335,12 +315,8 @@ async def _page(
             if exc.status in (404, 410):
                 return _failure_page(request, exc.status, explicit)
             raise
-        confirm = confirm and view.can_cancel
-        days = (
-            await _free_days(session, settings, view, now, days_ahead)
-            if view.can_rebook and not confirm
-            else []
-        )
+    confirm = confirm and view.can_cancel
+    days = [] if confirm else _free_days(view, now)
     language = view.language
     waiting = view.status in _WAITING
     note = None if waiting else translate(language, _NOTES.get(view.status, _NOTE_CLOSED))
@@ -360,7 +336,7 @@ async def _page(
         error=translate(language, _ERRORS[error]) if error else None,
         confirm=confirm,
         days=days,
-        days_ahead=days_ahead,
+        days_ahead=selfservice_actions.days_ahead(settings),
         path=path,
         back_href=path + (f"?lang={explicit}" if explicit else ""),
         form_lang=explicit,

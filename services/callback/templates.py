@@ -16,7 +16,7 @@ from services.callback.catalogs import N_, translate
 from services.callback.greeting_name import greetable
 from services.callback.selfservice import self_service_link
 from services.callback.settings import CallbackSettings
-from shared.vocabulary import LANGUAGES, Language
+from shared.vocabulary import LANGUAGES, CallbackStatus, Language
 
 # Two concatenated GSM-7 segments. The link is never cut to fit, since a broken link is worse
 # than a third segment; a long first name is dropped from the greeting instead.
@@ -136,6 +136,23 @@ def moment_phrase(language: Language, *, moment: datetime, now: datetime, tz: Zo
         date=date_text(language, moment, tz=tz),
         clock=clock_text(moment, language, tz=tz),
     )
+
+
+# A closed callback has no time to promise, nor has one an agent is calling now: `when`
+# says what stands instead, one phrase per status.
+_STANDS: Final[dict[str, str]] = {
+    CallbackStatus.IN_PROGRESS: N_("when.status.in_progress"),
+    CallbackStatus.COMPLETED: N_("when.status.completed"),
+    CallbackStatus.FAILED: N_("when.status.failed"),
+    CallbackStatus.CANCELLED: N_("when.status.cancelled"),
+    CallbackStatus.EXPIRED: N_("when.status.expired"),
+}
+
+
+def status_phrase(language: Language, status: str) -> str | None:
+    """ "cancelled: we will not call you" and the like; None for a status still waiting."""
+    message_id = _STANDS.get(status)
+    return translate(language, message_id) if message_id is not None else None
 
 
 def _short_name(name: str | None) -> str | None:

@@ -14,9 +14,8 @@ from urllib.parse import quote
 
 import httpx
 
+from services.cli import devstate
 from services.cli.capacity_csv import CsvError, parse_capacity_csv, summarize
-
-_DEFAULT_PORTS = {"intake": 8001, "callback": 8002, "history": 8003}
 
 
 class CliFailure(Exception):
@@ -36,15 +35,9 @@ def _complain(text: str) -> None:
 
 
 def service_url(service: str, override: str | None = None) -> str:
-    """`--url`, else `RINGBACK_<SERVICE>_URL`, else loopback on `RINGBACK_<SERVICE>_PORT`."""
-    if override:
-        return override.rstrip("/")
-    prefix = f"RINGBACK_{service.upper()}"
-    configured = os.environ.get(f"{prefix}_URL")
-    if configured:
-        return configured.rstrip("/")
-    port = os.environ.get(f"{prefix}_PORT") or str(_DEFAULT_PORTS[service])
-    return f"http://127.0.0.1:{port}"
+    """`--url`, else `RINGBACK_<SERVICE>_URL`, else loopback on `RINGBACK_<SERVICE>_PORT`, else
+    where a running `make run` listens, else the default port."""
+    return devstate.service_url(service, override)
 
 
 def admin_key(given: str | None) -> str:

@@ -50,10 +50,14 @@ MEANINGS: dict[str, str] = {
     "public_base_url": "intake's URL as the outside world sees it (Twilio signatures, "
     "self-service links); unset: `RINGBACK_INTAKE_URL`",
     "internal_api_key": "the key (scope `internal`) services call each other with; "
+    "comma-separated, all accepted and the first sent (rotation); `make run` generates one",
+    "self_service_secret": "signs the customers' self-service links; on a change, list the old "
+    "one in `RINGBACK_SELF_SERVICE_PREVIOUS_SECRETS` or links already sent stop working; "
     "`make run` generates one",
-    "self_service_secret": "signs the customers' self-service links; changing it invalidates "
-    "links already sent; `make run` generates one",
-    "site_timezone": "the site's IANA time zone (times in messages, the default plan zone)",
+    "self_service_previous_secrets": "earlier self-service secrets, comma-separated: links they "
+    "signed open until they expire, new links are signed with the current one (rotation)",
+    "site_timezone": "the site's IANA time zone (times in messages and in the agent console, "
+    "the default plan zone)",
     "default_region": "region for numbers written without a country code (`040 ...` is Finnish)",
     "default_language": "language of messages when the customer's is not known",
     "public_docs": (
@@ -164,7 +168,7 @@ MEANINGS: dict[str, str] = {
     "history_purge_enabled": "run the retention purge inside history",
     "history_purge_interval_seconds": "how often the purge runs",
     "history_purge_batch_size": "events per delete statement of the purge",
-    "history_batch_body_limit_bytes": "body limit of `POST /v1/events/batch` (others: "
+    "history_batch_body_limit_bytes": "body limit of `POST /v1/events:batch` (others: "
     "`RINGBACK_BODY_LIMIT_BYTES`)",
     "history_stream_heartbeat_seconds": "a comment line this often keeps idle live streams open "
     "through proxies",

@@ -21,7 +21,14 @@ from typing import Any
 
 import httpx
 
-from services.cli.devstate import data_dir, dev_secrets, ensure_database_url, save_dev_value
+from services.cli.devstate import (
+    SERVICES,
+    data_dir,
+    dev_secrets,
+    ensure_database_url,
+    save_dev_value,
+    service_url,
+)
 from shared.jsonutil import dumps
 from shared.settings import CommonSettings
 from shared.vocabulary import Language
@@ -57,28 +64,72 @@ def _secret(name: str) -> str:
     return os.environ.get(name) or dev_secrets()[name]
 
 
-async def _read_key() -> str:
-    """A `history:read` key for the demo, created once and remembered in `.data/`."""
-    stored = os.environ.get("RINGBACK_DEMO_API_KEY") or dev_secrets().get("RINGBACK_DEMO_API_KEY")
-    if stored:
-        return stored
-    from shared.apikeys import create_key
-    from shared.db import create_engine, create_session_factory
+DEMO_KEY_NAME = "demo"
+DEMO_SCOPES = ("history:read", "callbacks:read")
 
+
+async def _read_key() -> str:
+    """A `history:read` key for the demo, created once and remembered in `.data/`.
+
+    The remembered key is used while it still works in every database; one that no longer
+    does (revoked, or the data was reset with its keys) is replaced by a new one. Nothing is
+    revoked: every other key is the user's.
+    """
+    given = os.environ.get("RINGBACK_DEMO_API_KEY")
+    if given:
+        return given
+    from shared.apikeys import create_key, generate_key
+    from shared.db import create_engine, create_session_factory
+    from shared.ids import new_id
+
+    stored = dev_secrets().get("RINGBACK_DEMO_API_KEY")
     url, server = ensure_database_url()
-    engine = create_engine(CommonSettings(database_url=url), application_name="ringback.demo")
+    # A key must work at callback and history: with a database per service it goes into each.
+    urls = sorted(set(CommonSettings(database_url=url).all_database_urls().values()))
     try:
-        async with create_session_factory(engine)() as session:
-            _, key = await create_key(
-                session, name="demo", scopes=["history:read", "callbacks:read"]
+        if stored and await _works_everywhere(stored, urls):
+            return stored
+        key, key_id = generate_key()[0], new_id()
+        for db_url in urls:
+            engine = create_engine(
+                CommonSettings(database_url=db_url), application_name="ringback.demo"
             )
-            await session.commit()
+            try:
+                async with create_session_factory(engine)() as session:
+                    await create_key(
+                        session,
+                        name=DEMO_KEY_NAME,
+                        scopes=list(DEMO_SCOPES),
+                        key=key,
+                        key_id=key_id,
+                    )
+                    await session.commit()
+            finally:
+                await engine.dispose()
     finally:
-        await engine.dispose()
         if server is not None:
             server.stop()
     save_dev_value("RINGBACK_DEMO_API_KEY", key)
     return key
+
+
+async def _works_everywhere(key: str, urls: list[str]) -> bool:
+    """Whether `key` is known, active and has the demo's scopes in every one of `urls`."""
+    from shared.apikeys import find_principal
+    from shared.db import create_engine, create_session_factory
+
+    for db_url in urls:
+        engine = create_engine(
+            CommonSettings(database_url=db_url), application_name="ringback.demo"
+        )
+        try:
+            async with create_session_factory(engine)() as session:
+                principal = await find_principal(session, key)
+        finally:
+            await engine.dispose()
+        if principal is None or not set(DEMO_SCOPES) <= principal.scopes:
+            return False
+    return True
 
 
 # The queue the demo's call names, set up the first time if an operator has not made it.
@@ -94,7 +145,7 @@ async def _ensure_demo_queue() -> None:
 
     url, server = ensure_database_url()
     settings = CallbackSettings(database_url=url)
-    engine = create_engine(settings, application_name="ringback.demo")
+    engine = create_engine(settings, application_name="ringback.demo", service="callback")
     try:
         async with create_session_factory(engine)() as session:
             if await repository.get_queue(session, DEMO_QUEUE) is None:
@@ -116,8 +167,13 @@ async def _ensure_demo_queue() -> None:
             server.stop()
 
 
+def demo_urls() -> dict[str, str]:
+    """Where the services are: the environment's word, else where `make run` says it listens."""
+    return {service: service_url(service) for service in SERVICES}
+
+
 async def _demo(wait_seconds: float, language: Language | None = None) -> int:
-    settings = CommonSettings()
+    urls = demo_urls()
     secret = _secret("RINGBACK_WEBHOOK_SECRETS").split(",")[0].strip()
     await _ensure_demo_queue()
     from services.intake.telephony.standard_webhooks import sign
@@ -150,7 +206,7 @@ async def _demo(wait_seconds: float, language: Language | None = None) -> int:
     }
     started = time.time()
     async with httpx.AsyncClient(timeout=5) as client:
-        intake = settings.peer_url("intake")
+        intake = urls["intake"]
         print(f"→ POST {intake}/v1/webhooks/generic  (missed call from {local})")
         try:
             answer = await client.post(
@@ -163,10 +219,10 @@ async def _demo(wait_seconds: float, language: Language | None = None) -> int:
         if answer.status_code != 202:
             return 1
         key = await _read_key()
-        history = settings.peer_url("history")
+        history = urls["history"]
         timeline = await _wait_for_timeline(client, history, key, e164, wait_seconds)
         landed = await client.get(
-            f"{settings.peer_url('callback')}/v1/callbacks",
+            f"{urls['callback']}/v1/callbacks",
             params={"phone": e164},
             headers={"authorization": f"Bearer {key}"},
         )

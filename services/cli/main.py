@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import select
 import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
@@ -12,7 +14,7 @@ from typing import Any
 
 from shared.logging import configure_logging, wants_json
 from shared.telemetry import flush_before_signal, tracing
-from shared.vocabulary import LANGUAGES
+from shared.vocabulary import LANGUAGES, OutboxRowStatus
 
 # Each service's app factory and settings class, imported only when that service is chosen.
 SERVICES: dict[str, tuple[str, str]] = {
@@ -208,6 +210,26 @@ def cmd_history_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dev_reset(args: argparse.Namespace) -> int:
+    from services.cli.devreset import run_reset
+
+    return run_reset(yes=args.yes, keys=args.keys)
+
+
+def cmd_outbox_list(args: argparse.Namespace) -> int:
+    from services.cli import outbox
+
+    undelivered = [outbox.RowStatus.PENDING, outbox.RowStatus.DEAD]
+    statuses = [outbox.RowStatus(s) for s in args.status] if args.status else undelivered
+    return outbox.cmd_outbox_list(outbox.chosen(args.service), statuses, args.limit)
+
+
+def cmd_outbox_replay(args: argparse.Namespace) -> int:
+    from services.cli import outbox
+
+    return outbox.cmd_outbox_replay(outbox.chosen(args.service), args.row_id, args.all_dead)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from services.cli.runner import run_all
 
@@ -240,12 +262,20 @@ examples:
   ringback run                                   everything, as `make run` does
   ringback api-key create --scope admin --name ops | tail -n 1
   ringback inbound list --status rejected
+  ringback outbox list --status dead
   ringback capacity import plan.csv --dry-run
   ringback agent add anna --name "Anna Virtanen" --queue billing --language fi
 
 `ringback COMMAND --help` explains each command. Configuration is read from RINGBACK_*
 environment variables (docs/configuration.md); the REST API is described in docs/api.md.
 """
+
+
+def _positive(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return number
 
 
 def _admin_options(parser: argparse.ArgumentParser, service: str) -> None:
@@ -392,6 +422,63 @@ def build_parser() -> argparse.ArgumentParser:
     _admin_options(replay, "intake")
     replay.set_defaults(handler=_admin(cli_admin.cmd_inbound_replay))
 
+    outbox = add(
+        "outbox",
+        None,
+        "list the services' outbox rows, or give dead ones back to the relay (in the database)",
+        epilog="examples:\n"
+        "  ringback outbox list --status dead\n"
+        "  ringback outbox list --service intake --status pending --limit 20\n"
+        "  ringback outbox replay 42 --service intake\n"
+        "  ringback outbox replay --all-dead\n\n"
+        "Intake, callback and history each forward through an outbox of their own. A row is\n"
+        "pending until its peer acknowledges it (delivered); one the peer refuses for good\n"
+        "(a 4xx) is dead and no longer tried. Fix what the peer refused, then replay it.\n"
+        "Payloads hold personal data and are never shown.\n"
+        "Uses RINGBACK_DATABASE_URL (and RINGBACK_<SERVICE>_DATABASE_URL), else the embedded "
+        "database.",
+    )
+    outbox_sub = outbox.add_subparsers(dest="action", required=True, metavar="ACTION")
+    outbox_services = sorted(SERVICES)
+    outbox_list = outbox_sub.add_parser(
+        "list",
+        help="outbox rows, newest first, as a table (never the payload)",
+        description="Outbox rows, newest first: id, service, where the row goes, status,\n"
+        "attempts, the last error and when it was written. Without --status: the rows not\n"
+        "delivered yet (pending and dead).",
+        formatter_class=formatter,
+    )
+    outbox_list.add_argument("--service", choices=outbox_services, help="only this outbox")
+    outbox_list.add_argument(
+        "--status",
+        action="append",
+        choices=[str(status) for status in OutboxRowStatus],
+        help="only rows with this status (repeat for more; default: pending and dead)",
+    )
+    outbox_list.add_argument(
+        "--limit", type=_positive, default=50, help="at most this many per outbox (50)"
+    )
+    outbox_list.set_defaults(handler=cmd_outbox_list)
+    outbox_replay = outbox_sub.add_parser(
+        "replay",
+        help="put a dead row (or every dead row) back to pending, for the relay to deliver",
+        description="Put a dead outbox row back to pending, due now; the relay delivers it as\n"
+        "any other. Only dead rows are replayed: a pending row is still being tried, a\n"
+        "delivered one arrived, and one withdrawn by an erasure stays dead.",
+        formatter_class=formatter,
+    )
+    which = outbox_replay.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "row_id", metavar="ID", type=int, nargs="?", help="the row's id (from `outbox list`)"
+    )
+    which.add_argument("--all-dead", action="store_true", help="every dead row")
+    outbox_replay.add_argument(
+        "--service",
+        choices=outbox_services,
+        help="the outbox the row is in (needed when the id is in more than one)",
+    )
+    outbox_replay.set_defaults(handler=cmd_outbox_replay)
+
     capacity = add(
         "capacity",
         None,
@@ -524,6 +611,26 @@ def build_parser() -> argparse.ArgumentParser:
     _admin_options(queue_list, "callback")
     queue_list.set_defaults(handler=_admin(cli_admin.cmd_queue_list))
 
+    dev = add(
+        "dev",
+        None,
+        "development helpers: `dev reset` starts again from empty data",
+    )
+    dev_sub = dev.add_subparsers(dest="action", required=True, metavar="ACTION")
+    reset = dev_sub.add_parser(
+        "reset",
+        help="empty every table and ringback's Redis keys (development only)",
+        description="Empty every table of the auth, intake, callback and history schemas (the\n"
+        "migrations stay applied) and delete ringback's keys from Redis: arq's jobs, callback's\n"
+        "queue and the abuse counters. API keys are kept unless --keys.\n\n"
+        "Runs only in development: with RINGBACK_ENVIRONMENT=development, or with it unset\n"
+        "against the embedded servers of `make run` under .data/. Anything else is refused.",
+        formatter_class=formatter,
+    )
+    reset.add_argument("--yes", action="store_true", help="do not ask first")
+    reset.add_argument("--keys", action="store_true", help="empty the API keys too")
+    reset.set_defaults(handler=cmd_dev_reset)
+
     demo = add("demo", cmd_demo, "send a signed missed call to a running `make run` and show it")
     demo.add_argument("--timeout", type=float, default=30.0)
     demo.add_argument(
@@ -535,7 +642,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a shell reports for a program its reader stopped listening to (128 + SIGPIPE).
+CLOSED_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            # Here, not at exit, where a reader who went away (`| head`) can still be noticed;
+            # also after `--help`, which leaves by SystemExit.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # some other pipe or socket: a real failure, with its traceback
+        # The rest of the output has nobody to read it: drop it quietly, as `cat` does, and
+        # keep Python from complaining again when it flushes standard output at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return CLOSED_PIPE
+
+
+def _stdout_closed() -> bool:
+    """Whether nobody reads standard output any more: the pipe's reader has gone."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    # A write that failed whole left nothing to flush; the pipe itself says it has no reader.
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    return False
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from services.cli.admin import CliFailure
 
     args = build_parser().parse_args(argv)

@@ -17,7 +17,17 @@ from dataclasses import dataclass
 
 import httpx
 
-from services.cli.devstate import data_dir, dev_secrets, embedded_postgres, embedded_redis
+from services.cli.devstate import (
+    RUN_RECORD,
+    SERVICES,
+    data_dir,
+    dev_secrets,
+    embedded_postgres,
+    embedded_redis,
+    forget_run,
+    listen_urls,
+    record_run,
+)
 from services.cli.embedded import EmbeddedPostgres, EmbeddedRedis
 
 GRACE_SECONDS = 20.0
@@ -73,8 +83,10 @@ def run_all() -> int:
         if asyncio.run(_run_once(migrate, env)) != 0:
             _say("migrations failed; not starting")
             return 1
+        record_run(listen_urls(env))
         return asyncio.run(_supervise(env))
     finally:
+        forget_run()
         if redis is not None:
             redis.stop()
         if postgres is not None:
@@ -148,30 +160,34 @@ async def _stop_all(processes: dict[str, asyncio.subprocess.Process]) -> None:
 
 
 async def _announce(env: dict[str, str], stop: asyncio.Event) -> None:
-    ports = {
-        name: env.get(f"RINGBACK_{name.upper()}_PORT", default)
-        for name, default in (("intake", "8001"), ("callback", "8002"), ("history", "8003"))
-    }
+    urls = listen_urls(env)
     async with httpx.AsyncClient(timeout=2) as client:
         deadline = time.monotonic() + 60
-        pending = dict(ports)
+        pending = dict(urls)
         while pending and time.monotonic() < deadline and not stop.is_set():
-            for name, port in list(pending.items()):
+            for name, url in list(pending.items()):
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    if (await client.get(f"{url}/readyz")).status_code == 200:
                         del pending[name]
             await asyncio.sleep(0.3)
     if pending:
         _say(f"not ready after 60 s: {', '.join(pending)}")
         return
+    for line in ready_banner(env, urls):
+        _say(line)
+
+
+def ready_banner(env: dict[str, str], urls: dict[str, str]) -> list[str]:
+    """What a person needs once everything answers: the addresses and how to move them."""
     sink = env.get("RINGBACK_SINK_DIR", "")
-    lines = [
+    ports = ", ".join(f"RINGBACK_{name.upper()}_PORT" for name in SERVICES)
+    return [
         "ready:",
-        *(f"  {name:9} http://127.0.0.1:{port}  (docs: /docs)" for name, port in ports.items()),
+        *(f"  {name:9} {url}  (docs: /docs)" for name, url in urls.items()),
+        f"  {'console':9} {urls['history']}/console/  (the agent console)",
+        f"  ports: {ports} move them; `make demo` reads {data_dir() / RUN_RECORD}",
         f"  SMS and email go to files under {sink}"
         if env.get("RINGBACK_SMS_PROVIDER", "file") == "file"
         else "  SMS and email go to the configured providers",
         "  try it: `make demo` in another terminal; stop with Ctrl-C",
     ]
-    for line in lines:
-        _say(line)

@@ -27,10 +27,11 @@ from services.history.schemas import (
 from services.history.settings import HistorySettings
 from shared.auth import key_still_admits, require_scope
 from shared.contracts import Channel, EventIn, EventTypeField
-from shared.db import session_dependency
+from shared.db import session_dependency, utcnow
 from shared.errors import Unprocessable
 from shared.jsonutil import ORJSONResponse
 from shared.pagination import Cursor, Limit
+from shared.query_times import INSTANT_HELP, Instant
 from shared.routing import JsonRoute
 
 
@@ -252,8 +253,18 @@ async def get_stats(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    from_: Annotated[AwareDatetime, Query(alias="from")],
-    to: AwareDatetime,
+    from_: Annotated[
+        Instant | None,
+        Query(
+            alias="from",
+            description=f"start of the range, {INSTANT_HELP}; "
+            "default: today's local midnight (the queue's zone with `queue`, else the site's)",
+        ),
+    ] = None,
+    to: Annotated[
+        Instant | None,
+        Query(description="end of the range (not included); default: the next local midnight"),
+    ] = None,
     bucket: Literal["hour", "day"] = "day",
     queue: Annotated[
         str | None,
@@ -273,7 +284,9 @@ async def get_stats(
     ] = None,
 ) -> StatsOut:
     only = repository.StatsFilter(queue=queue, agent_id=agent_id)
-    stats.check_range(from_, to, bucket)
+    if from_ is not None and to is not None:
+        # Refused before callback is asked for a zone these figures will never use.
+        stats.check_range(from_, to, bucket)
     stats.check_filter(only)
     # One queue's figures use its zone, callback's to tell (the site's if it can't); figures
     # across queues use the site zone (DESIGN §9).
@@ -282,6 +295,7 @@ async def get_stats(
         zones = request.app.state.queue_zones
         assert isinstance(zones, QueueZones)
         timezone = await zones.zone_of(queue)
+    start, end = stats.period(from_, to, timezone=timezone, now=utcnow())
     return await stats.statistics(
-        session=session, start=from_, end=to, bucket=bucket, timezone=timezone, only=only
+        session=session, start=start, end=end, bucket=bucket, timezone=timezone, only=only
     )

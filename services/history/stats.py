@@ -49,6 +49,7 @@ from services.history.schemas import (
     TimeToReach,
 )
 from shared.errors import Unprocessable
+from shared.query_times import local_day_start
 from shared.vocabulary import ClosingOutcome, Direction, EventType
 
 MAX_RANGE = {"hour": timedelta(days=31), "day": timedelta(days=366)}
@@ -121,6 +122,23 @@ def _next_boundary(at: datetime, unit: str, zone: ZoneInfo) -> datetime:
         return at + timedelta(hours=1)
     day = at.astimezone(zone).date() + timedelta(days=1)
     return datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(UTC)
+
+
+def period(
+    start: datetime | None, end: datetime | None, *, timezone: str, now: datetime
+) -> tuple[datetime, datetime]:
+    """`[from, to)` as asked, each bound left out taken from today in `timezone`.
+
+    Today is the whole local day, midnight to midnight, rather than midnight to now: the
+    same question asked twice in a day gets buckets that line up, and the hours still to
+    come simply count nothing yet.
+    """
+    zone = ZoneInfo(timezone)
+    if start is None:
+        start = local_day_start(now, zone)
+    if end is None:
+        end = local_day_start(now, zone, days_after=1)
+    return start, end
 
 
 def check_range(start: datetime, end: datetime, bucket: Literal["hour", "day"]) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import httpx
 import structlog
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -40,6 +40,7 @@ from shared.db import commit, session_dependency, unit_of_work
 from shared.errors import (
     BadRequest,
     Forbidden,
+    MalformedJson,
     NotFound,
     ProblemError,
     ServiceUnavailable,
@@ -54,7 +55,7 @@ from shared.pagination import Cursor, Limit, Page, page_of, read_cursor, row_id
 from shared.ratelimit import Limit as AbuseLimit
 from shared.ratelimit import RateLimiter
 from shared.routing import JsonRoute, is_json_media_type
-from shared.vocabulary import InboundStatus
+from shared.vocabulary import InboundStatus, Language
 
 log = structlog.get_logger("ringback.intake")
 
@@ -249,7 +250,7 @@ async def create_contact_request(
     try:
         document = loads(body)
     except ValueError:
-        raise BadRequest("The body is not valid JSON (UTF-8).") from None
+        raise MalformedJson() from None
     try:
         data = ContactRequestIn.model_validate(document)
     except ValidationError as exc:
@@ -410,6 +411,48 @@ async def _forward_self_service(token: str, request: Request) -> Response:
 
 
 Token = Annotated[str, Path(max_length=1024)]
+_SlotId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        description="To rebook: the `id` of one of the view's `free_slots`.",
+        examples=["2026-11-24T12:30:00Z"],
+    ),
+]
+
+
+# Documented, never parsed: the body goes to callback as it came, so what callback accepts
+# (and how it answers what it does not) stays callback's alone. These mirror its
+# `SelfServiceAction` and the form its page posts.
+class SelfServiceActionIn(BaseModel):
+    """Cancel, or rebook to another slot: what an API client posts as JSON."""
+
+    model_config = ConfigDict(extra="forbid", title="SelfServiceAction")
+
+    action: Literal["cancel", "rebook"]
+    slot_id: _SlotId | None = None
+
+
+class SelfServiceFormIn(BaseModel):
+    """What the self-service page's HTML form posts; answered with a page or a redirect."""
+
+    model_config = ConfigDict(title="SelfServiceForm")
+
+    action: Literal["cancel", "rebook"]
+    slot_id: _SlotId | None = None
+    lang: Annotated[Language, Field(description="The page's language to answer in.")] | None = None
+
+
+_SELF_SERVICE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": SelfServiceActionIn.model_json_schema()},
+            "application/x-www-form-urlencoded": {"schema": SelfServiceFormIn.model_json_schema()},
+        },
+    }
+}
 
 
 @selfservice.get("/{token}", summary="The customer's self-service page (served by callback)")
@@ -417,6 +460,10 @@ async def self_service_view(token: Token, request: Request) -> Response:
     return await _forward_self_service(token, request)
 
 
-@selfservice.post("/{token}", summary="The customer cancels or rebooks (handled by callback)")
+@selfservice.post(
+    "/{token}",
+    summary="The customer cancels or rebooks (handled by callback)",
+    openapi_extra=_SELF_SERVICE_BODY,
+)
 async def self_service_act(token: Token, request: Request) -> Response:
     return await _forward_self_service(token, request)

@@ -31,6 +31,7 @@ from shared import outbox
 from shared.db import driver_connection, utcnow
 from shared.ids import new_id
 from shared.jsonutil import dumps
+from shared.outbox import ERASED_PAYLOAD
 from shared.vocabulary import InboundStatus
 
 
@@ -232,7 +233,7 @@ async def erase_outbox(session: AsyncSession, *, needles: Sequence[str]) -> int:
     emptied = await session.execute(
         # The ordering key is the customer's number or address: it goes too. These rows are
         # delivered or withdrawn, so they hold nothing up.
-        update(IntakeOutbox).where(mentions).values(payload={"erased": True}, ordering_key="erased")
+        update(IntakeOutbox).where(mentions).values(payload=ERASED_PAYLOAD, ordering_key="erased")
     )
     return int(getattr(emptied, "rowcount", 0) or 0)
 

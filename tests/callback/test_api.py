@@ -320,7 +320,7 @@ async def test_problems(
             content=b"{not json",
             headers={**auth, "Content-Type": "application/json"},
         ),
-        422,
+        400,
     )
     missing = await _problem(
         await client.post("/v1/callbacks", json={"phone": "0401234567"}, headers=auth), 422

@@ -162,6 +162,28 @@ async def _attempt(
     )
 
 
+async def test_an_attempt_on_an_unclaimed_callback_says_to_claim_it_first(
+    client: AsyncClient, auth: dict[str, str], insert_callbacks: InsertCallbacks
+) -> None:
+    (callback_id,) = await insert_callbacks(1)
+
+    unclaimed = await _attempt(client, auth, callback_id, "reached")
+
+    assert unclaimed.status_code == 409
+    body = unclaimed.json()
+    assert body["type"] == "urn:ringback:problem:not-claimant"
+    assert body["current_status"] == "pending"
+    assert "claim it first" in body["detail"]
+    assert "POST /v1/queue/claim" in body["detail"]
+    # Claimed by someone else, claiming is no advice: the claim is not theirs to take.
+    assert (await _claim(client, auth, "anna")).status_code == 200
+    others = await _attempt(client, auth, callback_id, "reached", agent="ben")
+    assert others.status_code == 409
+    assert others.json()["type"] == "urn:ringback:problem:not-claimant"
+    assert "claim it first" not in others.json()["detail"]
+    assert "Another agent holds the claim" in others.json()["detail"]
+
+
 async def test_reached_completes(
     client: AsyncClient,
     auth: dict[str, str],

@@ -37,7 +37,8 @@ RunCli = Callable[..., Awaitable[Run]]
 def run_cli(base_env: dict[str, str]) -> RunCli:
     """`ringback ARGS...` as a child process; the test's event loop keeps serving meanwhile."""
 
-    async def run(*args: str, env: dict[str, str] | None = None) -> Run:
+    async def run(*args: str, env: dict[str, str] | None = None, answer: str = "") -> Run:
+        """`answer`: what the operator types (standard input, then its end)."""
         environment = {k: v for k, v in os.environ.items() if not k.startswith("RINGBACK_")}
         environment.update(env or {})
         process = await asyncio.create_subprocess_exec(
@@ -47,10 +48,11 @@ def run_cli(base_env: dict[str, str]) -> RunCli:
             *args,
             cwd=ROOT,
             env=environment,
+            stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        out, err = await asyncio.wait_for(process.communicate(answer.encode()), timeout=60)
         assert process.returncode is not None
         return Run(process.returncode, out.decode(), err.decode())
 

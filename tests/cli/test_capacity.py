@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 
 from services.cli.capacity_csv import CsvError, parse_capacity_csv
 from tests.cli.conftest import RunCli
+from tests.support.infra import ROOT
 from tests.support.live import LiveServer
 
 MakeKey = Callable[..., Awaitable[str]]
@@ -157,3 +161,38 @@ async def test_the_api_refusing_the_plan_shows_the_problem(
 
     assert run.code == 1
     assert run.err.startswith("error: 403 Forbidden:")
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`ringback capacity import plan.csv --dry-run | head`: ringback leaves quietly with head."""
+    csv_file = tmp_path / "plan.csv"
+    csv_file.write_text(PLAN_CSV)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RINGBACK_")}
+    env["RINGBACK_DATA_DIR"] = str(tmp_path / "data")
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader is gone before the first line is written
+    try:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "services.cli.main",
+                "capacity",
+                "import",
+                str(csv_file),
+                "--dry-run",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(writer)
+
+    assert done.stderr.decode() == ""
+    # What a shell reports for a program whose reader went away (128 + SIGPIPE).
+    assert done.returncode == 141

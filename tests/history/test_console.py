@@ -95,14 +95,15 @@ async def test_config_names_the_configured_callback_url(console: AsyncClient) ->
     response = await console.get("/console/config.json")
 
     assert response.status_code == 200
-    assert response.json() == {"callback_url": CALLBACK_URL}
+    assert response.json() == {"callback_url": CALLBACK_URL, "site_timezone": "Europe/Helsinki"}
 
 
 async def test_config_defaults_to_callback_url(settings_kwargs: dict[str, Any]) -> None:
     settings = history_settings(settings_kwargs, callback_url="http://callback.internal:8002")
     async for http in serve_asgi(create_app(settings)):
         assert (await http.get("/console/config.json")).json() == {
-            "callback_url": "http://callback.internal:8002"
+            "callback_url": "http://callback.internal:8002",
+            "site_timezone": "Europe/Helsinki",
         }
         csp = _csp((await http.get("/console/")).headers["content-security-policy"])
         assert csp["connect-src"] == ["'self'", "http://callback.internal:8002"]

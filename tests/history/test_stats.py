@@ -240,8 +240,9 @@ async def test_empty_range_has_empty_buckets(client: AsyncClient, reader: dict[s
 @pytest.mark.parametrize(
     "params",
     [
-        {"to": "2026-11-02T00:00:00Z"},
-        {"from": "2026-11-02T00:00:00Z"},
+        # A bound left out is today's (test_stats_defaults.py): before today, or years back.
+        {"to": "2000-01-01T00:00:00Z"},
+        {"from": "2000-01-01T00:00:00Z"},
         {"from": "2026-11-02T00:00:00", "to": "2026-11-03T00:00:00Z"},
         {"from": "2026-11-03T00:00:00Z", "to": "2026-11-02T00:00:00Z"},
         {"from": "2026-11-02T00:00:00Z", "to": "2026-11-02T00:00:00Z"},

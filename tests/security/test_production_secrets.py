@@ -75,6 +75,33 @@ def test_one_example_value_among_rotated_webhook_secrets_is_refused() -> None:
         IntakeSettings(**_production(webhook_secrets=both))
 
 
+@pytest.mark.parametrize("weak", ["hunter2", "REPLACE-with-a-long-random-string", ""])
+def test_each_of_several_internal_keys_is_judged_alone(weak: str) -> None:
+    strong = "rb_internal0000_" + _strong()
+    for keys in (f"{strong},{weak}", f"{weak},{strong}"):
+        with pytest.raises(ValidationError, match="RINGBACK_INTERNAL_API_KEY") as refused:
+            CommonSettings(**_production(internal_api_key=keys))
+        if weak:
+            assert weak not in str(refused.value)
+    both = f"{strong},rb_internal0000_{_strong()}"
+    assert len(CommonSettings(**_production(internal_api_key=both)).internal_api_keys()) == 2
+
+
+@pytest.mark.parametrize("weak", ["hunter2", "REPLACE-with-a-long-random-string", "a" * 64])
+def test_previous_self_service_secrets_are_held_to_the_same_bar(weak: str) -> None:
+    with pytest.raises(ValidationError, match="RINGBACK_SELF_SERVICE_PREVIOUS_SECRETS") as refused:
+        CallbackSettings(**_production(self_service_previous_secrets=f"{_strong()},{weak}"))
+    assert weak not in str(refused.value)
+
+
+@pytest.mark.parametrize("unset", [None, "", "  "])
+def test_no_previous_self_service_secret_is_needed(unset: str | None) -> None:
+    settings = CallbackSettings(**_production(self_service_previous_secrets=unset))
+    assert settings.self_service_previous_secret_list() == ()
+    rotated = CallbackSettings(**_production(self_service_previous_secrets=_strong()))
+    assert len(rotated.self_service_previous_secret_list()) == 1
+
+
 def test_development_keeps_its_convenient_defaults() -> None:
     assert CommonSettings(environment="development", self_service_secret="x").environment
 

@@ -46,6 +46,7 @@ OTHER_VOCABULARIES: dict[tuple[str, str], str] = {
     ("services/history/stats.py", "expired"): "a field of CallbackCounts",
     ("services/intake/repository.py", "erased"): "what an erased inbound record says it is",
     ("shared/service_app.py", "failed"): "the readiness answer's list of failed checks",
+    ("shared/outbox.py", "erased"): "the payload an erasure leaves of an outbox row",
 }
 
 

@@ -11,7 +11,7 @@
 // `config.json` and allows this origin through its CORS setting.
 
 import { Api, ApiError } from "./api.js";
-import { el, fill, relative, row, when } from "./dom.js";
+import { clock, el, fill, relative, row, startOfToday, useTimeZone, when } from "./dom.js";
 import { LiveStream } from "./sse.js";
 
 const REFRESH_SECONDS = 15;
@@ -125,6 +125,16 @@ async function loadConfig() {
   const response = await fetch("config.json", { cache: "no-store", credentials: "omit" });
   if (!response.ok) throw await ApiError.from(response);
   return response.json();
+}
+
+/** Show times in the site's zone, and say once on the page which zone that is. */
+function showTimeZone(siteZone) {
+  const used = useTimeZone(siteZone);
+  const label = $("time-zone");
+  label.textContent = used
+    ? `Times in ${used}`
+    : `Times in this browser's zone, ${Intl.DateTimeFormat().resolvedOptions().timeZone}`;
+  label.hidden = false;
 }
 
 function historyRoot() {
@@ -274,9 +284,8 @@ async function changePresence() {
 // ----------------------------------------------------------------------------- queue and figures
 
 function todayRange() {
-  const start = new Date();
-  start.setHours(0, 0, 0, 0);
-  return { from: start.toISOString(), to: new Date().toISOString(), bucket: "day" };
+  // The site's today, as history counts it (the day's figures are in the site's zone too).
+  return { from: startOfToday().toISOString(), to: new Date().toISOString(), bucket: "day" };
 }
 
 function who(callback) {
@@ -641,7 +650,7 @@ async function keepClaim() {
   );
   state.current = renewed;
   showCurrent(renewed);
-  say(`Claim kept until ${new Date(renewed.lease_expires_at).toLocaleTimeString()}.`, "ok");
+  say(`Claim kept until ${clock(renewed.lease_expires_at)}.`, "ok");
 }
 
 function resetSlots() {
@@ -881,6 +890,7 @@ async function start() {
   wire();
   try {
     state.config = await loadConfig();
+    showTimeZone(state.config.site_timezone);
   } catch (error) {
     sayError(error, "Loading the console's configuration");
     return;

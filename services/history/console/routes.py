@@ -53,7 +53,7 @@ def content_security_policy(callback_url: str) -> str:
 
 
 def console_router(settings: HistorySettings) -> APIRouter:
-    """`/console/` and its files, and `/console/config.json`."""
+    """`/console/` and its files, and `/console/config.json` (callback's URL, the site's zone)."""
     callback_url = settings.console_callback_url or settings.peer_url("callback")
     headers = {
         "Content-Security-Policy": content_security_policy(callback_url),
@@ -86,7 +86,9 @@ def console_router(settings: HistorySettings) -> APIRouter:
 
     @router.get("/config.json")
     async def console_config() -> Response:
-        return JSONResponse({"callback_url": callback_url}, headers=headers)
+        # The site's zone: the console shows every time in it, not in the browser's.
+        body = {"callback_url": callback_url, "site_timezone": settings.site_timezone}
+        return JSONResponse(body, headers=headers)
 
     @router.get("/{name}")
     async def console_file(name: str) -> Response:

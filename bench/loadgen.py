@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 from common import WEBHOOK_PATH, percentiles
 
-from services.intake.telephony.standard_webhooks import sign
+from shared.standard_webhooks import sign
 
 T = TypeVar("T")
 

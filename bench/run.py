@@ -48,6 +48,7 @@ FULL: dict[str, list[str]] = {
     "booking": [],
     "claim": [],
     "history": [],
+    "webhooks": [],
 }
 QUICK: dict[str, list[str]] = {
     "floors": ["--seconds", "2", "--warmup", "1", "--rate", "100", "--rate-seconds", "2"],
@@ -68,6 +69,7 @@ QUICK: dict[str, list[str]] = {
         "_quick",
         "--drop",
     ],
+    "webhooks": ["--events", "500", "--rate", "10", "--seconds", "3", "--warmup", "5"],
 }
 
 BEGIN_BA = "<!-- before-after: kept across regenerations; edit by hand -->"
@@ -378,6 +380,19 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             f"twice {_fmt(doubles)}, other queue {_fmt(wrong)}",
             "one indexed statement; 0 twice, 0 from another queue",
             _met(claim_ok),
+        )
+    )
+    webhooks_ps = get(r, "webhooks.throughput.deliveries_per_second")
+    none_p90 = get(r, "webhooks.no_subscribers.accepted_to_sms.p90_ms")
+    slow_p90 = get(r, "webhooks.five_slow_subscribers.accepted_to_sms.p90_ms")
+    out.append(
+        (
+            "Webhooks: deliveries to one loopback receiver",
+            _fmt(webhooks_ps, "/s"),
+            f"confirmation p90 {_fmt(none_p90, 'ms')} alone, {_fmt(slow_p90, 'ms')} with 5 "
+            "slow subscribers attached",
+            "confirmations unchanged (≤ 1.2x)",
+            _met(_cmp(_ratio(slow_p90, none_p90), "<=", 1.2)),
         )
     )
     under = get(r, "footprint.rss_under_intake_load_mib") or {}

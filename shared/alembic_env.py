@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.db import async_url
 
-# Two `ringback migrate` runs at once (say, two deploy jobs) must not interleave.
+# Two `ringback migrate` runs at once (say, two deploy jobs) must not interleave. A session
+# lock, held across transactions: `ringback migrate` connects to PostgreSQL directly
+# (`RINGBACK_DATABASE_DIRECT_URL`), never through a pooler in transaction mode.
 _MIGRATION_LOCK = 0x52494E47  # "RING"
 
 

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from shared.outbox import BatchRoute
-from shared.vocabulary import CallbackStatus, ClosingOutcome, EventType
+from shared.vocabulary import CallbackStatus, ClosingOutcome, DialLeg, EventType, LegStatus
 from shared.vocabulary import Channel as Channel
 from shared.vocabulary import Direction as Direction
 from shared.vocabulary import Language as Language
@@ -244,3 +244,25 @@ class ErasureRequest(_Strict):
     phones: Annotated[list[Annotated[str, Field(max_length=32)]], Field(max_length=100)] = []
     emails: Annotated[list[Annotated[EmailStr, Field(max_length=254)]], Field(max_length=100)] = []
     requested_at: Timestamp
+
+
+class DialEvent(_Strict):
+    """What the phone system said of one leg of a dial, as intake forwards it to callback
+    (`POST /v1/dials/{dial_id}/events`, DESIGN §10): the webhook dialer's words, Twilio's
+    translated into them."""
+
+    leg: DialLeg
+    status: LegStatus
+    occurred_at: Timestamp
+    duration: Annotated[int, Field(ge=0, le=7 * 24 * 3600)] | None = None
+    # The phone system's id of the leg (Twilio's CallSid), to match a lost request's call.
+    call_id: Annotated[str, Field(max_length=64)] | None = None
+
+
+class DialBridge(BaseModel):
+    """Callback's answer when the agent pressed 1: whom to call, showing which number."""
+
+    customer_phone: str
+    caller_id: str
+    machine_detection: bool
+    ring_seconds: int

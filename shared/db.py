@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -13,11 +14,13 @@ from sqlalchemy import MetaData, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import NullPool
 from starlette.requests import Request
 
 from shared.settings import CommonSettings
@@ -71,12 +74,66 @@ def create_engine(
         connect_args={
             "server_settings": {"application_name": application_name},
             "command_timeout": settings.db_command_timeout_seconds,
+            **pooler_connect_args(settings),
         },
     )
     # Instead of `pool_pre_ping`, which costs three round trips per checkout with asyncpg
     # (BEGIN, `;`, ROLLBACK): see `_discard_closed`.
     event.listen(engine.sync_engine.pool, "checkout", _discard_closed)
     return engine
+
+
+def pooler_connect_args(settings: CommonSettings) -> dict[str, Any]:
+    """asyncpg's arguments for `settings.db_pooler`: none without one.
+
+    In PgBouncer's transaction pooling, consecutive transactions of one client connection run
+    on different server connections, so a prepared statement cannot be reused: no cache, in
+    asyncpg (its own statements are then unnamed, parsed and run in one exchange) nor in
+    SQLAlchemy's dialect, and SQLAlchemy's statements (prepared inside their transaction)
+    get names no other process of any host can pick, since PgBouncer hands a server
+    connection with the statements of one client to the next.
+    """
+    if settings.db_pooler != "pgbouncer":
+        return {}
+    return {
+        "statement_cache_size": 0,
+        "prepared_statement_cache_size": 0,
+        "prepared_statement_name_func": _unique_statement_name,
+    }
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
+@asynccontextmanager
+async def session_connection(
+    engine: AsyncEngine, settings: CommonSettings, *, service: str, application_name: str
+) -> AsyncIterator[AsyncConnection]:
+    """A connection that stays one server session across its transactions.
+
+    For a session advisory lock held over several transactions: a pooled connection is one,
+    unless a pooler in transaction mode stands between, then the lock goes to PostgreSQL
+    itself (`direct_database_url_for`) on a connection of its own.
+    """
+    if settings.db_pooler is None:
+        async with engine.connect() as connection:
+            yield connection
+        return
+    direct = create_async_engine(
+        async_url(settings.direct_database_url_for(service)),
+        poolclass=NullPool,
+        hide_parameters=True,
+        connect_args={
+            "server_settings": {"application_name": application_name},
+            "command_timeout": settings.db_command_timeout_seconds,
+        },
+    )
+    try:
+        async with direct.connect() as connection:
+            yield connection
+    finally:
+        await direct.dispose()
 
 
 def _discard_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

@@ -15,7 +15,6 @@ from arq.connections import ArqRedis
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from prometheus_client import CollectorRegistry
-from redis.asyncio import ConnectionPool
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import FileResponse, HTMLResponse, Response
 
@@ -27,6 +26,7 @@ from shared.jobs import job_deserializer, job_serializer
 from shared.jsonutil import ORJSONResponse
 from shared.metrics import CONTENT_TYPE_LATEST, HttpMetrics, render
 from shared.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from shared.redis_url import redis_pool
 from shared.settings import CommonSettings
 
 log = structlog.get_logger("ringback.app")
@@ -47,7 +47,7 @@ def create_redis(settings: CommonSettings) -> ArqRedis:
     Connections are made on first use, not here: a service starts while Redis is down and
     says so on `/readyz` instead of crash-looping.
     """
-    pool = ConnectionPool.from_url(settings.require_redis_url(), socket_connect_timeout=2)
+    pool = redis_pool(settings.require_redis_url(), socket_connect_timeout=2)
     return ArqRedis(
         connection_pool=pool,
         default_queue_name=settings.queue_name,

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.redis_url import check_redis_url
 from shared.secret_policy import refusal, url_password_refusal
 from shared.vocabulary import Language
 
@@ -50,6 +51,13 @@ class CommonSettings(BaseSettings):
     intake_database_url: str | None = None
     callback_database_url: str | None = None
     history_database_url: str | None = None
+    # `pgbouncer`: `database_url` is a PgBouncer in transaction pooling, so no connection reuses
+    # a server-side prepared statement, and what needs one server session throughout (LISTEN,
+    # session advisory locks, migrations) goes to `database_direct_url` instead (docs/scaling.md).
+    db_pooler: Literal["pgbouncer"] | None = None
+    # PostgreSQL itself, for those session connections; unset: the service's database URL.
+    database_direct_url: str | None = None
+    # `redis://`, `rediss://`, `unix://`, or Sentinel's `redis+sentinel://h:26379,h2:26379/mymaster/0`.
     redis_url: str | None = None
 
     intake_port: int = 8001
@@ -68,12 +76,20 @@ class CommonSettings(BaseSettings):
     # self-service secret does not break links already sent (remove them once those expired).
     self_service_previous_secrets: SecretStr | None = None
 
+    # Signs `dial.requested` to the PBX (callback) and checks its reports (intake), DESIGN §10;
+    # a secret of its own, apart from the inbound webhooks', so neither can forge the other.
+    dialer_webhook_secret: SecretStr | None = None
+    # The voice of what the phone system says to agents: the whisper, "not connected".
+    dial_whisper_language: str = Field(default="en-GB", pattern=r"^[a-z]{2}-[A-Z]{2}$")
+
     site_timezone: str = "Europe/Helsinki"
     default_region: str = "FI"
     default_language: Language = "fi"
     # Destination countries we send SMS to at all (against SMS-pumping fraud): intake tells
     # callback which contacts may get one, callback checks again before it sends.
     sms_allowed_regions: Annotated[frozenset[str], NoDecode] = frozenset({"FI", "SE", "EE"})
+    # Countries whose numbers agents dial through the phone system (§10), against toll fraud.
+    dial_allowed_regions: Annotated[frozenset[str], NoDecode] = frozenset({"FI", "SE", "EE"})
 
     # `/docs` and `/openapi.json`; unset: served outside production, not in it (intake faces
     # the internet, and its API description is no business of a stranger's).
@@ -99,7 +115,7 @@ class CommonSettings(BaseSettings):
     # Share of new traces kept; a trace that arrives sampled (or not) keeps its caller's choice.
     otel_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
 
-    @field_validator("sms_allowed_regions", mode="before")
+    @field_validator("sms_allowed_regions", "dial_allowed_regions", mode="before")
     @classmethod
     def _split_regions(cls, value: object) -> object:
         if isinstance(value, str):
@@ -107,6 +123,11 @@ class CommonSettings(BaseSettings):
         if isinstance(value, list | tuple | set | frozenset):
             return frozenset(str(v).strip().upper() for v in value if str(v).strip())
         return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _readable_redis_url(cls, value: str | None) -> str | None:
+        return check_redis_url(value)
 
     @field_validator("self_service_previous_secrets", mode="before")
     @classmethod
@@ -146,7 +167,7 @@ class CommonSettings(BaseSettings):
                 if why := refusal(f"RINGBACK_{name.upper()}", part, signing=signing):
                     problems.append(why)
                     break
-        for name in ("database_url", "redis_url"):
+        for name in ("database_url", "database_direct_url", "redis_url"):
             if why := url_password_refusal(f"RINGBACK_{name.upper()}", getattr(self, name)):
                 problems.append(why)
         if problems:
@@ -183,6 +204,17 @@ class CommonSettings(BaseSettings):
         """The database a service's schema lives in (its own URL, else the shared one)."""
         own = getattr(self, f"{service}_database_url", None) if service else None
         return own or self.require_database_url()
+
+    def direct_database_url_for(self, service: str | None) -> str:
+        """Where `service` opens a connection that must stay one server session (LISTEN, locks).
+
+        `database_direct_url` when set, unless the service has a database of its own.
+        """
+        if self.database_direct_url and not (
+            service and getattr(self, f"{service}_database_url", None)
+        ):
+            return self.database_direct_url
+        return self.database_url_for(service)
 
     def all_database_urls(self) -> dict[str, str]:
         """Each component with the database it lives in; API keys live beside every service."""

@@ -50,6 +50,74 @@ class AttemptOutcome(StrEnum):
     RESCHEDULED = "rescheduled"
 
 
+class DialStatus(StrEnum):
+    """Where a dial through the phone system is (DESIGN §10); the console shows it live."""
+
+    # Stored, the request to the phone system not yet sent.
+    INITIATED = "initiated"
+    # The request is out; its answer not yet recorded.
+    REQUESTING = "requesting"
+    RINGING_AGENT = "ringing_agent"
+    RINGING_CUSTOMER = "ringing_customer"
+    CONNECTED = "connected"
+    ENDED = "ended"
+    # The phone system refused the request or could not be reached: no call was placed.
+    FAILED = "failed"
+    # A request whose fate was lost with the process sending it: never repeated by itself.
+    UNKNOWN = "unknown"
+
+
+# A dial still under way: at most one per callback, and it keeps the claim's lease alive.
+RUNNING_DIAL_STATUSES: tuple[DialStatus, ...] = (
+    DialStatus.INITIATED,
+    DialStatus.REQUESTING,
+    DialStatus.RINGING_AGENT,
+    DialStatus.RINGING_CUSTOMER,
+    DialStatus.CONNECTED,
+)
+
+
+class Dialer(StrEnum):
+    """What places the calls (`RINGBACK_DIALER`)."""
+
+    NONE = "none"
+    TWILIO = "twilio"
+    WEBHOOK = "webhook"
+
+
+class DialLeg(StrEnum):
+    AGENT = "agent"
+    CUSTOMER = "customer"
+
+
+class LegStatus(StrEnum):
+    """What the phone system reports of one leg (the webhook dialer's words; Twilio's are
+    translated into these by intake)."""
+
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    MACHINE = "machine"
+    COMPLETED = "completed"
+
+
+class LineResult(StrEnum):
+    """How a dial ended, as the line tells it; the attempt's proposed outcome follows from it."""
+
+    ANSWERED = "answered"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    MACHINE = "machine"
+    # The customer's number could not be routed: no attempt; two in a row flag the number.
+    FAILED = "failed"
+    CANCELED = "canceled"
+    # The agent's own leg was not answered or the agent did not press 1: no attempt.
+    AGENT_NOT_CONNECTED = "agent_not_connected"
+
+
 class AgentPresence(StrEnum):
     """Where an agent is (§9): an agent known to `/v1/agents` claims only while available."""
 
@@ -144,6 +212,9 @@ class EventType(StrEnum):
     CALLBACK_FAILED = "callback_failed"
     CALLBACK_CANCELLED = "callback_cancelled"
     CALLBACK_EXPIRED = "callback_expired"
+    # §14: the at-risk job expects it to start after its `promised_by`; and, later, not.
+    CALLBACK_AT_RISK = "callback_at_risk"
+    CALLBACK_BACK_ON_TRACK = "callback_back_on_track"
     NOTIFICATION_SENT = "notification_sent"
     NOTIFICATION_FAILED = "notification_failed"
     CUSTOMER_MERGED = "customer_merged"
@@ -160,6 +231,50 @@ class ExtensionEventType(StrEnum):
     CALLBACK_DECLINED_NUMBER_TYPE = "x-callback_declined_number_type"
     # An email-only contact that got an email acknowledgement.
     CONTACT_ACKNOWLEDGED = "x-contact_acknowledged"
+
+
+class WebhookEventType(StrEnum):
+    """The event names webhooks carry out to CRMs (DESIGN §12); `event_names` maps them."""
+
+    CALLBACK_CREATED = "callback.created"
+    CALLBACK_SCHEDULED = "callback.scheduled"
+    CALLBACK_CLAIMED = "callback.claimed"
+    CALLBACK_ATTEMPTED = "callback.attempted"
+    CALLBACK_COMPLETED = "callback.completed"
+    CALLBACK_FAILED = "callback.failed"
+    CALLBACK_CANCELLED = "callback.cancelled"
+    CALLBACK_EXPIRED = "callback.expired"
+    CALLBACK_MERGED = "callback.merged"
+    CALLBACK_AT_RISK = "callback.at_risk"
+    CALLBACK_BACK_ON_TRACK = "callback.back_on_track"
+    NOTIFICATION_SENT = "notification.sent"
+    NOTIFICATION_FAILED = "notification.failed"
+    VOICEMAIL_RECEIVED = "voicemail.received"
+    SURVEY_ANSWERED = "survey.answered"
+    CUSTOMER_MERGED = "customer.merged"
+    CUSTOMER_ERASED = "customer.erased"
+
+
+class WebhookDisabledReason(StrEnum):
+    """Why ringback turned a webhook endpoint off by itself (an operator's PATCH has none)."""
+
+    # The subscriber answered 410 Gone.
+    GONE = "gone"
+    # Every delivery failed for `FAILING_DAYS_BEFORE_DISABLE` days.
+    FAILING = "failing"
+
+
+class WebhookTryResult(StrEnum):
+    """How one try of a webhook delivery ended (a metric's label, a log field)."""
+
+    DELIVERED = "delivered"
+    # Any other answer, or the connection failed.
+    FAILED = "failed"
+    # 410: the endpoint is turned off.
+    GONE = "gone"
+    # The URL resolved to an address webhooks may not reach.
+    REFUSED = "refused"
+    TIMEOUT = "timeout"
 
 
 class OutboxRowStatus(StrEnum):

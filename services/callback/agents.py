@@ -87,7 +87,7 @@ async def _return_to_queue(session: AsyncSession, callback: Callback, *, now: da
     )
 
 
-async def _claimed_by(session: AsyncSession, callback_id: str, agent_id: str) -> Callback:
+async def claimed_by(session: AsyncSession, callback_id: str, agent_id: str) -> Callback:
     callback = await repository.lock_callback(session, callback_id)
     if callback is None:
         raise NotFound("No callback has this id.")
@@ -118,7 +118,7 @@ async def renew_lease(
     """Extend the claim; 409 unless `agent_id` still holds it (a lapsed one not yet retaken
     counts as held)."""
     now = now or utcnow()
-    callback = await _claimed_by(session, callback_id, agent_id)
+    callback = await claimed_by(session, callback_id, agent_id)
     callback.lease_expires_at = now + timedelta(minutes=settings.claim_lease_minutes)
     callback.updated_at = now
     return callback
@@ -145,7 +145,94 @@ async def record_attempt(
     wrap_up_code: str | None = None,
     now: datetime | None = None,
 ) -> RecordedAttempt:
-    """Record a try and move the callback on: completed, retried later, or failed.
+    """Record a try the agent reports by hand: final at once, and it takes effect
+    (`take_effect`)."""
+    now = now or utcnow()
+    callback = await claimed_by(session, callback_id, agent_id)
+    await refuse_while_wrapping_up(session, callback.id)
+    rules = await queues.rules(session, settings, callback.queue)
+    check_attempt(rules, outcome, next_try, wrap_up_code, now=now)
+    attempt = await new_attempt(
+        session,
+        callback,
+        agent_id=agent_id,
+        outcome=outcome,
+        note=note,
+        wrap_up_code=wrap_up_code,
+        now=now,
+    )
+    await take_effect(
+        session=session,
+        settings=settings,
+        callback=callback,
+        attempt=attempt,
+        rules=rules,
+        queue=queue,
+        next_try=next_try,
+        now=now,
+    )
+    return RecordedAttempt(attempt=attempt, callback=callback)
+
+
+async def refuse_while_wrapping_up(session: AsyncSession, callback_id: str) -> None:
+    """409 while the line's proposal for the last call waits for the agent's word (§10)."""
+    pending = await repository.open_proposal(session, callback_id)
+    if pending is not None:
+        raise Conflict(
+            "The last call's outcome is still a proposal: confirm or correct it first "
+            f"(PATCH /v1/callbacks/{callback_id}/attempts/{pending.id}).",
+            slug="wrap-up-pending",
+            extra={"attempt_id": pending.id},
+        )
+
+
+async def new_attempt(
+    session: AsyncSession,
+    callback: Callback,
+    *,
+    agent_id: str,
+    outcome: AttemptOutcome,
+    note: str | None,
+    wrap_up_code: str | None,
+    now: datetime,
+    final: bool = True,
+    finalize_at: datetime | None = None,
+    dial_id: str | None = None,
+) -> Attempt:
+    """The attempt row, numbered; a proposal (`final` false) changes nothing else yet."""
+    number = await repository.next_attempt_number(session, callback.id)
+    callback.attempt_count = number
+    attempt = Attempt(
+        callback_id=callback.id,
+        number=number,
+        agent_id=agent_id,
+        outcome=outcome,
+        wrap_up_code=wrap_up_code,
+        note=note,
+        final=final,
+        finalize_at=finalize_at,
+        finalized_at=now if final else None,
+        proposed_outcome=outcome if dial_id is not None else None,
+        dial_id=dial_id,
+        created_at=now,
+    )
+    session.add(attempt)
+    await session.flush()
+    return attempt
+
+
+async def take_effect(
+    *,
+    session: AsyncSession,
+    settings: CallbackSettings,
+    callback: Callback,
+    attempt: Attempt,
+    rules: queues.QueueRules,
+    queue: NotificationQueue,
+    next_try: NextTry | None,
+    now: datetime,
+) -> None:
+    """Move the callback on by a final try: completed, retried later, or failed.
 
     - `reached` completes it;
     - `no_answer`/`busy`/`voicemail` with tries left: back to `pending`, due after the queue's
@@ -159,26 +246,11 @@ async def record_attempt(
 
     `next.owner` keeps the callback for this agent until `owner_until` (§9).
     """
-    now = now or utcnow()
-    callback = await _claimed_by(session, callback_id, agent_id)
-    rules = await queues.rules(session, settings, callback.queue)
-    _check_attempt(rules, outcome, next_try, wrap_up_code, now=now)
-    number = await repository.next_attempt_number(session, callback.id)
-    # Tries toward `max_tries`: every attempt but a rescheduling, this one included.
-    tries = await repository.tries_made(session, callback.id) + (
-        0 if outcome == AttemptOutcome.RESCHEDULED else 1
-    )
-    callback.attempt_count = number
-    attempt = Attempt(
-        callback_id=callback.id,
-        number=number,
-        agent_id=agent_id,
-        outcome=outcome,
-        wrap_up_code=wrap_up_code,
-        note=note,
-        created_at=now,
-    )
-    session.add(attempt)
+    outcome = AttemptOutcome(attempt.outcome)
+    number = attempt.number
+    agent_id = attempt.agent_id
+    # Tries toward `max_tries`: every final attempt but a rescheduling, this one included.
+    tries = await repository.tries_made(session, callback.id)
     actor = _agent(agent_id)
     zone = rules.zone
     message: notify.Message | None = None
@@ -187,7 +259,7 @@ async def record_attempt(
     if closing or exhausted:
         # The try is an event of its own, written before the one that closes the callback, so
         # the closing event is the last word on where it stands.
-        await _attempted(session, callback, number, outcome, actor)
+        await _attempted(session, callback, attempt, actor)
     if outcome == AttemptOutcome.REACHED:
         await booking.release_if_ahead(session, callback, now=now)
         await lifecycle.transition(
@@ -257,7 +329,7 @@ async def record_attempt(
                 else f"Not reached ({outcome.replace('_', ' ')}); next try scheduled"
             ),
             actor=actor,
-            extra={"attempt": number, "attempt_outcome": outcome},
+            extra=_attempt_extra(attempt),
         )
         if not rescheduled:
             message = notify.tried(
@@ -274,10 +346,18 @@ async def record_attempt(
         outcome=outcome,
         status=callback.status,
     )
-    return RecordedAttempt(attempt=attempt, callback=callback)
 
 
-def _check_attempt(
+def _attempt_extra(attempt: Attempt) -> dict[str, Any]:
+    extra: dict[str, Any] = {"attempt": attempt.number, "attempt_outcome": attempt.outcome}
+    if attempt.dial_id is not None:
+        # Dialed through the phone system: what the line said, and whether the agent changed it.
+        extra["dial_id"] = attempt.dial_id
+        extra["proposed_outcome"] = attempt.proposed_outcome
+    return extra
+
+
+def check_attempt(
     rules: queues.QueueRules,
     outcome: AttemptOutcome,
     next_try: NextTry | None,
@@ -308,19 +388,15 @@ async def _spoke_before(session: AsyncSession, callback: Callback, agent_id: str
 
 
 async def _attempted(
-    session: AsyncSession,
-    callback: Callback,
-    number: int,
-    outcome: AttemptOutcome,
-    actor: dict[str, Any],
+    session: AsyncSession, callback: Callback, attempt: Attempt, actor: dict[str, Any]
 ) -> None:
     await events.callback_changed(
         session,
         callback=callback,
         type=EventType.CALLBACK_ATTEMPTED,
-        summary=f"Try {number}: {outcome.replace('_', ' ')}",
+        summary=f"Try {attempt.number}: {attempt.outcome.replace('_', ' ')}",
         actor=actor,
-        extra={"attempt": number, "attempt_outcome": outcome},
+        extra=_attempt_extra(attempt),
     )
 
 

@@ -16,6 +16,7 @@ from services.callback import (
     cancellation,
     changes,
     creation,
+    dialing,
     do_not_call,
     erasure,
     inbound,
@@ -25,6 +26,7 @@ from services.callback import (
     reading,
     roster,
     selfservice_actions,
+    wrap_up,
 )
 from services.callback.capacity import CapacityPlan
 from services.callback.jobs import ArqNotificationQueue
@@ -34,6 +36,7 @@ from services.callback.schemas import (
     AnsweredCallResult,
     AttemptIn,
     AttemptOut,
+    AttemptPatch,
     AttemptResult,
     BookIn,
     CallbackCreated,
@@ -41,6 +44,9 @@ from services.callback.schemas import (
     CallbackList,
     CallbackOut,
     CancelIn,
+    DialIn,
+    DialOut,
+    DialStarted,
     DoNotCallOut,
     ErasureResult,
     KeyOut,
@@ -55,12 +61,20 @@ from services.callback.settings import CallbackSettings
 from shared import ratelimit
 from shared.apikeys import Principal
 from shared.auth import INTERNAL_KEY_ID, acting_agent, require_scope
-from shared.contracts import Acknowledgement, AnsweredCall, CallbackCreate, ErasureRequest, Language
+from shared.contracts import (
+    Acknowledgement,
+    AnsweredCall,
+    CallbackCreate,
+    DialBridge,
+    DialEvent,
+    ErasureRequest,
+    Language,
+)
 from shared.db import session_dependency, utcnow
 from shared.pagination import Cursor, Limit
 from shared.query_times import INSTANT_HELP, Instant
 from shared.routing import JsonRoute
-from shared.vocabulary import CallbackStatus, NotificationStatus
+from shared.vocabulary import CallbackStatus, DialStatus, NotificationStatus
 
 
 def _settings(request: Request) -> CallbackSettings:
@@ -327,6 +341,93 @@ async def record_attempt(
         attempt=AttemptOut.model_validate(result.attempt),
         callback=reading.to_out(result.callback),
     )
+
+
+@router.patch(
+    "/{callback_id}/attempts/{attempt_id}",
+    summary="Confirm or correct the outcome the line proposed (wrap-up); it then takes effect",
+    responses={409: {"description": "Not this agent's claim, or the attempt is final already"}},
+    dependencies=_WRITE,
+)
+async def confirm_attempt(
+    callback_id: CallbackId,
+    attempt_id: Annotated[str, Path(max_length=64)],
+    body: AttemptPatch,
+    work: WorkDep,
+    principal: Writer,
+) -> AttemptResult:
+    agent = _acts_as(principal, body.agent_id)
+    assert agent is not None
+    attempt, callback = await wrap_up.confirm(
+        session=work.session,
+        settings=work.settings,
+        queue=work.queue,
+        callback_id=callback_id,
+        attempt_id=attempt_id,
+        agent_id=agent,
+        patch=body,
+    )
+    return AttemptResult(
+        attempt=AttemptOut.model_validate(attempt), callback=reading.to_out(callback)
+    )
+
+
+@router.post(
+    "/{callback_id}/dial",
+    status_code=202,
+    summary="Call the customer through the phone system: the agent's phone rings first",
+    responses={
+        409: {"description": "Not this agent's claim, a call already running, or a refusal"},
+        422: {"description": "A number we do not dial (type or country)"},
+        503: {"description": "No dialer is configured"},
+    },
+    dependencies=_WRITE,
+)
+async def dial_callback(
+    callback_id: CallbackId, body: DialIn, work: WorkDep, principal: Writer
+) -> DialStarted:
+    agent = _acts_as(principal, body.agent_id)
+    assert agent is not None
+    dial = await dialing.start(
+        session=work.session,
+        settings=work.settings,
+        queue=work.queue,
+        callback_id=callback_id,
+        agent_id=agent,
+        reason=body.reason,
+    )
+    return DialStarted(dial_id=dial.id, status=DialStatus(dial.status))
+
+
+# What the phone system reports, forwarded by intake's relay (§10); the internal key only.
+dials_router = APIRouter(
+    prefix="/v1/dials",
+    tags=["dialing"],
+    route_class=JsonRoute,
+    dependencies=[Depends(require_scope("internal"))],
+)
+DialId = Annotated[str, Path(max_length=64)]
+
+
+@dials_router.post("/{dial_id}/events", summary="A leg's progress, as the phone system told it")
+async def dial_event(dial_id: DialId, body: DialEvent, work: WorkDep) -> DialOut:
+    dial = await dialing.report(
+        session=work.session,
+        settings=work.settings,
+        queue=work.queue,
+        dial_id=dial_id,
+        event=body,
+    )
+    return DialOut.model_validate(dial)
+
+
+@dials_router.post(
+    "/{dial_id}/connect",
+    summary="The agent pressed 1: whom to ring, showing which number",
+    responses={409: {"description": "The dial ended, or the customer must not be rung now"}},
+)
+async def dial_connect(dial_id: DialId, work: WorkDep) -> DialBridge:
+    return await dialing.connect(session=work.session, settings=work.settings, dial_id=dial_id)
 
 
 queue_router = APIRouter(prefix="/v1/queue", tags=["queue"], route_class=JsonRoute)
@@ -691,6 +792,7 @@ async def whoami(principal: Annotated[Principal, Depends(_any_key)]) -> KeyOut:
 
 ROUTERS = (
     router,
+    dials_router,
     queue_router,
     capacity_router,
     queues_router,

@@ -18,6 +18,9 @@ SWEEP_NOTIFICATIONS = "sweep_notifications"
 BOOK_AND_CONFIRM = "book_and_confirm"
 EXPIRE_CALLBACKS = "expire_callbacks"
 RELEASE_LEASES = "release_leases"
+PLACE_DIAL = "place_dial"
+FINALIZE_ATTEMPT = "finalize_attempt"
+SWEEP_DIALS = "sweep_dials"
 
 
 def notification_job_id(notification_id: str) -> str:
@@ -27,6 +30,20 @@ def notification_job_id(notification_id: str) -> str:
 
 def book_job_id(callback_id: str) -> str:
     return f"book:{callback_id}"
+
+
+def dial_job_id(dial_id: str) -> str:
+    return f"dial:{dial_id}"
+
+
+def finalize_job_id(attempt_id: str) -> str:
+    return f"finalize:{attempt_id}"
+
+
+class DialQueue(Protocol):
+    async def enqueue_dial(self, dial_id: str) -> bool: ...
+
+    async def enqueue_finalize(self, attempt_id: str, at: datetime) -> bool: ...
 
 
 class NotificationQueue(Protocol):
@@ -77,6 +94,29 @@ class ArqNotificationQueue:
             callback_id,
             _job_id=book_job_id(callback_id),
             _queue_name=self._queue_name,
+            traceparent=current_traceparent(),
+        )
+        return job is not None
+
+    async def enqueue_dial(self, dial_id: str) -> bool:
+        """`place_dial(dial_id)`: ask the phone system to ring the agent, once."""
+        job = await self._redis.enqueue_job(
+            PLACE_DIAL,
+            dial_id,
+            _job_id=dial_job_id(dial_id),
+            _queue_name=self._queue_name,
+            traceparent=current_traceparent(),
+        )
+        return job is not None
+
+    async def enqueue_finalize(self, attempt_id: str, at: datetime) -> bool:
+        """`finalize_attempt(attempt_id)` at the end of the wrap-up time (the sweep is the net)."""
+        job = await self._redis.enqueue_job(
+            FINALIZE_ATTEMPT,
+            attempt_id,
+            _job_id=finalize_job_id(attempt_id),
+            _queue_name=self._queue_name,
+            _defer_until=at,
             traceparent=current_traceparent(),
         )
         return job is not None

@@ -32,10 +32,14 @@ from shared.ids import new_id
 from shared.outbox import OutboxMixin, outbox_indexes
 from shared.vocabulary import (
     OPEN_STATUSES,
+    RUNNING_DIAL_STATUSES,
     UNFINISHED_NOTIFICATION_STATUSES,
     AgentPresence,
     AttemptOutcome,
     CallbackStatus,
+    Dialer,
+    DialStatus,
+    LineResult,
     NotificationChannel,
     NotificationStatus,
 )
@@ -323,6 +327,15 @@ class Attempt(Base):
     __table_args__ = (
         UniqueConstraint("callback_id", "number"),
         CheckConstraint(_in("outcome", AttemptOutcome), name="outcome"),
+        CheckConstraint(
+            f"proposed_outcome IS NULL OR {_in('proposed_outcome', AttemptOutcome)}",
+            name="proposed_outcome",
+        ),
+        # A line's result is recorded once, however often the phone system reports it.
+        UniqueConstraint("dial_id"),
+        CheckConstraint("final OR finalize_at IS NOT NULL", name="finalize_at"),
+        # The wrap-up clock reads this to finish proposals nobody confirmed (§10).
+        Index("ix_attempts_finalize_at", "finalize_at", postgresql_where=text("NOT final")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -334,9 +347,62 @@ class Attempt(Base):
     wrap_up_code: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A try dialed through the phone system is first the line's proposal (`final` false):
+    # it takes effect (completion, retry, "we tried" SMS) once the agent confirms or
+    # corrects it, or by itself at `finalize_at`. One recorded by hand is final at once.
+    final: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    finalize_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finalized_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What the line said, kept when the agent corrected it.
+    proposed_outcome: Mapped[str | None] = mapped_column(String(16))
+    dial_id: Mapped[str | None] = mapped_column(ForeignKey("dials.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     callback: Mapped[Callback] = relationship(back_populates="attempts", lazy="raise")
+
+
+class Dial(Base):
+    """One call placed through the phone system for a callback: agent first, then customer."""
+
+    __tablename__ = "dials"
+    __table_args__ = (
+        CheckConstraint(_in("status", DialStatus), name="status"),
+        CheckConstraint(_in("dialer", [d for d in Dialer if d != Dialer.NONE]), name="dialer"),
+        CheckConstraint(f"line_result IS NULL OR {_in('line_result', LineResult)}", name="result"),
+        # The database, not the code, makes a second dial while one runs impossible (409).
+        Index(
+            "uq_dials_running",
+            "callback_id",
+            unique=True,
+            postgresql_where=text(_in("status", RUNNING_DIAL_STATUSES)),
+        ),
+        Index("ix_dials_callback_id", "callback_id", "created_at"),
+        # The sweeper reads running dials by age: lost requests, dials the line forgot.
+        Index(
+            "ix_dials_running_updated",
+            "updated_at",
+            postgresql_where=text(_in("status", RUNNING_DIAL_STATUSES)),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    callback_id: Mapped[str] = mapped_column(ForeignKey("callbacks.id", ondelete="CASCADE"))
+    agent_id: Mapped[str] = mapped_column(String(64))
+    dialer: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(20), default=DialStatus.INITIATED)
+    line_result: Mapped[str | None] = mapped_column(String(24))
+    # The phone system's id of the agent's leg (Twilio's CallSid), once it gave one.
+    provider_call_id: Mapped[str | None] = mapped_column(String(64))
+    # Why the agent dialed outside the queue's hours, when they did.
+    reason: Mapped[str | None] = mapped_column(Text)
+    # Why no call was placed (the phone system's answer, never a number).
+    error: Mapped[str | None] = mapped_column(Text)
+    agent_confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    customer_answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_seconds: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class DoNotCall(Base):
@@ -451,6 +517,31 @@ class Refusal(Base):
     kind: Mapped[str] = mapped_column(String(32))
     channel: Mapped[str | None] = mapped_column(String(8))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PromiseMark(Base):
+    """What the at-risk job (§14, `promises.py`) last found about one open callback's promise.
+
+    Each promise is announced at risk once, and back on track once: `at_risk_at` and
+    `recovered_at` belong to `promised_by`, and a new promise (a rebooking) starts afresh.
+    `offered_at` outlives promises: the customer is offered a later time once per callback.
+    """
+
+    __tablename__ = "promise_marks"
+    __table_args__ = (Index("ix_promise_marks_queue", "queue", postgresql_where=text("at_risk")),)
+
+    callback_id: Mapped[str] = mapped_column(
+        ForeignKey("callbacks.id", ondelete="CASCADE"), primary_key=True
+    )
+    queue: Mapped[str] = mapped_column(String(40))
+    promised_by: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at_risk: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the simulation expects the first agent to start it (None: not in the horizon).
+    expected_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    at_risk_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    recovered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    offered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class CallbackOutbox(OutboxMixin, Base):

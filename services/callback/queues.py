@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import inputs, repository
-from services.callback.capacity import CapacityPlan
+from services.callback.capacity import CapacityPlan, next_business_moment
 from services.callback.models import Queue
 from services.callback.settings import CallbackSettings
 from shared.contracts import Language
@@ -76,6 +76,14 @@ class Survey(_Strict):
     delay_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = 10
 
 
+class Dialing(_Strict):
+    """How the phone system dials this queue's customers (§10)."""
+
+    # Off by default: with the agent first, the customer would hear silence while the line
+    # decides whether a person or a machine answered.
+    machine_detection: bool = False
+
+
 class QuietHours(_Strict):
     """Local hours in which no SMS goes out (it waits for `end`)."""
 
@@ -105,6 +113,7 @@ class QueueIn(_Strict):
     goals: Goals | None = None
     survey: Survey | None = None
     sms_quiet_hours: QuietHours | None = None
+    dialing: Dialing | None = None
     wrap_up_codes: Annotated[
         list[Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]], Field(max_length=100)
     ] = Field(default_factory=list)
@@ -166,6 +175,17 @@ class QueueRules:
     caller_id: str | None
     # Local (start, end) in which no SMS goes out; None: SMS at any hour.
     sms_quiet_hours: tuple[time, time] | None = None
+    # The numbers customers call: the first is the caller id when none is set.
+    numbers: tuple[str, ...] = ()
+    machine_detection: bool = False
+
+    def shown_number(self) -> str | None:
+        """What the customer sees when we call: the queue's caller id, else its first number."""
+        return self.caller_id or (self.numbers[0] if self.numbers else None)
+
+    def open_at(self, moment: datetime) -> bool:
+        """Whether `moment` falls within the queue's hours (no plan: no hours to keep)."""
+        return self.plan is None or next_business_moment(self.plan, moment) == moment
 
     def sms_send_at(self, moment: datetime) -> datetime:
         """`moment`, or the end of the queue's SMS quiet hours if it falls inside them."""
@@ -213,6 +233,8 @@ def rules_of(queue: Queue | None, settings: CallbackSettings) -> QueueRules:
         wrap_up_codes=frozenset(config.get("wrap_up_codes") or ()),
         caller_id=config.get("caller_id"),
         sms_quiet_hours=_quiet(config.get("sms_quiet_hours")),
+        numbers=tuple(config.get("numbers") or ()),
+        machine_detection=bool((config.get("dialing") or {}).get("machine_detection")),
     )
 
 

@@ -10,12 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.callback import inputs, repository
 from services.callback.capacity import slot_id
 from services.callback.models import Callback, rank_at_of
+from services.callback.promise import promised_by_of
 from services.callback.schemas import (
     AttemptOut,
     CallbackDetail,
     CallbackList,
     CallbackOut,
     ConsentOut,
+    DialOut,
     NotificationList,
     NotificationOut,
     UnverifiedContact,
@@ -46,7 +48,7 @@ def to_out(callback: Callback) -> CallbackOut:
         channel=callback.channel,
         priority=callback.priority,
         rank_at=rank_at_of(callback),
-        promised_by=callback.slot_end or callback.sla_deadline,
+        promised_by=promised_by_of(callback),
         owner_agent_id=callback.owner_agent_id,
         owner_until=callback.owner_until,
         first_contact_at=callback.first_contact_at,
@@ -90,6 +92,7 @@ async def get_callback(*, session: AsyncSession, callback_id: str) -> CallbackDe
         **to_out(callback).model_dump(),
         attempts=[AttemptOut.model_validate(a) for a in callback.attempts],
         notifications=[NotificationOut.model_validate(n) for n in callback.notifications],
+        dials=[DialOut.model_validate(d) for d in await repository.dials_of(session, callback.id)],
     )
 
 

@@ -39,6 +39,7 @@ from services.callback.models import (
     Callback,
     CallbackOutbox,
     CallbackRequest,
+    Dial,
     DoNotCall,
     Notification,
     NotificationKind,
@@ -440,11 +441,30 @@ async def next_attempt_number(session: AsyncSession, callback_id: str) -> int:
 
 
 async def tries_made(session: AsyncSession, callback_id: str) -> int:
-    """Attempts so far that count toward `max_tries` (a rescheduling does not)."""
+    """Final attempts so far that count toward `max_tries` (a rescheduling does not)."""
     query = select(func.count()).where(
-        Attempt.callback_id == callback_id, Attempt.outcome != AttemptOutcome.RESCHEDULED
+        Attempt.callback_id == callback_id,
+        Attempt.outcome != AttemptOutcome.RESCHEDULED,
+        Attempt.final,
     )
     return int(await session.scalar(query) or 0)
+
+
+async def dials_of(session: AsyncSession, callback_id: str, limit: int = 50) -> list[Dial]:
+    """A callback's dials, newest first."""
+    query = (
+        select(Dial)
+        .where(Dial.callback_id == callback_id)
+        .order_by(Dial.created_at.desc(), Dial.id.desc())
+        .limit(limit)
+    )
+    return list(await session.scalars(query))
+
+
+async def open_proposal(session: AsyncSession, callback_id: str) -> Attempt | None:
+    """The line's proposed attempt still waiting for the agent's word, if any (§10)."""
+    query = select(Attempt).where(Attempt.callback_id == callback_id, ~Attempt.final)
+    return (await session.scalars(query.limit(1))).first()
 
 
 async def last_conversation_agent(session: AsyncSession, callback_id: str) -> str | None:

@@ -12,7 +12,10 @@ from shared.vocabulary import (
     AttemptOutcome,
     CallbackStatus,
     ClosingOutcome,
+    Dialer,
+    DialStatus,
     Language,
+    LineResult,
     NotificationChannel,
     NotificationStatus,
 )
@@ -80,7 +83,40 @@ class AttemptOut(BaseModel):
     wrap_up_code: str | None = None
     note: str | None
     next_attempt_at: datetime | None
+    # False while it is the line's proposal (§10): the agent confirms or corrects it, or it
+    # becomes final by itself at `finalize_at`; only a final attempt takes effect.
+    final: bool = True
+    finalize_at: datetime | None = None
+    proposed_outcome: AttemptOutcome | None = None
+    dial_id: str | None = None
     created_at: datetime
+
+
+class DialOut(BaseModel):
+    """A call placed through the phone system for this callback, and how far it got."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    agent_id: str
+    dialer: Dialer
+    status: DialStatus
+    line_result: LineResult | None = None
+    reason: str | None = None
+    error: str | None = None
+    agent_confirmed_at: datetime | None = None
+    customer_answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    duration_seconds: int | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DialStarted(BaseModel):
+    """`POST /v1/callbacks/{id}/dial`: the dial is stored; the phone system rings the agent."""
+
+    dial_id: str
+    status: DialStatus
 
 
 class UnverifiedContact(BaseModel):
@@ -140,6 +176,8 @@ class CallbackOut(BaseModel):
 class CallbackDetail(CallbackOut):
     attempts: list[AttemptOut]
     notifications: list[NotificationOut]
+    # Newest first.
+    dials: list[DialOut] = Field(default_factory=list)
 
 
 class CallbackList(BaseModel):
@@ -195,6 +233,23 @@ class AttemptIn(_In):
     outcome: AttemptOutcome
     note: Annotated[str, Field(max_length=2000)] | None = None
     # Required for `rescheduled`; for a retry outcome it replaces the queue's retry wait.
+    next: NextTry | None = None
+    wrap_up_code: Annotated[str, Field(max_length=64)] | None = None
+
+
+class DialIn(_In):
+    agent_id: AgentId | None = None
+    # Needed to dial outside the queue's hours: why the customer is called now.
+    reason: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+
+
+class AttemptPatch(_In):
+    """The agent's word on the line's proposal: confirm it as it is, or correct it."""
+
+    agent_id: AgentId | None = None
+    final: Literal[True]
+    outcome: AttemptOutcome | None = None
+    note: Annotated[str, Field(max_length=2000)] | None = None
     next: NextTry | None = None
     wrap_up_code: Annotated[str, Field(max_length=64)] | None = None
 

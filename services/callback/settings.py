@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
 from shared.settings import CommonSettings
+from shared.vocabulary import Dialer
 
 
 class CallbackSettings(CommonSettings):
@@ -89,6 +90,29 @@ class CallbackSettings(CommonSettings):
     # The worker serves its Prometheus metrics (SLA breaches, ...) here; unset: not served.
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
+    # Dialing through the phone system (DESIGN §10). `none`: the console shows a `tel:` link.
+    dialer: Dialer = Dialer.NONE
+    dialer_twilio_base_url: str = "https://api.twilio.com"
+    dialer_twilio_account_sid: str | None = None
+    dialer_twilio_auth_token: SecretStr | None = None
+    dialer_webhook_url: str | None = None
+    # Seconds the agent's phone and then the customer's rings (Twilio allows at most 20 here
+    # without the call reaching the agent's voicemail first, which the whisper guards anyway).
+    dial_ring_seconds: int = Field(default=20, ge=5, le=20)
+    customer_ring_seconds: int = Field(default=30, ge=5, le=120)
+    # What the agent hears before "press 1": who is about to be called, in their words.
+    dial_whisper: str = Field(
+        default="A ringback callback. Press 1 to call the customer.", max_length=300
+    )
+    # A proposed outcome from the line becomes final by itself this long after hang-up.
+    wrap_up_seconds: int = Field(default=120, ge=0, le=3600)
+    # A dial the phone system has said nothing of for this long is `unknown` (a lost report).
+    dial_stale_minutes: int = Field(default=60, ge=1, le=24 * 60)
+
+    # Promises at risk (DESIGN §14): offer the customer a later time, once, by SMS with the
+    # self-service link, before a promise the at-risk job expects to break is broken.
+    at_risk_offer: bool = False
+
     # Upper bound of the other jobs (booking, sweeper, expiry). arq re-runs the job of a worker
     # that died this long (+10 s) after it started, the longest of all job timeouts.
     job_timeout_seconds: float = Field(default=30.0, gt=0)
@@ -155,6 +179,15 @@ class CallbackSettings(CommonSettings):
             for name in ("sms_twilio_account_sid", "sms_twilio_auth_token", "sms_twilio_from"):
                 if not getattr(self, name):
                     missing.append(f"RINGBACK_{name.upper()}")
+        if self.dialer == "twilio":
+            for name in ("dialer_twilio_account_sid", "dialer_twilio_auth_token"):
+                if not getattr(self, name):
+                    missing.append(f"RINGBACK_{name.upper()}")
+        if self.dialer == "webhook":
+            if not self.dialer_webhook_url:
+                missing.append("RINGBACK_DIALER_WEBHOOK_URL")
+            if self.dialer_webhook_secret is None:
+                missing.append("RINGBACK_DIALER_WEBHOOK_SECRET")
         if self.email_provider == "smtp" and not self.smtp_host:
             missing.append("RINGBACK_SMTP_HOST")
         if missing:

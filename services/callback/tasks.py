@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.callback import agents, creation, events, repository
+from services.callback.dialers.base import PhoneDialer
 from services.callback.jobs import ArqNotificationQueue
 from services.callback.models import Callback, Notification
 from services.callback.send_rule import Decision, decide, waits_on_callback
@@ -77,6 +78,13 @@ class WorkerMetrics:
             ["channel", "provider", "result"],
             registry=self.registry,
         )
+        self.dials = Counter(
+            "ringback_dials_total",
+            "Requests to the phone system to place a dial, by what came of them "
+            "(ringing_agent, failed, unknown).",
+            ["status"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "ringback_queue_depth",
             "Jobs waiting in the arq queue (the worker autoscaler's signal).",
@@ -95,6 +103,8 @@ class WorkerState:
     sms: SmsSender
     email: EmailSender
     history: httpx.AsyncClient | None = None
+    # What places dials (§10); None when agents dial by hand.
+    dialer: PhoneDialer | None = None
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
     redis: ArqRedis | None = None
     relay_task: asyncio.Task[None] | None = None

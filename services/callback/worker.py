@@ -14,18 +14,23 @@ from typing import Any
 
 import structlog
 from arq import Worker, cron, func
-from arq.connections import RedisSettings
 from prometheus_client import start_http_server
 
 from services.callback import ceilings
+from services.callback.dial_tasks import finalize_attempt, place_dial, sweep_dials
+from services.callback.dialers.factory import build_dialer
 from services.callback.jobs import (
     BOOK_AND_CONFIRM,
     EXPIRE_CALLBACKS,
+    FINALIZE_ATTEMPT,
+    PLACE_DIAL,
     RELEASE_LEASES,
     SEND_NOTIFICATION,
+    SWEEP_DIALS,
     SWEEP_NOTIFICATIONS,
 )
 from services.callback.models import CallbackOutbox
+from services.callback.promises import CHECK_PROMISES, check_promises
 from services.callback.senders.factory import build_email_sender, build_sms_sender
 from services.callback.settings import CallbackSettings
 from services.callback.tasks import (
@@ -43,6 +48,7 @@ from shared.db import asyncpg_dsn, create_engine, create_session_factory
 from shared.http import create_http_client, internal_client
 from shared.jobs import job_deserializer, job_serializer, traced_job
 from shared.outbox import OutboxRelay
+from shared.redis_url import arq_redis_settings
 
 log = structlog.get_logger("ringback.callback.worker")
 
@@ -50,7 +56,7 @@ log = structlog.get_logger("ringback.callback.worker")
 # `attempts` column is the real budget, so arq's limit only stops a runaway job.
 _ARQ_EXTRA_TRIES = 5
 # Cron jobs that return how much they did (0: nothing).
-_SWEEPS = frozenset({SWEEP_NOTIFICATIONS, EXPIRE_CALLBACKS, RELEASE_LEASES})
+_SWEEPS = frozenset({SWEEP_NOTIFICATIONS, EXPIRE_CALLBACKS, RELEASE_LEASES, CHECK_PROMISES})
 
 
 class QuietIdleSweeps(logging.Filter):
@@ -99,6 +105,21 @@ def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
                 keep_result=0,
             ),
             func(
+                traced_job(PLACE_DIAL, place_dial),
+                name=PLACE_DIAL,
+                # A rerun after a crash only marks the dial `unknown`: never a second call.
+                max_tries=3,
+                timeout=settings.job_timeout_seconds,
+                keep_result=0,
+            ),
+            func(
+                traced_job(FINALIZE_ATTEMPT, finalize_attempt),
+                name=FINALIZE_ATTEMPT,
+                max_tries=5,
+                timeout=settings.job_timeout_seconds,
+                keep_result=0,
+            ),
+            func(
                 traced_job(BOOK_AND_CONFIRM, book_and_confirm),
                 name=BOOK_AND_CONFIRM,
                 # Transient database errors are retried by arq; the sweeper is the backstop.
@@ -126,6 +147,14 @@ def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
                 keep_result=0,
             ),
             cron(
+                traced_job(SWEEP_DIALS, sweep_dials),
+                name=SWEEP_DIALS,
+                second={5, 35},
+                timeout=settings.job_timeout_seconds,
+                max_tries=1,
+                keep_result=0,
+            ),
+            cron(
                 traced_job(RELEASE_LEASES, release_leases),
                 name=RELEASE_LEASES,
                 second=45,
@@ -133,9 +162,18 @@ def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
                 max_tries=1,
                 keep_result=0,
             ),
+            # Promises at risk (§14): every minute, every queue.
+            cron(
+                traced_job(CHECK_PROMISES, check_promises),
+                name=CHECK_PROMISES,
+                second=50,
+                timeout=settings.job_timeout_seconds,
+                max_tries=1,
+                keep_result=0,
+            ),
         ],
         "queue_name": settings.queue_name,
-        "redis_settings": RedisSettings.from_dsn(settings.require_redis_url()),
+        "redis_settings": arq_redis_settings(settings.require_redis_url()),
         "job_serializer": job_serializer,
         "job_deserializer": job_deserializer,
         "on_startup": _on_startup(settings),
@@ -199,6 +237,7 @@ def _on_startup(settings: CallbackSettings) -> Any:
             sessions=sessions,
             http=http,
             sms=build_sms_sender(settings, client=http),
+            dialer=build_dialer(settings, client=http),
             email=build_email_sender(settings),
             metrics=WorkerMetrics(),
         )
@@ -211,7 +250,7 @@ def _on_startup(settings: CallbackSettings) -> Any:
                 model=CallbackOutbox,
                 session_factory=sessions,
                 clients={"history": state.history},
-                listen_dsn=asyncpg_dsn(settings.database_url_for("callback")),
+                listen_dsn=asyncpg_dsn(settings.direct_database_url_for("callback")),
                 source="callback",
                 registry=state.metrics.registry,
                 batch_routes={"history": EVENTS_BATCH},

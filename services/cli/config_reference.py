@@ -82,6 +82,10 @@ MEANINGS: dict[str, str] = {
     "traces to; unset: the standard `OTEL_EXPORTER_OTLP_ENDPOINT`, else no traces",
     "otel_sample_ratio": "share of new traces kept (`0`-`1`); a caller's sampled trace is "
     "always continued",
+    "dialer_webhook_secret": "`whsec_...` secret that signs `dial.requested` (callback) and "
+    "checks the PBX's reports to `/v1/webhooks/dialer` (intake); needed with `webhook`",
+    "dial_allowed_regions": "countries whose numbers agents may dial through the phone system "
+    "(comma-separated ISO codes), against toll fraud",
     "sms_allowed_regions": "countries we send SMS to at all (against SMS pumping), "
     "comma-separated; others get no SMS",
     # --- intake
@@ -157,6 +161,24 @@ MEANINGS: dict[str, str] = {
     "callback",
     "slots_max_range_days": "`GET /v1/slots` answers for at most this many days at once",
     "worker_metrics_port": "the worker serves `/metrics` on this port; unset: not served",
+    "at_risk_offer": "offer a customer whose promise is at risk a later time, once, by SMS "
+    "with the self-service link (outside quiet hours, within the SMS ceiling)",
+    "dialer": "what places calls when an agent presses Call: `none` (a `tel:` link), "
+    "`twilio` (agent first, through Twilio's Calls API) or `webhook` (a signed "
+    "`dial.requested` to your PBX); docs/api.md, dialing",
+    "dialer_twilio_base_url": "Twilio's API base (a test server in tests)",
+    "dialer_twilio_account_sid": "Twilio account SID that places the calls (needed with `twilio`)",
+    "dialer_twilio_auth_token": "its auth token (needed with `twilio`); intake checks Twilio's "
+    "callbacks with `RINGBACK_TWILIO_AUTH_TOKEN`, the same account's token",
+    "dialer_webhook_url": "where `dial.requested` goes (needed with `webhook`)",
+    "dial_ring_seconds": "seconds the agent's phone rings (Twilio `Timeout`, at most 20)",
+    "customer_ring_seconds": "seconds the customer's phone rings before `no_answer`",
+    "dial_whisper": "what the agent hears before pressing 1 to call the customer",
+    "dial_whisper_language": "the whisper's voice language (`en-GB`, `fi-FI`, `sv-SE`, ...)",
+    "wrap_up_seconds": "a proposed outcome from the line becomes final by itself this long "
+    "after the call ended, unless the agent confirms or corrects it first",
+    "dial_stale_minutes": "a dial the phone system has said nothing of for this long is shown "
+    "as `unknown`, and the agent may dial again",
     "job_timeout_seconds": "upper bound of the worker's other jobs (booking, sweeper, expiry)",
     "worker_max_jobs": "jobs one worker runs at once",
     "worker_poll_delay_seconds": "how often an idle worker asks Redis for jobs",
@@ -177,7 +199,18 @@ MEANINGS: dict[str, str] = {
     "history_stream_poll_seconds": "without a LISTEN connection, how often streams look for events",
     "history_erasure_relay_enabled": "forward history's erasures to callback and intake from "
     "inside history",
-    "history_relay_poll_seconds": "how often that erasure relay looks for rows",
+    "history_relay_poll_seconds": "how often that erasure relay (and the webhook relay) "
+    "looks for rows when no NOTIFY woke it",
+    "history_webhook_relay_enabled": "send webhooks out to subscribers (DESIGN §12) from "
+    "inside history",
+    "history_webhook_per_endpoint": "webhook requests in flight to one endpoint at most, per "
+    "history process",
+    "history_webhook_max_in_flight": "webhook requests in flight to all endpoints at most, per "
+    "history process",
+    "history_webhook_timeout_seconds": "a webhook request not answered within this is cut off "
+    "and retried later",
+    "webhook_allow_private": "let webhook endpoints point at loopback and private addresses "
+    "(development and tests only; refused in production)",
     "history_queue_zone_cache_seconds": "how long a queue's time zone, asked of callback for "
     "per-queue statistics, is kept (a failed look-up: at most 5 s)",
 }

@@ -176,7 +176,7 @@ async def _demo(wait_seconds: float, language: Language | None = None) -> int:
     urls = demo_urls()
     secret = _secret("RINGBACK_WEBHOOK_SECRETS").split(",")[0].strip()
     await _ensure_demo_queue()
-    from services.intake.telephony.standard_webhooks import sign
+    from shared.standard_webhooks import sign
 
     caller = _caller(language)
     local, e164 = caller.local, caller.e164

@@ -176,9 +176,9 @@ async def _truncate(url: str, *, keys: bool) -> int:
 
 
 def _delete_redis_keys(url: str, queue: str) -> int:
-    import redis
+    from shared.redis_url import sync_client
 
-    client: redis.Redis = redis.Redis.from_url(url)
+    client = sync_client(url)
     deleted = 0
     try:
         for pattern in redis_patterns(queue):

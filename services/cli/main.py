@@ -114,7 +114,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     url, server = ensure_database_url()
     try:
         settings = CommonSettings(database_url=url)
-        upgrade_all(settings.all_database_urls())
+        # DDL under a session advisory lock: on PostgreSQL itself, never through a pooler.
+        upgrade_all(
+            {svc: settings.direct_database_url_for(svc) for svc in settings.all_database_urls()}
+        )
     finally:
         if server is not None:
             server.stop()
@@ -610,6 +613,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _admin_options(queue_list, "callback")
     queue_list.set_defaults(handler=_admin(cli_admin.cmd_queue_list))
+
+    from services.cli import staffing as cli_staffing
+
+    staffing = add(
+        "staffing",
+        None,
+        "agents needed per hour from observed demand, beside the queue's plan (§14)",
+        epilog="Examples:\n"
+        "  ringback staffing show billing\n"
+        "  ringback staffing show billing --weeks 4 --apply\n\n"
+        "docs/staffing.md explains the forecast and the model, with a worked example.",
+    )
+    cli_staffing.add_commands(staffing, formatter, connection=_admin_options, wrap=_admin)
+
+    from services.cli import webhooks as cli_webhooks
+
+    webhooks = add(
+        "webhooks",
+        None,
+        "history's webhook endpoints: add, list, their deliveries, replay one (in the database)",
+        epilog="Examples:\n"
+        "  ringback webhooks add https://crm.example.com/hooks --event callback.completed\n"
+        "  ringback webhooks list\n"
+        "  ringback webhooks deliveries ENDPOINT_ID\n"
+        "  ringback webhooks replay ENDPOINT_ID DELIVERY_ID\n\n"
+        "Uses RINGBACK_DATABASE_URL (or RINGBACK_HISTORY_DATABASE_URL), else the embedded "
+        "database.",
+    )
+    cli_webhooks.add_commands(webhooks, formatter)
 
     dev = add(
         "dev",

@@ -11,6 +11,8 @@ from services.history.queues import queue_zones_extension
 from services.history.retention import purge_extension
 from services.history.settings import HistorySettings
 from services.history.stream import broadcaster_extension
+from services.history.webhook_delivery import webhook_relay_extension
+from services.history.webhook_endpoints import webhook_router
 from shared.service_app import Extension, create_service_app
 
 
@@ -21,11 +23,13 @@ def create_app(settings: HistorySettings) -> FastAPI:
         extensions.append(relay_extension(settings))
     if settings.history_purge_enabled:
         extensions.append(purge_extension(settings))
+    if settings.history_webhook_relay_enabled:
+        extensions.append(webhook_relay_extension(settings))
     return create_service_app(
         name="history",
         settings=settings,
         # The agent console: static files that call this API and callback's.
-        routers=[router, console_router(settings)],
+        routers=[router, webhook_router, console_router(settings)],
         peers=["callback", "intake"],
         description="The cross-channel contact log: customers, timelines, where each case stands.",
         # 500 events do not fit the default 64 KiB; only the batch route may take more.

@@ -20,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.history import repository
+from services.history import repository, webhook_events
 from services.history.models import Erasure, HistoryOutbox
 from services.history.schemas import ErasureOut
 from services.history.service import EVENTS_CHANNEL, live_customer, notice
@@ -93,6 +93,8 @@ async def erase_customer(
         session, customer_id=customer.id, keep_keys=KEPT_DATA_KEYS, needles=needles
     )
     removed = await repository.delete_identities(session, customer.id)
+    # Webhook snapshots of the person, sent or still to send (DESIGN §12).
+    await webhook_events.redact_deliveries(session, records)
     await repository.blank_customers(session, records, at=now)
     erasure = Erasure(
         id=new_id(),
@@ -161,6 +163,7 @@ async def _record_erased(
         ],
     )
     await repository.notify(session, EVENTS_CHANNEL, [notice(row.seq, customer_id)])
+    await webhook_events.announce(session, [row], {})
 
 
 def forget_identities(payload: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +181,7 @@ def relay_extension(settings: HistorySettings) -> Extension:
             model=HistoryOutbox,
             session_factory=app.state.session_factory,
             clients=clients,
-            listen_dsn=asyncpg_dsn(settings.database_url_for("history")),
+            listen_dsn=asyncpg_dsn(settings.direct_database_url_for("history")),
             poll_seconds=settings.history_relay_poll_seconds,
             registry=app.state.registry,
             source="history",

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -186,3 +187,75 @@ class HistoryOutbox(OutboxMixin, Base):
 
     __tablename__ = "outbox"
     __table_args__ = outbox_indexes()
+
+
+class WebhookEndpoint(Base):
+    """A subscriber's URL for webhooks out (DESIGN §12), its filter and its signing secrets."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str | None] = mapped_column(String(500))
+    # `["*"]` or webhook event names.
+    events: Mapped[list[str]] = mapped_column(JSONB)
+    # Standard Webhooks secrets (`whsec_` + base64), kept to sign with: a hash would not do.
+    secret: Mapped[str] = mapped_column(String(100))
+    # After a rotation the old secret signs too, until `previous_secret_expires_at`.
+    previous_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(32))
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The first failure since the last success; five days of them turn the endpoint off.
+    failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The creating key's id and its Idempotency-Key, and the request's hash, so a repeat
+    # answers the first result (with the secret, which is otherwise never shown again).
+    idempotency_key: Mapped[str | None] = mapped_column(String(300), unique=True)
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        Index("ix_webhook_endpoints_enabled", "id", postgresql_where=text("enabled")),
+    )
+
+
+_PENDING = text("delivered_at IS NULL AND dead_at IS NULL")
+
+
+class WebhookDelivery(OutboxMixin, Base):
+    """One event for one endpoint: an outbox row whose payload is the body, signed on sending.
+
+    `destination` is `webhook`, `path` the event name, `ordering_key` the message id: webhooks
+    promise no order, and one failing event must not hold back the next for three days.
+    """
+
+    __tablename__ = "webhook_deliveries"
+
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    # `webhook-id`: the same on every try and on a replay, so receivers drop repeats.
+    message_id: Mapped[str] = mapped_column(String(40), unique=True)
+    # The timeline event it announces (none for a replay's own row) and whose data it holds.
+    event_id: Mapped[str | None] = mapped_column(String(64))
+    customer_id: Mapped[str | None] = mapped_column(String(36))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        # The relay's claim: each endpoint's due rows, by due time.
+        Index(
+            "ix_webhook_deliveries_pending",
+            "endpoint_id",
+            "available_at",
+            postgresql_where=_PENDING,
+        ),
+        # An endpoint's delivery log, newest first.
+        Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
+        # Erasure finds the snapshots that hold a customer.
+        Index(
+            "ix_webhook_deliveries_customer",
+            "customer_id",
+            postgresql_where=text("customer_id IS NOT NULL"),
+        ),
+    )

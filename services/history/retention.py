@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.history import repository
 from services.history.settings import HistorySettings
-from shared.db import create_engine, create_session_factory, utcnow
+from shared.db import create_engine, create_session_factory, session_connection, utcnow
 from shared.service_app import Extension
 
 log = structlog.get_logger("ringback.history.retention")
@@ -41,7 +41,10 @@ async def purge(
 ) -> int | None:
     """Purge events past retention; the number purged, or None if another instance is at it."""
     cutoff = (now or utcnow()) - timedelta(days=settings.history_retention_days)
-    async with engine.connect() as lock_conn:
+    # Held across the batches' transactions: one server session, past any pooler.
+    async with session_connection(
+        engine, settings, service="history", application_name="ringback.history.purge"
+    ) as lock_conn:
         got = await lock_conn.scalar(
             text("SELECT pg_try_advisory_lock(:ns, :key)"),
             {"ns": _PURGE_LOCK[0], "key": _PURGE_LOCK[1]},

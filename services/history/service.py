@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from services.history import repository
+from services.history import repository, webhook_events
 from services.history.models import AGENT_ID_MAX_LENGTH, Customer, Event
 from services.history.queues import DEFAULT_QUEUE, is_queue_key
 from services.history.repository import TimelineEvent
@@ -411,6 +411,9 @@ class _Ingest:
             if row.id in self.merged:  # streams following the merged-away id follow it here
                 notices.append(notice(row.seq, self.merged[row.id]))
         await repository.notify(self.session, EVENTS_CHANNEL, notices)
+        # Webhooks out (DESIGN §12): written with the events, sent by the relay after commit.
+        ordered = sorted(self.inserted.values(), key=lambda r: r.seq)
+        await webhook_events.announce(self.session, ordered, self.customers)
         return self.inserted
 
 

@@ -30,6 +30,15 @@ class HistorySettings(CommonSettings):
     # Per-queue statistics ask callback for the queue's time zone and keep it this long: a
     # zone changed in callback shows in history's figures within it.
     history_queue_zone_cache_seconds: float = Field(default=60.0, ge=0)
+    # Webhooks out (DESIGN §12): the relay runs inside the app, beside the request path.
+    history_webhook_relay_enabled: bool = True
+    # Requests in flight to one subscriber, and in all, per process; each is cut off after
+    # the timeout, so a subscriber that hangs holds at most its own slots that long.
+    history_webhook_per_endpoint: int = Field(default=4, ge=1, le=64)
+    history_webhook_max_in_flight: int = Field(default=64, ge=1, le=1000)
+    history_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Endpoints on loopback and private addresses, and over plain http: development and tests.
+    webhook_allow_private: bool = False
     # Callback's API as the agent's browser reaches it (the console at /console calls it);
     # unset: RINGBACK_CALLBACK_URL. Callback must allow history's origin (CORS).
     console_callback_url: str | None = Field(
@@ -37,6 +46,15 @@ class HistorySettings(CommonSettings):
         description="callback's API as the agents' browsers reach it, for the console at "
         "`/console/`; unset: `RINGBACK_CALLBACK_URL`",
     )
+
+    @model_validator(mode="after")
+    def _refuse_private_webhooks_in_production(self) -> HistorySettings:
+        if self.environment == "production" and self.webhook_allow_private:
+            raise ValueError(
+                "RINGBACK_WEBHOOK_ALLOW_PRIVATE is for development and tests: in production "
+                "webhooks never reach loopback, private or link-local addresses"
+            )
+        return self
 
     @model_validator(mode="after")
     def _default_console_callback_url(self) -> HistorySettings:

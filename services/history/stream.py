@@ -139,7 +139,7 @@ def broadcaster_extension(settings: HistorySettings) -> Extension:
         broadcaster = Broadcaster(queue_size=settings.history_stream_queue_size)
         app.state.broadcaster = broadcaster
         stop = asyncio.Event()
-        dsn = asyncpg_dsn(settings.database_url_for("history"))
+        dsn = asyncpg_dsn(settings.direct_database_url_for("history"))
         task = asyncio.create_task(broadcaster.run(dsn, stop), name="history.stream.listen")
         try:
             yield
@@ -184,7 +184,11 @@ async def stream_events(
     recheck_every = max(1.0, settings.api_key_cache_seconds)
     recheck_at = time.monotonic() + recheck_every
     try:
-        yield f"retry: {int(settings.history_stream_poll_seconds * 1000)}\n\n".encode()
+        # The stream's starting point as its last event id: a client reconnecting before any
+        # event came resumes from here (Last-Event-ID) instead of missing what was stored
+        # while it was away.
+        retry_ms = int(settings.history_stream_poll_seconds * 1000)
+        yield f"retry: {retry_ms}\nid: {after_seq}\n\n".encode()
         while True:
             # Drain wake-ups first: the read below covers them all.
             while not sub.queue.empty():

@@ -27,7 +27,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback.models import Callback
-from services.intake.telephony.standard_webhooks import sign
+from shared.standard_webhooks import sign
 from shared.jsonutil import dumps
 from tests.support.infra import ROOT
 from tests.support.signing import new_secret

@@ -46,6 +46,10 @@ EXEMPT: dict[str, str] = {
     "/v1/webhooks/generic": "Standard Webhooks signature instead (matrix below)",
     "/v1/webhooks/twilio": "X-Twilio-Signature instead (matrix below)",
     "/v1/webhooks/cti/{token}": "the CTI token in the path instead (matrix below)",
+    "/v1/webhooks/twilio/dial/{dial_id}": "X-Twilio-Signature instead (tests/e2e/test_dialing)",
+    "/v1/webhooks/twilio/dial/{dial_id}/status": "X-Twilio-Signature instead",
+    "/v1/webhooks/twilio/dial/{dial_id}/connect": "X-Twilio-Signature instead",
+    "/v1/webhooks/dialer": "Standard Webhooks signature with the dialer's own secret instead",
     "/v1/self/{token}": "the customer's signed self-service link is the credential",
     "/console": "the agent console's static files: no data; the agent's key unlocks the API",
     "/console/": "the agent console's static files: no data; the agent's key unlocks the API",
@@ -75,6 +79,15 @@ EXPECTED: dict[tuple[str, str, str], frozenset[str]] = {
     ("callback", "POST", "/v1/callbacks/{callback_id}/attempts"): frozenset(
         {"callbacks:write", "internal"}
     ),
+    ("callback", "PATCH", "/v1/callbacks/{callback_id}/attempts/{attempt_id}"): frozenset(
+        {"callbacks:write", "internal"}
+    ),
+    ("callback", "POST", "/v1/callbacks/{callback_id}/dial"): frozenset(
+        {"callbacks:write", "internal"}
+    ),
+    # What the phone system reports reaches callback only through intake's relay.
+    ("callback", "POST", "/v1/dials/{dial_id}/events"): frozenset({"internal"}),
+    ("callback", "POST", "/v1/dials/{dial_id}/connect"): frozenset({"internal"}),
     ("callback", "PATCH", "/v1/callbacks/{callback_id}"): frozenset(
         {"callbacks:write", "internal"}
     ),
@@ -83,6 +96,7 @@ EXPECTED: dict[tuple[str, str, str], frozenset[str]] = {
     ("callback", "GET", "/v1/queues/{key}"): frozenset({"callbacks:read", "internal"}),
     ("callback", "PUT", "/v1/queues/{key}"): frozenset({"admin"}),
     ("callback", "DELETE", "/v1/queues/{key}"): frozenset({"admin"}),
+    ("callback", "GET", "/v1/queues/{key}/staffing"): frozenset({"callbacks:read"}),
     ("callback", "GET", "/v1/agents"): frozenset({"callbacks:read", "internal"}),
     ("callback", "GET", "/v1/agents/{agent_id}"): frozenset({"callbacks:read", "internal"}),
     ("callback", "PUT", "/v1/agents/{agent_id}"): frozenset({"admin"}),
@@ -111,6 +125,16 @@ EXPECTED: dict[tuple[str, str, str], frozenset[str]] = {
     ("history", "DELETE", "/v1/customers/{customer_id}"): frozenset({"admin"}),
     ("history", "GET", "/v1/stream"): frozenset({"history:read"}),
     ("history", "GET", "/v1/stats"): frozenset({"history:read"}),
+    ("history", "POST", "/v1/webhook-endpoints"): frozenset({"admin"}),
+    ("history", "GET", "/v1/webhook-endpoints"): frozenset({"admin"}),
+    ("history", "GET", "/v1/webhook-endpoints/{endpoint_id}"): frozenset({"admin"}),
+    ("history", "PATCH", "/v1/webhook-endpoints/{endpoint_id}"): frozenset({"admin"}),
+    ("history", "DELETE", "/v1/webhook-endpoints/{endpoint_id}"): frozenset({"admin"}),
+    ("history", "POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): frozenset({"admin"}),
+    ("history", "GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): frozenset({"admin"}),
+    ("history", "POST", "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/replay"): (
+        frozenset({"admin"})
+    ),
 }
 
 # Path parameters that look real, so routing matches and only authorisation can refuse.

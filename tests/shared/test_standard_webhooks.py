@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from standardwebhooks import Webhook
 
-from services.intake.telephony.standard_webhooks import SignatureError, sign, verify
+from shared.standard_webhooks import SignatureError, sign, verify
 from tests.support.signing import new_secret
 
 SECRET = new_secret()

@@ -29,6 +29,8 @@ SPELLED_ONCE = {
 OTHER_VOCABULARIES: dict[tuple[str, str], str] = {
     ("services/intake/telephony/", "*"): "the telephony formats' own words, as providers send them",
     ("services/cli/demo.py", "no_answer"): "the generic webhook format's call status",
+    ("services/intake/dialing.py", "*"): "Twilio's call statuses, as Twilio sends them",
+    ("shared/twiml.py", "completed"): "a Twilio status callback event's name",
     ("services/callback/models.py", "do_not_call"): "a table's name",
     ("services/callback/models.py", "cancelled"): "NotificationKind: what a message is about",
     ("services/callback/models.py", "erased"): "the recipient an erased person's rows keep",

@@ -58,6 +58,10 @@ class Stack:
                 process.wait()
         return process.returncode
 
+    def own_url(self, service: str) -> str:
+        """This process's own address (`url` may be a load balancer in front of several)."""
+        return f"http://127.0.0.1:{self.env[f'RINGBACK_{service.upper()}_PORT']}"
+
     def wait_ready(self, service: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -65,7 +69,7 @@ class Stack:
             if process.poll() is not None:
                 raise AssertionError(f"{service} exited early:\n{self.tail(service)}")
             try:
-                if httpx.get(f"{self.url(service)}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{self.own_url(service)}/readyz", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, field_validator
 
-from services.intake.telephony import standard_webhooks
 from services.intake.telephony.base import (
     QUEUE_MAX_LENGTH,
     CallReport,
@@ -21,6 +20,7 @@ from services.intake.telephony.base import (
     has_controls,
     queue_key,
 )
+from shared import standard_webhooks
 from shared.contracts import Language, Timestamp
 from shared.errors import validation_errors
 from shared.jsonutil import loads

@@ -1,4 +1,5 @@
-"""Standard Webhooks signatures (`webhook-id`, `webhook-timestamp`, `webhook-signature`).
+"""Standard Webhooks signatures (`webhook-id`, `webhook-timestamp`, `webhook-signature`): how
+intake checks what PBXs send, and how callback signs what it sends to a PBX.
 
 Signed content is `{id}.{timestamp}.{raw body}`, HMAC-SHA256 with the base64-decoded secret
 (after its `whsec_` prefix), base64-encoded, sent as space-separated `v1,<sig>` entries.

@@ -1,0 +1,404 @@
+"""Promises at risk (§14): which open callbacks will not be started by their `promised_by`.
+
+Every minute, per queue, the available agents (capped by the plan) are simulated working the
+waiting callbacks in rank order at the observed handle time (`simulation.start_times`, the
+claim's own order). A callback the simulation starts after its promise is at risk:
+
+- once per promise it gets a `callback_at_risk` event (history sends the webhook), and once
+  it recovers a `callback_back_on_track` one; `PromiseMark` remembers which were sent;
+- `ringback_promises_at_risk{queue}` counts the callbacks at risk now;
+- with `RINGBACK_AT_RISK_OFFER=true` the customer is offered a later time, once, by SMS.
+
+Agents: those `/v1/agents` knows as available in the queue, each counting `1/n` in each of
+the `n` queues they serve; in the plan's hours, never more than the plan has (later days:
+the plan). A queue no rostered agent serves is taken to be staffed as planned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Gauge
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.callback import events, queues, repository, staffing
+from services.callback.models import WAITING_STATUSES, Agent, Callback, PromiseMark
+from services.callback.promise import promised_by_sql
+from services.callback.settings import CallbackSettings
+from services.callback.simulation import HOUR, NEVER, Staff, start_times
+from services.callback.tasks import state_of
+from shared.db import commit, utcnow
+from shared.vocabulary import OPEN_STATUSES, AgentPresence, EventType
+
+log = structlog.get_logger("ringback.callback.promises")
+
+# "N promises at risk in the next 2 hours; M more agents now would keep them."
+OUTLOOK = timedelta(hours=2)
+# How far ahead agents are simulated: a promise past this is not judged.
+HORIZON = timedelta(days=14)
+
+
+class PromiseMetrics:
+    """`ringback_promises_at_risk{queue}` in the worker's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.at_risk = Gauge(
+            "ringback_promises_at_risk",
+            "Open callbacks the at-risk job expects to start after their promised_by.",
+            ["queue"],
+            registry=registry,
+        )
+
+
+# ----------------------------------------------------------------------------- the outlook
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """The waiting callbacks of a queue in rank order, as the simulation reads them."""
+
+    ids: list[str]
+    ready: list[float]
+    promised: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class Outlook:
+    """One run of the simulation for a queue: who starts when, and who starts too late."""
+
+    now: datetime
+    waiting: Waiting
+    staff: Staff
+    handle_seconds: float
+    starts: list[float]
+    horizon: float
+
+    def late(self, index: int) -> bool:
+        """Started after the promise (a promise past the horizon is not judged)."""
+        promised = self.waiting.promised[index]
+        return promised < self.horizon and self.starts[index] > promised
+
+    def at(self, seconds: float) -> datetime | None:
+        return None if seconds == NEVER else self.now + timedelta(seconds=seconds)
+
+
+async def waiting(session: AsyncSession, key: str, *, now: datetime) -> Waiting:
+    """The queue's waiting callbacks in the claim's order: priority, then `rank_at`."""
+    rows = (
+        await session.execute(
+            select(Callback.id, Callback.due_at, promised_by_sql())
+            .where(Callback.queue == key, Callback.status.in_(WAITING_STATUSES))
+            .order_by(Callback.priority.desc(), Callback.rank_at, Callback.id)
+        )
+    ).all()
+    return Waiting(
+        ids=[row[0] for row in rows],
+        ready=[max(0.0, (row[1] - now).total_seconds()) for row in rows],
+        promised=[(row[2] - now).total_seconds() for row in rows],
+    )
+
+
+async def available_speeds(session: AsyncSession, key: str) -> list[float] | None:
+    """One speed per available agent of the queue (1/n for an agent in n queues), fastest
+    first; None when no agent the roster knows serves the queue at all."""
+    agents = (await session.execute(select(Agent.queues, Agent.presence))).all()
+    serving = [(queues_, presence) for queues_, presence in agents if key in queues_]
+    if not serving:
+        return None
+    speeds = [1.0 / len(q) for q, presence in serving if presence == AgentPresence.AVAILABLE]
+    return sorted(speeds, reverse=True)
+
+
+def staff_for(
+    rules: queues.QueueRules, *, now: datetime, speeds: list[float] | None, horizon: timedelta
+) -> Staff:
+    """Who works from `now`: today the available agents capped by the plan, later the plan."""
+    plan, zone = rules.plan, rules.zone
+    if plan is None:
+        return Staff(speeds=speeds or [])
+    local = now.astimezone(zone)
+    hour_start = datetime.combine(local.date(), time(local.hour), tzinfo=zone).astimezone(UTC)
+    caps: list[int] = []
+    moment = hour_start
+    while moment < now + horizon:
+        at = moment.astimezone(zone)
+        planned = staffing.planned_at(plan, at.date(), at.hour)
+        today = at.date() == local.date()
+        caps.append(min(planned, len(speeds)) if today and speeds is not None else planned)
+        moment += timedelta(hours=1)
+    present = speeds if speeds is not None else []
+    # Later days bring the plan's agents, counted whole.
+    padded = [*present, *[1.0] * max(0, max(caps, default=0) - len(present))]
+    return Staff(speeds=padded, caps=caps, origin=(hour_start - now).total_seconds())
+
+
+async def outlook(
+    session: AsyncSession, settings: CallbackSettings, key: str, *, now: datetime
+) -> Outlook:
+    rules = await queues.rules(session, settings, key)
+    handle = await staffing.observed_handle_seconds(session, key, now=now)
+    queue = await waiting(session, key, now=now)
+    speeds = await available_speeds(session, key)
+    staff = staff_for(rules, now=now, speeds=speeds, horizon=HORIZON)
+    return simulate(queue, staff, handle_seconds=handle, now=now)
+
+
+def simulate(queue: Waiting, staff: Staff, *, handle_seconds: float, now: datetime) -> Outlook:
+    starts = start_times(queue.ready, [handle_seconds] * len(queue.ids), staff)
+    horizon = (
+        staff.origin + len(staff.caps) * HOUR if staff.caps is not None else HORIZON.total_seconds()
+    )
+    return Outlook(
+        now=now,
+        waiting=queue,
+        staff=staff,
+        handle_seconds=handle_seconds,
+        starts=starts,
+        horizon=horizon,
+    )
+
+
+def _with_more_agents(staff: Staff, more: int, until: float) -> Staff:
+    """`staff` plus `more` full agents working from now until `until`, whatever the plan says."""
+    speeds = [*[1.0] * more, *staff.speeds]
+    if staff.caps is None:
+        return Staff(speeds=speeds)
+    caps = [
+        cap + more if staff.origin + k * HOUR < until else cap for k, cap in enumerate(staff.caps)
+    ]
+    return Staff(speeds=speeds, caps=caps, origin=staff.origin)
+
+
+def soon_at_risk(view: Outlook, within: timedelta = OUTLOOK) -> list[int]:
+    """Indexes of the callbacks at risk whose promise falls within `within` of now."""
+    limit = within.total_seconds()
+    return [
+        i
+        for i in range(len(view.waiting.ids))
+        if view.late(i) and view.waiting.promised[i] <= limit
+    ]
+
+
+def more_agents_needed(view: Outlook, within: timedelta = OUTLOOK) -> int:
+    """The fewest extra agents from now that would start every promise due `within` in time.
+
+    A promise nobody could keep (due before the callback may be called) does not count.
+    Adding an agent never starts anyone later, so the answer is found by bisection.
+    """
+    keepable = [
+        i for i in soon_at_risk(view, within) if view.waiting.ready[i] <= view.waiting.promised[i]
+    ]
+    if not keepable:
+        return 0
+    until = within.total_seconds()
+
+    def kept(more: int) -> bool:
+        starts = start_times(
+            view.waiting.ready,
+            [view.handle_seconds] * len(view.waiting.ids),
+            _with_more_agents(view.staff, more, until),
+        )
+        return all(starts[i] <= view.waiting.promised[i] for i in keepable)
+
+    # With one agent per callback up to the last one at risk, each starts when it is ready.
+    low, high = 0, max(keepable) + 1
+    while low < high:
+        middle = (low + high) // 2
+        if kept(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def summary(at_risk: int, more: int, within: timedelta = OUTLOOK) -> str:
+    hours = int(within.total_seconds() // 3600)
+    promises = "promise" if at_risk == 1 else "promises"
+    agents = "agent" if more == 1 else "agents"
+    return (
+        f"{at_risk} {promises} at risk in the next {hours} hours; "
+        f"{more} more {agents} now would keep them"
+    )
+
+
+async def now_view(
+    *, session: AsyncSession, settings: CallbackSettings, key: str, now: datetime
+) -> staffing.StaffingNow:
+    """What the supervisor sees: `GET /v1/queues/{key}/staffing?now=true` (and the wallboard)."""
+    view = await outlook(session, settings, key, now=now)
+    at_risk = len(soon_at_risk(view))
+    more = more_agents_needed(view) if at_risk else 0
+    speeds = await available_speeds(session, key)
+    return staffing.StaffingNow(
+        at_risk=at_risk,
+        horizon_minutes=int(OUTLOOK.total_seconds() // 60),
+        more_agents=more,
+        available_agents=round(sum(speeds or []), 2),
+        summary=summary(at_risk, more),
+    )
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What one run found in one queue."""
+
+    at_risk: int
+    newly: list[str]
+    recovered: list[str]
+
+
+async def check_queue(
+    *, session: AsyncSession, settings: CallbackSettings, key: str, now: datetime
+) -> Checked:
+    """Mark the queue's callbacks at risk and back on track, each once per promise."""
+    # Two workers checking one queue at once would announce a promise twice.
+    await repository.lock(session, "promises", key)
+    view = await outlook(session, settings, key, now=now)
+    marks = {
+        m.callback_id: m
+        for m in (
+            await session.execute(select(PromiseMark).where(PromiseMark.queue == key))
+        ).scalars()
+    }
+    newly: list[str] = []
+    recovered: list[str] = []
+    promised_at: dict[str, datetime] = {}
+    seen: set[str] = set()
+    for index, callback_id in enumerate(view.waiting.ids):
+        seen.add(callback_id)
+        late = view.late(index)
+        mark = marks.get(callback_id)
+        if mark is None and not late:
+            continue
+        promised = now + timedelta(seconds=view.waiting.promised[index])
+        if mark is None:
+            mark = PromiseMark(callback_id=callback_id, queue=key, promised_by=promised)
+            session.add(mark)
+        elif mark.promised_by != promised:
+            # A new promise (a rebooking): it is announced afresh.
+            mark.promised_by, mark.at_risk_at, mark.recovered_at = promised, None, None
+        mark.at_risk = late
+        mark.expected_start = view.at(view.starts[index])
+        mark.updated_at = now
+        promised_at[callback_id] = promised
+        if late and mark.at_risk_at is None:
+            mark.at_risk_at = now
+            newly.append(callback_id)
+        elif not late and mark.at_risk_at is not None and mark.recovered_at is None:
+            mark.recovered_at = now
+            recovered.append(callback_id)
+    for callback_id, mark in marks.items():
+        # Claimed, moved or closed: started (or ended), so no longer at risk here.
+        if callback_id not in seen and mark.at_risk:
+            mark.at_risk, mark.updated_at = False, now
+    await session.execute(
+        delete(PromiseMark).where(
+            PromiseMark.queue == key,
+            PromiseMark.callback_id.in_(
+                select(Callback.id).where(
+                    Callback.id == PromiseMark.callback_id, Callback.status.not_in(OPEN_STATUSES)
+                )
+            ),
+        )
+    )
+    await _announce(session, newly, recovered, marks=marks, key=key, now=now)
+    at_risk = sum(1 for i in range(len(view.waiting.ids)) if view.late(i))
+    if newly or recovered:
+        log.info(
+            "callback.promises.checked",
+            queue=key,
+            at_risk=at_risk,
+            newly=len(newly),
+            recovered=len(recovered),
+        )
+    return Checked(at_risk=at_risk, newly=newly, recovered=recovered)
+
+
+async def _announce(
+    session: AsyncSession,
+    newly: Sequence[str],
+    recovered: Sequence[str],
+    *,
+    marks: dict[str, PromiseMark],
+    key: str,
+    now: datetime,
+) -> None:
+    if not newly and not recovered:
+        return
+    await session.flush()
+    fresh = {
+        m.callback_id: m
+        for m in (
+            await session.execute(
+                select(PromiseMark).where(PromiseMark.callback_id.in_([*newly, *recovered]))
+            )
+        ).scalars()
+    }
+    callbacks = {
+        c.id: c
+        for c in (
+            await session.execute(select(Callback).where(Callback.id.in_([*newly, *recovered])))
+        ).scalars()
+    }
+    for ids, type_, words in (
+        (newly, EventType.CALLBACK_AT_RISK, "At risk: expected to start after its promise"),
+        (recovered, EventType.CALLBACK_BACK_ON_TRACK, "Back on track: expected in time"),
+    ):
+        for callback_id in ids:
+            mark = fresh[callback_id]
+            extra: dict[str, Any] = {
+                "promised_by": mark.promised_by.isoformat(),
+                "expected_start": mark.expected_start.isoformat()
+                if mark.expected_start is not None
+                else None,
+            }
+            await events.callback_changed(
+                session, callback=callbacks[callback_id], type=type_, summary=words, extra=extra
+            )
+
+
+async def check_all(
+    *,
+    sessions: Any,
+    settings: CallbackSettings,
+    now: datetime,
+    metrics: PromiseMetrics | None = None,
+) -> dict[str, Checked]:
+    """Check every queue, each in its own transaction (one queue's trouble stops no other)."""
+    async with sessions() as session:
+        keys = [q.key for q in await repository.all_queues(session)] or [queues.DEFAULT]
+    found: dict[str, Checked] = {}
+    for key in keys:
+        try:
+            async with sessions() as session:
+                found[key] = await check_queue(session=session, settings=settings, key=key, now=now)
+                await commit(session)
+        except Exception:
+            log.exception("callback.promises.failed", queue=key)
+            continue
+        if metrics is not None:
+            metrics.at_risk.labels(queue=key).set(found[key].at_risk)
+    return found
+
+
+CHECK_PROMISES = "check_promises"
+
+
+async def check_promises(ctx: dict[str, Any]) -> int:
+    """Cron, every minute: check every queue's promises; returns the callbacks newly at risk."""
+    state = state_of(ctx)
+    metrics = ctx.get("promise_metrics")
+    if not isinstance(metrics, PromiseMetrics):
+        metrics = ctx["promise_metrics"] = PromiseMetrics(state.metrics.registry)
+    found = await check_all(
+        sessions=state.sessions, settings=state.settings, now=utcnow(), metrics=metrics
+    )
+    return sum(len(checked.newly) for checked in found.values())

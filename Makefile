@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt demo migrate venv lock clean bench browser promtool
+.PHONY: run test lint fmt demo migrate venv lock clean bench browser poolers promtool
 
 venv: $(STAMP)
 
@@ -28,7 +28,7 @@ demo: $(STAMP)
 migrate: $(STAMP)
 	$(BIN)/ringback migrate
 
-test: $(STAMP) browser
+test: $(STAMP) browser poolers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The browser tests drive the distribution's Chromium (Playwright's own browser download is
@@ -37,7 +37,17 @@ test: $(STAMP) browser
 browser:
 	@command -v chromium >/dev/null 2>&1 || scripts/install-chromium || true
 
+# The scale-out tests (tests/scale) put Debian's PgBouncer and Redis Sentinel in front of the
+# test database and Redis. Installed here when missing and this user may; otherwise those tests
+# skip and say why. Never fails the build by itself.
+poolers:
+	@{ command -v pgbouncer || test -x /usr/sbin/pgbouncer; } >/dev/null 2>&1 \
+		&& command -v redis-sentinel >/dev/null 2>&1 || scripts/install-poolers || true
+
 K8S_MANIFESTS := $(filter-out %/kustomization.yaml,$(wildcard deploy/k8s/base/*.yaml))
+# The scale-out overlay's own resources and patches (PgBouncer, Redis Sentinel) are whole
+# objects: validated the same way.
+K8S_MANIFESTS += $(filter-out %/kustomization.yaml,$(wildcard deploy/k8s/overlays/scale-out/*.yaml))
 RULES := deploy/prometheus/ringback-rules.yaml
 # The overlay's PrometheusRule: kubernetes-validate has no schema for that kind (it would pass
 # it with a warning), so it is checked against the rules schema instead.

@@ -47,6 +47,7 @@ FULL: dict[str, list[str]] = {
     "end_to_end": [],
     "booking": [],
     "claim": [],
+    "at_risk": [],
     "history": [],
     "webhooks": [],
 }
@@ -58,6 +59,7 @@ QUICK: dict[str, list[str]] = {
     "end_to_end": ["--rate", "10", "--seconds", "3", "--tail", "60", "--settle", "1"],
     "booking": ["--attempts", "200"],
     "claim": ["--callbacks", "1000", "--claims", "200"],
+    "at_risk": ["--callbacks", "1000", "--runs", "2"],
     "history": [
         "--events",
         "20000",
@@ -69,7 +71,7 @@ QUICK: dict[str, list[str]] = {
         "_quick",
         "--drop",
     ],
-    "webhooks": ["--events", "500", "--rate", "10", "--seconds", "3", "--warmup", "5"],
+    "webhooks": ["--events", "500", "--rate", "10", "--seconds", "3", "--rounds", "1"],
 }
 
 BEGIN_BA = "<!-- before-after: kept across regenerations; edit by hand -->"
@@ -382,6 +384,23 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             _met(claim_ok),
         )
     )
+    steady_cpu = get(r, "at_risk.steady_state.cpu_seconds_max")
+    first_cpu = get(r, "at_risk.first_run.cpu_seconds")
+    out.append(
+        (
+            f"Promises at risk: the every-minute job over {_fmt(get(r, 'at_risk.callbacks'))} "
+            "open callbacks in one queue",
+            f"CPU {_fmt(steady_cpu, 's')} (steady, worst run); {_fmt(first_cpu, 's')} first run",
+            f"first run announced {_fmt(get(r, 'at_risk.first_run.newly_announced'))}; "
+            f"supervisor's outlook {_fmt(get(r, 'at_risk.now_view.cpu_seconds'), 's')} CPU",
+            "< 1 s CPU per run",
+            _met(
+                _cmp(max(steady_cpu, first_cpu), "<", 1.0)
+                if steady_cpu is not None and first_cpu is not None
+                else None
+            ),
+        )
+    )
     webhooks_ps = get(r, "webhooks.throughput.deliveries_per_second")
     none_p90 = get(r, "webhooks.no_subscribers.accepted_to_sms.p90_ms")
     slow_p90 = get(r, "webhooks.five_slow_subscribers.accepted_to_sms.p90_ms")
@@ -390,9 +409,9 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             "Webhooks: deliveries to one loopback receiver",
             _fmt(webhooks_ps, "/s"),
             f"confirmation p90 {_fmt(none_p90, 'ms')} alone, {_fmt(slow_p90, 'ms')} with 5 "
-            "slow subscribers attached",
-            "confirmations unchanged (≤ 1.2x)",
-            _met(_cmp(_ratio(slow_p90, none_p90), "<=", 1.2)),
+            "slow subscribers attached (interleaved rounds)",
+            "confirmations unchanged (median round ≤ 1.2x)",
+            _met(_cmp(get(r, "webhooks.p90_ratio_median"), "<=", 1.2)),
         )
     )
     under = get(r, "footprint.rss_under_intake_load_mib") or {}

@@ -17,9 +17,13 @@ from typing import Any
 from urllib.parse import unquote
 
 import redis
-from arq.connections import RedisSettings
+from arq.connections import ArqRedis, RedisSettings
 from redis.asyncio import ConnectionPool
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.sentinel import Sentinel as SyncSentinel
 
 SENTINEL_SCHEME = "redis+sentinel"
@@ -126,16 +130,30 @@ class _MasterPool(SentinelConnectionPool):
             await client.connection_pool.disconnect()
 
 
-def redis_pool(url: str, **connection_kwargs: Any) -> ConnectionPool:
+# A failover takes the sentinels' `down-after-milliseconds` plus an election: about 6 s with
+# the manifests' settings (2 s in the tests). A client that rides it out retries a failed
+# command with backoff for longer than that, about 15 s, asking the sentinels again each time.
+_FAILOVER_RETRY = {
+    "retry": Retry(ExponentialBackoff(cap=2.0, base=0.1), 10),
+    "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+}
+
+
+def redis_pool(
+    url: str, *, ride_out_failover: bool = False, **connection_kwargs: Any
+) -> ConnectionPool:
     """A redis-py connection pool for `url`: `ConnectionPool.from_url`, or the Sentinel master's.
 
-    Nothing is retried here: during a failover a command fails fast, as with a Redis that is
-    down (the rate limiter lets the request through, a job not enqueued is the sweeper's), and
-    the next connection asks the sentinels for the master again.
+    Through Sentinel each new connection asks the sentinels where the master is. By default a
+    command fails fast during a failover, as with a Redis that is down (the rate limiter lets
+    the request through, a job not enqueued is the sweeper's); `ride_out_failover` retries it
+    until the replica is promoted instead, for a process whose loop must not stop (the worker).
     """
     if not is_sentinel(url):
         return ConnectionPool.from_url(url, **connection_kwargs)
     target = parse_sentinel_url(url)
+    if ride_out_failover:
+        connection_kwargs = {**_FAILOVER_RETRY, **connection_kwargs}
     manager = _sentinel(target, **connection_kwargs)
     return _MasterPool(  # type: ignore[no-untyped-call]
         target.service_name,
@@ -147,19 +165,16 @@ def redis_pool(url: str, **connection_kwargs: Any) -> ConnectionPool:
     )
 
 
-def arq_redis_settings(url: str) -> RedisSettings:
-    """arq's connection settings for `url` (arq asks the sentinels itself in the Sentinel form)."""
+def arq_worker_connection(url: str, **arq_redis_kwargs: Any) -> dict[str, Any]:
+    """arq `Worker`'s keyword for `url`: `redis_settings`, or through Sentinel a `redis_pool`.
+
+    arq's own Sentinel client gives up on the first failed command, and the worker's loop with
+    it; ours rides out the failover. `arq_redis_kwargs` are `ArqRedis`'s (serializers, queue).
+    """
     if not is_sentinel(url):
-        return RedisSettings.from_dsn(url)
-    target = parse_sentinel_url(url)
-    return RedisSettings(
-        host=list(target.sentinels),
-        sentinel=True,
-        sentinel_master=target.service_name,
-        database=target.db,
-        username=target.username,
-        password=target.password,
-    )
+        return {"redis_settings": RedisSettings.from_dsn(url)}
+    pool = redis_pool(url, ride_out_failover=True, socket_connect_timeout=2)
+    return {"redis_pool": ArqRedis(connection_pool=pool, **arq_redis_kwargs)}
 
 
 def sync_client(url: str) -> redis.Redis:

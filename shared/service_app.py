@@ -36,7 +36,7 @@ Extension = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 # What a browser page on an allowed origin may use: the API's verbs and the headers its
 # clients send. Keys travel in `Authorization`, never in cookies, so no credentials mode.
-CORS_METHODS = ("GET", "POST", "PUT", "DELETE")
+CORS_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 CORS_HEADERS = ("Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID")
 CORS_EXPOSE = ("X-Request-ID",)
 

@@ -786,8 +786,15 @@ _any_key = require_scope("callbacks:read", "callbacks:write", "internal")
     summary="The key this request came with: its name, scopes and agent",
     dependencies=[Depends(_any_key)],
 )
-async def whoami(principal: Annotated[Principal, Depends(_any_key)]) -> KeyOut:
-    return KeyOut(name=principal.name, scopes=sorted(principal.scopes), agent_id=principal.agent_id)
+async def whoami(
+    principal: Annotated[Principal, Depends(_any_key)], settings: SettingsDep
+) -> KeyOut:
+    return KeyOut(
+        name=principal.name,
+        scopes=sorted(principal.scopes),
+        agent_id=principal.agent_id,
+        dialer=settings.dialer,
+    )
 
 
 ROUTERS = (

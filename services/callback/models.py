@@ -53,6 +53,8 @@ class NotificationKind(StrEnum):
     CANCELLED = "cancelled"
     REBOOKED = "rebooked"
     ACKNOWLEDGEMENT = "acknowledgement"
+    # A promise at risk (§14): a later time offered, once per callback.
+    AT_RISK_OFFER = "at_risk_offer"
 
 
 # What an erased person's messages are addressed to from then on (never a real address).

@@ -48,7 +48,13 @@ _Kind = NotificationKind
 _SMS, _EMAIL = NotificationChannel.SMS, NotificationChannel.EMAIL
 # Messages that stop being true once something other than the customer closes the callback
 # (a do-not-call entry, an answered inbound call).
-UNSENT_AT_CLOSE = (_Kind.CONFIRMATION, _Kind.REMINDER, _Kind.TRIED, _Kind.REBOOKED)
+UNSENT_AT_CLOSE = (
+    _Kind.CONFIRMATION,
+    _Kind.REMINDER,
+    _Kind.TRIED,
+    _Kind.REBOOKED,
+    _Kind.AT_RISK_OFFER,
+)
 
 
 @dataclass(frozen=True, slots=True)

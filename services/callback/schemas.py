@@ -261,6 +261,8 @@ class KeyOut(BaseModel):
     scopes: list[str]
     # Set for a key bound to one agent: every agent action acts as them.
     agent_id: str | None
+    # What places calls (§10): the console shows a Call button unless `none`.
+    dialer: Dialer = Dialer.NONE
 
 
 class AttemptResult(BaseModel):

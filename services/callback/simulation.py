@@ -69,8 +69,21 @@ def start_times(ready: Sequence[float], handle: Sequence[float], staff: Staff) -
     # Every agent is free from the origin (now); overdue callbacks are ready at once.
     free = [(0.0, a) for a, speed in enumerate(staff.speeds) if speed > 0]
     heapq.heapify(free)
+    # Agents with nothing to do, lowest index (fastest) first. Waking one per callback that
+    # falls due, rather than every idle agent each time, keeps a quiet queue with many agents
+    # linear: 10,000 agents over 10,000 callbacks took minutes the other way.
+    parked: list[int] = []
+    clock = 0.0
     remaining = count
-    while remaining and free:
+    while remaining:
+        if parked and waiting:
+            heapq.heappush(free, (clock, heapq.heappop(parked)))
+        elif parked and admitted < count:
+            due = ready[by_ready[admitted]]
+            if not free or free[0][0] > due:
+                heapq.heappush(free, (max(due, clock), heapq.heappop(parked)))
+        if not free:
+            break
         moment, agent = heapq.heappop(free)
         allowed = staff.next_start(agent, moment)
         if allowed == NEVER:
@@ -78,12 +91,12 @@ def start_times(ready: Sequence[float], handle: Sequence[float], staff: Staff) -
         if allowed > moment:
             heapq.heappush(free, (allowed, agent))
             continue
+        clock = moment
         while admitted < count and ready[by_ready[admitted]] <= moment:
             heapq.heappush(waiting, by_ready[admitted])
             admitted += 1
         if not waiting:
-            # Nothing due yet: this agent picks up whatever falls due next.
-            heapq.heappush(free, (ready[by_ready[admitted]], agent))
+            heapq.heappush(parked, agent)
             continue
         item = heapq.heappop(waiting)
         starts[item] = moment

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import erlang, forecast, inputs, queues, repository
 from services.callback.capacity import WEEKDAYS, CapacityPlan
-from services.callback.models import Attempt, Callback, Dial, Queue
+from services.callback.models import Agent, Attempt, Callback, Dial, Queue
 from services.callback.settings import CallbackSettings
 from services.callback.simulation import HOUR, needed_for_day, simulated_days
 from shared.errors import NotFound
@@ -114,6 +114,16 @@ async def demand(
     return [m for m in rows if m is not None]
 
 
+async def planned_share(session: AsyncSession, queue: str) -> float:
+    """How much of a planned agent this queue gets: an agent in n queues counts 1/n in each."""
+    shares = [
+        1.0 / len(queues_)
+        for queues_ in (await session.execute(select(Agent.queues))).scalars()
+        if queue in queues_
+    ]
+    return sum(shares) / len(shares) if shares else 1.0
+
+
 async def first_demand(session: AsyncSession, queue: str) -> datetime | None:
     found: datetime | None = await session.scalar(
         select(func.min(Callback.first_contact_at)).where(Callback.queue == queue)
@@ -132,9 +142,10 @@ class StaffingHour(BaseModel):
     forecast: float
     handle_seconds: float
     needed: int
-    planned: int
+    # The plan's agents in this hour, each counted by the share of their time this queue gets.
+    planned: float
     # `needed - planned`: agents missing (negative: to spare).
-    gap: int
+    gap: float
 
 
 class StaffingNow(BaseModel):
@@ -156,6 +167,9 @@ class StaffingOut(BaseModel):
     answer_within_minutes: float
     sla_share: float
     handle_seconds: float
+    # The share of a planned agent's time this queue gets: the mean of 1/n over the rostered
+    # agents who serve it (n: the queues each serves); 1 when the roster names nobody here.
+    planned_share: float
     hours: list[StaffingHour]
     now: StaffingNow | None = None
 
@@ -267,6 +281,7 @@ async def staffing(
         raise inputs.invalid(["query", "to"], f"ask for at most {MAX_DAYS} days at a time")
     goal = goal_of(queue, rules)
     handle = await observed_handle_seconds(session, key, now=now)
+    share = await planned_share(session, key)
 
     first_day = start.astimezone(zone).date()
     last_day = (end - timedelta(microseconds=1)).astimezone(zone).date()
@@ -288,7 +303,7 @@ async def staffing(
         for hour, moment in local_hours(day, zone):
             if not start <= moment < end:
                 continue
-            planned = planned_at(rules.plan, day, hour)
+            planned = round(planned_at(rules.plan, day, hour) * share, 2)
             hours.append(
                 StaffingHour(
                     start=moment,
@@ -297,7 +312,7 @@ async def staffing(
                     handle_seconds=round(handle, 1),
                     needed=needed[hour],
                     planned=planned,
-                    gap=needed[hour] - planned,
+                    gap=round(needed[hour] - planned, 2),
                 )
             )
         day += timedelta(days=1)
@@ -309,5 +324,6 @@ async def staffing(
         answer_within_minutes=goal.window_seconds / 60,
         sla_share=goal.share,
         handle_seconds=round(handle, 1),
+        planned_share=round(share, 4),
         hours=hours,
     )

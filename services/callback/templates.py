@@ -286,6 +286,24 @@ def render_tried(
     )
 
 
+def render_at_risk_offer(
+    *,
+    language: Language,
+    name: str | None,
+    promised_by: datetime,
+    now: datetime,
+    tz: ZoneInfo,
+    link: str,
+) -> Confirmation:
+    """A promise at risk (§14): we may be late, and the link to choose a later time. SMS only."""
+    when = moment_phrase(language, moment=promised_by, now=now, tz=tz)
+    return Confirmation(
+        sms=_sms(language, N_("at_risk.sms"), name, when=when, link=link),
+        email_subject="",
+        email_body="",
+    )
+
+
 def render_cancelled(*, language: Language, name: str | None) -> Confirmation:
     """The callback was cancelled (by the customer or by us)."""
     said = _greeted(language, N_("cancelled.sms"), _first_name(name))
@@ -395,6 +413,9 @@ def _worst_case_sms(language: Language) -> list[tuple[str, str]]:
     rebooked = render_rebooked(
         language=language, name=name, start=start, end=start + slot, now=now, tz=tz, link=link
     )
+    at_risk = render_at_risk_offer(
+        language=language, name=name, promised_by=retry, now=retry_now, tz=tz, link=link
+    )
     return [
         ("confirmation", confirmation.sms),
         ("confirmation of a booked time", booked.sms),
@@ -403,6 +424,7 @@ def _worst_case_sms(language: Language) -> list[tuple[str, str]]:
         ("tried, last time", last.sms),
         ("cancelled", render_cancelled(language=language, name=name).sms),
         ("rebooked", rebooked.sms),
+        ("promise at risk", at_risk.sms),
     ]
 
 

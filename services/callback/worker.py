@@ -48,7 +48,7 @@ from shared.db import asyncpg_dsn, create_engine, create_session_factory
 from shared.http import create_http_client, internal_client
 from shared.jobs import job_deserializer, job_serializer, traced_job
 from shared.outbox import OutboxRelay
-from shared.redis_url import arq_redis_settings
+from shared.redis_url import arq_worker_connection
 
 log = structlog.get_logger("ringback.callback.worker")
 
@@ -173,7 +173,12 @@ def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
             ),
         ],
         "queue_name": settings.queue_name,
-        "redis_settings": arq_redis_settings(settings.require_redis_url()),
+        **arq_worker_connection(
+            settings.require_redis_url(),
+            job_serializer=job_serializer,
+            job_deserializer=job_deserializer,
+            default_queue_name=settings.queue_name,
+        ),
         "job_serializer": job_serializer,
         "job_deserializer": job_deserializer,
         "on_startup": _on_startup(settings),

@@ -38,7 +38,12 @@ MEANINGS: dict[str, str] = {
     "unset: `RINGBACK_DATABASE_URL`",
     "callback_database_url": "a database of callback's own; unset: `RINGBACK_DATABASE_URL`",
     "history_database_url": "a database of history's own; unset: `RINGBACK_DATABASE_URL`",
-    "redis_url": "Redis for arq's queue (`redis://host:port/db` or `unix:///path?db=0`); "
+    "db_pooler": "`pgbouncer`: the database URLs are a PgBouncer in transaction pooling "
+    "(no prepared statement reused); unset: PostgreSQL itself",
+    "database_direct_url": "PostgreSQL itself, past any pooler, for LISTEN, session locks and "
+    "migrations; unset: the service's database URL",
+    "redis_url": "Redis for arq's queue and the limits (`redis://host:port/db`, "
+    "`unix:///path?db=0`, or Sentinel's `redis+sentinel://host:26379,host2:26379/master/db`); "
     "`make run` starts an embedded one when unset",
     "intake_port": "intake's listen port (`ringback serve intake`)",
     "callback_port": "callback's listen port",
@@ -209,6 +214,8 @@ MEANINGS: dict[str, str] = {
     "history process",
     "history_webhook_timeout_seconds": "a webhook request not answered within this is cut off "
     "and retried later",
+    "history_webhook_keep_days": "delivered and dead webhook deliveries (and the event data "
+    "they hold) are deleted after this many days",
     "webhook_allow_private": "let webhook endpoints point at loopback and private addresses "
     "(development and tests only; refused in production)",
     "history_queue_zone_cache_seconds": "how long a queue's time zone, asked of callback for "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -76,17 +77,28 @@ def cmd_staffing_show(args: argparse.Namespace) -> int:
         f"handle time {table['handle_seconds']:g} s, forecast from {table['weeks']} weeks"
     )
     rows = [
-        [h["local_hour"], f"{h['forecast']:g}", h["needed"], h["planned"], f"{h['gap']:+d}"]
+        [
+            h["local_hour"],
+            f"{h['forecast']:g}",
+            str(h["needed"]),
+            f"{h['planned']:g}",
+            f"{h['gap']:+g}",
+        ]
         for h in hours
     ]
     for line in _table(rows, ["HOUR", "FORECAST", "NEEDED", "PLANNED", "GAP"]):
         _say(line)
     if not args.apply:
         return 0
-    return _apply(args, queue, hours)
+    return _apply(args, queue, table, hours)
 
 
-def _apply(args: argparse.Namespace, queue: dict[str, Any], hours: list[dict[str, Any]]) -> int:
+def _apply(
+    args: argparse.Namespace,
+    queue: dict[str, Any],
+    table: dict[str, Any],
+    hours: list[dict[str, Any]],
+) -> int:
     plan = queue.get("capacity")
     if not plan:
         raise CliFailure(
@@ -97,13 +109,17 @@ def _apply(args: argparse.Namespace, queue: dict[str, Any], hours: list[dict[str
         day: {str(hour): count for hour, count in by_hour.items()}
         for day, by_hour in (plan.get("agents") or {}).items()
     }
+    # The plan counts heads; a queue that gets part of its agents' time needs more heads.
+    share = table["planned_share"]
     changes = []
     for hour in hours:
-        if hour["needed"] == hour["planned"]:
+        heads = math.ceil(hour["needed"] / share - 1e-9)
+        planned_heads = round(hour["planned"] / share)
+        if heads == planned_heads:
             continue
         weekday, _, clock = hour["local_hour"].split(" ")
-        agents.setdefault(weekday, {})[str(int(clock[:2]))] = hour["needed"]
-        changes.append(f"  {weekday} {clock}: {hour['planned']} -> {hour['needed']}")
+        agents.setdefault(weekday, {})[str(int(clock[:2]))] = heads
+        changes.append(f"  {weekday} {clock}: {planned_heads} -> {heads} agents")
     if not changes:
         _say("the plan already has the agents needed; nothing to apply")
         return 0

@@ -250,6 +250,12 @@ class WebhookDelivery(OutboxMixin, Base):
             "available_at",
             postgresql_where=_PENDING,
         ),
+        # The relay's purge: finished deliveries, oldest first.
+        Index(
+            "ix_webhook_deliveries_finished",
+            "created_at",
+            postgresql_where=text("delivered_at IS NOT NULL OR dead_at IS NOT NULL"),
+        ),
         # An endpoint's delivery log, newest first.
         Index("ix_webhook_deliveries_endpoint", "endpoint_id", "id"),
         # Erasure finds the snapshots that hold a customer.

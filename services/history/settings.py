@@ -37,6 +37,8 @@ class HistorySettings(CommonSettings):
     history_webhook_per_endpoint: int = Field(default=4, ge=1, le=64)
     history_webhook_max_in_flight: int = Field(default=64, ge=1, le=1000)
     history_webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # The delivery log (and the snapshots it holds) is kept this long, then deleted.
+    history_webhook_keep_days: int = Field(default=30, ge=4, le=3650)
     # Endpoints on loopback and private addresses, and over plain http: development and tests.
     webhook_allow_private: bool = False
     # Callback's API as the agent's browser reaches it (the console at /console calls it);

@@ -30,7 +30,7 @@ import httpx
 import structlog
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import func, select, true, update
+from sqlalchemy import delete, func, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.history.models import WebhookDelivery, WebhookEndpoint
@@ -68,6 +68,10 @@ FAILING_DAYS_BEFORE_DISABLE = 5
 RESPONSE_READ_LIMIT_BYTES = 4096
 # A claimed row is due again this long after its request's timeout, if nobody recorded it.
 LEASE_MARGIN_SECONDS = 10.0
+# Delivered and dead deliveries older than `history_webhook_keep_days` are deleted, this many
+# per statement, looked for this often.
+PURGE_BATCH = 1000
+PURGE_INTERVAL_SECONDS = 60.0
 # How long the old secret signs too after a rotation.
 ROTATION_OVERLAP = timedelta(hours=24)
 
@@ -152,6 +156,7 @@ class WebhookRelay(OutboxRelay):
         timeout_seconds: float,
         poll_seconds: float,
         registry: CollectorRegistry | None,
+        keep_days: int = 30,
     ) -> None:
         # The outbox's own metrics describe peers; a subscriber's are ours, so none there.
         super().__init__(
@@ -171,6 +176,8 @@ class WebhookRelay(OutboxRelay):
         self._in_flight: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._releases = 0
+        self.keep_days = keep_days
+        self._purge_due = 0.0
 
     @property
     def in_flight(self) -> int:
@@ -344,7 +351,11 @@ class WebhookRelay(OutboxRelay):
             return
         async with self.sessions() as session:
             delivery = await session.get(WebhookDelivery, item.id, with_for_update=True)
-            endpoint = await session.get(WebhookEndpoint, item.endpoint_id, with_for_update=True)
+            # FOR NO KEY UPDATE: ingest's new deliveries (a foreign key share lock on the
+            # endpoint) are not held up while this try's result is written.
+            endpoint = await session.get(
+                WebhookEndpoint, item.endpoint_id, with_for_update={"key_share": True}
+            )
             if delivery is None or endpoint is None:
                 return  # the endpoint was deleted meanwhile
             delivery.last_status_code = outcome.status_code
@@ -385,11 +396,44 @@ class WebhookRelay(OutboxRelay):
         log.warning("webhook.endpoint.disabled", endpoint_id=endpoint.id, reason=str(reason))
 
     async def refresh_gauges(self) -> None:
+        """The backlog gauge, and the relay's housekeeping (the loop calls this every 5 s)."""
         async with self.sessions() as session:
             count = await session.scalar(
                 select(func.count()).select_from(WebhookDelivery).where(_pending())
             )
         self.webhook_metrics.backlog.set(count or 0)
+        if time.monotonic() >= self._purge_due:
+            self._purge_due = time.monotonic() + PURGE_INTERVAL_SECONDS
+            await self.purge_finished()
+
+    async def purge_finished(self) -> int:
+        """Delete delivered and dead deliveries older than `keep_days`, a bounded batch at a
+        time: their snapshots hold personal data, and the log need not be kept for ever."""
+        cutoff = utcnow() - timedelta(days=self.keep_days)
+        row = WebhookDelivery
+        total = 0
+        while True:
+            oldest = (
+                select(row.id)
+                .where(
+                    or_(row.delivered_at.is_not(None), row.dead_at.is_not(None)),
+                    row.created_at < cutoff,
+                )
+                .order_by(row.created_at)
+                .limit(PURGE_BATCH)
+            )
+            async with self.sessions() as session:
+                deleted = len(
+                    (
+                        await session.execute(
+                            delete(row).where(row.id.in_(oldest)).returning(row.id)
+                        )
+                    ).all()
+                )
+                await session.commit()
+            total += deleted
+            if deleted < PURGE_BATCH:
+                return total
 
     async def drain(self, grace_seconds: float) -> None:
         """Wait a while for requests in flight; what is cut off is sent again later."""
@@ -448,6 +492,7 @@ def webhook_relay_extension(settings: HistorySettings) -> Extension:
             timeout_seconds=settings.history_webhook_timeout_seconds,
             poll_seconds=settings.history_relay_poll_seconds,
             registry=app.state.registry,
+            keep_days=settings.history_webhook_keep_days,
         )
         app.state.webhook_relay = relay
         stop = asyncio.Event()

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.history import webhook_delivery
@@ -21,7 +21,7 @@ from services.history.webhook_signing import new_secret
 from shared.apikeys import Principal
 from shared.auth import require_scope
 from shared.db import session_dependency, utcnow
-from shared.errors import BadRequest, NotFound, Unprocessable
+from shared.errors import BadRequest, Conflict, NotFound, Unprocessable
 from shared.ids import new_id
 from shared.jsonutil import dumps
 from shared.pagination import Cursor, Limit, Page, page_of, read_cursor, row_id, sequence_number
@@ -29,6 +29,9 @@ from shared.routing import JsonRoute
 from shared.vocabulary import OutboxRowStatus, WebhookEventType
 
 MAX_FILTERS = len(WebhookEventType)
+# Every event is written once per subscribed endpoint, in the request that records it: the
+# number of endpoints is a ceiling on that fan-out.
+MAX_ENDPOINTS = 50
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 EventFilter = Annotated[list[str], Field(min_length=1, max_length=MAX_FILTERS)]
@@ -200,6 +203,12 @@ async def create_endpoint(
                 )
             return _created(earlier), False
     url = await _checked(body.url, settings)
+    count = await session.scalar(select(func.count()).select_from(WebhookEndpoint))
+    if (count or 0) >= MAX_ENDPOINTS:
+        raise Conflict(
+            f"There are {MAX_ENDPOINTS} webhook endpoints already: delete one first.",
+            slug="too-many-webhook-endpoints",
+        )
     now = utcnow()
     endpoint = WebhookEndpoint(
         id=new_id(),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import random
 from fractions import Fraction
 
 import pytest
 
 from services.callback import erlang
 from services.callback.simulation import (
+    NEVER,
     Day,
     Staff,
     needed_for_day,
@@ -169,3 +171,35 @@ def test_an_agent_starts_calls_only_in_the_hours_the_plan_allows() -> None:
     starts = start_times([0.0, 0.0, 0.0], [300.0] * 3, staff)
     # Hour 0 is [-3000, 600), hour 1 [600, 4200), hour 2 from 4200.
     assert starts == [0.0, 300.0, 4200.0]
+
+
+def _naive_starts(ready: list[float], handle: list[float], staff: Staff) -> list[float]:
+    """The rule read literally, one callback at a time: the agent who can start soonest takes
+    the first-ranked callback that is due by then. Slow (callbacks x agents), plainly right."""
+    free = [0.0] * len(staff.speeds)
+    starts = [NEVER] * len(ready)
+    left = set(range(len(ready)))
+    while left:
+        earliest_due = min(ready[i] for i in left)
+        options = [(staff.next_start(a, max(free[a], earliest_due)), a) for a in range(len(free))]
+        moment, agent = min(options)
+        if moment == NEVER:
+            break
+        item = min(i for i in left if ready[i] <= moment)
+        starts[item] = moment
+        left.remove(item)
+        free[agent] = moment + handle[item] / staff.speeds[agent]
+    return starts
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_the_fast_simulation_is_the_rule_read_literally(seed: int) -> None:
+    rng = random.Random(seed)
+    count = rng.randint(1, 60)
+    ready = [rng.choice([0.0, rng.uniform(0, 4 * 3600)]) for _ in range(count)]
+    handle = [rng.uniform(60, 900) for _ in range(count)]
+    speeds = sorted((rng.choice([0.5, 1.0]) for _ in range(rng.randint(1, 6))), reverse=True)
+    caps = [rng.randint(0, len(speeds)) for _ in range(rng.randint(1, 8))]
+    staff = Staff(speeds=speeds, caps=caps, origin=-rng.uniform(0, 3600))
+
+    assert start_times(ready, handle, staff) == pytest.approx(_naive_starts(ready, handle, staff))

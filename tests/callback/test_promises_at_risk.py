@@ -8,15 +8,17 @@ from typing import Any
 
 from httpx import AsyncClient
 from prometheus_client import CollectorRegistry
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback import promises
+from services.callback.jobs import ArqNotificationQueue
 from services.callback.models import Agent, Callback, CallbackOutbox, PromiseMark, SlotBooking
 from services.callback.promise import promised_by_sql
 from services.callback.settings import CallbackSettings
+from shared.service_app import create_redis
 from shared.vocabulary import EventType
-from tests.callback.conftest import InsertCallbacks
+from tests.callback.conftest import InsertCallbacks, RunWorker, SmsGateway
 
 ALL_DAY = [{"start": "00:00", "end": "24:00"}]
 MINUTE = timedelta(minutes=1)
@@ -172,7 +174,79 @@ async def test_the_promise_is_one_rule_for_the_api_and_the_job(
     (plain,) = await insert_callbacks(1, phone="+358401099999", sla_deadline=now + MINUTE)
 
     async with sessions() as session:
-        found = dict((await session.execute(select(Callback.id, promised_by_sql()))).all())
+        rows = await session.execute(select(Callback.id, promised_by_sql()))
+        found: dict[str, datetime] = {row[0]: row[1] for row in rows}
     for callback_id, promised in ((booked, slot[1]), (plain, now + MINUTE)):
         shown = (await client.get(f"/v1/callbacks/{callback_id}", headers=auth)).json()
         assert datetime.fromisoformat(shown["promised_by"]) == promised == found[callback_id]
+
+
+async def test_with_the_offer_on_the_customer_is_offered_a_later_time_once(
+    client: AsyncClient,
+    admin: dict[str, str],
+    settings: CallbackSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    insert_callbacks: InsertCallbacks,
+    gateway: SmsGateway,
+    run_worker: RunWorker,
+) -> None:
+    offering = settings.model_copy(update={"at_risk_offer": True})
+    await _put_queue(client, admin, agents=1)
+    now = datetime.now(UTC)
+    ids = await _backlog(insert_callbacks, now)
+    async with sessions() as session:
+        # One customer speaks Swedish; one has said no to SMS.
+        for callback_id, values in ((ids[4], {"language": "sv"}), (ids[5], {"consent_sms": False})):
+            await session.execute(
+                update(Callback).where(Callback.id == callback_id).values(**values)
+            )
+        await session.commit()
+    redis = create_redis(offering)
+    try:
+        for minute in range(2):
+            await promises.check_all(
+                sessions=sessions,
+                settings=offering,
+                now=now + minute * MINUTE,
+                notifications=ArqNotificationQueue(redis),
+            )
+    finally:
+        await redis.aclose(close_connection_pool=True)
+    await run_worker(offering)
+
+    # Only the fifth gets it (the sixth said no to SMS), once, in Swedish, with the link.
+    assert len(gateway.requests) == 1
+    sms = gateway.requests[0].json()
+    assert sms["to"] == "+358401000004"
+    assert "Vi hinner kanske inte ringa" in sms["text"]
+    assert "https://asiointi.example.fi/v1/self/" in sms["text"]
+    async with sessions() as session:
+        offered = await session.scalars(
+            select(PromiseMark.callback_id).where(PromiseMark.offered_at.is_not(None))
+        )
+        assert set(offered) == {ids[4], ids[5]}
+
+
+async def test_without_the_setting_nobody_is_texted(
+    client: AsyncClient,
+    admin: dict[str, str],
+    settings: CallbackSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    insert_callbacks: InsertCallbacks,
+    gateway: SmsGateway,
+    run_worker: RunWorker,
+) -> None:
+    await _put_queue(client, admin, agents=1)
+    now = datetime.now(UTC)
+    await _backlog(insert_callbacks, now)
+    redis = create_redis(settings)
+    try:
+        found = await promises.check_all(
+            sessions=sessions, settings=settings, now=now, notifications=ArqNotificationQueue(redis)
+        )
+    finally:
+        await redis.aclose(close_connection_pool=True)
+    await run_worker()
+
+    assert len(found["billing"].newly) == 2
+    assert gateway.requests == []

@@ -12,7 +12,7 @@ from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback import erlang
-from services.callback.models import Attempt, Callback, Dial, SlotBooking
+from services.callback.models import Agent, Attempt, Callback, Dial, SlotBooking
 from shared.ids import new_id
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
@@ -237,3 +237,29 @@ async def test_bad_ranges_are_problems(client: AsyncClient, reader: dict[str, st
         assert response.headers["content-type"] == "application/problem+json"
     assert unknown.status_code == 404
     assert unknown.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_agent_in_two_queues_is_planned_half_in_each(
+    client: AsyncClient,
+    admin: dict[str, str],
+    reader: dict[str, str],
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await client.put("/v1/queues/billing", json=_queue(), headers=admin)
+    await _eight_weeks(sessions)
+    async with sessions() as session:
+        session.add_all(
+            [
+                Agent(id="anna", name="Anna", queues=["billing"], languages=[]),
+                Agent(id="bjorn", name="Björn", queues=["billing", "sales"], languages=[]),
+            ]
+        )
+        await session.commit()
+
+    body = (await client.get("/v1/queues/billing/staffing", params=_day(), headers=reader)).json()
+
+    # Anna gives billing all her time, Björn half: a planned agent is 0.75 of one here.
+    assert body["planned_share"] == 0.75
+    hours = {int(h["local_hour"][-5:-3]): h for h in body["hours"]}
+    assert (hours[12]["planned"], hours[12]["gap"]) == (1.5, -0.5)
+    assert (hours[10]["planned"], hours[10]["gap"]) == (0.75, 1.25)

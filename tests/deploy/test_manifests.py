@@ -44,7 +44,7 @@ def test_every_compose_service_of_ours_runs_a_real_command() -> None:
         assert build_parser().parse_args(service["command"]).handler is not None, name
 
 
-@pytest.mark.parametrize("folder", ["base", "overlays/example"])
+@pytest.mark.parametrize("folder", ["base", "overlays/example", "overlays/scale-out"])
 def test_kustomizations_name_only_files_that_exist(folder: str) -> None:
     root = DEPLOY / "k8s" / folder
     [kustomization] = documents(root / "kustomization.yaml")

@@ -469,3 +469,41 @@ async def test_a_name_that_now_resolves_inside_is_refused_at_delivery(
 
         await wait_until(refused, what="the delivery refused")
     assert receiver.arrived == []
+
+
+async def test_finished_deliveries_are_deleted_after_the_keep_days(
+    app_client: AsyncClient,
+    admin_key: dict[str, str],
+    receiver: Receiver,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await subscribe(app_client, admin_key, receiver.url, ["*"])
+    receiver.script.append(500)
+    await record(
+        app_client,
+        admin_key,
+        callback_event("callback_created", "cb-11"),
+        callback_event("callback_created", "cb-12"),
+    )
+    await asyncio.to_thread(receiver.wait_for, 1)
+    await asyncio.to_thread(receiver.wait_for, 1, status=500)
+
+    async def one_delivered() -> bool:
+        async with sessions() as session:
+            rows = (await session.scalars(select(WebhookDelivery))).all()
+        return sum(r.delivered_at is not None for r in rows) == 1 and all(
+            r.last_attempt_at is not None and (r.delivered_at or r.last_status_code) for r in rows
+        )
+
+    await wait_until(one_delivered, what="one delivered, one failed")
+    async with sessions() as session:
+        await session.execute(
+            update(WebhookDelivery).values(created_at=utcnow() - timedelta(days=31))
+        )
+        await session.commit()
+    relay = app_client._transport.app.state.webhook_relay  # type: ignore[attr-defined]
+
+    assert await relay.purge_finished() == 1
+    async with sessions() as session:
+        (left,) = (await session.scalars(select(WebhookDelivery))).all()
+    assert left.delivered_at is None  # still being tried: kept whatever its age

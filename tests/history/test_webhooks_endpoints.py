@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from services.history.app import create_app
 from services.history.settings import HistorySettings
 from services.history.url_safety import UnsafeUrl, address_allowed, check_url
+from services.history.webhook_endpoints import MAX_ENDPOINTS
 from tests.conftest import serve_asgi
 from tests.history.conftest import history_settings
 
@@ -232,3 +233,18 @@ def test_production_refuses_the_allow_private_switch() -> None:
     assert HistorySettings(
         **{**production, "environment": "development"}, webhook_allow_private=True
     )
+
+
+async def test_the_number_of_endpoints_has_a_ceiling(
+    open_client: AsyncClient, admin_key: dict[str, str]
+) -> None:
+    for _ in range(MAX_ENDPOINTS):
+        created = await open_client.post(
+            "/v1/webhook-endpoints", json={"url": SUBSCRIBER, "events": ["*"]}, headers=admin_key
+        )
+        assert created.status_code == 201
+    refused = await open_client.post(
+        "/v1/webhook-endpoints", json={"url": SUBSCRIBER, "events": ["*"]}, headers=admin_key
+    )
+    assert refused.status_code == 409
+    assert refused.headers["content-type"].startswith("application/problem+json")

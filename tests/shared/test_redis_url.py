@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from arq.connections import ArqRedis
+from arq.connections import ArqRedis, RedisSettings
 from pydantic import ValidationError
 from redis.asyncio import ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -15,7 +15,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from shared.redis_url import (
     RedisUrlError,
     SentinelTarget,
-    arq_redis_settings,
+    arq_worker_connection,
     parse_sentinel_url,
     redis_pool,
 )
@@ -66,18 +66,10 @@ def test_a_plain_url_goes_to_redis_py_and_arq_unchanged() -> None:
     assert type(pool) is ConnectionPool
     assert pool.connection_kwargs["port"] == 6390
     assert pool.connection_kwargs["db"] == 4
-    assert not arq_redis_settings(url).sentinel
+    assert arq_worker_connection(url)["redis_settings"] == RedisSettings.from_dsn(url)
     assert CommonSettings(redis_url="unix:///run/redis.sock?db=2").redis_url == (
         "unix:///run/redis.sock?db=2"
     )
-
-
-def test_arq_asks_the_sentinels() -> None:
-    settings = arq_redis_settings("redis+sentinel://u:p@a:1,b:2/mymaster/5")
-    assert settings.sentinel
-    assert settings.host == [("a", 1), ("b", 2)]
-    assert (settings.sentinel_master, settings.database) == ("mymaster", 5)
-    assert (settings.username, settings.password) == ("u", "p")
 
 
 @pytest.fixture
@@ -101,6 +93,20 @@ async def test_a_client_follows_the_master_through_a_failover(sentinels: Sentine
             except RedisConnectionError:
                 assert time.monotonic() - killed < 30, sentinels.log("sentinel")
                 await asyncio.sleep(0.1)
+        assert sentinels.master_port() == sentinels.ports["replica"]
+        assert await client.get("ringback:test:before") == b"1"
+    finally:
+        await client.aclose(close_connection_pool=True)
+
+
+async def test_the_workers_connection_rides_out_a_failover(sentinels: SentinelSet) -> None:
+    worker = arq_worker_connection(sentinels.url, default_queue_name="ringback:test")
+    client: ArqRedis = worker["redis_pool"]
+    try:
+        await client.set("ringback:test:before", "1")
+        sentinels.kill("master")
+        # One command, no loop: it waits for the promoted replica instead of failing.
+        await client.set("ringback:test:after", "1")
         assert sentinels.master_port() == sentinels.ports["replica"]
         assert await client.get("ringback:test:before") == b"1"
     finally:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -49,7 +50,7 @@ class SentinelSet:
         """The port the sentinel names as master now (None while it cannot say)."""
         client = redis.Redis(port=self.sentinel_port, socket_timeout=1)
         try:
-            address = client.execute_command("SENTINEL", "get-master-addr-by-name", MASTER_NAME)
+            address = client.sentinel_get_master_addr_by_name(MASTER_NAME)  # type: ignore[no-untyped-call]
         except redis.RedisError:
             return None
         finally:
@@ -138,7 +139,7 @@ def _wait_in_sync(master_port: int) -> None:
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            info = client.info("replication")
+            info: dict[str, Any] = client.info("replication")  # type: ignore[assignment]
             if info.get("connected_slaves") and info.get("slave0", {}).get("state") == "online":
                 return
             time.sleep(0.05)

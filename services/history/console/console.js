@@ -32,6 +32,29 @@ const OUTCOME_WORDS = {
   declined: "declined",
 };
 
+// A dial's progress (§10), as the agent reads it while it happens.
+const DIAL_WORDS = {
+  initiated: "Calling your phone…",
+  requesting: "Calling your phone…",
+  ringing_agent: "Ringing you: answer, then press 1",
+  ringing_customer: "Ringing the customer…",
+  connected: "Connected",
+  ended: "Call ended",
+  failed: "The call was not placed",
+  unknown: "Not known whether the call was placed: dial again if needed",
+};
+const RUNNING_DIALS = new Set(["initiated", "requesting", "ringing_agent", "ringing_customer", "connected"]);
+const LINE_WORDS = {
+  answered: "the customer answered",
+  no_answer: "no answer",
+  busy: "busy",
+  machine: "an answering machine",
+  failed: "the number could not be reached",
+  canceled: "cancelled",
+  agent_not_connected: "you were not connected",
+};
+const DIAL_POLL_MS = 1000;
+
 const PRESENCE_WORDS = {
   available: "available",
   break: "on a break",
@@ -56,6 +79,9 @@ const state = {
   // Bumped on every presence change the agent makes: a roster read begun before it is stale.
   presenceSeq: 0,
   current: null, // the callback being worked
+  dialer: "none", // what places calls: `none` means the agent dials the tel: link by hand
+  dialTimer: null,
+  proposal: null, // the line's proposed attempt waiting for the agent's word
   customerId: null,
   stream: null,
   timelineCursor: null,
@@ -113,6 +139,10 @@ function syncControls() {
   const current = state.current;
   const mine = Boolean(current && current.status === "in_progress" && current.agent_id === state.agentId);
   $("keep-claim").disabled = !mine;
+  const dial = current && current.dials ? current.dials[0] : null;
+  const running = Boolean(dial && RUNNING_DIALS.has(dial.status));
+  $("call").hidden = state.dialer === "none";
+  $("call").disabled = !mine || running || Boolean(state.proposal);
   $("load-slots").disabled = !mine;
   for (const control of $("outcome-form").elements) control.disabled = !mine;
   $("slot").disabled = !(mine && state.slotsLoaded);
@@ -167,6 +197,7 @@ async function signIn(key, typedId, { quiet = false } = {}) {
     callback.get("/v1/queue", { limit: 1 }),
     history.get("/v1/stats", todayRange()),
   ]);
+  state.dialer = me.dialer || "none";
   const bound = me.agent_id || "";
   const field = $("agent-id");
   if (!bound && !typedId) {
@@ -600,7 +631,70 @@ function showCurrent(callback) {
     mineStill ? row("Claim runs out", when(callback.lease_expires_at), "lease-expires") : null,
   );
   if (!mineStill) resetSlots();
+  showDial(callback);
   syncControls();
+}
+
+// The latest dial's progress, and the outcome the line proposes once it ended.
+function showDial(callback) {
+  const dial = callback.dials ? callback.dials[0] : null;
+  const progress = $("dial-progress");
+  if (dial) {
+    let words = DIAL_WORDS[dial.status] || dial.status;
+    if (dial.status === "ended" && dial.line_result) words += `: ${LINE_WORDS[dial.line_result] || dial.line_result}`;
+    if (dial.status === "failed" && dial.error) words += `: ${dial.error}`;
+    progress.textContent = words;
+    progress.dataset.status = dial.status;
+    progress.hidden = false;
+  } else {
+    progress.hidden = true;
+  }
+  const proposal = (callback.attempts || []).find((attempt) => attempt.final === false) || null;
+  const changed = (proposal && proposal.id) !== (state.proposal && state.proposal.id);
+  state.proposal = proposal;
+  const hint = $("proposal");
+  if (proposal) {
+    hint.textContent = `The line says: ${OUTCOME_WORDS[proposal.outcome] || proposal.outcome}. Confirm it, or choose what really happened.`;
+    hint.hidden = false;
+    if (changed) $("outcome").value = proposal.outcome;
+    $("record-outcome").textContent = "Confirm outcome";
+  } else {
+    hint.hidden = true;
+    $("record-outcome").textContent = "Record outcome";
+  }
+  if (dial && RUNNING_DIALS.has(dial.status)) watchDial();
+}
+
+function watchDial() {
+  if (state.dialTimer) return;
+  state.dialTimer = setTimeout(async () => {
+    state.dialTimer = null;
+    if (!state.current) return;
+    try {
+      await refreshCurrent();
+    } catch (error) {
+      sayError(error, "Following the call");
+    }
+  }, DIAL_POLL_MS);
+}
+
+async function startDial() {
+  const body = { agent_id: state.agentId };
+  const reason = $("dial-reason").value.trim();
+  if (reason) body.reason = reason;
+  try {
+    await state.callback.post(`/v1/callbacks/${encodeURIComponent(state.current.id)}/dial`, body);
+  } catch (error) {
+    if (error instanceof ApiError && error.problem && error.problem.reason === "outside-hours") {
+      $("dial-reason-field").hidden = false;
+      $("dial-reason").focus();
+    }
+    throw error;
+  }
+  $("dial-reason-field").hidden = true;
+  $("dial-reason").value = "";
+  say("Calling: your phone rings first.", "ok");
+  await refreshCurrent();
 }
 
 async function refreshCurrent() {
@@ -626,10 +720,13 @@ async function recordOutcome() {
   const note = $("note").value.trim();
   const body = { agent_id: state.agentId, outcome };
   if (note) body.note = note;
-  const result = await state.callback.post(
-    `/v1/callbacks/${encodeURIComponent(state.current.id)}/attempts`,
-    body,
-  );
+  const id = encodeURIComponent(state.current.id);
+  const result = state.proposal
+    ? await state.callback.request("PATCH", `/v1/callbacks/${id}/attempts/${encodeURIComponent(state.proposal.id)}`, {
+        body: { ...body, final: true },
+      })
+    : await state.callback.post(`/v1/callbacks/${id}/attempts`, body);
+  state.proposal = null;
   const after = result.callback;
   let next;
   if (after.status === "completed") next = "The callback is completed.";
@@ -866,6 +963,7 @@ function wire() {
   $("claim-next").addEventListener("click", (e) => busy(e.currentTarget, "Claiming", claimNext));
   $("refresh").addEventListener("click", (e) => busy(e.currentTarget, "Refreshing", refresh));
   $("keep-claim").addEventListener("click", (e) => busy(e.currentTarget, "Keeping the claim", keepClaim));
+  $("call").addEventListener("click", (e) => busy(e.currentTarget, "Calling", startDial));
   $("load-slots").addEventListener("click", (e) => busy(e.currentTarget, "Loading slots", loadSlots));
   $("outcome-form").addEventListener("submit", (e) => {
     e.preventDefault();

@@ -87,6 +87,13 @@ def upgrade() -> None:
         postgresql_where=sa.text(PENDING),
     )
     op.create_index(
+        "ix_webhook_deliveries_finished",
+        "webhook_deliveries",
+        ["created_at"],
+        schema=SCHEMA,
+        postgresql_where=sa.text("delivered_at IS NOT NULL OR dead_at IS NOT NULL"),
+    )
+    op.create_index(
         "ix_webhook_deliveries_endpoint",
         "webhook_deliveries",
         ["endpoint_id", "id"],
@@ -104,6 +111,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_webhook_deliveries_customer", "webhook_deliveries", schema=SCHEMA)
     op.drop_index("ix_webhook_deliveries_endpoint", "webhook_deliveries", schema=SCHEMA)
+    op.drop_index("ix_webhook_deliveries_finished", "webhook_deliveries", schema=SCHEMA)
     op.drop_index("ix_webhook_deliveries_pending", "webhook_deliveries", schema=SCHEMA)
     op.drop_table("webhook_deliveries", schema=SCHEMA)
     op.drop_index("ix_webhook_endpoints_enabled", "webhook_endpoints", schema=SCHEMA)

@@ -50,6 +50,7 @@ FULL: dict[str, list[str]] = {
     "at_risk": [],
     "history": [],
     "webhooks": [],
+    "scale": [],
 }
 QUICK: dict[str, list[str]] = {
     "floors": ["--seconds", "2", "--warmup", "1", "--rate", "100", "--rate-seconds", "2"],
@@ -60,6 +61,7 @@ QUICK: dict[str, list[str]] = {
     "booking": ["--attempts", "200"],
     "claim": ["--callbacks", "1000", "--claims", "200"],
     "at_risk": ["--callbacks", "1000", "--runs", "2"],
+    "scale": ["--rate", "5", "--seconds", "3", "--warmup", "2"],
     "history": [
         "--events",
         "20000",

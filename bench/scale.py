@@ -184,6 +184,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--pgbouncer", action="store_true")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--logs", default=None, help="keep the processes' logs in this folder")
     args = parser.parse_args()
 
     secret = new_secret()
@@ -195,7 +196,7 @@ def main() -> int:
     with (
         scratch_database() as database,
         scratch_redis() as redis_url,
-        tempfile.TemporaryDirectory() as logs,
+        _logs_dir(args.logs) as logs,
         through_pgbouncer(database, args.pgbouncer, Path(logs)) as pooled,
         GatewayProcess() as gateway,
     ):
@@ -258,6 +259,17 @@ def main() -> int:
         results_path("scale_pgbouncer" if args.pgbouncer else "scale", args.out), result
     )
     return 0
+
+
+@contextlib.contextmanager
+def _logs_dir(keep: str | None) -> Iterator[str]:
+    """A folder for the processes' logs: `keep` if given (left behind), else a temporary one."""
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory() as logs:
+        yield logs
 
 
 if __name__ == "__main__":

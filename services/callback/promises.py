@@ -23,19 +23,14 @@ from typing import Any, cast
 
 import structlog
 from prometheus_client import CollectorRegistry, Gauge
-from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import events, notify, queues, repository, staffing
 from services.callback.jobs import ArqNotificationQueue, NotificationQueue
 from services.callback.models import (
-    WAITING_STATUSES,
-    Agent,
     Callback,
     NotificationKind,
-    PromiseMark,
 )
-from services.callback.promise import promised_by_sql
 from services.callback.selfservice import self_service_link
 from services.callback.settings import CallbackSettings
 from services.callback.simulation import HOUR, NEVER, Staff, start_times
@@ -43,7 +38,7 @@ from services.callback.tasks import state_of
 from services.callback.templates import render_at_risk_offer
 from shared.contracts import Language
 from shared.db import commit, utcnow
-from shared.vocabulary import OPEN_STATUSES, AgentPresence, EventType, NotificationChannel
+from shared.vocabulary import AgentPresence, EventType, NotificationChannel
 
 log = structlog.get_logger("ringback.callback.promises")
 
@@ -100,13 +95,7 @@ class Outlook:
 
 async def waiting(session: AsyncSession, key: str, *, now: datetime) -> Waiting:
     """The queue's waiting callbacks in the claim's order: priority, then `rank_at`."""
-    rows = (
-        await session.execute(
-            select(Callback.id, Callback.due_at, promised_by_sql())
-            .where(Callback.queue == key, Callback.status.in_(WAITING_STATUSES))
-            .order_by(Callback.priority.desc(), Callback.rank_at, Callback.id)
-        )
-    ).all()
+    rows = await repository.waiting_in_rank_order(session, key)
     return Waiting(
         ids=[row[0] for row in rows],
         ready=[max(0.0, (row[1] - now).total_seconds()) for row in rows],
@@ -118,11 +107,10 @@ async def waiting(session: AsyncSession, key: str, *, now: datetime) -> Waiting:
 async def available_speeds(session: AsyncSession, key: str) -> list[float] | None:
     """One speed per available agent of the queue (1/n for an agent in n queues), fastest
     first; None when no agent the roster knows serves the queue at all."""
-    agents = (await session.execute(select(Agent.queues, Agent.presence))).all()
-    serving = [(queues_, presence) for queues_, presence in agents if key in queues_]
+    serving = await repository.agents_serving(session, key)
     if not serving:
         return None
-    speeds = [1.0 / len(q) for q, presence in serving if presence == AgentPresence.AVAILABLE]
+    speeds = [1.0 / n for n, presence in serving if presence == AgentPresence.AVAILABLE]
     return sorted(speeds, reverse=True)
 
 
@@ -283,19 +271,7 @@ async def check_queue(
     # Two workers checking one queue at once would announce a promise twice.
     await repository.lock(session, "promises", key)
     view = await outlook(session, settings, key, now=now)
-    marks = {
-        row.callback_id: row
-        for row in await session.execute(
-            select(
-                PromiseMark.callback_id,
-                PromiseMark.promised_by,
-                PromiseMark.at_risk,
-                PromiseMark.at_risk_at,
-                PromiseMark.recovered_at,
-                PromiseMark.offered_at,
-            ).where(PromiseMark.queue == key)
-        )
-    }
+    marks = {row.callback_id: row for row in await repository.promise_marks(session, key)}
     newly: list[str] = []
     recovered: list[str] = []
     inserts: list[dict[str, Any]] = []
@@ -338,25 +314,8 @@ async def check_queue(
     seen = set(view.waiting.ids)
     # Claimed, moved or closed: started (or ended), so no longer at risk here.
     gone = [c for c, mark in marks.items() if mark.at_risk and c not in seen]
-    if inserts:
-        await session.execute(insert(PromiseMark), inserts)
-    if updates:
-        await session.execute(update(PromiseMark), updates)
-    if gone:
-        await session.execute(
-            update(PromiseMark)
-            .where(PromiseMark.callback_id.in_(gone))
-            .values(at_risk=False, updated_at=now)
-        )
-    await session.execute(
-        delete(PromiseMark).where(
-            PromiseMark.queue == key,
-            PromiseMark.callback_id.in_(
-                select(Callback.id).where(
-                    Callback.id == PromiseMark.callback_id, Callback.status.not_in(OPEN_STATUSES)
-                )
-            ),
-        )
+    await repository.write_promise_marks(
+        session, queue=key, new=inserts, changed=updates, gone=gone, now=now
     )
     callbacks = await _announce(session, newly, recovered, said=said)
     if settings.at_risk_offer and notifications is not None:
@@ -391,12 +350,7 @@ async def _announce(
 ) -> dict[str, Callback]:
     if not newly and not recovered:
         return {}
-    callbacks = {
-        c.id: c
-        for c in (
-            await session.execute(select(Callback).where(Callback.id.in_([*newly, *recovered])))
-        ).scalars()
-    }
+    callbacks = await repository.callbacks_by_id(session, [*newly, *recovered])
     for ids, type_, words in (
         (newly, EventType.CALLBACK_AT_RISK, "At risk: expected to start after its promise"),
         (recovered, EventType.CALLBACK_BACK_ON_TRACK, "Back on track: expected in time"),
@@ -456,9 +410,7 @@ async def _offer_later_time(
         offered.append(callback.id)
     if offered:
         # Once per callback, sent or refused by a ceiling alike: the customer is asked once.
-        await session.execute(
-            update(PromiseMark).where(PromiseMark.callback_id.in_(offered)).values(offered_at=now)
-        )
+        await repository.mark_offered(session, offered, now)
 
 
 async def check_all(

@@ -44,11 +44,13 @@ from services.callback.models import (
     Notification,
     NotificationKind,
     ProcessedRequest,
+    PromiseMark,
     Queue,
     QueueNumber,
     SelfServiceChange,
     SlotBooking,
 )
+from services.callback.promise import promised_by_sql
 from shared.outbox import add_rows
 from shared.vocabulary import (
     OPEN_STATUSES,
@@ -880,3 +882,139 @@ async def cancel_notifications(
         .returning(Notification.id)
     )
     return len(result.all())
+
+
+# ----------------------------------------------------------------------------- staffing (§14)
+
+
+async def mean_dialed_handle_seconds(
+    session: AsyncSession, *, queue: str, since: datetime
+) -> float | None:
+    """The mean time from a dial's start until its attempt became final, in `queue` since
+    `since`; None without one (an attempt typed in by hand has no start to measure from)."""
+    ended = func.coalesce(Attempt.finalized_at, Attempt.created_at)
+    mean = await session.scalar(
+        select(func.avg(func.extract("epoch", ended - Dial.created_at)))
+        .select_from(Attempt)
+        .join(Dial, Dial.id == Attempt.dial_id)
+        .join(Callback, Callback.id == Attempt.callback_id)
+        .where(
+            Callback.queue == queue,
+            Attempt.final,
+            Attempt.created_at >= since,
+            ended > Dial.created_at,
+        )
+    )
+    return float(mean) if mean is not None else None
+
+
+async def demand_moments(
+    session: AsyncSession, *, queue: str, since: datetime, until: datetime
+) -> list[datetime]:
+    """When work arose in `queue` in `[since, until)`: each callback at its first contact (in
+    its slot, when the customer chose one), and each retry when it fell due."""
+    moment = case(
+        (and_(Callback.asap.is_(False), Callback.slot_start.is_not(None)), Callback.slot_start),
+        else_=Callback.first_contact_at,
+    )
+    new = select(moment).where(Callback.queue == queue, moment >= since, moment < until)
+    retries = (
+        select(Attempt.next_attempt_at)
+        .join(Callback, Callback.id == Attempt.callback_id)
+        .where(
+            Callback.queue == queue,
+            Attempt.next_attempt_at >= since,
+            Attempt.next_attempt_at < until,
+        )
+    )
+    rows = (await session.execute(new.union_all(retries))).scalars().all()
+    return [m for m in rows if m is not None]
+
+
+async def first_contact_in(session: AsyncSession, queue: str) -> datetime | None:
+    found: datetime | None = await session.scalar(
+        select(func.min(Callback.first_contact_at)).where(Callback.queue == queue)
+    )
+    return found
+
+
+async def agents_serving(session: AsyncSession, queue: str) -> list[tuple[int, str]]:
+    """(how many queues each serves, presence) of the roster's agents in `queue`."""
+    rows = (await session.execute(select(Agent.queues, Agent.presence))).all()
+    return [(len(queues), presence) for queues, presence in rows if queue in queues]
+
+
+async def waiting_in_rank_order(
+    session: AsyncSession, queue: str
+) -> Sequence[Row[str, datetime, datetime]]:
+    """(id, due_at, promised_by) of the queue's waiting callbacks in the claim's order."""
+    return (
+        await session.execute(
+            select(Callback.id, Callback.due_at, promised_by_sql())
+            .where(Callback.queue == queue, Callback.status.in_(WAITING_STATUSES))
+            .order_by(Callback.priority.desc(), Callback.rank_at, Callback.id)
+        )
+    ).all()
+
+
+async def promise_marks(
+    session: AsyncSession, queue: str
+) -> Sequence[Row[str, datetime, bool, datetime | None, datetime | None, datetime | None]]:
+    return (
+        await session.execute(
+            select(
+                PromiseMark.callback_id,
+                PromiseMark.promised_by,
+                PromiseMark.at_risk,
+                PromiseMark.at_risk_at,
+                PromiseMark.recovered_at,
+                PromiseMark.offered_at,
+            ).where(PromiseMark.queue == queue)
+        )
+    ).all()
+
+
+async def write_promise_marks(
+    session: AsyncSession,
+    *,
+    queue: str,
+    new: list[dict[str, Any]],
+    changed: list[dict[str, Any]],
+    gone: list[str],
+    now: datetime,
+) -> None:
+    """Add and change marks in bulk; `gone` (claimed, moved, closed) are no longer at risk;
+    the marks of closed callbacks go."""
+    if new:
+        await session.execute(insert(PromiseMark), new)
+    if changed:
+        await session.execute(update(PromiseMark), changed)
+    if gone:
+        await session.execute(
+            update(PromiseMark)
+            .where(PromiseMark.callback_id.in_(gone))
+            .values(at_risk=False, updated_at=now)
+        )
+    await session.execute(
+        delete(PromiseMark).where(
+            PromiseMark.queue == queue,
+            PromiseMark.callback_id.in_(
+                select(Callback.id).where(
+                    Callback.id == PromiseMark.callback_id, Callback.status.not_in(OPEN_STATUSES)
+                )
+            ),
+        )
+    )
+
+
+async def mark_offered(session: AsyncSession, callback_ids: Sequence[str], now: datetime) -> None:
+    await session.execute(
+        update(PromiseMark).where(PromiseMark.callback_id.in_(callback_ids)).values(offered_at=now)
+    )
+
+
+async def callbacks_by_id(
+    session: AsyncSession, callback_ids: Sequence[str]
+) -> dict[str, Callback]:
+    rows = await session.execute(select(Callback).where(Callback.id.in_(callback_ids)))
+    return {c.id: c for c in rows.scalars()}

@@ -13,16 +13,15 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
-from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import erlang, forecast, inputs, queues, repository
 from services.callback.capacity import WEEKDAYS, CapacityPlan
-from services.callback.models import Agent, Attempt, Callback, Dial, Queue
+from services.callback.models import Queue
 from services.callback.settings import CallbackSettings
 from services.callback.simulation import HOUR, needed_for_day, simulated_days
 from shared.errors import NotFound
@@ -70,65 +69,16 @@ async def observed_handle_seconds(session: AsyncSession, queue: str, *, now: dat
     (the agent confirmed it, or the wrap-up time ran out): an attempt typed in by hand has no
     start to measure from. Until a queue has one, `DEFAULT_HANDLE_SECONDS`.
     """
-    ended = func.coalesce(Attempt.finalized_at, Attempt.created_at)
-    mean = await session.scalar(
-        select(func.avg(func.extract("epoch", ended - Dial.created_at)))
-        .select_from(Attempt)
-        .join(Dial, Dial.id == Attempt.dial_id)
-        .join(Callback, Callback.id == Attempt.callback_id)
-        .where(
-            Callback.queue == queue,
-            Attempt.final,
-            Attempt.created_at >= now - timedelta(days=HANDLE_DAYS),
-            ended > Dial.created_at,
-        )
+    mean = await repository.mean_dialed_handle_seconds(
+        session, queue=queue, since=now - timedelta(days=HANDLE_DAYS)
     )
-    return float(mean) if mean is not None and mean > 0 else DEFAULT_HANDLE_SECONDS
-
-
-def _demand_moment() -> Any:
-    # A callback booked into a slot the customer chose is work in that slot's hour; any
-    # other is work from its first contact.
-    return case(
-        (and_(Callback.asap.is_(False), Callback.slot_start.is_not(None)), Callback.slot_start),
-        else_=Callback.first_contact_at,
-    )
-
-
-async def demand(
-    session: AsyncSession, queue: str, *, since: datetime, until: datetime
-) -> list[datetime]:
-    """When work arose in `[since, until)`: new callbacks, and retries at their due time."""
-    moment = _demand_moment()
-    new = select(moment).where(Callback.queue == queue, moment >= since, moment < until)
-    retries = (
-        select(Attempt.next_attempt_at)
-        .join(Callback, Callback.id == Attempt.callback_id)
-        .where(
-            Callback.queue == queue,
-            Attempt.next_attempt_at >= since,
-            Attempt.next_attempt_at < until,
-        )
-    )
-    rows = (await session.execute(new.union_all(retries))).scalars().all()
-    return [m for m in rows if m is not None]
+    return mean if mean is not None and mean > 0 else DEFAULT_HANDLE_SECONDS
 
 
 async def planned_share(session: AsyncSession, queue: str) -> float:
     """How much of a planned agent this queue gets: an agent in n queues counts 1/n in each."""
-    shares = [
-        1.0 / len(queues_)
-        for queues_ in (await session.execute(select(Agent.queues))).scalars()
-        if queue in queues_
-    ]
+    shares = [1.0 / serves for serves, _ in await repository.agents_serving(session, queue)]
     return sum(shares) / len(shares) if shares else 1.0
-
-
-async def first_demand(session: AsyncSession, queue: str) -> datetime | None:
-    found: datetime | None = await session.scalar(
-        select(func.min(Callback.first_contact_at)).where(Callback.queue == queue)
-    )
-    return found
 
 
 # ----------------------------------------------------------------------------- the answer
@@ -288,9 +238,10 @@ async def staffing(
     history_from = datetime.combine(first_day - timedelta(weeks=weeks, days=1), time(), UTC)
     history_to = datetime.combine(last_day, time(), UTC) + timedelta(days=2)
     counts = forecast.count_by_hour(
-        await demand(session, key, since=history_from, until=history_to), zone
+        await repository.demand_moments(session, queue=key, since=history_from, until=history_to),
+        zone,
     )
-    observed = await first_demand(session, key)
+    observed = await repository.first_contact_in(session, key)
     since = observed.astimezone(zone).date() if observed is not None else None
 
     hours: list[StaffingHour] = []

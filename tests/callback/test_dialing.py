@@ -31,7 +31,6 @@ from tests.callback.helpers import (
 )
 from tests.conftest import serve_asgi
 from tests.support.gateways import SmsGateway, sms_gateway
-from tests.support.infra import free_port
 from tests.support.signing import new_secret
 
 DIALER_SECRET = new_secret()
@@ -242,45 +241,3 @@ async def test_a_second_attempt_waits_for_the_wrap_up(
         )
         > utcnow()
     )
-
-
-async def test_when_the_phone_system_is_down_the_agent_is_told_and_keeps_the_claim(
-    settings: CallbackSettings,
-    auth: dict[str, str],
-    admin: dict[str, str],
-    run_worker: RunWorker,
-    clean_db: None,
-) -> None:
-    down = settings.model_copy(
-        update={
-            "dialer": "twilio",
-            # Nothing listens here: Twilio unreachable.
-            "dialer_twilio_base_url": f"http://127.0.0.1:{free_port()}",
-            "dialer_twilio_account_sid": "AC" + "0" * 32,
-            "dialer_twilio_auth_token": SecretStr("twilio-test-auth-token-0123456789"),
-        }
-    )
-    async for client in serve_asgi(create_app(down)):
-        await put_queue(client, admin, "billing", caller_id=QUEUE_NUMBER)
-        await put_agent(client, admin, "anna", queues=["billing"])
-        await client.put(
-            "/v1/agents/anna",
-            json={"name": "Anna", "queues": ["billing"], "languages": [], "phone": "+358401110000"},
-            headers=admin,
-        )
-        created = await client.post(
-            "/v1/callbacks", json=callback_body(queue="billing", email=None), headers=auth
-        )
-        assert created.status_code == 201
-        callback_id = (await claim(client, auth, "anna")).json()["id"]
-        assert (await _dial(client, auth, callback_id)).status_code == 202
-        await run_worker(down)
-
-        callback = (await client.get(f"/v1/callbacks/{callback_id}", headers=auth)).json()
-        [dial] = callback["dials"]
-        assert dial["status"] == "failed"
-        assert "could not be reached" in dial["error"]
-        assert callback["attempts"] == []
-        assert (callback["status"], callback["agent_id"]) == ("in_progress", "anna")
-        # Nothing is running any more: the agent may try again (or dial by hand).
-        assert (await _dial(client, auth, callback_id)).status_code == 202

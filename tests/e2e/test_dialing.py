@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -16,6 +14,15 @@ from xml.etree import ElementTree as ET
 import httpx
 import pytest
 
+from tests.support.dialing import (
+    AGENT_PHONE,
+    CUSTOMER,
+    QUEUE_NUMBER,
+    gather_of,
+    press_one,
+    ready_agent,
+    wait_until,
+)
 from tests.support.gateways import SmsGateway, SmtpInbox
 from tests.support.stack import Stack, delivering_to, running_stack
 from tests.support.twilio_calls import (
@@ -29,9 +36,6 @@ from tests.support.twilio_calls import (
 
 pytestmark = pytest.mark.e2e
 
-QUEUE_NUMBER = "+358942451000"
-AGENT_PHONE = "+358401110000"
-CUSTOMER = "+358407654321"
 NAMES = ("history", "callback", "intake", "worker", "relay")
 
 StackFactory = Callable[..., Stack]
@@ -82,91 +86,6 @@ async def opened() -> AsyncIterator[list[httpx.AsyncClient]]:
         await client.aclose()
 
 
-async def wait_until(check: Callable[[], Awaitable[Any]], seconds: float = 30.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
-class Agent:
-    """The agent's front end: a key, and the callback they hold."""
-
-    def __init__(self, stack: Stack, key: str) -> None:
-        self.api = httpx.AsyncClient(
-            base_url=stack.url("callback"), headers={"authorization": f"Bearer {key}"}
-        )
-        self.callback_id = ""
-
-    async def callback(self) -> dict[str, Any]:
-        answer = await self.api.get(f"/v1/callbacks/{self.callback_id}")
-        assert answer.status_code == 200, answer.text
-        body: dict[str, Any] = answer.json()
-        return body
-
-    async def dial(self, **body: Any) -> httpx.Response:
-        return await self.api.post(
-            f"/v1/callbacks/{self.callback_id}/dial", json={"agent_id": "anna", **body}
-        )
-
-    async def dial_status(self, wanted: str, seconds: float = 30.0) -> dict[str, Any]:
-        async def check() -> dict[str, Any] | None:
-            dials = (await self.callback())["dials"]
-            return dials[0] if dials and dials[0]["status"] == wanted else None
-
-        found: dict[str, Any] = await wait_until(check, seconds)
-        return found
-
-
-async def ready_agent(
-    stack: Stack, make_key: Callable[..., Awaitable[str]], opened: list[httpx.AsyncClient]
-) -> Agent:
-    """A queue with its own number, Anna with a phone on it, and a callback she holds."""
-    admin = {"authorization": f"Bearer {await make_key('admin')}"}
-    agent = Agent(stack, await make_key("callbacks:read", "callbacks:write"))
-    opened.append(agent.api)
-    async with httpx.AsyncClient(base_url=stack.url("callback")) as client:
-        queue = {"name": "Billing", "numbers": [QUEUE_NUMBER], "caller_id": QUEUE_NUMBER}
-        answer = await client.put("/v1/queues/billing", json=queue, headers=admin)
-        assert answer.status_code in (200, 201), answer.text
-        anna = {"name": "Anna", "queues": ["billing"], "languages": ["fi"], "phone": AGENT_PHONE}
-        answer = await client.put("/v1/agents/anna", json=anna, headers=admin)
-        assert answer.status_code in (200, 201), answer.text
-    await agent.api.put("/v1/agents/anna/presence", json={"status": "available"})
-    created = await agent.api.post(
-        "/v1/callbacks",
-        json={
-            "request_id": f"dial-{time.monotonic_ns()}",
-            "source": "missed_call",
-            "first_contact_at": datetime.now(UTC).isoformat(),
-            "phone": CUSTOMER,
-            "queue": "billing",
-            "language": "fi",
-        },
-    )
-    assert created.status_code == 201, created.text
-    claimed = await agent.api.post("/v1/queue/claim", json={"agent_id": "anna"})
-    assert claimed.status_code == 200, claimed.text
-    agent.callback_id = claimed.json()["id"]
-    return agent
-
-
-def _gather(call_twiml: ET.Element) -> ET.Element:
-    gather = call_twiml.find("Gather")
-    assert gather is not None
-    return gather
-
-
-async def press_one(client: httpx.AsyncClient, call_sid: str, action: str) -> ET.Element:
-    answer = await play(client, action, call_params(call_sid, "in-progress", Digits="1"))
-    assert answer.status_code == 200, answer.text
-    assert answer.headers["content-type"].startswith("text/xml")
-    return ET.fromstring(answer.content)
-
-
 async def test_the_call_button_rings_agent_then_customer_and_the_line_proposes_the_outcome(
     start_stack: StackFactory,
     twilio: TwilioCalls,
@@ -188,7 +107,7 @@ async def test_the_call_button_rings_agent_then_customer_and_the_line_proposes_t
     assert call.one("To") == AGENT_PHONE
     assert call.one("From") == QUEUE_NUMBER
     assert int(call.one("Timeout")) <= 20
-    gather = _gather(call.twiml())
+    gather = gather_of(call.twiml())
     assert gather.get("numDigits") == "1"
     say = gather.find("Say")
     assert say is not None
@@ -281,7 +200,7 @@ async def test_an_unconfirmed_no_answer_becomes_final_by_itself_and_the_customer
     assert (await agent.dial()).status_code == 202
     [call] = await asyncio.to_thread(twilio.wait_for, 1)
     async with httpx.AsyncClient() as twilio_side:
-        bridge = await press_one(twilio_side, call.sid, _gather(call.twiml()).get("action", ""))
+        bridge = await press_one(twilio_side, call.sid, gather_of(call.twiml()).get("action", ""))
         dial = bridge.find("Dial")
         assert dial is not None
         await play(
@@ -325,7 +244,9 @@ async def test_no_attempt_when_the_agent_does_not_press_one_or_the_number_cannot
         for count in (2, 3):
             assert (await agent.dial()).status_code == 202
             call = (await asyncio.to_thread(twilio.wait_for, count))[-1]
-            bridge = await press_one(twilio_side, call.sid, _gather(call.twiml()).get("action", ""))
+            bridge = await press_one(
+                twilio_side, call.sid, gather_of(call.twiml()).get("action", "")
+            )
             dial = bridge.find("Dial")
             assert dial is not None
             await play(
@@ -370,3 +291,42 @@ async def test_a_worker_killed_mid_request_never_places_a_second_call(
     again = await agent.dial()
     assert again.status_code == 202, again.text
     await asyncio.to_thread(twilio.wait_arrived, 2)
+
+
+async def test_with_detection_on_a_machine_answering_proposes_voicemail(
+    start_stack: StackFactory,
+    twilio: TwilioCalls,
+    make_key: Callable[..., Awaitable[str]],
+    opened: list[httpx.AsyncClient],
+) -> None:
+    stack = start_stack()
+    agent = await ready_agent(stack, make_key, opened, dialing={"machine_detection": True})
+    assert (await agent.dial()).status_code == 202
+    [call] = await asyncio.to_thread(twilio.wait_for, 1)
+    async with httpx.AsyncClient() as twilio_side:
+        bridge = await press_one(twilio_side, call.sid, gather_of(call.twiml()).get("action", ""))
+        dial = bridge.find("Dial")
+        assert dial is not None
+        number = dial.find("Number")
+        assert number is not None
+        assert number.get("machineDetection") == "Enable"
+        amd_url = number.get("amdStatusCallback", "")
+        child = "CA" + "e" * 32
+        # Twilio's verdict arrives on its own callback, then the call ends as `completed`.
+        verdict = call_params(child, "in-progress", AnsweredBy="machine_end_beep")
+        assert (await play(twilio_side, amd_url, verdict)).is_success
+        await agent.dial_status("connected")
+        await play(
+            twilio_side,
+            dial.get("action", ""),
+            call_params(call.sid, "in-progress", DialCallStatus="completed", DialCallSid=child),
+        )
+    ended = await agent.dial_status("ended")
+    assert ended["line_result"] == "machine"
+
+    async def proposed() -> list[dict[str, Any]]:
+        attempts: list[dict[str, Any]] = (await agent.callback())["attempts"]
+        return attempts
+
+    [attempt] = await wait_until(proposed)
+    assert (attempt["outcome"], attempt["final"]) == ("voicemail", False)

@@ -27,6 +27,7 @@ In one run:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -100,6 +101,20 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) each process has used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for name, pid in pids.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used[name] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+def _spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: round(after[name] - before[name], 2) for name in after}
 
 
 def admin_key(env: dict[str, str]) -> str:
@@ -242,14 +257,18 @@ def main() -> int:
                 slow = [Receiver(hang=600.0) for _ in range(SLOW_SUBSCRIBERS)]
                 rounds: list[dict[str, Any]] = []
                 try:
+                    pids = stack.pids()
                     for n in range(args.rounds):
+                        began = cpu_seconds(pids)
                         alone = confirmations(
                             gateway, host, secret, args.rate, args.seconds, tag=10 + 2 * n
                         )
+                        alone["cpu_seconds"] = _spent(began, began := cpu_seconds(pids))
                         slow_ids = [subscribe(client, r.url, ["*"]) for r in slow]
                         attached = confirmations(
                             gateway, host, secret, args.rate, args.seconds, tag=11 + 2 * n
                         )
+                        attached["cpu_seconds"] = _spent(began, cpu_seconds(pids))
                         for endpoint_id in slow_ids:
                             client.delete(f"/v1/webhook-endpoints/{endpoint_id}")
                         rounds.append({"no_subscribers": alone, "five_slow_subscribers": attached})

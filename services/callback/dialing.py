@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -462,4 +462,30 @@ async def sweep(
     for dial in stale:
         _stop(dial, DialStatus.UNKNOWN, "the phone system stopped reporting this call")
         silent += 1
+    await _keep_leases(session, settings, now)
     return list(unplaced), silent
+
+
+async def _keep_leases(session: AsyncSession, settings: CallbackSettings, now: datetime) -> None:
+    """A call can outlast a lease with nothing reported in between (a long conversation): while
+    its dial runs, the sweep keeps the claim from lapsing, so nobody else takes it mid-call."""
+    running = (
+        select(Dial.id)
+        .where(
+            Dial.callback_id == Callback.id,
+            Dial.agent_id == Callback.agent_id,
+            Dial.status.in_(RUNNING_DIAL_STATUSES),
+        )
+        .exists()
+    )
+    lease = now + timedelta(minutes=settings.claim_lease_minutes)
+    await session.execute(
+        update(Callback)
+        .where(
+            Callback.status == CallbackStatus.IN_PROGRESS,
+            Callback.lease_expires_at < lease,
+            running,
+        )
+        .values(lease_expires_at=lease)
+        .execution_options(synchronize_session=False)
+    )

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from standardwebhooks import Webhook
 
+from services.callback import dialing as dialing_module
 from services.callback.app import create_app
 from services.callback.models import DoNotCall
 from services.callback.settings import CallbackSettings
@@ -241,3 +242,33 @@ async def test_a_second_attempt_waits_for_the_wrap_up(
         )
         > utcnow()
     )
+
+
+async def test_a_long_call_keeps_the_claim_and_a_silent_one_frees_the_callback(
+    dialing: AsyncClient,
+    dialing_settings: CallbackSettings,
+    auth: dict[str, str],
+    admin: dict[str, str],
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    callback_id = await _claimed(dialing, auth, admin)
+    dial_id = (await _dial(dialing, auth, callback_id)).json()["dial_id"]
+    event = {"leg": "customer", "status": "answered", "occurred_at": utcnow().isoformat()}
+    await dialing.post(f"/v1/dials/{dial_id}/events", json=event, headers=auth)
+    # Twenty minutes of conversation, nothing reported: the lease would have run out.
+    await set_callback(sessions, callback_id, lease_expires_at=utcnow() + timedelta(seconds=5))
+    async with sessions() as session:
+        await dialing_module.sweep(session=session, settings=dialing_settings)
+        await session.commit()
+    callback = (await dialing.get(f"/v1/callbacks/{callback_id}", headers=auth)).json()
+    lease = datetime.fromisoformat(callback["lease_expires_at"])
+    assert lease > utcnow() + timedelta(minutes=dialing_settings.claim_lease_minutes - 1)
+
+    # The phone system never reports the end: after `dial_stale_minutes` the dial is unknown.
+    later = utcnow() + timedelta(minutes=dialing_settings.dial_stale_minutes + 1)
+    async with sessions() as session:
+        await dialing_module.sweep(session=session, settings=dialing_settings, now=later)
+        await session.commit()
+    callback = (await dialing.get(f"/v1/callbacks/{callback_id}", headers=auth)).json()
+    assert callback["dials"][0]["status"] == "unknown"
+    assert callback["attempts"] == []

@@ -255,9 +255,7 @@ def main() -> int:
             "peak_server_connections": connections.peak,
         }
     )
-    write_results(
-        results_path("scale_pgbouncer" if args.pgbouncer else "scale", args.out), result
-    )
+    write_results(results_path("scale_pgbouncer" if args.pgbouncer else "scale", args.out), result)
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,6 +37,10 @@ log = structlog.get_logger("ringback.callback")
 
 # Why a callback needs a person's eye: the number could not be routed twice in a row.
 CHECK_NUMBER_FLAG = "check_number"
+# Running dials the phone system has taken on: it reports on these.
+_ON_THE_LINE = [
+    s for s in RUNNING_DIAL_STATUSES if s not in (DialStatus.INITIATED, DialStatus.REQUESTING)
+]
 ANSWER_LOST = "the phone system's answer to the request was lost; dial again if needed"
 
 
@@ -58,14 +61,15 @@ async def start(
 ) -> Dial:
     """Store a dial for the agent holding the claim; the worker places it after commit."""
     now = now or utcnow()
+    # Whose callback it is comes first: a 404 or 409 tells the agent more than the 503 does.
+    callback = await agents.claimed_by(session, callback_id, agent_id)
     if settings.dialer == Dialer.NONE:
         raise ServiceUnavailable(
             "No dialer is configured (RINGBACK_DIALER=none): call the number yourself.",
             slug="no-dialer",
         )
-    callback = await agents.claimed_by(session, callback_id, agent_id)
     await agents.refuse_while_wrapping_up(session, callback.id)
-    running = await _running_dial(session, callback.id)
+    running = await repository.running_dial(session, callback.id)
     if running is not None:
         raise Conflict(
             "A call for this callback is already under way.",
@@ -110,13 +114,6 @@ async def start(
     after_commit(session, place)
     log.info("callback.dial.started", callback_id=callback.id, dial_id=dial.id, agent_id=agent_id)
     return dial
-
-
-async def _running_dial(session: AsyncSession, callback_id: str) -> Dial | None:
-    query = select(Dial).where(
-        Dial.callback_id == callback_id, Dial.status.in_(RUNNING_DIAL_STATUSES)
-    )
-    return (await session.scalars(query.limit(1))).first()
 
 
 async def _refuse_to_dial(
@@ -171,7 +168,7 @@ async def place(
     *, session: AsyncSession, settings: CallbackSettings, dialer: PhoneDialer, dial_id: str
 ) -> DialStatus:
     """The worker's job: ask the phone system once. Commits in between, by design."""
-    dial = await _lock_dial(session, dial_id)
+    dial = await repository.lock_dial(session, dial_id)
     if dial is None:
         return DialStatus.UNKNOWN
     if dial.status == DialStatus.REQUESTING:
@@ -233,7 +230,7 @@ async def _record_placing(
     error: str | None = None,
     call_id: str | None = None,
 ) -> DialStatus:
-    dial = await _lock_dial(session, dial_id)
+    dial = await repository.lock_dial(session, dial_id)
     assert dial is not None
     if call_id is not None:
         dial.provider_call_id = call_id
@@ -257,15 +254,6 @@ def _stop(dial: Dial, status: DialStatus, error: str | None) -> None:
     dial.updated_at = now
 
 
-async def _lock_dial(session: AsyncSession, dial_id: str) -> Dial | None:
-    return await session.scalar(
-        select(Dial)
-        .where(Dial.id == dial_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-
-
 # ----------------------------------------------------------------------------- the line's reports
 
 
@@ -281,11 +269,11 @@ def _state(dial: Dial) -> dial_rules.DialState:
 
 async def _locked_pair(session: AsyncSession, dial_id: str) -> tuple[Callback, Dial]:
     """The dial and its callback, locked in the order every writer takes them."""
-    callback_id = await session.scalar(select(Dial.callback_id).where(Dial.id == dial_id))
+    callback_id = await repository.callback_of_dial(session, dial_id)
     if callback_id is None:
         raise NotFound("No dial has this id.")
     callback = await repository.lock_callback(session, callback_id)
-    dial = await _lock_dial(session, dial_id)
+    dial = await repository.lock_dial(session, dial_id)
     assert callback is not None
     assert dial is not None
     return callback, dial
@@ -400,18 +388,7 @@ async def _apply(
 
 async def _flag_if_failing(session: AsyncSession, callback: Callback, dial: Dial) -> None:
     """Two dials in a row the number could not be routed: an agent should check it."""
-    query = (
-        select(Dial.line_result)
-        .where(
-            Dial.callback_id == callback.id,
-            Dial.id != dial.id,
-            Dial.line_result.is_not(None),
-            Dial.line_result != LineResult.AGENT_NOT_CONNECTED,
-        )
-        .order_by(Dial.created_at.desc())
-        .limit(1)
-    )
-    previous = await session.scalar(query)
+    previous = await repository.previous_line_result(session, callback.id, dial.id)
     if previous == LineResult.FAILED and callback.flag is None:
         callback.flag = CHECK_NUMBER_FLAG
         log.warning("callback.dial.number_flagged", callback_id=callback.id)
@@ -430,62 +407,34 @@ async def sweep(
     callback for another dial.
     """
     now = now or utcnow()
-    unplaced = await session.scalars(
-        select(Dial.id).where(
-            Dial.status == DialStatus.INITIATED, Dial.updated_at < now - timedelta(seconds=30)
-        )
-    )
+    unplaced = await repository.unplaced_dials(session, older_than=now - timedelta(seconds=30))
     # A job that asked outlives its own timeout never: past it, the asking process is gone.
-    lost = await session.scalars(
-        select(Dial)
-        .where(
-            Dial.status == DialStatus.REQUESTING,
-            Dial.updated_at < now - timedelta(seconds=settings.job_timeout_seconds + 10),
-        )
-        .with_for_update(skip_locked=True)
-        .limit(500)
+    lost = await repository.dials_in(
+        session,
+        [DialStatus.REQUESTING],
+        older_than=now - timedelta(seconds=settings.job_timeout_seconds + 10),
     )
-    silent = 0
     for dial in lost:
         _stop(dial, DialStatus.UNKNOWN, ANSWER_LOST)
-        silent += 1
-    stale = await session.scalars(
-        select(Dial)
-        .where(
-            Dial.status.in_(RUNNING_DIAL_STATUSES),
-            Dial.status.not_in((DialStatus.INITIATED, DialStatus.REQUESTING)),
-            Dial.updated_at < now - timedelta(minutes=settings.dial_stale_minutes),
-        )
-        .with_for_update(skip_locked=True)
-        .limit(500)
+    stale = await repository.dials_in(
+        session,
+        [
+            s
+            for s in RUNNING_DIAL_STATUSES
+            if s not in (DialStatus.INITIATED, DialStatus.REQUESTING)
+        ],
+        older_than=now - timedelta(minutes=settings.dial_stale_minutes),
     )
     for dial in stale:
         _stop(dial, DialStatus.UNKNOWN, "the phone system stopped reporting this call")
-        silent += 1
     await _keep_leases(session, settings, now)
+    silent = len(lost) + len(stale)
     return list(unplaced), silent
 
 
 async def _keep_leases(session: AsyncSession, settings: CallbackSettings, now: datetime) -> None:
     """A call can outlast a lease with nothing reported in between (a long conversation): while
     its dial runs, the sweep keeps the claim from lapsing, so nobody else takes it mid-call."""
-    running = (
-        select(Dial.id)
-        .where(
-            Dial.callback_id == Callback.id,
-            Dial.agent_id == Callback.agent_id,
-            Dial.status.in_(RUNNING_DIAL_STATUSES),
-        )
-        .exists()
-    )
     lease = now + timedelta(minutes=settings.claim_lease_minutes)
-    await session.execute(
-        update(Callback)
-        .where(
-            Callback.status == CallbackStatus.IN_PROGRESS,
-            Callback.lease_expires_at < lease,
-            running,
-        )
-        .values(lease_expires_at=lease)
-        .execution_options(synchronize_session=False)
-    )
+    for callback in await repository.calls_outlasting_leases(session, lease=lease):
+        callback.lease_expires_at = lease

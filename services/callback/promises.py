@@ -16,8 +16,9 @@ the plan). A queue no rostered agent serves is taken to be staffed as planned.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, cast
 
@@ -145,7 +146,12 @@ async def outlook(
     queue = await waiting(session, key, now=now)
     speeds = await available_speeds(session, key)
     staff = staff_for(rules, now=now, speeds=speeds, horizon=HORIZON)
-    return simulate(queue, staff, handle_seconds=handle, now=now)
+    view = simulate(queue, staff, handle_seconds=handle, now=now)
+    if rules.plan is None and speeds is None:
+        # Neither a plan nor a roster: nothing says who works, so nothing is judged (rather
+        # than every promise announced at risk because nobody is known to be there).
+        return replace(view, horizon=-math.inf)
+    return view
 
 
 def simulate(queue: Waiting, staff: Staff, *, handle_seconds: float, now: datetime) -> Outlook:
@@ -205,8 +211,8 @@ def more_agents_needed(view: Outlook, within: timedelta = OUTLOOK) -> int:
         )
         return all(starts[i] <= view.waiting.promised[i] for i in keepable)
 
-    # With one agent per callback up to the last one at risk, each starts when it is ready.
-    low, high = 0, max(keepable) + 1
+    # With one more agent per callback, each starts the moment it falls due.
+    low, high = 0, len(view.waiting.ids)
     while low < high:
         middle = (low + high) // 2
         if kept(middle):

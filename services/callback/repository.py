@@ -54,9 +54,12 @@ from services.callback.promise import promised_by_sql
 from shared.outbox import add_rows
 from shared.vocabulary import (
     OPEN_STATUSES,
+    RUNNING_DIAL_STATUSES,
     UNFINISHED_NOTIFICATION_STATUSES,
     AttemptOutcome,
     CallbackStatus,
+    DialStatus,
+    LineResult,
     NotificationChannel,
     NotificationStatus,
 )
@@ -1018,3 +1021,106 @@ async def callbacks_by_id(
 ) -> dict[str, Callback]:
     rows = await session.execute(select(Callback).where(Callback.id.in_(callback_ids)))
     return {c.id: c for c in rows.scalars()}
+
+
+# ----------------------------------------------------------------------------- dials (§10)
+
+
+async def running_dial(session: AsyncSession, callback_id: str) -> Dial | None:
+    query = select(Dial).where(
+        Dial.callback_id == callback_id, Dial.status.in_(RUNNING_DIAL_STATUSES)
+    )
+    return (await session.scalars(query.limit(1))).first()
+
+
+async def lock_dial(session: AsyncSession, dial_id: str) -> Dial | None:
+    return await session.scalar(
+        select(Dial)
+        .where(Dial.id == dial_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def callback_of_dial(session: AsyncSession, dial_id: str) -> str | None:
+    return await session.scalar(select(Dial.callback_id).where(Dial.id == dial_id))
+
+
+async def previous_line_result(session: AsyncSession, callback_id: str, dial_id: str) -> str | None:
+    """How the callback's dial before `dial_id` ended on the customer's line, if it reached it."""
+    query = (
+        select(Dial.line_result)
+        .where(
+            Dial.callback_id == callback_id,
+            Dial.id != dial_id,
+            Dial.line_result.is_not(None),
+            Dial.line_result != LineResult.AGENT_NOT_CONNECTED,
+        )
+        .order_by(Dial.created_at.desc())
+        .limit(1)
+    )
+    return await session.scalar(query)
+
+
+async def unplaced_dials(session: AsyncSession, *, older_than: datetime) -> list[str]:
+    """Dials stored but never asked for (their job was lost): safe to place again."""
+    query = select(Dial.id).where(Dial.status == DialStatus.INITIATED, Dial.updated_at < older_than)
+    return list(await session.scalars(query.limit(500)))
+
+
+async def dials_in(
+    session: AsyncSession, statuses: Sequence[str], *, older_than: datetime
+) -> Sequence[Dial]:
+    """Dials in `statuses` unchanged since `older_than`, locked (others skip them)."""
+    query = (
+        select(Dial)
+        .where(Dial.status.in_(list(statuses)), Dial.updated_at < older_than)
+        .with_for_update(skip_locked=True)
+        .limit(500)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def calls_outlasting_leases(session: AsyncSession, *, lease: datetime) -> Sequence[Callback]:
+    """Claimed callbacks whose lease ends before `lease` while their agent's dial runs."""
+    running = (
+        select(Dial.id)
+        .where(
+            Dial.callback_id == Callback.id,
+            Dial.agent_id == Callback.agent_id,
+            Dial.status.in_(RUNNING_DIAL_STATUSES),
+        )
+        .exists()
+    )
+    query = (
+        select(Callback)
+        .where(
+            Callback.status == CallbackStatus.IN_PROGRESS,
+            Callback.lease_expires_at < lease,
+            running,
+        )
+        .with_for_update(skip_locked=True)
+        .limit(500)
+    )
+    return (await session.scalars(query)).all()
+
+
+async def lock_attempt(session: AsyncSession, callback_id: str, attempt_id: str) -> Attempt | None:
+    return await session.scalar(
+        select(Attempt)
+        .where(Attempt.id == attempt_id, Attempt.callback_id == callback_id)
+        .with_for_update()
+    )
+
+
+async def callback_of_proposal(session: AsyncSession, attempt_id: str) -> str | None:
+    """The callback of a proposed (not yet final) attempt."""
+    return await session.scalar(
+        select(Attempt.callback_id).where(Attempt.id == attempt_id, ~Attempt.final)
+    )
+
+
+async def proposals_due(session: AsyncSession, *, now: datetime, limit: int = 500) -> list[str]:
+    """Proposed attempts whose wrap-up time is over."""
+    query = select(Attempt.id).where(~Attempt.final, Attempt.finalize_at <= now).limit(limit)
+    return list(await session.scalars(query))

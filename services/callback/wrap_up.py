@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 
 import structlog
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import agents, queues, repository
@@ -22,11 +21,7 @@ log = structlog.get_logger("ringback.callback")
 
 
 async def _attempt_of(session: AsyncSession, callback: Callback, attempt_id: str) -> Attempt:
-    attempt = await session.scalar(
-        select(Attempt)
-        .where(Attempt.id == attempt_id, Attempt.callback_id == callback.id)
-        .with_for_update()
-    )
+    attempt = await repository.lock_attempt(session, callback.id, attempt_id)
     if attempt is None:
         raise NotFound("This callback has no attempt with this id.")
     return attempt
@@ -84,9 +79,7 @@ async def finalize(
 ) -> bool:
     """The wrap-up time is over and the agent said nothing: the proposal stands as it is."""
     now = now or utcnow()
-    callback_id = await session.scalar(
-        select(Attempt.callback_id).where(Attempt.id == attempt_id, ~Attempt.final)
-    )
+    callback_id = await repository.callback_of_proposal(session, attempt_id)
     if callback_id is None:
         return False
     callback = await repository.lock_callback(session, callback_id)
@@ -132,7 +125,4 @@ async def _make_final(
 
 async def due(session: AsyncSession, *, now: datetime, limit: int = 500) -> list[str]:
     """Proposals whose wrap-up time is over (the sweep's safety net for lost jobs)."""
-    rows = await session.scalars(
-        select(Attempt.id).where(~Attempt.final, Attempt.finalize_at <= now).limit(limit)
-    )
-    return list(rows)
+    return await repository.proposals_due(session, now=now, limit=limit)

@@ -14,8 +14,9 @@ import services.history.service as history_service
 from services.history import repository
 from services.history.event_names import ALL_EVENTS, EVENT_NAMES
 from services.history.models import Customer, Event, WebhookDelivery, WebhookEndpoint
+from services.history.webhook_delivery import CHANNEL
 from services.history.webhook_signing import new_message_id
-from shared.outbox import channel_for, row_values
+from shared.outbox import row_values
 from shared.vocabulary import WebhookEventType
 
 DESTINATION = "webhook"
@@ -98,9 +99,11 @@ async def announce(
     if rows:
         # One executemany, not ORM objects: nothing reads the rows back in this request.
         await session.execute(insert(WebhookDelivery), rows)
-        # The relay wakes at commit (NOTIFY is transactional), as for every outbox row.
+        # The relays wake at commit (NOTIFY is transactional), told which endpoints have news.
+        endpoints_named = ",".join(sorted({row["endpoint_id"] for row in rows}))
         await session.execute(
-            text("SELECT pg_notify(:channel, '')"), {"channel": channel_for(WebhookDelivery)}
+            text("SELECT pg_notify(:channel, :endpoints)"),
+            {"channel": CHANNEL, "endpoints": endpoints_named},
         )
     return len(rows)
 

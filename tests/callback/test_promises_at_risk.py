@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from httpx import AsyncClient
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,6 +16,8 @@ from services.callback.jobs import ArqNotificationQueue
 from services.callback.models import Agent, Callback, CallbackOutbox, PromiseMark, SlotBooking
 from services.callback.promise import promised_by_sql
 from services.callback.settings import CallbackSettings
+from services.callback.tasks import state_of
+from services.callback.worker import worker_settings
 from shared.service_app import create_redis
 from shared.vocabulary import EventType
 from tests.callback.conftest import InsertCallbacks, RunWorker, SmsGateway
@@ -250,3 +252,38 @@ async def test_without_the_setting_nobody_is_texted(
 
     assert len(found["billing"].newly) == 2
     assert gateway.requests == []
+
+
+async def test_the_worker_s_minute_job_counts_them_on_its_metrics(
+    client: AsyncClient,
+    admin: dict[str, str],
+    settings: CallbackSettings,
+    insert_callbacks: InsertCallbacks,
+) -> None:
+    await _put_queue(client, admin, agents=1)
+    await _backlog(insert_callbacks, datetime.now(UTC))
+    ctx: dict[str, Any] = {}
+    await worker_settings(settings)["on_startup"](ctx)
+    try:
+        newly = await promises.check_promises(ctx)
+        exposed = generate_latest(state_of(ctx).metrics.registry).decode()
+    finally:
+        await worker_settings(settings)["on_shutdown"](ctx)
+
+    assert newly == 2
+    assert 'ringback_promises_at_risk{queue="billing"} 2.0' in exposed
+    cron_names = {job.name for job in worker_settings(settings)["cron_jobs"]}
+    assert promises.CHECK_PROMISES in cron_names
+
+
+async def test_a_queue_with_neither_plan_nor_roster_is_not_judged(
+    settings: CallbackSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    insert_callbacks: InsertCallbacks,
+) -> None:
+    # v1's single queue without a plan: nobody is known to work it, nor known not to.
+    await insert_callbacks(6, sla_deadline=datetime.now(UTC) + MINUTE)
+
+    found = await promises.check_all(sessions=sessions, settings=settings, now=datetime.now(UTC))
+
+    assert (found["default"].at_risk, found["default"].newly) == (0, [])

@@ -27,8 +27,8 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback.models import Callback
-from shared.standard_webhooks import sign
 from shared.jsonutil import dumps
+from shared.standard_webhooks import sign
 from tests.support.infra import ROOT
 from tests.support.signing import new_secret
 from tests.support.stack import Stack, running_stack

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.history.app import create_app
 from services.history.models import WebhookDelivery, WebhookEndpoint
+from services.history.webhook_delivery import CHANNEL
 from shared.db import utcnow
 from tests.conftest import serve_asgi
 from tests.history.conftest import history_settings, make_event
@@ -90,7 +91,7 @@ async def due_now(sessions: async_sessionmaker[AsyncSession]) -> None:
             .where(WebhookDelivery.delivered_at.is_(None), WebhookDelivery.dead_at.is_(None))
             .values(available_at=text("now()"))
         )
-        await session.execute(text("SELECT pg_notify('ringback_outbox_history', '')"))
+        await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
         await session.commit()
 
 

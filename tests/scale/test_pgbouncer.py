@@ -56,6 +56,37 @@ async def test_a_statement_runs_again_on_another_server_connection(bouncer: PgBo
     assert again == first
 
 
+async def test_autocommitted_statements_and_transactions_share_two_server_connections(
+    bouncer: PgBouncer,
+) -> None:
+    # An autocommitted statement is prepared, then run: with named statements, PgBouncer may
+    # put the two on different server connections while transactions keep the other busy.
+    settings = CommonSettings(database_url=bouncer.url, db_pooler="pgbouncer")
+    engine = create_engine(settings, application_name="ringback.tests", service=None)
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    failures: list[str] = []
+
+    async def client(n: int) -> None:
+        for i in range(25):
+            try:
+                if n % 2:
+                    async with autocommit.connect() as conn:
+                        got = await conn.scalar(text("SELECT 1 + CAST(:i AS int)"), {"i": i})
+                else:
+                    async with engine.begin() as conn:
+                        await conn.execute(text("SELECT pg_sleep(0.001)"))
+                        got = await conn.scalar(text("SELECT 1 + CAST(:i AS int)"), {"i": i})
+                assert got == i + 1
+            except Exception as exc:
+                failures.append(str(exc).splitlines()[0])
+
+    try:
+        await asyncio.gather(*(client(n) for n in range(8)))
+    finally:
+        await engine.dispose()
+    assert failures == []
+
+
 @pytest.fixture
 def stack(
     base_env: dict[str, str],

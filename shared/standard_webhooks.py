@@ -14,7 +14,7 @@ import hmac
 import time
 from collections.abc import Mapping, Sequence
 
-_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"
 
 
 class SignatureError(Exception):
@@ -23,8 +23,8 @@ class SignatureError(Exception):
 
 def decode_secret(secret: str) -> bytes:
     value = secret.strip()
-    if value.startswith(_PREFIX):
-        value = value[len(_PREFIX) :]
+    if value.startswith(SECRET_PREFIX):
+        value = value[len(SECRET_PREFIX) :]
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:

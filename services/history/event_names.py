@@ -6,13 +6,11 @@ from typing import Final
 
 from shared.vocabulary import EventType, WebhookEventType
 
-# Timeline types other v2 features are adding (voicemail, the survey of §13, promises at
-# risk of §14) are keyed by their words until they join `EventType`: their events flow
-# out as soon as they are recorded, with nothing to change here.
+# Timeline types other v2 features are adding (voicemail of §11, the survey of §13) are keyed
+# by their words until they join `EventType`: their events flow out as soon as they are
+# recorded, with nothing to change here.
 _VOICEMAIL_RECEIVED: Final = "voicemail_received"
 _SURVEY_ANSWERED: Final = "survey_answered"
-_CALLBACK_AT_RISK: Final = "callback_at_risk"
-_CALLBACK_BACK_ON_TRACK: Final = "callback_back_on_track"
 
 # Timeline type -> webhook event name. A type not here (a missed call, a note, an
 # integration's `x-` type) is not sent. `callback_attempted` is recorded for final
@@ -27,8 +25,8 @@ EVENT_NAMES: Final[dict[str, WebhookEventType]] = {
     EventType.CALLBACK_CANCELLED: WebhookEventType.CALLBACK_CANCELLED,
     EventType.CALLBACK_EXPIRED: WebhookEventType.CALLBACK_EXPIRED,
     EventType.CALLBACK_MERGED: WebhookEventType.CALLBACK_MERGED,
-    _CALLBACK_AT_RISK: WebhookEventType.CALLBACK_AT_RISK,
-    _CALLBACK_BACK_ON_TRACK: WebhookEventType.CALLBACK_BACK_ON_TRACK,
+    EventType.CALLBACK_AT_RISK: WebhookEventType.CALLBACK_AT_RISK,
+    EventType.CALLBACK_BACK_ON_TRACK: WebhookEventType.CALLBACK_BACK_ON_TRACK,
     EventType.NOTIFICATION_SENT: WebhookEventType.NOTIFICATION_SENT,
     EventType.NOTIFICATION_FAILED: WebhookEventType.NOTIFICATION_FAILED,
     _VOICEMAIL_RECEIVED: WebhookEventType.VOICEMAIL_RECEIVED,

@@ -71,8 +71,8 @@ RESPONSE_READ_LIMIT_BYTES = 4096
 LEASE_MARGIN_SECONDS = 10.0
 # New deliveries are announced here (not on the outbox's own channel, which would wake the
 # erasure relay for nothing), the payload naming their endpoints: a relay whose slots for
-# those endpoints are all taken need not look. With five subscribers that never answer, this
-# cut the history process's CPU under 20 missed calls/s by about half.
+# those endpoints are all taken need not look (with slow subscribers attached, every
+# recorded event would otherwise cost two relay passes that find nothing to claim).
 CHANNEL = "ringback_history_webhooks"
 
 # Delivered and dead deliveries older than `history_webhook_keep_days` are deleted, this many
@@ -222,7 +222,8 @@ class WebhookRelay(OutboxRelay):
         claimed = await self._claim()
         # A slot freed while this pass ran would find the loop asleep (its wake-up cleared
         # after the pass): report progress so the loop passes again at once instead of
-        # waiting a poll interval. This took one endpoint from 30 to over 100 deliveries/s.
+        # waiting a poll interval. This took one endpoint from 33 to 121-192 deliveries/s
+        # (bench/RESULTS.md, "Webhooks out").
         return claimed or int(self._releases != releases)
 
     async def _claim(self) -> int:

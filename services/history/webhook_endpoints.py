@@ -32,6 +32,8 @@ MAX_FILTERS = len(WebhookEventType)
 # Every event is written once per subscribed endpoint, in the request that records it: the
 # number of endpoints is a ceiling on that fan-out.
 MAX_ENDPOINTS = 50
+# The advisory lock that serialises endpoint creation (an arbitrary, fixed 64-bit key).
+_CREATE_LOCK = 0x52424B5745424831
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]{1,200}$")
 
 EventFilter = Annotated[list[str], Field(min_length=1, max_length=MAX_FILTERS)]
@@ -191,6 +193,9 @@ async def create_endpoint(
     """A new endpoint with a fresh secret; a repeat of the Idempotency-Key answers the first
     (and False)."""
     fingerprint = hashlib.sha256(dumps(body.model_dump())).hexdigest()
+    # Creates are rare: one at a time, so two racing under the same Idempotency-Key answer
+    # the same endpoint, and the count below cannot be overtaken.
+    await session.execute(select(func.pg_advisory_xact_lock(_CREATE_LOCK)))
     if idempotency_key is not None:
         earlier = await session.scalar(
             select(WebhookEndpoint).where(WebhookEndpoint.idempotency_key == idempotency_key)

@@ -61,9 +61,12 @@ async def test_preflight_from_another_origin_gets_no_allow_header(client: AsyncC
 
 
 async def test_a_method_the_api_does_not_use_is_not_allowed(client: AsyncClient) -> None:
-    response = await _preflight(client, CONSOLE, method="PATCH")
+    response = await _preflight(client, CONSOLE, method="TRACE")
+    # The console confirms a dial's proposed outcome with PATCH (§10).
+    confirming = await _preflight(client, CONSOLE, method="PATCH")
 
     assert response.status_code == 400
+    assert confirming.status_code == 200
 
 
 async def test_answers_to_the_console_can_be_read_by_it_errors_included(

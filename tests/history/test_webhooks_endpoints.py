@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -75,6 +76,24 @@ async def test_an_idempotency_key_repeat_answers_the_first_result(
     assert again.json() == first.json()  # the secret too: the first answer may have been lost
     assert other.status_code == 422
     assert other.headers["content-type"].startswith("application/problem+json")
+    listed = await open_client.get("/v1/webhook-endpoints", headers=admin_key)
+    assert len(listed.json()["items"]) == 1
+
+
+async def test_two_creates_racing_under_one_key_make_one_endpoint(
+    open_client: AsyncClient, admin_key: dict[str, str]
+) -> None:
+    request = {"url": SUBSCRIBER, "events": ["*"]}
+    headers = {**admin_key, "Idempotency-Key": "crm-setup-race"}
+    answers = await asyncio.gather(
+        *(
+            open_client.post("/v1/webhook-endpoints", json=request, headers=headers)
+            for _ in range(4)
+        )
+    )
+
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 201]
+    assert len({a.json()["id"] for a in answers}) == 1
     listed = await open_client.get("/v1/webhook-endpoints", headers=admin_key)
     assert len(listed.json()["items"]) == 1
 

@@ -69,8 +69,10 @@ def stack(
         "RINGBACK_REDIS_URL": sentinels.url,
         "RINGBACK_WEBHOOK_SECRETS": SECRET,
         **delivering_to(slow_gateway, inbox, tmp_path / "sink"),
-        "RINGBACK_NOTIFICATION_TIMEOUT_SECONDS": "2",
-        "RINGBACK_NOTIFICATION_LEASE_SECONDS": "3",
+        # A send that fails for a passing reason (a loaded machine) is tried again within a
+        # second, not after the default 30 s and more, which would outlast the test's wait.
+        "RINGBACK_NOTIFICATION_BACKOFF_BASE_SECONDS": "0.2",
+        "RINGBACK_NOTIFICATION_BACKOFF_CAP_SECONDS": "1",
     }
     names = ("history", "callback", "intake", "worker", "relay")
     with running_stack(base_env, tmp_path / "logs", extra, names) as running:
@@ -117,7 +119,11 @@ async def test_the_queue_survives_losing_its_redis_master(
         if set(arrived_at) == phones:
             break
         assert time.monotonic() < deadline, (
-            f"no SMS to {sorted(phones - set(arrived_at))}:\n{stack.tail('worker')}"
+            f"no SMS to {sorted(phones - set(arrived_at))}; worker running: "
+            f"{stack.processes['worker'].poll() is None}; master now on port "
+            f"{sentinels.master_port()} (replica {sentinels.ports['replica']})\n"
+            f"--- sentinel\n{sentinels.log('sentinel')}\n--- worker\n{stack.tail('worker', 80)}"
+            f"\n--- callback\n{stack.tail('callback', 40)}"
         )
         await asyncio.sleep(0.2)
     await asyncio.sleep(2)  # a second confirmation would arrive now

@@ -17,7 +17,14 @@ from pydantic import (
 )
 
 from shared.outbox import BatchRoute
-from shared.vocabulary import CallbackStatus, ClosingOutcome, DialLeg, EventType, LegStatus
+from shared.vocabulary import (
+    CallbackStatus,
+    ClosingOutcome,
+    DialLeg,
+    EventType,
+    LegStatus,
+    OfferReason,
+)
 from shared.vocabulary import Channel as Channel
 from shared.vocabulary import Direction as Direction
 from shared.vocabulary import Language as Language
@@ -194,6 +201,29 @@ class CallbackCreate(_Strict):
     priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
     owner_agent_id: Annotated[str, Field(max_length=64)] | None = None
     owner_until: Timestamp | None = None
+    # §11, asked for while waiting in the phone queue: the place is kept from `queued_at`,
+    # and `estimated_callback_at` is the time spoken to the caller (their promise).
+    queued_at: Timestamp | None = None
+    estimated_callback_at: Timestamp | None = None
+
+
+class QueueOffer(BaseModel):
+    """Whether to offer a callback to a caller still waiting in the phone queue (callback
+    `GET /v1/queues/{key}/offer`, forwarded by intake; intake's wait TwiML reads it, §11)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    offer: bool
+    reason: OfferReason | None = None
+    # When an agent would start the call, by the computation that books ASAP callbacks;
+    # null when nobody in the planned horizon would.
+    estimated_callback_at: AwareDatetime | None = None
+    # Open callbacks waiting in the queue now, and the place (1 = next) a callback asked
+    # for now would take among them.
+    waiting: int
+    position: int
+    # How long a caller waits in the phone queue before the offer is spoken.
+    min_wait_seconds: int = 0
 
 
 class Accepted(BaseModel):

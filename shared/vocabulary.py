@@ -127,6 +127,21 @@ class AgentPresence(StrEnum):
     OFFLINE = "offline"
 
 
+class OfferReason(StrEnum):
+    """Why a caller waiting in the phone queue is not offered a callback (§11)."""
+
+    # The queue has no hours left today and none tomorrow.
+    CLOSED = "closed"
+    # `offer.max_waiting` callbacks are already waiting.
+    FULL = "full"
+    # The estimate lies past `offer.max_wait_minutes`.
+    TOO_LATE = "too_late"
+    # No number to call: hidden, unreadable or not a person's line.
+    WITHHELD = "withheld"
+    # The number asked never to be called.
+    DO_NOT_CALL = "do_not_call"
+
+
 class ClosingOutcome(StrEnum):
     """How a closed callback ended (`callbacks.outcome`): an attempt's outcome or what closed it."""
 
@@ -304,3 +319,12 @@ class InboundStatus(StrEnum):
     # Authentic but unusable, kept for an operator; `replayed` once parsed again.
     REJECTED = "rejected"
     REPLAYED = "replayed"
+
+
+class GoalVerdict(StrEnum):
+    """How a measured figure stands against its queue's goal (§13): the wallboard's colour."""
+
+    MET = "met"
+    # Short of the goal by no more than the wallboard's margin: amber, not yet red.
+    NEAR = "near"
+    MISSED = "missed"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.callback import ceilings, staffing_api
+from services.callback import ceilings, offer, staffing_api, wallboard_api
 from services.callback.api import ROUTERS
 from services.callback.settings import CallbackSettings
 from shared.service_app import create_service_app
@@ -15,7 +15,7 @@ def create_app(settings: CallbackSettings) -> FastAPI:
     app = create_service_app(
         name="callback",
         settings=settings,
-        routers=[*ROUTERS, staffing_api.router],
+        routers=[*ROUTERS, staffing_api.router, offer.router, wallboard_api.router],
         peers=["history"],
         description="Callback lifecycle, confirmations and the agent queue (DESIGN §4).",
         # The agent console (served by history) and other browser front ends call this API.

@@ -101,7 +101,9 @@ async def create_callback(
     if not is_callable(phone):
         return await _declined(session, data=data, phone=phone, now=now, why=_NOT_CALLABLE)
 
-    first_contact = min(inputs.aware(data.first_contact_at), now)
+    # Asked for in the phone queue (§11): first contact is when the caller entered it.
+    queued_at = min(inputs.aware(data.queued_at), now) if data.queued_at is not None else None
+    first_contact = queued_at or min(inputs.aware(data.first_contact_at), now)
     choice = await queues.choose(session, named=data.queue, dialed=_dialed(data.dialed, settings))
     rules = await queues.rules(session, settings, choice.key)
     sla = rules.sla
@@ -140,7 +142,15 @@ async def create_callback(
             consent_sms=data.consent.sms,
             consent_email=data.consent.email,
             message=data.message,
-            asap=preferred.slot_id is None and not window,
+            # In the phone queue the caller keeps their place (`rank_at = queued_at`) and is
+            # due at once: a slot would make the spoken estimate a gate.
+            asap=preferred.slot_id is None and not window and queued_at is None,
+            queued_at=queued_at,
+            told_by=(
+                inputs.aware(data.estimated_callback_at)
+                if queued_at is not None and data.estimated_callback_at is not None
+                else None
+            ),
             window_start=inputs.aware(preferred.not_before) if preferred.not_before else None,
             window_end=inputs.aware(preferred.not_after) if preferred.not_after else None,
             booking_seq=0,

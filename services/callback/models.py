@@ -181,6 +181,8 @@ class Callback(Base):
     due_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # When the caller entered the phone queue, for a callback asked for while waiting (§11).
     queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The time spoken to that caller ("about 12 minutes"): their promise (`PROMISE_SOURCES`).
+    told_by: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The claim's order after priority (`RANK_SOURCES`), kept by the database so no code path
     # can let it drift; read `rank_at_of(callback)` in Python (this is refreshed on load only).
     rank_at: Mapped[datetime] = mapped_column(

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.callback import ceilings, queues, repository
 from services.callback.jobs import NotificationQueue
 from services.callback.models import ERASED_RECIPIENT, Callback, Notification, NotificationKind
+from services.callback.promise import promised_by_of
 from services.callback.schemas import NotificationOut
 from services.callback.selfservice import self_service_link
 from services.callback.settings import CallbackSettings
@@ -92,7 +93,8 @@ def confirmation(
         language=_language(callback),
         name=callback.name,
         phone=callback.phone,
-        deadline=callback.sla_deadline,
+        # Its promise: for a caller who asked in the phone queue, the time they heard (§11).
+        deadline=promised_by_of(callback),
         now=now,
         tz=zone,
         link=self_service_link(settings, callback.id),

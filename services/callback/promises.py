@@ -94,9 +94,11 @@ class Outlook:
         return None if seconds == NEVER else self.now + timedelta(seconds=seconds)
 
 
-async def waiting(session: AsyncSession, key: str, *, now: datetime) -> Waiting:
+async def waiting(
+    session: AsyncSession, key: str, *, now: datetime, limit: int | None = None
+) -> Waiting:
     """The queue's waiting callbacks in the claim's order: priority, then `rank_at`."""
-    rows = await repository.waiting_in_rank_order(session, key)
+    rows = await repository.waiting_in_rank_order(session, key, limit=limit)
     return Waiting(
         ids=[row[0] for row in rows],
         ready=[max(0.0, (row[1] - now).total_seconds()) for row in rows],

@@ -49,6 +49,8 @@ def to_out(callback: Callback) -> CallbackOut:
         priority=callback.priority,
         rank_at=rank_at_of(callback),
         promised_by=promised_by_of(callback),
+        requested_in_queue=callback.queued_at is not None,
+        queued_at=callback.queued_at,
         owner_agent_id=callback.owner_agent_id,
         owner_until=callback.owner_until,
         first_contact_at=callback.first_contact_at,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
 from sqlalchemy import (
@@ -326,7 +326,7 @@ QueueGroup = Literal["overdue", "due", "later", CallbackStatus.IN_PROGRESS]
 ListedGroup = Literal["overdue", "due", "later"]
 
 
-def _queue_groups(now: datetime) -> dict[QueueGroup, ColumnElement[bool]]:
+def queue_groups(now: datetime) -> dict[QueueGroup, ColumnElement[bool]]:
     """The agents' queue view in groups; each open callback falls in one group at most."""
     unheld = or_(_waiting(), _lapsed(now))
     within_sla = Callback.sla_deadline > now
@@ -356,7 +356,7 @@ async def queue_totals(
     session: AsyncSession, *, now: datetime, queues: Sequence[str] | None = None
 ) -> dict[QueueGroup, int]:
     """How many open callbacks are in each group of the queue view, in one statement."""
-    groups = _queue_groups(now)
+    groups = queue_groups(now)
     totals = (
         await session.execute(
             select(*(func.count().filter(cond).label(name) for name, cond in groups.items()))
@@ -379,9 +379,7 @@ async def queue_group(
     return (
         await session.scalars(
             select(Callback)
-            .where(
-                Callback.status.in_(OPEN_STATUSES), _queue_groups(now)[group], _in_queues(queues)
-            )
+            .where(Callback.status.in_(OPEN_STATUSES), queue_groups(now)[group], _in_queues(queues))
             .order_by(*_QUEUE_ORDERS[group])
             .limit(limit)
         )
@@ -948,14 +946,16 @@ async def agents_serving(session: AsyncSession, queue: str) -> list[tuple[int, s
 
 
 async def waiting_in_rank_order(
-    session: AsyncSession, queue: str
+    session: AsyncSession, queue: str, *, limit: int | None = None
 ) -> Sequence[Row[str, datetime, datetime]]:
-    """(id, due_at, promised_by) of the queue's waiting callbacks in the claim's order."""
+    """(id, due_at, promised_by) of the queue's waiting callbacks in the claim's order (the
+    first `limit` of them: the phone-queue offer needs only those ahead of the caller)."""
     return (
         await session.execute(
             select(Callback.id, Callback.due_at, promised_by_sql())
             .where(Callback.queue == queue, Callback.status.in_(WAITING_STATUSES))
             .order_by(Callback.priority.desc(), Callback.rank_at, Callback.id)
+            .limit(limit)
         )
     ).all()
 
@@ -1124,3 +1124,107 @@ async def proposals_due(session: AsyncSession, *, now: datetime, limit: int = 50
     """Proposed attempts whose wrap-up time is over."""
     query = select(Attempt.id).where(~Attempt.final, Attempt.finalize_at <= now).limit(limit)
     return list(await session.scalars(query))
+
+
+async def ranked_ahead(
+    session: AsyncSession, queue: str, *, priority: int, rank_at: datetime
+) -> tuple[int, int]:
+    """(ahead, waiting): the waiting callbacks a new one of `priority` ranked at `rank_at`
+    would come after, and all the queue's waiting callbacks (§11)."""
+    ahead = (Callback.priority > priority) | (
+        (Callback.priority == priority) & (Callback.rank_at <= rank_at)
+    )
+    row = (
+        await session.execute(
+            select(func.count().filter(ahead), func.count())
+            .select_from(Callback)
+            .where(Callback.queue == queue, Callback.status.in_(WAITING_STATUSES))
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+# ----------------------------------------------------------------------------- wallboard (§13)
+
+
+async def wallboard_waiting(
+    session: AsyncSession, key: str, *, now: datetime, due_soon: timedelta
+) -> tuple[int, int, int, datetime | None]:
+    """Waiting, overdue, due within `due_soon`, and the first contact of the longest waiting,
+    in the queue view's own groups, so "overdue" means the same on both."""
+    groups = queue_groups(now)
+    unheld = or_(groups["overdue"], groups["due"], groups["later"])
+    to_work = or_(groups["overdue"], groups["due"])
+    row = (
+        await session.execute(
+            select(
+                func.count().filter(unheld),
+                func.count().filter(groups["overdue"]),
+                func.count().filter(
+                    and_(
+                        unheld,
+                        Callback.sla_deadline > now,
+                        Callback.sla_deadline <= now + due_soon,
+                    )
+                ),
+                func.min(Callback.first_contact_at).filter(to_work),
+            ).where(Callback.queue == key, Callback.status.in_(OPEN_STATUSES))
+        )
+    ).one()
+    return int(row[0]), int(row[1]), int(row[2]), row[3]
+
+
+async def wallboard_roster_and_claims(
+    session: AsyncSession, key: str, *, now: datetime
+) -> tuple[list[tuple[str, str]], list[tuple[str | None, str]]]:
+    """The queue's rostered agents with their presence, and every live claim (agent, queue)."""
+    roster = (
+        await session.execute(select(Agent.id, Agent.presence).where(Agent.queues.contains([key])))
+    ).all()
+    claims = (
+        await session.execute(
+            select(Callback.agent_id, Callback.queue).where(
+                queue_groups(now)[CallbackStatus.IN_PROGRESS]
+            )
+        )
+    ).all()
+    return [(a, p) for a, p in roster], [(a, q) for a, q in claims]
+
+
+async def wallboard_sla(
+    session: AsyncSession,
+    key: str,
+    *,
+    since: datetime,
+    now: datetime,
+    closed: Sequence[str],
+    reached: Sequence[str],
+) -> tuple[int, int]:
+    """Callbacks of the queue closed in [since, now], and how many of them were reached in time."""
+    reached_in_time = and_(
+        Callback.status == CallbackStatus.COMPLETED,
+        Callback.outcome.in_(list(reached)),
+        Callback.closed_at <= Callback.sla_deadline,
+    )
+    row = (
+        await session.execute(
+            select(func.count(), func.count().filter(reached_in_time)).where(
+                Callback.queue == key,
+                Callback.status.in_(list(closed)),
+                Callback.closed_at >= since,
+                Callback.closed_at <= now,
+            )
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+async def wallboard_at_risk(session: AsyncSession, key: str) -> int:
+    """Open callbacks of the queue marked at risk (§14)."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(PromiseMark)
+        .join(Callback, Callback.id == PromiseMark.callback_id)
+        .where(PromiseMark.queue == key, PromiseMark.at_risk, Callback.status.in_(OPEN_STATUSES))
+    )
+    return int(count or 0)

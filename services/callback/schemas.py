@@ -147,8 +147,12 @@ class CallbackOut(BaseModel):
     priority: int
     # The claim order after priority: when the caller entered the phone queue, else `due_at`.
     rank_at: datetime
-    # What the customer was promised: the end of the booked slot, else the SLA deadline.
+    # What the customer was promised: the end of the booked slot, else the time spoken to
+    # them in the phone queue (§11), else the SLA deadline.
     promised_by: datetime
+    # Asked for while waiting in the phone queue (§11): its place is kept from `queued_at`.
+    requested_in_queue: bool = False
+    queued_at: datetime | None = None
     owner_agent_id: str | None = None
     owner_until: datetime | None = None
     first_contact_at: datetime

@@ -98,6 +98,8 @@ MEANINGS: dict[str, str] = {
     "(rotation); unset: generic webhooks refused (`403`)",
     "webhook_tolerance_seconds": "accepted clock skew of a webhook's timestamp",
     "twilio_auth_token": "Twilio's signature key; unset: Twilio webhooks refused",
+    "twilio_hold_music_url": "audio Twilio plays to callers waiting in the queue between "
+    "callback offers (`/v1/twiml/wait`); unset: silence",
     "cti_token": "path token of the generic CTI webhook; unset: CTI refused",
     "relay_batch_size": "outbox rows the relay forwards per round",
     "relay_poll_seconds": "how often the relay looks for rows when no notification wakes it",

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import start_http_server
 
-from services.intake import dialing
+from services.intake import dialing, waiting
 from services.intake.api import contact, operators, selfservice, webhooks
 from services.intake.metrics import IntakeMetrics
 from services.intake.settings import IntakeSettings
@@ -67,7 +67,15 @@ def create_app(settings: IntakeSettings) -> FastAPI:
     app = create_service_app(
         name="intake",
         settings=settings,
-        routers=[webhooks, dialing.router, contact, operators, selfservice],
+        routers=[
+            webhooks,
+            dialing.router,
+            contact,
+            operators,
+            selfservice,
+            waiting.offers,
+            waiting.twiml,
+        ],
         peers=["callback", "history"],
         description="Missed-call webhooks and contact requests, stored before they are answered.",
         extensions=[metrics_port, resources],

@@ -16,6 +16,8 @@ class IntakeSettings(CommonSettings):
     webhook_secrets: SecretStr | None = None
     webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
     twilio_auth_token: SecretStr | None = None
+    # What a caller waiting in a Twilio queue hears between offers (§11); unset: silence.
+    twilio_hold_music_url: str | None = Field(default=None, max_length=1000)
     cti_token: SecretStr | None = None
     relay_batch_size: int = Field(default=100, ge=1, le=1000)
     relay_poll_seconds: float = Field(default=1.0, gt=0)

@@ -50,10 +50,13 @@ EXEMPT: dict[str, str] = {
     "/v1/webhooks/twilio/dial/{dial_id}/status": "X-Twilio-Signature instead",
     "/v1/webhooks/twilio/dial/{dial_id}/connect": "X-Twilio-Signature instead",
     "/v1/webhooks/dialer": "Standard Webhooks signature with the dialer's own secret instead",
+    "/v1/twiml/wait": "X-Twilio-Signature instead (tests/intake/test_twiml_wait)",
+    "/v1/twiml/wait/press": "X-Twilio-Signature instead (tests/intake/test_twiml_wait)",
     "/v1/self/{token}": "the customer's signed self-service link is the credential",
     "/console": "the agent console's static files: no data; the agent's key unlocks the API",
     "/console/": "the agent console's static files: no data; the agent's key unlocks the API",
     "/console/config.json": "where the console finds callback's API: no data",
+    "/console/wallboard": "the wallboard page (a static file): no data; a key unlocks the API",
     "/console/{name}": "the agent console's static files: no data",
 }
 
@@ -97,6 +100,11 @@ EXPECTED: dict[tuple[str, str, str], frozenset[str]] = {
     ("callback", "PUT", "/v1/queues/{key}"): frozenset({"admin"}),
     ("callback", "DELETE", "/v1/queues/{key}"): frozenset({"admin"}),
     ("callback", "GET", "/v1/queues/{key}/staffing"): frozenset({"callbacks:read"}),
+    ("callback", "GET", "/v1/wallboard"): frozenset({"callbacks:read"}),
+    ("callback", "GET", "/v1/queues/{key}/offer"): frozenset(
+        {"intake:write", "callbacks:read", "internal"}
+    ),
+    ("intake", "GET", "/v1/queues/{key}/offer"): frozenset({"intake:write", "callbacks:read"}),
     ("callback", "GET", "/v1/agents"): frozenset({"callbacks:read", "internal"}),
     ("callback", "GET", "/v1/agents/{agent_id}"): frozenset({"callbacks:read", "internal"}),
     ("callback", "PUT", "/v1/agents/{agent_id}"): frozenset({"admin"}),
@@ -136,6 +144,10 @@ EXPECTED: dict[tuple[str, str, str], frozenset[str]] = {
         frozenset({"admin"})
     ),
 }
+
+# Routes that pass an admitted caller on to another service, not running in this test: their
+# 503 problem ("cannot be reached") shows the key got through.
+FORWARDED = {("intake", "GET", "/v1/queues/{key}/offer")}
 
 # Path parameters that look real, so routing matches and only authorisation can refuse.
 PATH_VALUES = {"phone": "+358401234567", "key": "default", "agent_id": "anna"}
@@ -254,7 +266,8 @@ async def test_every_route_answers_401_403_and_admits_its_scopes(
         for scope in sorted(accepted | {"admin"}):
             key = internal_key if scope == "internal" else keys[scope]
             answer = await call(client, method, url, {"Authorization": f"Bearer {key}"})
-            if answer.status_code in {401, 403} or answer.status_code >= 500:
+            forwarded = answer.status_code == 503 and (service, method, path) in FORWARDED
+            if answer.status_code in {401, 403} or (answer.status_code >= 500 and not forwarded):
                 failures.append(f"{label} with {scope}: {answer.status_code} {answer.text[:200]}")
     assert not failures, "\n".join(failures)
 

@@ -84,6 +84,11 @@ def console_router(settings: HistorySettings) -> APIRouter:
     async def console_index() -> Response:
         return _file("index.html")
 
+    @router.get("/wallboard")
+    async def console_wallboard() -> Response:
+        # A room's screen (§13): the one page here with an address of its own.
+        return _file("wallboard.html")
+
     @router.get("/config.json")
     async def console_config() -> Response:
         # The site's zone: the console shows every time in it, not in the browser's.

@@ -299,7 +299,13 @@ class TwilioProvider(Provider[TwilioEvent]):
         if event.kind == "dial-action":
             return self._outcome(event, leg, event.dial_status, leg.caller, notes)
         if event.kind == "enqueue-action":
-            status = {"hangup": "no-answer", "bridged": "in-progress"}.get(event.queue_result or "")
+            # `system-error`: the caller hung up before being fully enqueued, still missed (§11);
+            # `leave` is a caller who asked for a callback in the queue, not a missed call.
+            status = {
+                "hangup": "no-answer",
+                "system-error": "no-answer",
+                "bridged": "in-progress",
+            }.get(event.queue_result or "")
             return self._outcome(event, leg, status, leg.caller, notes)
         status = event.call_status
         if status in MISSED:

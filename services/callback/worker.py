@@ -56,7 +56,9 @@ log = structlog.get_logger("ringback.callback.worker")
 # `attempts` column is the real budget, so arq's limit only stops a runaway job.
 _ARQ_EXTRA_TRIES = 5
 # Cron jobs that return how much they did (0: nothing).
-_SWEEPS = frozenset({SWEEP_NOTIFICATIONS, EXPIRE_CALLBACKS, RELEASE_LEASES, CHECK_PROMISES})
+_SWEEPS = frozenset(
+    {SWEEP_NOTIFICATIONS, EXPIRE_CALLBACKS, RELEASE_LEASES, CHECK_PROMISES, SWEEP_DIALS}
+)
 
 
 class QuietIdleSweeps(logging.Filter):

@@ -59,10 +59,12 @@ class RoundRobin:
             self._loop.run_forever()
         finally:
             self._server.close()
-            tasks = asyncio.all_tasks(self._loop)
-            for task in tasks:
-                task.cancel()
-            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            # Connections accepted while the first ones wind down start tasks of their own:
+            # cancel until none is left, so no task or transport outlives the loop.
+            while tasks := asyncio.all_tasks(self._loop):
+                for task in tasks:
+                    task.cancel()
+                self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             self._loop.run_until_complete(self._server.wait_closed())
             self._loop.close()
 
@@ -75,14 +77,21 @@ class RoundRobin:
                 self.connections[port] += 1
                 break
         if upstream is None:
-            writer.close()
+            await _close(writer)
             return
         up_reader, up_writer = upstream
         try:
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         finally:
             for w in (writer, up_writer):
-                w.close()
+                await _close(w)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    """Close and wait for it, so no transport is left closing when the loop ends."""
+    writer.close()
+    with contextlib.suppress(OSError, asyncio.CancelledError):
+        await writer.wait_closed()
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

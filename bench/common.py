@@ -319,3 +319,118 @@ def percentiles(samples: Sequence[float], scale: float = 1000.0) -> dict[str, fl
         "max_ms": round(ordered[-1] * scale, 3),
         "mean_ms": round(sum(ordered) / len(ordered) * scale, 3),
     }
+
+
+# CPU -------------------------------------------------------------------------------------
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, *, children: bool = True) -> float:
+    """User + system CPU of `pid` (and its descendants) so far, /proc/<pid>/stat; 0 if gone."""
+    total = 0.0
+    for each in [pid, *(_children(pid) if children else [])]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+    return total
+
+
+class CpuMeter:
+    """CPU seconds spent by named processes and by one database's PostgreSQL backends.
+
+    Processes: /proc/<pid>/stat of each (children included) at `start()` and `stop()`.
+    PostgreSQL: the server forks a backend per connection, so the backends are found by
+    asking the server (`pg_stat_activity` rows of the scratch database, autovacuum workers on
+    it included), not by name: other databases on a shared server are not counted. A thread
+    reads each backend's /proc/<pid>/stat every `every` seconds and keeps the last reading,
+    so a backend that exits inside the window (a pool recycling a connection) still counts up
+    to its last sample; one that starts inside the window counts from zero. The server's own
+    processes (checkpointer, WAL writer, background writer) serve every database and are
+    reported apart as `postgresql_shared`, not in the total.
+    """
+
+    def __init__(self, pids: dict[str, int], dsn: str, database: str, every: float = 0.5):
+        self.pids, self.dsn, self.database, self.every = pids, dsn, database, every
+        self._start: dict[str, float] = {}
+        self._backends_start: dict[int, float] = {}
+        self._backends_last: dict[int, float] = {}
+        self._shared_start = self._shared_end = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.began = 0.0
+
+    async def _backend_pids(self, conn: asyncpg.Connection) -> tuple[list[int], list[int]]:
+        mine = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            self.database,
+        )
+        shared = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type IN "
+            "('checkpointer', 'walwriter', 'background writer')"
+        )
+        return [r["pid"] for r in mine], [r["pid"] for r in shared]
+
+    async def _sample(self, conn: asyncpg.Connection) -> float:
+        mine, shared = await self._backend_pids(conn)
+        for pid in mine:
+            value = cpu_seconds(pid, children=False)
+            if value:
+                self._backends_last[pid] = value
+        return sum(cpu_seconds(pid, children=False) for pid in shared)
+
+    def _run(self) -> None:
+        async def loop() -> None:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                while not self._stop.is_set():
+                    await self._sample(conn)
+                    await asyncio.sleep(self.every)
+                self._shared_end = await self._sample(conn)
+            finally:
+                await conn.close()
+
+        asyncio.run(loop())
+
+    def start(self) -> None:
+        async def first() -> float:
+            conn = await asyncpg.connect(self.dsn)
+            try:
+                shared = await self._sample(conn)
+            finally:
+                await conn.close()
+            return shared
+
+        self._shared_start = asyncio.run(first())
+        self._backends_start = dict(self._backends_last)
+        self._start = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.began = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self, calls: int) -> dict[str, Any]:
+        """Milliseconds of CPU per call of each process, PostgreSQL included, and the total."""
+        ended = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        elapsed = time.monotonic() - self.began
+        seconds = {name: ended[name] - self._start[name] for name in self.pids}
+        seconds["postgresql"] = sum(
+            last - self._backends_start.get(pid, 0.0) for pid, last in self._backends_last.items()
+        )
+        n = max(calls, 1)
+        per_call = {name: round(value * 1000 / n, 2) for name, value in seconds.items()}
+        return {
+            "cpu_ms_per_call": {**per_call, "total": round(sum(per_call.values()), 2)},
+            "cpu_ms_per_call_postgresql_shared": round(
+                (self._shared_end - self._shared_start) * 1000 / n, 2
+            ),
+            "cpu_share_of_one_core": {
+                name: round(value / elapsed, 3) for name, value in seconds.items()
+            },
+            "postgresql_backends_seen": len(self._backends_last),
+            "window_seconds": round(elapsed, 1),
+        }

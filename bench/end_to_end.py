@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import tempfile
 import time
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    CpuMeter,
     RssSampler,
     Stack,
     base_env,
@@ -49,6 +51,7 @@ from loadgen import paced, presign, run_fast
 from sms_gateway import GatewayProcess
 
 from services.intake.settings import IntakeSettings
+from shared.db import asyncpg_dsn
 
 TOLERANCE = IntakeSettings.model_fields["webhook_tolerance_seconds"].default
 PROCESSES = ("history", "callback", "intake", "worker", "relay")
@@ -57,6 +60,7 @@ PROCESSES = ("history", "callback", "intake", "worker", "relay")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--rate", type=float, default=200.0)
+    parser.add_argument("--steps", default=None, help="step search: rates, e.g. 30,60,90,120")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--tail", type=float, default=120.0, help="max wait for the last SMS")
     parser.add_argument("--settle", type=float, default=10.0, help="then wait for duplicates")
@@ -66,9 +70,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.seconds > TOLERANCE - 30:
         parser.error(f"the run must end within the signature tolerance ({TOLERANCE} s)")
+    rates = [float(x) for x in args.steps.split(",")] if args.steps else [args.rate]
 
     secret = new_secret()
-    result: dict[str, Any] = {"offered_per_second": args.rate, "seconds": args.seconds}
+    result: dict[str, Any] = {"offered_per_second": rates[0], "seconds": args.seconds}
     with (
         scratch_database() as database,
         scratch_redis() as redis_url,
@@ -82,6 +87,7 @@ def main() -> int:
             RINGBACK_SMS_PROVIDER="http",
             RINGBACK_SMS_HTTP_URL=gateway.url,
         )
+        dsn = asyncpg_dsn(database)
         with Stack(env, Path(logs)) as stack:
             try:
                 stack.start(*PROCESSES)
@@ -98,45 +104,97 @@ def main() -> int:
             run_fast(paced("127.0.0.1", port, [s.raw(host) for s in warm], 20.0))
             if gateway.wait_for(args.warmup, timeout=60) < args.warmup:
                 print("warning: not every warm-up SMS arrived")
-            before = gateway.count()
 
-            signed = presign(secret, int(args.rate * args.seconds), "e2e", tag_number=2)
-            with RssSampler({**stack.pids(), "sms_gateway": gateway.pid}) as rss:
-                sent = run_fast(paced("127.0.0.1", port, [s.raw(host) for s in signed], args.rate))
-                accepted = {
-                    s.phone: answered
-                    for s, (_, _, answered, status) in zip(signed, sent.timings, strict=True)
-                    if status == 202
-                }
-                gateway.wait_for(before + len(accepted), timeout=args.tail)
-                time.sleep(args.settle)
-            records = gateway.dump()
+            steps = []
+            known = {s.phone for s in warm}
+            for number, rate in enumerate(rates):
+                step = _step(stack, gateway, secret, host, port, dsn, rate, number + 2, args, known)
+                steps.append(step)
+                print(json.dumps({k: step[k] for k in SHOWN}), flush=True)
+                if not step["holds"]:
+                    break  # a backlog left behind would spoil every higher step
+    first = steps[0]
+    result.update({k: v for k, v in first.items() if k not in ("offered_per_second", "holds")})
+    if args.steps:
+        held = [s["offered_per_second"] for s in steps if s["holds"]]
+        result["step_search"] = {
+            "rates": rates,
+            "seconds_per_step": args.seconds,
+            "highest_rate_that_holds": max(held) if held else None,
+            "steps": steps,
+        }
+    write_results(results_path("end_to_end", args.out), result)
+    return 0
+
+
+SHOWN = ("offered_per_second", "calls_accepted_202", "lost", "duplicated", "holds")
+
+
+def _step(
+    stack: Stack,
+    gateway: GatewayProcess,
+    secret: str,
+    host: str,
+    port: int,
+    dsn: str,
+    rate: float,
+    tag_number: int,
+    args: argparse.Namespace,
+    known: set[str],
+) -> dict[str, Any]:
+    """`rate` calls/s for `args.seconds`: latency 202 -> SMS, lost, duplicated, CPU per call."""
+    before = gateway.count()
+    signed = presign(secret, int(rate * args.seconds), f"e2e{tag_number}", tag_number=tag_number)
+    meter = CpuMeter(stack.pids(), dsn, dsn.rsplit("/", 1)[1])
+    with RssSampler({**stack.pids(), "sms_gateway": gateway.pid}) as rss:
+        meter.start()
+        sent = run_fast(paced("127.0.0.1", port, [s.raw(host) for s in signed], rate))
+        ours = {s.phone for s in signed}
+        accepted = {
+            s.phone: answered
+            for s, (_, _, answered, status) in zip(signed, sent.timings, strict=True)
+            if status == 202
+        }
+        gateway.wait_for(before + len(accepted), timeout=args.tail)
+        cpu = meter.stop(len(accepted))
+        time.sleep(args.settle)
+    records = gateway.dump()
     arrivals: dict[str, list[float]] = defaultdict(list)
     for arrived, to, _ in records:
         arrivals[to].append(arrived)
-    warm_phones = {s.phone for s in warm}
+    known.update(s.phone for s in signed)
     latencies = [min(arrivals[p]) - at for p, at in accepted.items() if arrivals.get(p)]
     webhook = sent.summary()
-    result.update(
-        {
-            "calls_sent": len(signed),
-            "calls_accepted_202": len(accepted),
-            "webhook_statuses": webhook["statuses"],
-            "webhook_errors": webhook["errors"],
-            "webhook_latency": webhook["latency"],
-            "sms_received": sum(len(arrivals[p]) for p in accepted),
-            "lost": sum(1 for p in accepted if not arrivals.get(p)),
-            "duplicated": sum(max(0, len(arrivals[p]) - 1) for p in accepted),
-            "unexpected": sum(
-                len(v) for p, v in arrivals.items() if p not in accepted and p not in warm_phones
-            ),
-            "accepted_to_sms": percentiles(latencies),
-            "rss_peak_mib": {name: mib(value) for name, value in rss.peak.items()},
-            "settle_seconds": args.settle,
-        }
+    step: dict[str, Any] = {
+        "offered_per_second": rate,
+        "calls_sent": len(signed),
+        "calls_accepted_202": len(accepted),
+        "webhook_statuses": webhook["statuses"],
+        "webhook_errors": webhook["errors"],
+        "webhook_latency": webhook["latency"],
+        "sms_received": sum(len(arrivals[p]) for p in accepted),
+        "lost": sum(1 for p in accepted if not arrivals.get(p)),
+        "duplicated": sum(max(0, len(arrivals[p]) - 1) for p in accepted),
+        # SMS to a number nobody called, or to a call of this step that got no 202.
+        "unexpected": sum(
+            len(v)
+            for p, v in arrivals.items()
+            if p not in known or (p in ours and p not in accepted)
+        ),
+        "accepted_to_sms": percentiles(latencies),
+        **cpu,
+        "rss_peak_mib": {name: mib(value) for name, value in rss.peak.items()},
+        "settle_seconds": args.settle,
+    }
+    p99 = step["accepted_to_sms"].get("p99_ms")
+    step["holds"] = bool(
+        p99 is not None
+        and p99 <= 1000
+        and step["lost"] == 0
+        and step["duplicated"] == 0
+        and len(accepted) == len(signed)
     )
-    write_results(results_path("end_to_end", args.out), result)
-    return 0
+    return step
 
 
 @contextlib.contextmanager

@@ -1,7 +1,7 @@
 """Intake's signed, durable missed-call webhook: saturation with wrk, latency at a fixed rate.
 
     .venv/bin/python bench/intake_webhook.py [--seconds 30] [--connections 64] [--threads 2]
-        [--rate 1000] [--rate-seconds 30] [--out FILE]
+        [--rate 1000] [--rate-seconds 30] [--no-half] [--out FILE]
 
 Starts `ringback serve intake` (one uvicorn process) on a scratch database. Every request is
 a different missed call, pre-signed before the clock starts (new event id, call id, caller
@@ -18,6 +18,8 @@ bytes, webhook-id receipt, inbound row, two outbox rows and their NOTIFY, one co
 - `fixed_rate`: `--rate` requests/s offered for `--rate-seconds`, open loop, by the paced
   generator in bench/loadgen.py (why not wrk: see there). Latency is from each request's due
   time. The floors are measured at the same rate with the same generator.
+- `half_saturation`: then the same fixed-rate phase at half the rate wrk saturated at
+  (issue #21's latency target: p99 at most 50 ms there); `--no-half` skips it.
 - `rss`: intake's RSS idle (after the warm-up) and its peak during the saturation run.
 - `stored`: rows in `intake.inbound` against 202s answered (durability check).
 
@@ -117,6 +119,7 @@ def main() -> int:
     parser.add_argument("--pool", type=int, default=None, help="pre-signed requests for wrk")
     parser.add_argument("--rate", type=float, default=1000.0, help="fixed-rate phase, per second")
     parser.add_argument("--rate-seconds", type=float, default=30)
+    parser.add_argument("--no-half", action="store_true", help="skip the half-saturation phase")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     if max(args.seconds + args.warmup, args.rate_seconds + 1) > TOLERANCE - 30:
@@ -155,13 +158,21 @@ def main() -> int:
                 }
                 if results["saturation"]["wrapped"]:
                     print("warning: the pre-signed pool ran out; rerun with a larger --pool")
+                half = results["saturation"].get("requests_per_second")
+                if not args.no_half and half:
+                    results["half_saturation"] = fixed_rate(
+                        url, secret, round(half / 2), args.rate_seconds, 40
+                    )
             else:
                 results["saturation"] = {"skipped": str(WrkMissing("wrk is not installed"))}
                 print("wrk is not installed (`apt-get install -y wrk`): saturation skipped")
                 status = 2
             time.sleep(0.5)
-        fixed = results["fixed_rate"]
-        answered = fixed["statuses"].get("202", 0) + fixed.pop("warmup_202")
+        answered = 0
+        for phase in ("fixed_rate", "half_saturation"):
+            if phase in results:
+                fixed = results[phase]
+                answered += fixed["statuses"].get("202", 0) + fixed.pop("warmup_202")
         saturation = results["saturation"]
         for run in (saturation.get("warmup"), saturation):
             if run and "requests" in run:

@@ -1,6 +1,7 @@
 """Notifications per second for one worker process, and arq's own no-op ceiling beside it.
 
-    .venv/bin/python bench/notifications.py [--count 5000] [--out FILE]
+    .venv/bin/python bench/notifications.py [--count 5000] [--gateway-delays-ms 0,100]
+        [--out FILE]
 
 On a scratch database and a Redis database index of its own:
 
@@ -14,9 +15,13 @@ On a scratch database and a Redis database index of its own:
    does nothing; one arq worker process in burst mode. Its rate, counted the same way (first to
    last job finished), is what arq alone can do with these settings on this machine.
 
-`ratio_to_arq_noop` is the first over the second. The worker's settings are its defaults
-unless `RINGBACK_WORKER_MAX_JOBS` / `RINGBACK_WORKER_POLL_DELAY_SECONDS` are set in the
-environment (both phases use them).
+Phase 1 runs once per `--gateway-delays-ms` value, each on a fresh scratch database, with the
+gateway answering each SMS that many milliseconds after it arrived (a real provider takes
+100-500 ms): `notifications` at the first value, `notifications_gateway_<N>ms` at the others.
+
+`ratio_to_arq_noop` is the first over the second (`ratio_to_arq_noop_gateway_<N>ms` likewise).
+The worker's settings are its defaults unless `RINGBACK_WORKER_MAX_JOBS` /
+`RINGBACK_WORKER_POLL_DELAY_SECONDS` are set in the environment (both phases use them).
 """
 
 from __future__ import annotations
@@ -139,8 +144,10 @@ async def sent_count(settings: CallbackSettings) -> int:
     return int(sent or 0)
 
 
-def measure_worker(database_url: str, redis_url: str, count: int, logs: Path) -> dict[str, Any]:
-    with GatewayProcess() as gateway:
+def measure_worker(
+    database_url: str, redis_url: str, count: int, logs: Path, delay_ms: float = 0.0
+) -> dict[str, Any]:
+    with GatewayProcess(delay_ms) as gateway:
         env = base_env(
             database_url,
             redis_url,
@@ -180,6 +187,7 @@ def measure_worker(database_url: str, redis_url: str, count: int, logs: Path) ->
         "notifications_per_second_including_start": round(arrived / (ended - began), 1),
         "worker_max_jobs": settings.worker_max_jobs,
         "worker_poll_delay_seconds": settings.worker_poll_delay_seconds,
+        "gateway_delay_ms": delay_ms,
     }
 
 
@@ -272,19 +280,26 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=5000)
+    parser.add_argument("--gateway-delays-ms", default="0,100")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    delays = [float(x) for x in args.gateway_delays_ms.split(",")]
     result: dict[str, Any] = {}
-    with (
-        scratch_database(["callback"]) as database,
-        scratch_redis() as redis_url,
-        tempfile.TemporaryDirectory() as logs,
-    ):
-        result["notifications"] = measure_worker(database, redis_url, args.count, Path(logs))
-        result["arq_noop_ceiling"] = measure_noop(redis_url, args.count)
+    for number, delay in enumerate(delays):
+        key = "notifications" if number == 0 else f"notifications_gateway_{delay:g}ms"
+        with (
+            scratch_database(["callback"]) as database,
+            scratch_redis() as redis_url,
+            tempfile.TemporaryDirectory() as logs,
+        ):
+            result[key] = measure_worker(database, redis_url, args.count, Path(logs), delay)
+            if number == 0:
+                result["arq_noop_ceiling"] = measure_noop(redis_url, args.count)
     ceiling = result["arq_noop_ceiling"]["jobs_per_second"]
-    rate = result["notifications"]["notifications_per_second"]
-    result["ratio_to_arq_noop"] = round(rate / ceiling, 3) if ceiling else None
+    for number, delay in enumerate(delays):
+        suffix = "" if number == 0 else f"_gateway_{delay:g}ms"
+        rate = result[f"notifications{suffix}"]["notifications_per_second"]
+        result[f"ratio_to_arq_noop{suffix}"] = round(rate / ceiling, 3) if ceiling else None
     write_results(results_path("notifications", args.out), result)
 
 

@@ -1,6 +1,6 @@
 """A loopback SMS gateway in a process of its own, for the benchmarks.
 
-    python bench/sms_gateway.py [--port 0]
+    python bench/sms_gateway.py [--port 0] [--delay-ms 0]
 
 Speaks just enough HTTP/1.1 (keep-alive, content-length bodies) on asyncio (uvloop when
 present), so neither the worker's sends nor the benchmark's own load share its interpreter.
@@ -8,6 +8,8 @@ Every POST is answered 202 `{"id": "gw-N"}` at once and recorded with its arriva
 (`time.monotonic()`, the system-wide CLOCK_MONOTONIC on Linux, comparable across processes)
 and the JSON body's `to` and `reference`. `GET /stats` answers `{"count": N}`; `GET /dump`
 answers every record as `[[arrival, to, reference], ...]`. Prints `listening <port>` once it is.
+`--delay-ms`: each SMS is answered that long after it arrived (a real provider answers in
+100-500 ms), while the connection's next request waits, as on a real keep-alive connection.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ _LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.I)
 
 
 class Gateway:
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.records: list[tuple[float, str, str]] = []
+        self.delay = delay
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -50,6 +53,8 @@ class Gateway:
                         self.records.append((arrived, "", ""))
                     status = b"202 Accepted"
                     payload = json.dumps({"id": f"gw-{len(self.records)}"}).encode()
+                    if self.delay:
+                        await asyncio.sleep(self.delay)
                 elif path == b"/stats":
                     status, payload = b"200 OK", json.dumps({"count": len(self.records)}).encode()
                 elif path == b"/dump":
@@ -72,8 +77,8 @@ class Gateway:
             writer.close()
 
 
-async def serve(port: int) -> None:
-    gateway = Gateway()
+async def serve(port: int, delay: float = 0.0) -> None:
+    gateway = Gateway(delay)
     server = await asyncio.start_server(gateway.handle, "127.0.0.1", port, backlog=1024)
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
@@ -83,9 +88,10 @@ async def serve(port: int) -> None:
 class GatewayProcess:
     """Runs this file as a child process; `url` is its SMS endpoint."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_ms: float = 0.0) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--port", "0"],
+            [sys.executable, str(Path(__file__).resolve()), "--port", "0"]
+            + (["--delay-ms", str(delay_ms)] if delay_ms else []),
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -132,17 +138,19 @@ class GatewayProcess:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
     args = parser.parse_args()
+    delay = args.delay_ms / 1000
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(args.port))
+        asyncio.run(serve(args.port, delay))
         return
     with (
         contextlib.suppress(KeyboardInterrupt),
         asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
     ):
-        runner.run(serve(args.port))
+        runner.run(serve(args.port, delay))
 
 
 if __name__ == "__main__":

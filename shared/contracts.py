@@ -207,6 +207,24 @@ class CallbackCreate(_Strict):
     estimated_callback_at: Timestamp | None = None
 
 
+class VoicemailIn(_Strict):
+    """A voicemail a caller left, or its transcript come later (callback `POST /v1/voicemails`,
+    §11). Keyed on the call (`provider`, `call_id`): every delivery for one call updates one
+    voicemail. `callback` asks for the caller's callback the way their missed call does; its
+    `request_id` is the call's own, so a voicemail joins the callback the call already made."""
+
+    request_id: Annotated[str, Field(min_length=1, max_length=128)]
+    provider: Annotated[str, Field(min_length=1, max_length=32)]
+    call_id: Annotated[str, Field(min_length=1, max_length=200)]
+    occurred_at: Timestamp
+    phone: Annotated[str, Field(max_length=32)] | None = None
+    recording_url: Annotated[str, Field(max_length=2000)] | None = None
+    recording_sid: Annotated[str, Field(max_length=64)] | None = None
+    duration: Annotated[int, Field(ge=0, le=24 * 3600)] | None = None
+    transcript: Annotated[str, Field(max_length=2000)] | None = None
+    callback: CallbackCreate | None = None
+
+
 class QueueOffer(BaseModel):
     """Whether to offer a callback to a caller still waiting in the phone queue (callback
     `GET /v1/queues/{key}/offer`, forwarded by intake; intake's wait TwiML reads it, §11)."""
@@ -296,3 +314,15 @@ class DialBridge(BaseModel):
     caller_id: str
     machine_detection: bool
     ring_seconds: int
+
+
+class InboundSms(_Strict):
+    """An SMS a customer sent us (a survey reply, STOP), forwarded by intake to callback."""
+
+    # Intake's inbound id: the natural key, so a forward delivered twice is handled once.
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    # The customer's number as the gateway wrote it (callback reads it in E.164).
+    sender: Annotated[str, Field(min_length=1, max_length=64)]
+    to: Annotated[str, Field(max_length=64)] | None = None
+    text: Annotated[str, Field(max_length=1600)] = ""
+    received_at: AwareDatetime

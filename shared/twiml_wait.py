@@ -6,12 +6,23 @@ Built with ElementTree like `shared.twiml`, so every attribute and text is escap
 
 from __future__ import annotations
 
+import functools
+import io
 import math
+import string
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlencode
 from xml.etree import ElementTree as ET
+
+from babel.messages.catalog import Catalog
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from babel.support import Translations
 
 from shared.twiml import MEDIA_TYPE as MEDIA_TYPE
 
@@ -38,66 +49,76 @@ VOICES: dict[Spoken, Voice] = {
     "en": Voice("en-GB", "Polly.Amy"),
 }
 
-# {minutes}: the estimate rounded up to whole minutes. The `_soon` forms are said when no
-# plan or roster tells when agents work, so no time can honestly be named.
-_TEXTS: dict[Spoken, dict[str, str]] = {
-    "fi": {
-        "offer": (
-            "Arvioitu odotusaika on noin {minutes} minuuttia. Paina 1, niin soitamme sinulle "
-            "takaisin, etkä menetä paikkaasi jonossa."
-        ),
-        "offer_soon": (
-            "Paina 1, niin soitamme sinulle takaisin mahdollisimman pian, etkä menetä "
-            "paikkaasi jonossa."
-        ),
-        "done": (
-            "Kiitos. Soitamme sinulle noin {minutes} minuutin kuluttua. Saat vahvistuksen "
-            "tekstiviestinä. Voit nyt sulkea puhelimen."
-        ),
-        "done_soon": (
-            "Kiitos. Soitamme sinulle mahdollisimman pian. Saat vahvistuksen tekstiviestinä. "
-            "Voit nyt sulkea puhelimen."
-        ),
-        "sorry": "Pahoittelemme, takaisinsoiton tilaus ei onnistunut. Pysy linjalla.",
-    },
-    "sv": {
-        "offer": (
-            "Den beräknade väntetiden är cirka {minutes} minuter. Tryck 1 så ringer vi upp "
-            "dig utan att du förlorar din plats i kön."
-        ),
-        "offer_soon": (
-            "Tryck 1 så ringer vi upp dig så snart som möjligt, utan att du förlorar din "
-            "plats i kön."
-        ),
-        "done": (
-            "Tack. Vi ringer upp dig om cirka {minutes} minuter. Du får en bekräftelse per "
-            "sms. Du kan lägga på nu."
-        ),
-        "done_soon": (
-            "Tack. Vi ringer upp dig så snart som möjligt. Du får en bekräftelse per sms. "
-            "Du kan lägga på nu."
-        ),
-        "sorry": "Tyvärr kunde vi inte boka en återuppringning. Stanna kvar i linjen.",
-    },
-    "en": {
-        "offer": (
-            "The expected wait is about {minutes} minutes. Press 1 and we will call you back "
-            "without losing your place."
-        ),
-        "offer_soon": (
-            "Press 1 and we will call you back as soon as we can, without losing your place."
-        ),
-        "done": (
-            "Thank you. We will call you back in about {minutes} minutes. A text message "
-            "will confirm it. You can hang up now."
-        ),
-        "done_soon": (
-            "Thank you. We will call you back as soon as we can. A text message will confirm "
-            "it. You can hang up now."
-        ),
-        "sorry": "Sorry, we could not book the callback. Please stay on the line.",
-    },
-}
+# What the caller hears is a translation like every other text (CONVENTIONS: gettext with
+# Babel): one catalog per spoken language under `shared/locales`, compiled in memory at first
+# use. Adding a language is its catalog and its voice above.
+DOMAIN = "spoken"
+SOURCE_LANGUAGE: Spoken = "en"
+# The message ids the TwiML speaks. {minutes}: the estimate rounded up to whole minutes. The
+# `.soon` forms are said when no plan or roster tells when agents work, so no time can
+# honestly be named.
+MESSAGE_IDS = (
+    "wait.offer",
+    "wait.offer.soon",
+    "wait.done",
+    "wait.done.soon",
+    "wait.sorry",
+    "voicemail.prompt",
+)
+
+
+def locales_dir() -> Traversable:
+    return resources.files("shared") / "locales"
+
+
+def read_catalog(language: str, root: Traversable | Path | None = None) -> Catalog:
+    path = (root or locales_dir()) / language / "LC_MESSAGES" / f"{DOMAIN}.po"
+    with path.open("rb") as file:
+        return read_po(file, locale=language, domain=DOMAIN)
+
+
+@functools.cache
+def _translations(language: Spoken) -> Translations:
+    buffer = io.BytesIO()
+    write_mo(buffer, read_catalog(language))
+    buffer.seek(0)
+    loaded = Translations(buffer, domain=DOMAIN)
+    if language != SOURCE_LANGUAGE:
+        loaded.add_fallback(_translations(SOURCE_LANGUAGE))
+    return loaded
+
+
+def spoken(language: Spoken, message_id: str, /, **fields: object) -> str:
+    """The text of `message_id` in `language`, with its `{fields}` filled in."""
+    return _translations(language).gettext(message_id).format(**fields)
+
+
+def catalog_problems(root: Traversable | Path | None = None) -> list[str]:
+    """Each spoken language's catalog has every message, translated, with English's fields."""
+    problems: list[str] = []
+    source = read_catalog(SOURCE_LANGUAGE, root)
+    for language in VOICES:
+        catalog = read_catalog(language, root)
+        texts = {m.id: m for m in catalog if isinstance(m.id, str) and m.id}
+        for message_id in MESSAGE_IDS:
+            message = texts.get(message_id)
+            if message is None or not isinstance(message.string, str) or not message.string:
+                problems.append(f"{language}: message {message_id!r} is missing or empty")
+                continue
+            if message.fuzzy:
+                problems.append(f"{language}: message {message_id!r} is marked fuzzy")
+            english = source[message_id]
+            if english is not None and _fields(message.string) != _fields(str(english.string)):
+                problems.append(f"{language}: message {message_id!r} fills in other fields")
+        problems += [
+            f"{language}: message {extra!r} is not spoken (remove it)"
+            for extra in sorted(set(texts) - set(MESSAGE_IDS))
+        ]
+    return problems
+
+
+def _fields(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name is not None}
 
 
 def minutes_until(moment: datetime | None, now: datetime) -> int | None:
@@ -109,8 +130,8 @@ def minutes_until(moment: datetime | None, now: datetime) -> int | None:
 
 def _text(language: Spoken, key: str, minutes: int | None) -> str:
     if minutes is None:
-        return _TEXTS[language][f"{key}_soon"]
-    return _TEXTS[language][key].format(minutes=minutes)
+        return spoken(language, f"{key}.soon")
+    return spoken(language, key, minutes=minutes)
 
 
 def _document(root: ET.Element) -> bytes:
@@ -118,7 +139,8 @@ def _document(root: ET.Element) -> bytes:
     return document
 
 
-def _say(parent: ET.Element, language: Spoken, text: str) -> None:
+def say_into(parent: ET.Element, language: Spoken, text: str) -> None:
+    """`<Say>` `text` in `language`'s voice."""
     voice = VOICES[language]
     ET.SubElement(parent, "Say", language=voice.language, voice=voice.voice).text = text
 
@@ -166,7 +188,7 @@ def offer(*, action: str, language: Spoken, minutes: int | None, music_url: str 
         method="POST",
         action=action,
     )
-    _say(gather, language, _text(language, "offer", minutes))
+    say_into(gather, language, _text(language, "wait.offer", minutes))
     _hold_into(root, music_url)
     return _document(root)
 
@@ -174,7 +196,7 @@ def offer(*, action: str, language: Spoken, minutes: int | None, music_url: str 
 def leave(*, language: Spoken, minutes: int | None) -> bytes:
     """The callback is booked: say when, and leave the queue (`QueueResult=leave`)."""
     root = ET.Element("Response")
-    _say(root, language, _text(language, "done", minutes))
+    say_into(root, language, _text(language, "wait.done", minutes))
     ET.SubElement(root, "Leave")
     return _document(root)
 
@@ -182,6 +204,6 @@ def leave(*, language: Spoken, minutes: int | None) -> bytes:
 def sorry(*, language: Spoken, music_url: str | None) -> bytes:
     """The request could not be stored: say so, and stay in the queue."""
     root = ET.Element("Response")
-    _say(root, language, _TEXTS[language]["sorry"])
+    say_into(root, language, spoken(language, "wait.sorry"))
     _hold_into(root, music_url)
     return _document(root)

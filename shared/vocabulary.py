@@ -218,6 +218,10 @@ class EventType(StrEnum):
     MISSED_CALL = "missed_call"
     CALL_ANSWERED = "call_answered"
     CONTACT_REQUEST = "contact_request"
+    # §11: the caller asked for a callback while waiting in the phone queue (pressed 1, or
+    # the generic webhook's `callback_requested`), and a voicemail they left (the URL only).
+    CALLBACK_REQUESTED = "callback_requested"
+    VOICEMAIL = "voicemail"
     CALLBACK_CREATED = "callback_created"
     CALLBACK_MERGED = "callback_merged"
     CALLBACK_SCHEDULED = "callback_scheduled"
@@ -230,6 +234,9 @@ class EventType(StrEnum):
     # §14: the at-risk job expects it to start after its `promised_by`; and, later, not.
     CALLBACK_AT_RISK = "callback_at_risk"
     CALLBACK_BACK_ON_TRACK = "callback_back_on_track"
+    # §13: a satisfaction survey went out, and the customer's score came back.
+    SURVEY_SENT = "survey_sent"
+    SURVEY_ANSWERED = "survey_answered"
     NOTIFICATION_SENT = "notification_sent"
     NOTIFICATION_FAILED = "notification_failed"
     CUSTOMER_MERGED = "customer_merged"
@@ -246,6 +253,8 @@ class ExtensionEventType(StrEnum):
     CALLBACK_DECLINED_NUMBER_TYPE = "x-callback_declined_number_type"
     # An email-only contact that got an email acknowledgement.
     CONTACT_ACKNOWLEDGED = "x-contact_acknowledged"
+    # An inbound SMS that is not a survey score (a question, a comment, STOP): kept as it came.
+    SMS_RECEIVED = "x-sms_received"
 
 
 class WebhookEventType(StrEnum):
@@ -328,3 +337,14 @@ class GoalVerdict(StrEnum):
     # Short of the goal by no more than the wallboard's margin: amber, not yet red.
     NEAR = "near"
     MISSED = "missed"
+
+
+class SurveyStatus(StrEnum):
+    """Where a satisfaction survey is (§13): one question, one answer at most."""
+
+    # Waiting for its delay or the end of the queue's SMS quiet hours.
+    SCHEDULED = "scheduled"
+    SENT = "sent"
+    ANSWERED = "answered"
+    # STOP (or its fi/sv words) from the number, or no channel allowed it when it was due.
+    WITHDRAWN = "withdrawn"

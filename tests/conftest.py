@@ -67,6 +67,9 @@ def base_env(database: TestDatabase, redis_url: str, internal_key: str) -> dict[
         "RINGBACK_SELF_SERVICE_SECRET": "test-self-service-secret",
         "RINGBACK_QUEUE_NAME": f"ringback:test:{secrets.token_hex(4)}",
         "RINGBACK_LOG_LEVEL": "WARNING",
+        # The site's SMS quiet hours (21:00-08:00) would hold reminders and "we tried" SMS in
+        # a run at night; tests of quiet hours set them (tests/callback/test_quiet_hours.py).
+        "RINGBACK_SMS_QUIET_HOURS": "off",
     }
 
 

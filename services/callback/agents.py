@@ -10,7 +10,17 @@ from typing import Any
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import booking, events, inputs, lifecycle, notify, queues, repository, roster
+from services.callback import (
+    booking,
+    events,
+    inputs,
+    lifecycle,
+    notify,
+    queues,
+    repository,
+    roster,
+    survey,
+)
 from services.callback.capacity import next_business_moment
 from services.callback.jobs import NotificationQueue
 from services.callback.models import Attempt, Callback
@@ -274,6 +284,15 @@ async def take_effect(
                 "attempt": number,
                 "same_agent": await _spoke_before(session, callback, agent_id),
             },
+        )
+        await survey.schedule(
+            session,
+            queue,
+            settings=settings,
+            callback=callback,
+            rules=rules,
+            agent_id=agent_id,
+            now=now,
         )
     elif outcome in FINAL_FAILURES:
         await booking.release_if_ahead(session, callback, now=now)

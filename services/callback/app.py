@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.callback import ceilings, offer, staffing_api, wallboard_api
+from services.callback import (
+    ceilings,
+    offer,
+    staffing_api,
+    survey_api,
+    voicemail_api,
+    wallboard_api,
+)
 from services.callback.api import ROUTERS
 from services.callback.settings import CallbackSettings
 from shared.service_app import create_service_app
@@ -15,7 +22,14 @@ def create_app(settings: CallbackSettings) -> FastAPI:
     app = create_service_app(
         name="callback",
         settings=settings,
-        routers=[*ROUTERS, staffing_api.router, offer.router, wallboard_api.router],
+        routers=[
+            *ROUTERS,
+            staffing_api.router,
+            offer.router,
+            wallboard_api.router,
+            survey_api.router,
+            voicemail_api.router,
+        ],
         peers=["history"],
         description="Callback lifecycle, confirmations and the agent queue (DESIGN §4).",
         # The agent console (served by history) and other browser front ends call this API.

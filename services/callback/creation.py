@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import booking, events, inputs, lifecycle, notify, queues, repository
 from services.callback.jobs import NotificationQueue
-from services.callback.models import Callback, CallbackRequest
+from services.callback.models import Callback, CallbackRequest, rank_at_of
 from services.callback.schemas import CallbackCreated
 from services.callback.settings import CallbackSettings
 from shared.contracts import CallbackCreate
@@ -180,6 +180,7 @@ async def create_callback(
             due=due,
             sla=sla,
             now=now,
+            queued_at=queued_at,
         )
         callback.updated_at = now
         await events.callback_changed(
@@ -324,12 +325,22 @@ def _merge(
     due: datetime,
     sla: timedelta,
     now: datetime,
+    queued_at: datetime | None = None,
 ) -> None:
     """Attach another contact: earliest due time kept, the SLA clock never restarted."""
     callback.contact_count += 1
     callback.due_at = min(callback.due_at, due)
     callback.first_contact_at = min(callback.first_contact_at, first_contact)
     callback.sla_deadline = min(callback.sla_deadline, callback.first_contact_at + sla)
+    if queued_at is not None:
+        # Asked for in the phone queue (§11): the earlier place wins, whichever contact gave
+        # it, and what the caller was told joins the promise (the earlier time stands).
+        if queued_at < rank_at_of(callback):
+            callback.queued_at = queued_at
+        told = data.estimated_callback_at
+        if told is not None:
+            told = inputs.aware(told)
+            callback.told_by = told if callback.told_by is None else min(callback.told_by, told)
     # Anyone who knows the number can send a contact request with it, so what a later contact
     # says is kept apart as unverified: agents see it as such, and no link, reminder or notice
     # ever goes to its email (docs/reliability.md §3, "Contact points"). The first one given

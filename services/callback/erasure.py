@@ -8,7 +8,7 @@ from datetime import datetime
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import booking, lifecycle, repository
+from services.callback import booking, lifecycle, repository, voicemails
 from services.callback.models import Callback, ProcessedRequest
 from services.callback.schemas import ErasureResult
 from services.callback.settings import CallbackSettings
@@ -77,10 +77,16 @@ async def erase(
         _forget_unverified(callback)
         callback.updated_at = now
     ids = [c.id for c in callbacks]
+    # Before the numbers are gone from the voicemails' callbacks: found by number or callback.
+    erased_voicemails, _ = await voicemails.erase(
+        session=session, settings=settings, phones=phones, callback_ids=ids, now=now
+    )
     notifications = await repository.erase_notifications(
         session, callback_ids=ids, recipients=[*phones, *emails]
     )
     attempts = await repository.erase_attempt_notes(session, ids)
+    # A survey keeps the number and the comment; the score and who reached them stay for stats.
+    await repository.erase_surveys(session, phones=phones, callback_ids=ids)
     rows = await repository.outbox_rows_for(
         session, keys=sorted({*phones, *placeholders}), phones=phones, emails=emails
     )
@@ -99,6 +105,7 @@ async def erase(
         notifications=notifications,
         attempts=attempts,
         outbox=len(rows),
+        voicemails=erased_voicemails,
     )
     session.add(
         ProcessedRequest(

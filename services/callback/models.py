@@ -42,6 +42,7 @@ from shared.vocabulary import (
     LineResult,
     NotificationChannel,
     NotificationStatus,
+    SurveyStatus,
 )
 
 
@@ -55,6 +56,9 @@ class NotificationKind(StrEnum):
     ACKNOWLEDGEMENT = "acknowledgement"
     # A promise at risk (§14): a later time offered, once per callback.
     AT_RISK_OFFER = "at_risk_offer"
+    # The satisfaction question (§13), once per survey; and the one answer to STOP per number.
+    SURVEY = "survey"
+    STOP_CONFIRMED = "stop_confirmed"
 
 
 # What an erased person's messages are addressed to from then on (never a real address).
@@ -545,6 +549,82 @@ class PromiseMark(Base):
     at_risk_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     recovered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     offered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Survey(Base):
+    """One satisfaction question after a final `reached` (§13), and its answer.
+
+    The customer's number and address are the callback's; the survey keeps who reached them
+    and the queue, which its events carry for the statistics.
+    """
+
+    __tablename__ = "surveys"
+    __table_args__ = (
+        CheckConstraint(_in("status", SurveyStatus), name="status"),
+        CheckConstraint(_in("channel", NotificationChannel), name="channel"),
+        CheckConstraint("score IS NULL OR score BETWEEN 1 AND 5", name="score"),
+        # One per customer per 30 days is read by number, and replies find the latest by it.
+        Index("ix_surveys_phone_created", "phone", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    # One survey per callback.
+    callback_id: Mapped[str] = mapped_column(
+        ForeignKey("callbacks.id", ondelete="CASCADE"), unique=True
+    )
+    queue: Mapped[str] = mapped_column(String(40))
+    agent_id: Mapped[str | None] = mapped_column(String(64))
+    phone: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(8))
+    status: Mapped[str] = mapped_column(String(16), default=SurveyStatus.SCHEDULED)
+    notification_id: Mapped[str | None] = mapped_column(String(36))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    score: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class NoMarketing(Base):
+    """A number that sent STOP (LOPETA, STOPP): no survey goes to it again."""
+
+    __tablename__ = "no_marketing"
+
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Voicemail(Base):
+    """A message a caller left (§11), keyed on their call: every piece of it updates this row.
+
+    The audio stays with the provider; agents play it through callback (`GET
+    /v1/voicemails/{id}/audio`), and erasure deletes it there (`deleted_at`).
+    """
+
+    __tablename__ = "voicemails"
+    __table_args__ = (
+        Index("uq_voicemails_call", "provider", "call_id", unique=True),
+        Index("ix_voicemails_phone", "phone"),
+        Index("ix_voicemails_callback_id", "callback_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    provider: Mapped[str] = mapped_column(String(32))
+    call_id: Mapped[str] = mapped_column(String(200))
+    # Not a foreign key: a voicemail outlives nothing but is kept apart from the callback's
+    # lifecycle (a do-not-call number gets none, and its voicemail is still kept).
+    callback_id: Mapped[str | None] = mapped_column(String(36))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    recording_url: Mapped[str | None] = mapped_column(Text)
+    recording_sid: Mapped[str | None] = mapped_column(String(64))
+    duration: Mapped[int | None] = mapped_column(Integer)
+    transcript: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Erasure: the row forgets the person, and the recording is deleted at the provider.
+    erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

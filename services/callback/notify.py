@@ -34,6 +34,7 @@ from services.callback.templates import (
     render_confirmation,
     render_rebooked,
     render_reminder,
+    render_stop_confirmed,
     render_tried,
 )
 from shared.contracts import Language
@@ -56,6 +57,10 @@ UNSENT_AT_CLOSE = (
     _Kind.REBOOKED,
     _Kind.AT_RISK_OFFER,
 )
+
+# Messages that wait out the queue's SMS quiet hours (§13). A confirmation, and a notice
+# answering what the customer just did, answer their own contact and go at once.
+WAITS_FOR_QUIET_HOURS = frozenset({_Kind.REMINDER, _Kind.TRIED, _Kind.SURVEY, _Kind.AT_RISK_OFFER})
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +218,10 @@ async def _rows(
         return []
 
     send_at = message.send_at or now
-    # An SMS waits out its queue's quiet hours (§9); an email goes when it is due.
-    sms_at = (await queues.rules(session, settings, callback.queue)).sms_send_at(send_at)
+    # Such an SMS waits out its queue's quiet hours (§13); an email goes when it is due.
+    sms_at = send_at
+    if message.kind in WAITS_FOR_QUIET_HOURS:
+        sms_at = (await queues.rules(session, settings, callback.queue)).sms_send_at(send_at)
 
     def row(channel: NotificationChannel, recipient: str) -> Notification:
         return _row(
@@ -321,6 +328,48 @@ async def acknowledgement(
         channel=_EMAIL,
         recipient=email,
         text=render_acknowledgement(language=language, name=name),
+        send_at=now,
+    )
+    session.add(row)
+    enqueue_after_commit(session, queue, [row])
+    return row
+
+
+async def stop_confirmation(
+    session: AsyncSession,
+    queue: NotificationQueue,
+    *,
+    settings: CallbackSettings,
+    phone: str,
+    language: Language,
+    name: str | None,
+    now: datetime,
+) -> Notification | None:
+    """The one SMS answering STOP from `phone` (its event key is the number: once, ever)."""
+    event_key = f"stop_confirmed:{phone}"
+    if region_of(phone) not in settings.sms_allowed_regions:
+        return None
+    if await repository.notifications_by_key(session, event_key):
+        return None
+    allowed = await ceilings.message_allowed(
+        session,
+        settings,
+        channel=_SMS,
+        recipient=phone,
+        kind=_Kind.STOP_CONFIRMED,
+        callback_id=None,
+        now=now,
+    )
+    if not allowed:
+        return None
+    row = _row(
+        settings,
+        callback_id=None,
+        kind=_Kind.STOP_CONFIRMED,
+        event_key=event_key,
+        channel=_SMS,
+        recipient=phone,
+        text=render_stop_confirmed(language=language, name=name),
         send_at=now,
     )
     session.add(row)

@@ -9,6 +9,7 @@ phone is the time the job will hold the callback to (`told_by`, its `promised_by
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any
@@ -78,6 +79,49 @@ def start_after(ahead: promises.Waiting, staff: Staff, *, handle_seconds: float)
     return start_times(ready, [handle_seconds] * len(ready), staff)[-1]
 
 
+# Intake asks on every call that enters the phone queue, and with 10,000 callbacks ahead one
+# simulation costs ~40 ms of CPU. So its answer is kept, per process, for a few seconds under
+# everything it read: the callbacks ahead (`ranked_ahead`'s count and version), the agents and
+# the plan's hours, the handle time. Any change to those simulates afresh; only time passing
+# with nothing changed reuses an answer, at most this old.
+ESTIMATE_REUSE = timedelta(seconds=5)
+_ESTIMATES_KEPT = 256
+_estimates: dict[Hashable, tuple[datetime, float]] = {}
+
+
+async def _start_at(
+    session: AsyncSession,
+    key: str,
+    *,
+    now: datetime,
+    ahead: int,
+    version: Hashable,
+    rules: queues.QueueRules,
+    speeds: list[float] | None,
+) -> datetime | None:
+    """When a callback ready now, behind the `ahead` first waiting ones, starts (None: never)."""
+    handle = await staffing.observed_handle_seconds(session, key, now=now)
+    plan = None if rules.plan is None else rules.plan.model_dump_json()
+    # Within a quarter hour (UTC) the current local hour starts at the same moment in every
+    # zone, and `staff_for` counts the plan's hours from there.
+    quarter = int(now.timestamp() // 900)
+    speeds_in = None if speeds is None else tuple(speeds)
+    inputs = (key, ahead, version, handle, speeds_in, plan, str(rules.zone), quarter)
+    kept = _estimates.get(inputs)
+    if kept is not None and timedelta(0) <= now - kept[0] <= ESTIMATE_REUSE:
+        simulated_at, start = kept
+    else:
+        staff = promises.staff_for(rules, now=now, speeds=speeds, horizon=promises.HORIZON)
+        queue = await promises.waiting(session, key, now=now, limit=ahead)
+        simulated_at, start = now, start_after(queue, staff, handle_seconds=handle)
+        if len(_estimates) >= _ESTIMATES_KEPT:
+            _estimates.clear()
+        _estimates[inputs] = (now, start)
+    if start == NEVER:
+        return None
+    return max(now, simulated_at + timedelta(seconds=start))
+
+
 async def estimate(
     *,
     session: AsyncSession,
@@ -89,30 +133,32 @@ async def estimate(
     """The offer for a caller entering `key`'s phone queue at `now` (404: no such queue).
 
     The inputs are `promises.outlook`'s, read by the same functions; only the callbacks
-    ranked ahead are read and simulated (10,000 open callbacks: see bench/offer.py).
+    ranked ahead are read and simulated, and the answer reused for a few seconds while
+    none of its inputs change (10,000 open callbacks: see bench/offer.py).
     """
     row = await repository.get_queue(session, key)
     if row is None and key != queues.DEFAULT:
         raise NotFound("No queue has this key.")
     policy = policy_of(row.config if row is not None else {})
     rules = queues.rules_of(row, settings)
-    ahead, waiting = await repository.ranked_ahead(session, key, priority=0, rank_at=now)
+    ahead, waiting, version = await repository.ranked_ahead(session, key, priority=0, rank_at=now)
     reason = await _refusal(session, settings, rules, caller=caller, now=now)
     if reason is None and waiting >= policy.max_waiting:
         reason = OfferReason.FULL
     at: datetime | None = None
-    if reason is None:
-        speeds = await promises.available_speeds(session, key)
-        # Neither a plan nor a roster says who works: no time can honestly be spoken.
-        known = rules.plan is not None or speeds is not None
-        if known:
-            staff = promises.staff_for(rules, now=now, speeds=speeds, horizon=promises.HORIZON)
-            handle = await staffing.observed_handle_seconds(session, key, now=now)
-            queue = await promises.waiting(session, key, now=now, limit=ahead)
-            start = start_after(queue, staff, handle_seconds=handle)
-            at = None if start == NEVER else now + timedelta(seconds=start)
-            if at is None or at - now > policy.max_wait:
-                reason = OfferReason.TOO_LATE
+    # The estimate is the queue's, not the caller's: a PBX that may not offer a callback
+    # (full, closed, a withheld number) can still tell the caller the wait, and a closed
+    # queue's estimate is its next opening (docs/api.md). Null only when nobody is known to
+    # work, or nobody in the planned horizon would start it.
+    speeds = await promises.available_speeds(session, key)
+    # Neither a plan nor a roster says who works: no time can honestly be spoken.
+    known = rules.plan is not None or speeds is not None
+    if known:
+        at = await _start_at(
+            session, key, now=now, ahead=ahead, version=version, rules=rules, speeds=speeds
+        )
+        if reason is None and (at is None or at - now > policy.max_wait):
+            reason = OfferReason.TOO_LATE
     return QueueOffer(
         offer=reason is None,
         reason=reason,

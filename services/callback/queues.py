@@ -72,6 +72,8 @@ class Goals(_Strict):
 
 
 class Survey(_Strict):
+    """One satisfaction question `delay_minutes` after a final `reached` (§13)."""
+
     enabled: bool = False
     delay_minutes: Annotated[int, Field(ge=0, le=7 * 24 * 60)] = 10
 
@@ -85,7 +87,8 @@ class Dialing(_Strict):
 
 
 class QuietHours(_Strict):
-    """Local hours in which no SMS goes out (it waits for `end`)."""
+    """Local hours in which no reminder, "we tried", survey or at-risk SMS goes out (it waits
+    for `end`; a confirmation never waits). Start equal to end: none."""
 
     start: str
     end: str
@@ -178,6 +181,8 @@ class QueueRules:
     # The numbers customers call: the first is the caller id when none is set.
     numbers: tuple[str, ...] = ()
     machine_detection: bool = False
+    # A survey this long after a final `reached` (§13); None: the queue sends none.
+    survey_delay: timedelta | None = None
 
     def shown_number(self) -> str | None:
         """What the customer sees when we call: the queue's caller id, else its first number."""
@@ -232,17 +237,32 @@ def rules_of(queue: Queue | None, settings: CallbackSettings) -> QueueRules:
         language_wait=timedelta(minutes=language_wait_minutes(queue, settings)),
         wrap_up_codes=frozenset(config.get("wrap_up_codes") or ()),
         caller_id=config.get("caller_id"),
-        sms_quiet_hours=_quiet(config.get("sms_quiet_hours")),
+        sms_quiet_hours=_quiet(config.get("sms_quiet_hours"), settings.sms_quiet_hours),
         numbers=tuple(config.get("numbers") or ()),
         machine_detection=bool((config.get("dialing") or {}).get("machine_detection")),
+        survey_delay=_survey_delay(config.get("survey")),
     )
 
 
-def _quiet(raw: Any) -> tuple[time, time] | None:
-    if not raw:
+def _quiet(raw: Any, site: str) -> tuple[time, time] | None:
+    """The queue's own quiet hours, else the site's (`RINGBACK_SMS_QUIET_HOURS`, 21:00-08:00).
+
+    A queue that sets start equal to end has none at all; `off` on the site means none either.
+    """
+    if raw:
+        start, end = time.fromisoformat(raw["start"]), time.fromisoformat(raw["end"])
+    elif site == "off":
         return None
-    start, end = time.fromisoformat(raw["start"]), time.fromisoformat(raw["end"])
+    else:
+        first, _, last = site.partition("-")
+        start, end = time.fromisoformat(first), time.fromisoformat(last)
     return None if start == end else (start, end)
+
+
+def _survey_delay(raw: Any) -> timedelta | None:
+    if not raw or not raw.get("enabled"):
+        return None
+    return timedelta(minutes=int(raw.get("delay_minutes", Survey().delay_minutes)))
 
 
 def zone_name(queue: Queue | None, settings: CallbackSettings) -> str:

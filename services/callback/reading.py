@@ -7,7 +7,7 @@ from typing import cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.callback import inputs, repository
+from services.callback import inputs, repository, voicemails
 from services.callback.capacity import slot_id
 from services.callback.models import Callback, rank_at_of
 from services.callback.promise import promised_by_of
@@ -95,6 +95,10 @@ async def get_callback(*, session: AsyncSession, callback_id: str) -> CallbackDe
         attempts=[AttemptOut.model_validate(a) for a in callback.attempts],
         notifications=[NotificationOut.model_validate(n) for n in callback.notifications],
         dials=[DialOut.model_validate(d) for d in await repository.dials_of(session, callback.id)],
+        voicemails=[
+            voicemails.view(v)
+            for v in await repository.voicemails_of_callback(session, callback.id)
+        ],
     )
 
 

@@ -41,6 +41,7 @@ from services.callback.models import (
     CallbackRequest,
     Dial,
     DoNotCall,
+    NoMarketing,
     Notification,
     NotificationKind,
     ProcessedRequest,
@@ -49,6 +50,8 @@ from services.callback.models import (
     QueueNumber,
     SelfServiceChange,
     SlotBooking,
+    Survey,
+    Voicemail,
 )
 from services.callback.promise import promised_by_sql
 from shared.outbox import add_rows
@@ -62,6 +65,7 @@ from shared.vocabulary import (
     LineResult,
     NotificationChannel,
     NotificationStatus,
+    SurveyStatus,
 )
 
 
@@ -659,6 +663,7 @@ _CLAIM_DUE = (
     )
     .returning(
         _notifications.c.id,
+        _notifications.c.kind,
         _notifications.c.channel,
         _notifications.c.recipient,
         _notifications.c.subject,
@@ -1128,20 +1133,27 @@ async def proposals_due(session: AsyncSession, *, now: datetime, limit: int = 50
 
 async def ranked_ahead(
     session: AsyncSession, queue: str, *, priority: int, rank_at: datetime
-) -> tuple[int, int]:
-    """(ahead, waiting): the waiting callbacks a new one of `priority` ranked at `rank_at`
-    would come after, and all the queue's waiting callbacks (§11)."""
+) -> tuple[int, int, tuple[datetime | None, float | None]]:
+    """(ahead, waiting, version): the waiting callbacks a new one of `priority` ranked at
+    `rank_at` would come after, all the queue's waiting callbacks (§11), and what changes
+    when those ahead change (the latest change among the waiting, the sum of the due times
+    ahead), for a cache of the simulation over them."""
     ahead = (Callback.priority > priority) | (
         (Callback.priority == priority) & (Callback.rank_at <= rank_at)
     )
     row = (
         await session.execute(
-            select(func.count().filter(ahead), func.count())
+            select(
+                func.count().filter(ahead),
+                func.count(),
+                func.max(Callback.updated_at),
+                func.sum(func.extract("epoch", Callback.due_at)).filter(ahead),
+            )
             .select_from(Callback)
             .where(Callback.queue == queue, Callback.status.in_(WAITING_STATUSES))
         )
     ).one()
-    return int(row[0]), int(row[1])
+    return int(row[0]), int(row[1]), (row[2], None if row[3] is None else float(row[3]))
 
 
 # ----------------------------------------------------------------------------- wallboard (§13)
@@ -1219,6 +1231,23 @@ async def wallboard_sla(
     return int(row[0]), int(row[1])
 
 
+async def wallboard_csat(
+    session: AsyncSession, key: str, *, since: datetime, now: datetime
+) -> tuple[int, float | None]:
+    """The queue's surveys answered in [since, now]: how many, and their mean score."""
+    row = (
+        await session.execute(
+            select(func.count(), func.avg(Survey.score)).where(
+                Survey.queue == key,
+                Survey.score.is_not(None),
+                Survey.answered_at >= since,
+                Survey.answered_at <= now,
+            )
+        )
+    ).one()
+    return int(row[0]), float(row[1]) if row[1] is not None else None
+
+
 async def wallboard_at_risk(session: AsyncSession, key: str) -> int:
     """Open callbacks of the queue marked at risk (§14)."""
     count = await session.scalar(
@@ -1228,3 +1257,196 @@ async def wallboard_at_risk(session: AsyncSession, key: str) -> int:
         .where(PromiseMark.queue == key, PromiseMark.at_risk, Callback.status.in_(OPEN_STATUSES))
     )
     return int(count or 0)
+
+
+# ----------------------------------------------------------------------------- surveys (§13)
+
+# A survey that counts toward one per customer per 30 days: one that went, or is going.
+_SURVEY_COUNTED = (SurveyStatus.SCHEDULED, SurveyStatus.SENT, SurveyStatus.ANSWERED)
+
+
+async def surveys_to_since(session: AsyncSession, *, phone: str, since: datetime) -> int:
+    """Surveys for `phone` made since then, withdrawn ones aside."""
+    found = await session.scalar(
+        select(func.count())
+        .select_from(Survey)
+        .where(
+            Survey.phone == phone,
+            Survey.created_at >= since,
+            Survey.status.in_(_SURVEY_COUNTED),
+        )
+    )
+    return int(found or 0)
+
+
+async def survey_of_callback(session: AsyncSession, callback_id: str) -> Survey | None:
+    return await session.scalar(select(Survey).where(Survey.callback_id == callback_id))
+
+
+async def lock_survey_by_notification(session: AsyncSession, notification_id: str) -> Survey | None:
+    return await session.scalar(
+        select(Survey).where(Survey.notification_id == notification_id).with_for_update()
+    )
+
+
+async def latest_open_survey(
+    session: AsyncSession, *, phone: str, sent_after: datetime, channel: str | None = None
+) -> Survey | None:
+    """The number's latest survey that went out after `sent_after` and has no answer, locked."""
+    query = select(Survey).where(
+        Survey.phone == phone,
+        Survey.status == SurveyStatus.SENT,
+        Survey.sent_at >= sent_after,
+    )
+    if channel is not None:
+        query = query.where(Survey.channel == channel)
+    return await session.scalar(
+        query.order_by(Survey.sent_at.desc(), Survey.id.desc()).limit(1).with_for_update()
+    )
+
+
+async def lock_open_survey_of_callback(
+    session: AsyncSession, callback_id: str, *, sent_after: datetime, lock: bool = True
+) -> Survey | None:
+    query = select(Survey).where(
+        Survey.callback_id == callback_id,
+        Survey.status == SurveyStatus.SENT,
+        Survey.sent_at >= sent_after,
+    )
+    return await session.scalar(query.with_for_update() if lock else query)
+
+
+async def withdraw_surveys(session: AsyncSession, phone: str) -> list[str]:
+    """End the number's unanswered surveys; the ids of the messages still to cancel."""
+    result = await session.execute(
+        update(Survey)
+        .where(
+            Survey.phone == phone,
+            Survey.status.in_((SurveyStatus.SCHEDULED, SurveyStatus.SENT)),
+        )
+        .values(status=SurveyStatus.WITHDRAWN)
+        .returning(Survey.notification_id)
+    )
+    return [row[0] for row in result if row[0] is not None]
+
+
+async def cancel_unsent_notifications(session: AsyncSession, ids: Sequence[str]) -> int:
+    """Cancel these messages unless they are already on their way or done."""
+    if not ids:
+        return 0
+    result = await session.execute(
+        update(Notification)
+        .where(Notification.id.in_(ids), Notification.status.in_(send_rule.STARTABLE))
+        .values(status=NotificationStatus.CANCELLED, updated_at=func.now())
+        .returning(Notification.id)
+    )
+    return len(result.all())
+
+
+async def is_no_marketing(session: AsyncSession, phone: str) -> bool:
+    return await session.get(NoMarketing, phone) is not None
+
+
+async def add_no_marketing(session: AsyncSession, phone: str, now: datetime) -> bool:
+    """Add `phone`; False if it was there already."""
+    result = await session.execute(
+        insert(NoMarketing)
+        .values(phone=phone, created_at=now)
+        .on_conflict_do_nothing()
+        .returning(NoMarketing.phone)
+    )
+    return result.first() is not None
+
+
+async def add_processed(
+    session: AsyncSession, *, kind: str, key: str, result: dict[str, Any], now: datetime
+) -> bool:
+    """Record an idempotent write as done; False if another transaction recorded it first."""
+    inserted = await session.execute(
+        insert(ProcessedRequest)
+        .values(kind=kind, key=key, result=result, created_at=now)
+        .on_conflict_do_nothing()
+        .returning(ProcessedRequest.key)
+    )
+    return inserted.first() is not None
+
+
+async def latest_callback_of(session: AsyncSession, phone: str) -> Callback | None:
+    """The number's newest callback (an inbound SMS is filed under it)."""
+    return await session.scalar(
+        select(Callback)
+        .where(Callback.phone == phone)
+        .order_by(Callback.created_at.desc(), Callback.id.desc())
+        .limit(1)
+    )
+
+
+# --- voicemails (§11) ---------------------------------------------------------------------
+
+
+async def voicemail_of_call(session: AsyncSession, provider: str, call_id: str) -> Voicemail | None:
+    """The voicemail left on this call, locked for update (take `lock("voicemail", ...)` first)."""
+    return await session.scalar(
+        select(Voicemail)
+        .where(Voicemail.provider == provider, Voicemail.call_id == call_id)
+        .with_for_update()
+    )
+
+
+async def get_voicemail(session: AsyncSession, voicemail_id: str) -> Voicemail | None:
+    return await session.get(Voicemail, voicemail_id)
+
+
+async def voicemails_of(
+    session: AsyncSession, *, phones: Sequence[str], callback_ids: Sequence[str]
+) -> list[Voicemail]:
+    """The voicemails of these numbers or callbacks that erasure has not handled, locked."""
+    if not phones and not callback_ids:
+        return []
+    rows = await session.scalars(
+        select(Voicemail)
+        .where(
+            or_(Voicemail.phone.in_(phones), Voicemail.callback_id.in_(callback_ids)),
+            or_(Voicemail.erased_at.is_(None), Voicemail.deleted_at.is_(None)),
+        )
+        .order_by(Voicemail.id)
+        .with_for_update()
+    )
+    return list(rows)
+
+
+async def voicemails_of_callback(session: AsyncSession, callback_id: str) -> list[Voicemail]:
+    rows = await session.scalars(
+        select(Voicemail).where(Voicemail.callback_id == callback_id).order_by(Voicemail.id)
+    )
+    return list(rows)
+
+
+async def cancel_claimed_notification(
+    session: AsyncSession, notification_id: str, *, attempt: int
+) -> None:
+    """A send this job claimed and no longer wants: `cancelled`, unless another job took it."""
+    await session.execute(
+        update(Notification)
+        .where(
+            Notification.id == notification_id,
+            Notification.status == NotificationStatus.SENDING,
+            Notification.attempts == attempt,
+        )
+        .values(status=NotificationStatus.CANCELLED, updated_at=func.now())
+    )
+
+
+async def erase_surveys(
+    session: AsyncSession, *, phones: Sequence[str], callback_ids: Sequence[str]
+) -> int:
+    """Forget the number and the comment of an erased person's surveys."""
+    if not phones and not callback_ids:
+        return 0
+    result = await session.execute(
+        update(Survey)
+        .where(or_(Survey.phone.in_(phones), Survey.callback_id.in_(callback_ids)))
+        .values(phone="#erased", comment=None)
+        .returning(Survey.id)
+    )
+    return len(result.all())

@@ -177,11 +177,22 @@ class CallbackOut(BaseModel):
     updated_at: datetime
 
 
+class VoicemailOut(BaseModel):
+    """A voicemail the caller left (§11); its audio is behind `audio_url` (callbacks:read)."""
+
+    id: str
+    occurred_at: datetime
+    duration: int | None
+    transcript: str | None
+    audio_url: str | None
+
+
 class CallbackDetail(CallbackOut):
     attempts: list[AttemptOut]
     notifications: list[NotificationOut]
     # Newest first.
     dials: list[DialOut] = Field(default_factory=list)
+    voicemails: list[VoicemailOut] = Field(default_factory=list)
 
 
 class CallbackList(BaseModel):
@@ -332,6 +343,8 @@ class ErasureResult(BaseModel):
     notifications: int
     attempts: int
     outbox: int
+    # Voicemails forgotten, their recordings deleted at the provider (§11).
+    voicemails: int = 0
 
 
 class DoNotCallOut(BaseModel):

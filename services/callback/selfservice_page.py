@@ -29,10 +29,11 @@ from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.responses import HTMLResponse, Response
 
-from services.callback import selfservice_actions
+from services.callback import selfservice_actions, survey_replies
 from services.callback.catalogs import N_, translate
 from services.callback.jobs import ArqNotificationQueue
 from services.callback.schemas import SelfServiceView
+from services.callback.selfservice import verify_token
 from services.callback.settings import CallbackSettings
 from services.callback.templates import clock_text, date_text
 from shared.db import commit, utcnow
@@ -66,6 +67,7 @@ _NOTE_CLOSED: Final = N_("page.note.closed")
 _DONE: Final[dict[str, tuple[str, CallbackStatus]]] = {
     "cancelled": (N_("page.done.cancelled"), CallbackStatus.CANCELLED),
     "rebooked": (N_("page.done.rebooked"), CallbackStatus.SCHEDULED),
+    "survey": (N_("page.done.survey"), CallbackStatus.COMPLETED),
 }
 _ERRORS: Final[dict[str, str]] = {
     "slot_full": N_("page.error.slot_full"),
@@ -75,7 +77,11 @@ _ERRORS: Final[dict[str, str]] = {
     "bad_form": N_("page.error.bad_form"),
     # The day's rebooks are used up (`ceilings`): the way left is a phone call.
     "too_many_changes": N_("page.rebook.limit"),
+    # Answered already, or past the 72 hours a survey takes answers in.
+    "survey_closed": N_("page.error.survey_closed"),
 }
+# The survey's scale (§13), best last, as the page's radio buttons.
+SCORES: Final = (1, 2, 3, 4, 5)
 # A link that no longer works: (heading, text) for 410 Gone and for 404.
 _FAILURES: Final[dict[int, tuple[str, str]]] = {
     410: (N_("page.gone.heading"), N_("page.gone.text")),
@@ -315,6 +321,10 @@ async def _page(
             if exc.status in (404, 410):
                 return _failure_page(request, exc.status, explicit)
             raise
+        callback_id = verify_token(settings, token)
+        survey_open = callback_id is not None and (
+            await survey_replies.open_on_page(session, callback_id=callback_id, now=now) is not None
+        )
     confirm = confirm and view.can_cancel
     days = [] if confirm else _free_days(view, now)
     language = view.language
@@ -341,6 +351,8 @@ async def _page(
         back_href=path + (f"?lang={explicit}" if explicit else ""),
         form_lang=explicit,
         languages=_language_links(view.language, extra),
+        survey_open=survey_open and not confirm,
+        scores=SCORES,
     )
 
 
@@ -398,6 +410,8 @@ async def submit_form(request: Request) -> Response:
     form = _form(await request.body())
     explicit = _language((form or {}).get("lang"))
     action = (form or {}).get("action")
+    if action == "survey":
+        return await _answer_survey(request, token=token, form=form or {}, explicit=explicit)
     if action not in ("cancel", "rebook"):
         return await _page(request, token=token, explicit=explicit, status=422, error="bad_form")
     slot_id = (form or {}).get("slot_id") or None
@@ -437,4 +451,40 @@ async def submit_form(request: Request) -> Response:
         explicit=explicit,
         status=refused.status,
         error=_form_error(refused, slot_id),
+    )
+
+
+async def _answer_survey(
+    request: Request, *, token: str, form: dict[str, str], explicit: Language | None
+) -> Response:
+    """`action=survey&score=1..5&comment=...`: the one-question page's answer (§13)."""
+    raw_score = form.get("score", "")
+    if raw_score not in {str(n) for n in SCORES}:
+        return await _page(request, token=token, explicit=explicit, status=422, error="bad_form")
+    comment = form.get("comment", "").strip()[: survey_replies.COMMENT_MAX] or None
+    settings = _settings(request)
+    callback_id = verify_token(settings, token)
+    if callback_id is None:
+        # A forged or expired link: the same page as for any other use of it.
+        return await _page(request, token=token, explicit=explicit)
+    async with _sessions(request)() as session:
+        answered = await survey_replies.answer_on_page(
+            session,
+            callback_id=callback_id,
+            score=survey_replies.Score(int(raw_score), comment),
+            now=utcnow(),
+        )
+        await commit(session)
+    if not answered:
+        return await _page(
+            request, token=token, explicit=explicit, status=409, error="survey_closed"
+        )
+    query = {"done": "survey", **({"lang": explicit} if explicit else {})}
+    return Response(
+        status_code=303,
+        headers={
+            "Location": f"{_self_path(token)}?{urlencode(query)}",
+            "Cache-Control": "no-store",
+            "Referrer-Policy": "no-referrer",
+        },
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -109,9 +110,49 @@ class CallbackSettings(CommonSettings):
     # A dial the phone system has said nothing of for this long is `unknown` (a lost report).
     dial_stale_minutes: int = Field(default=60, ge=1, le=24 * 60)
 
+    # Voicemail (§11): Twilio recordings are played and deleted through this account's
+    # Recordings API. Our credentials go only to this origin, whatever URL a webhook names.
+    voicemail_twilio_base_url: str = Field(
+        default="https://api.twilio.com",
+        description="the Twilio API origin voicemail recordings are fetched from and deleted at",
+    )
+    voicemail_twilio_account_sid: str | None = Field(
+        default=None,
+        description="Twilio account SID for voicemail recordings (HTTP basic auth user); unset: "
+        "`RINGBACK_DIALER_TWILIO_ACCOUNT_SID`",
+    )
+    voicemail_twilio_auth_token: SecretStr | None = Field(
+        default=None,
+        description="its auth token; unset: `RINGBACK_DIALER_TWILIO_AUTH_TOKEN`",
+    )
+    voicemail_fetch_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=60,
+        description="seconds to wait for the provider when playing or deleting a recording",
+    )
+
     # Promises at risk (DESIGN §14): offer the customer a later time, once, by SMS with the
     # self-service link, before a promise the at-risk job expects to break is broken.
     at_risk_offer: bool = False
+
+    # Satisfaction surveys (§13) go from this number, so replies come back to us; an
+    # alphanumeric sender cannot be replied to and is refused. Unset: SMS surveys are not sent
+    # (customers with an email get theirs by email).
+    survey_from: str | None = Field(
+        default=None,
+        description="the number (E.164) survey SMS are sent from, one that receives replies "
+        "(Twilio Messaging's or the gateway's inbound webhook points at intake); unset: surveys "
+        "go by email only",
+    )
+    # Local `HH:MM-HH:MM` in which no reminder, "we tried", survey or at-risk offer SMS goes
+    # out (it waits for the end); a queue's `sms_quiet_hours` overrides it. `off`: none.
+    sms_quiet_hours: str = Field(
+        default="21:00-08:00",
+        description="site default SMS quiet hours `HH:MM-HH:MM` in the queue's zone (a queue's "
+        '`sms_quiet_hours` overrides it); reminders, "we tried", surveys and at-risk offers '
+        "wait for the end, confirmations never wait; `off`: none",
+    )
 
     # Upper bound of the other jobs (booking, sweeper, expiry). arq re-runs the job of a worker
     # that died this long (+10 s) after it started, the longest of all job timeouts.
@@ -151,6 +192,29 @@ class CallbackSettings(CommonSettings):
     def _delays_bounded(cls, value: tuple[int, ...]) -> tuple[int, ...]:
         if not value or len(value) > 20 or any(not 1 <= v <= 7 * 24 * 60 for v in value):
             raise ValueError("give 1-20 waits of 1 minute to 7 days, comma-separated")
+        return value
+
+    @field_validator("survey_from")
+    @classmethod
+    def _survey_number(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not re.fullmatch(r"\+[1-9][0-9]{6,14}", value):
+            raise ValueError(
+                "RINGBACK_SURVEY_FROM must be a phone number in E.164 form (+358401234567): "
+                "customers reply to it, and an alphanumeric sender cannot receive replies"
+            )
+        return value
+
+    @field_validator("sms_quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() in ("", "off", "none"):
+            return "off"
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError("write quiet hours as HH:MM-HH:MM (21:00-08:00), or `off`")
         return value
 
     @field_validator("cors_allow_origins", mode="before")

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -22,10 +23,10 @@ from arq.connections import ArqRedis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.callback import agents, creation, events, repository
+from services.callback import agents, creation, events, repository, survey
 from services.callback.dialers.base import PhoneDialer
-from services.callback.jobs import ArqNotificationQueue
-from services.callback.models import Callback, Notification
+from services.callback.jobs import SEND_NOTIFICATION, ArqNotificationQueue
+from services.callback.models import Callback, Notification, NotificationKind
 from services.callback.send_rule import Decision, decide, waits_on_callback
 from services.callback.senders.base import (
     EmailSender,
@@ -39,6 +40,7 @@ from services.callback.senders.base import (
 from services.callback.settings import CallbackSettings
 from shared.backoff import backoff_seconds
 from shared.db import commit, utcnow
+from shared.tracing import start_span
 from shared.vocabulary import NotificationChannel, NotificationStatus
 
 log = structlog.get_logger("ringback.callback.worker")
@@ -134,6 +136,7 @@ class _Claim:
     subject: str | None
     body: str
     attempt: int
+    kind: str = ""
 
 
 async def send_notification(ctx: dict[str, Any], notification_id: str) -> str:
@@ -145,6 +148,8 @@ async def deliver(state: WorkerState, notification_id: str) -> str:
     claim = await _claim(state, notification_id)
     if isinstance(claim, str):
         return claim
+    if claim.kind == NotificationKind.SURVEY and not await _survey_wanted(state, claim):
+        return NotificationStatus.CANCELLED
     try:
         result: SendResult | SendError = await _send(state, claim)
     except asyncio.CancelledError:
@@ -190,6 +195,7 @@ async def _claim_if_due(state: WorkerState, notification_id: str) -> _Claim | No
         subject=row.subject,
         body=row.body,
         attempt=row.attempts,
+        kind=row.kind,
     )
 
 
@@ -248,16 +254,33 @@ async def _claim_carefully(state: WorkerState, notification_id: str) -> _Claim |
             subject=row.subject,
             body=row.body,
             attempt=row.attempts,
+            kind=row.kind,
         )
         await session.commit()
     return claim
+
+
+async def _survey_wanted(state: WorkerState, claim: _Claim) -> bool:
+    """A survey waits minutes or hours: the number may have said STOP, or gone on the
+    do-not-call list, since it was made. Then it is cancelled rather than sent."""
+    async with state.sessions() as session:
+        if await survey.still_wanted(session, notification_id=claim.notification_id):
+            return True
+        await repository.cancel_claimed_notification(
+            session, claim.notification_id, attempt=claim.attempt
+        )
+        await session.commit()
+    return False
 
 
 async def _send(state: WorkerState, claim: _Claim) -> SendResult | SendError:
     try:
         if claim.channel == NotificationChannel.SMS:
             sms = OutgoingSms(
-                notification_id=claim.notification_id, to=claim.recipient, text=claim.body
+                notification_id=claim.notification_id,
+                to=claim.recipient,
+                text=claim.body,
+                sender=survey.sender_of(state.settings, claim.kind),
             )
             return await state.sms.send_sms(sms)
         return await state.email.send_email(
@@ -315,6 +338,8 @@ async def _record_sent(state: WorkerState, claim: _Claim, outcome: SendResult) -
             recipient=row.recipient,
         )
         await events.message_result(session, message=message, callback=callback, sent=True)
+        if row.kind == NotificationKind.SURVEY:
+            await survey.sent(session, notification_id=row.id, now=utcnow())
         await session.commit()
     state.metrics.notifications.labels(row.channel, row.provider, NotificationStatus.SENT).inc()
     log.info(
@@ -433,7 +458,7 @@ async def book_and_confirm(ctx: dict[str, Any], callback_id: str) -> str:
 
 
 async def run_book_and_confirm(state: WorkerState, redis: ArqRedis, callback_id: str) -> str:
-    queue = ArqNotificationQueue(redis, queue_name=state.settings.queue_name)
+    queue = _SendHere(ArqNotificationQueue(redis, queue_name=state.settings.queue_name))
     async with state.sessions() as session:
         result = await creation.book_and_confirm(
             session=session, settings=state.settings, callback_id=callback_id, queue=queue
@@ -441,7 +466,52 @@ async def run_book_and_confirm(state: WorkerState, redis: ArqRedis, callback_id:
         await commit(session)
     if result in ("booked", "no slot"):
         state.metrics.asap_bookings.labels(result).inc()
+    if queue.due:
+        await asyncio.gather(*(_deliver_here(state, queue, i) for i in queue.due))
     return result
+
+
+class _SendHere:
+    """The booking job's queue: the sends due now are made by the job itself, after its commit,
+    rather than as a job each (two arq jobs per call were most of the worker's Redis round
+    trips); a send for later, and a booking, still go to arq."""
+
+    def __init__(self, queue: ArqNotificationQueue) -> None:
+        self.queue = queue
+        self.due: list[str] = []
+
+    async def enqueue_notifications(self, notification_ids: Iterable[str]) -> int:
+        ids = list(notification_ids)
+        self.due += ids
+        return len(ids)
+
+    async def enqueue_notification_at(self, notification_id: str, at: datetime) -> bool:
+        return await self.queue.enqueue_notification_at(notification_id, at)
+
+    async def enqueue_booking(self, callback_id: str) -> bool:
+        return await self.queue.enqueue_booking(callback_id)
+
+
+async def _deliver_here(state: WorkerState, queue: _SendHere, notification_id: str) -> None:
+    """`send_notification`'s work in this job; what it would retry goes to arq as its job.
+
+    The row was committed `queued` first, so a worker that dies here leaves it to the sweeper.
+    """
+    try:
+        # The same span as the job's, under the booking job's: one trace still shows each send.
+        with start_span(SEND_NOTIFICATION, expected=(Retry,)) as span:
+            outcome = await asyncio.wait_for(
+                deliver(state, notification_id),
+                timeout=state.settings.notification_timeout_seconds,
+            )
+            if span.is_recording():
+                span.set_attribute("arq.job_result", outcome)
+    except Retry as retry:
+        at = utcnow() + timedelta(milliseconds=retry.defer_score or 0)
+        await queue.queue.enqueue_notification_at(notification_id, at)
+    except Exception:
+        log.exception("callback.notification.inline_send_failed", notification_id=notification_id)
+        await queue.queue.enqueue_notifications([notification_id])
 
 
 async def expire_callbacks(ctx: dict[str, Any]) -> int:

@@ -343,6 +343,20 @@ def render_acknowledgement(*, language: Language, name: str | None) -> Confirmat
     )
 
 
+def render_survey(*, language: Language, name: str | None, link: str) -> Confirmation:
+    """The satisfaction question (§13): a reply 1-5 by SMS, or a choice on the page by email."""
+    return Confirmation(
+        sms=_sms(language, N_("survey.sms"), name),
+        email_subject=translate(language, "survey.subject"),
+        email_body=_email(language, name, [translate(language, "survey.email", link=link)]),
+    )
+
+
+def render_stop_confirmed(*, language: Language, name: str | None) -> Confirmation:
+    """The one answer to STOP: no more surveys. SMS only."""
+    return Confirmation(sms=_sms(language, N_("stop.sms"), name), email_subject="", email_body="")
+
+
 # ----------------------------------------------------------------------------- the SMS budget
 
 # The longest first name an SMS greets by, and the zone whose clock the worst case is read in.
@@ -425,6 +439,8 @@ def _worst_case_sms(language: Language) -> list[tuple[str, str]]:
         ("cancelled", render_cancelled(language=language, name=name).sms),
         ("rebooked", rebooked.sms),
         ("promise at risk", at_risk.sms),
+        ("survey", render_survey(language=language, name=name, link=link).sms),
+        ("STOP confirmed", render_stop_confirmed(language=language, name=name).sms),
     ]
 
 

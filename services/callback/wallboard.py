@@ -71,7 +71,8 @@ class SlaFigure(BaseModel):
 
 
 class CsatFigure(BaseModel):
-    """Today's satisfaction average; null until surveys exist (§13)."""
+    """Today's satisfaction (§13), as history's stats count it: the mean score of the surveys
+    answered since midnight in the queue's zone; null until one is."""
 
     average: float | None = None
     responses: int = 0
@@ -142,6 +143,15 @@ async def _sla(session: AsyncSession, key: str, since: datetime, now: datetime) 
     )
 
 
+async def _csat(
+    session: AsyncSession, key: str, since: datetime, now: datetime, goal: float | None
+) -> CsatFigure:
+    responses, average = await repository.wallboard_csat(session, key, since=since, now=now)
+    return CsatFigure(
+        average=average, responses=responses, goal=goal, verdict=verdict(average, goal)
+    )
+
+
 async def _at_risk(session: AsyncSession, key: str) -> int:
     return await repository.wallboard_at_risk(session, key)
 
@@ -174,7 +184,7 @@ async def wallboard(
             goal=goal,
             verdict=verdict(share, goal),
         ),
-        csat=CsatFigure(goal=goals.get("csat_average")),
+        csat=await _csat(session, key, since, moment, goals.get("csat_average")),
         promises_at_risk=await _at_risk(session, key),
     )
 

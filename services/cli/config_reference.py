@@ -197,6 +197,11 @@ MEANINGS: dict[str, str] = {
     "history_purge_enabled": "run the retention purge inside history",
     "history_purge_interval_seconds": "how often the purge runs",
     "history_purge_batch_size": "events per delete statement of the purge",
+    "history_partitions_enabled": "run the task creating monthly event partitions ahead",
+    "history_partitions_interval_seconds": "how often the partition task runs",
+    "history_partitions_months_ahead": "months of event partitions created past the current one",
+    "history_partitions_lock_timeout_ms": "longest wait for the events table lock when "
+    "creating or detaching a month partition",
     "history_batch_body_limit_bytes": "body limit of `POST /v1/events:batch` (others: "
     "`RINGBACK_BODY_LIMIT_BYTES`)",
     "history_stream_heartbeat_seconds": "a comment line this often keeps idle live streams open "

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import AwareDatetime, EmailStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.history import erasure, repository, service, stats, stream
+from services.history import erasure, goals, repository, service, stats, stream
 from services.history.models import AGENT_ID_MAX_LENGTH
 from services.history.queues import QUEUE_KEY_MAX_LENGTH, QueueZones
 from services.history.schemas import (
@@ -291,11 +291,19 @@ async def get_stats(
     # One queue's figures use its zone, callback's to tell (the site's if it can't); figures
     # across queues use the site zone (DESIGN §9).
     timezone = settings.site_timezone
+    queue_goals = goals.NO_GOALS  # across queues there is no goal: each queue has its own
     if queue is not None:
         zones = request.app.state.queue_zones
         assert isinstance(zones, QueueZones)
-        timezone = await zones.zone_of(queue)
+        facts = await zones.facts_of(queue)
+        timezone, queue_goals = facts.zone, goals.goals_in(facts.goals)
     start, end = stats.period(from_, to, timezone=timezone, now=utcnow())
     return await stats.statistics(
-        session=session, start=start, end=end, bucket=bucket, timezone=timezone, only=only
+        session=session,
+        start=start,
+        end=end,
+        bucket=bucket,
+        timezone=timezone,
+        only=only,
+        goals=queue_goals,
     )

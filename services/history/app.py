@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from services.history.api import router
 from services.history.console.routes import console_router
 from services.history.erasure import relay_extension
+from services.history.partitions import partitions_extension
 from services.history.queues import queue_zones_extension
 from services.history.retention import purge_extension
 from services.history.settings import HistorySettings
@@ -23,6 +24,8 @@ def create_app(settings: HistorySettings) -> FastAPI:
         extensions.append(relay_extension(settings))
     if settings.history_purge_enabled:
         extensions.append(purge_extension(settings))
+    if settings.history_partitions_enabled:
+        extensions.append(partitions_extension(settings))
     if settings.history_webhook_relay_enabled:
         extensions.append(webhook_relay_extension(settings))
     return create_service_app(

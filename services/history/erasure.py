@@ -51,6 +51,10 @@ KEPT_DATA_KEYS = frozenset(
         "merged_customer_id",
         "cause_event_id",
         "erasure_id",
+        # A survey's score is not personal (its comment is): kept, so an erasure does not
+        # silently take the customer's answers out of the CSAT figures (DESIGN §13).
+        "score",
+        "survey_id",
     }
 )
 

@@ -6,12 +6,6 @@ from typing import Final
 
 from shared.vocabulary import EventType, WebhookEventType
 
-# Timeline types other v2 features are adding (voicemail of §11, the survey of §13) are keyed
-# by their words until they join `EventType`: their events flow out as soon as they are
-# recorded, with nothing to change here.
-_VOICEMAIL_RECEIVED: Final = "voicemail_received"
-_SURVEY_ANSWERED: Final = "survey_answered"
-
 # Timeline type -> webhook event name. A type not here (a missed call, a note, an
 # integration's `x-` type) is not sent. `callback_attempted` is recorded for final
 # attempts only (a dial's proposed attempt is not), so `callback.attempted` means one.
@@ -29,8 +23,8 @@ EVENT_NAMES: Final[dict[str, WebhookEventType]] = {
     EventType.CALLBACK_BACK_ON_TRACK: WebhookEventType.CALLBACK_BACK_ON_TRACK,
     EventType.NOTIFICATION_SENT: WebhookEventType.NOTIFICATION_SENT,
     EventType.NOTIFICATION_FAILED: WebhookEventType.NOTIFICATION_FAILED,
-    _VOICEMAIL_RECEIVED: WebhookEventType.VOICEMAIL_RECEIVED,
-    _SURVEY_ANSWERED: WebhookEventType.SURVEY_ANSWERED,
+    EventType.VOICEMAIL: WebhookEventType.VOICEMAIL_RECEIVED,
+    EventType.SURVEY_ANSWERED: WebhookEventType.SURVEY_ANSWERED,
     EventType.CUSTOMER_MERGED: WebhookEventType.CUSTOMER_MERGED,
     EventType.CUSTOMER_ERASED: WebhookEventType.CUSTOMER_ERASED,
 }

@@ -79,14 +79,20 @@ class CustomerIdentity(Base):
 
 
 class Event(Base):
-    """One entry on a customer's timeline; `id` is the sender's, `seq` our arrival order."""
+    """One entry on a customer's timeline; `id` is the sender's, `seq` our arrival order.
+
+    Partitioned by month of `occurred_at` (`services.history.partitions`): a unique key must
+    hold the partition key, so the primary key is (id, occurred_at) and a resend with the
+    same id is recognised under the event's advisory lock (docs/history.md, Partitioning).
+    """
 
     __tablename__ = "events"
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=False), unique=True)
+    # Unique by construction (one identity sequence), indexed per partition.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=False))
     customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     channel: Mapped[str] = mapped_column(String(16))
     direction: Mapped[str] = mapped_column(String(16))
@@ -103,6 +109,7 @@ class Event(Base):
     agent_id: Mapped[str | None] = mapped_column(String(AGENT_ID_MAX_LENGTH))
 
     __table_args__ = (
+        Index("ix_events_seq", "seq"),
         # The timeline: one customer's events newest first, keyset-paginated.
         Index("ix_events_timeline", "customer_id", text("occurred_at DESC"), text("seq DESC")),
         Index(
@@ -150,6 +157,7 @@ class Event(Base):
             "occurred_at",
             postgresql_where=text("agent_id IS NOT NULL"),
         ),
+        {"postgresql_partition_by": "RANGE (occurred_at)"},
     )
 
 

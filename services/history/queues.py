@@ -1,8 +1,9 @@
-"""Queues as history sees them (DESIGN §9): which queue an event is about, and a queue's zone.
+"""Queues as history sees them (DESIGN §9): which queue an event is about, a queue's zone
+and its goals.
 
 History stores no queues: callback owns them. An event names its queue in `data.queue`, and
-per-queue statistics ask callback (`GET /v1/queues/{key}`) for the queue's time zone, keeping
-the answer for a short while.
+per-queue statistics ask callback (`GET /v1/queues/{key}`) for the queue's time zone and its
+goals (§13), keeping the answer for a short while.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -45,8 +47,18 @@ def is_queue_key(value: object) -> bool:
     return isinstance(value, str) and _QUEUE_KEY.fullmatch(value) is not None
 
 
+@dataclass(frozen=True, slots=True)
+class QueueFacts:
+    """What statistics need of a queue: its zone, and its `goals` as callback answered them
+    (empty: none set, or callback could not say)."""
+
+    zone: str
+    goals: dict[str, Any] = field(default_factory=dict)
+
+
 class QueueZones:
-    """Each queue's time zone as callback tells it, cached; the site zone when it cannot."""
+    """Each queue's time zone and goals as callback tells them, cached; the site zone and no
+    goals when it cannot."""
 
     def __init__(
         self,
@@ -60,50 +72,58 @@ class QueueZones:
         self.site_zone = site_zone
         self.cache_seconds = cache_seconds
         self.clock = clock
-        self._cache: dict[str, tuple[str, float]] = {}
+        self._cache: dict[str, tuple[QueueFacts, float]] = {}
 
     async def zone_of(self, key: str) -> str:
         """The IANA zone of queue `key`: its own, else the site's (unknown queue, no answer)."""
+        return (await self.facts_of(key)).zone
+
+    async def facts_of(self, key: str) -> QueueFacts:
+        """Queue `key`'s zone and goals: the site's zone and no goals when callback can't say."""
         if not is_queue_key(key):  # no such queue can exist: nothing to ask, nothing to keep
-            return self.site_zone
+            return QueueFacts(self.site_zone)
         now = self.clock()
         cached = self._cache.get(key)
         if cached is not None and cached[1] > now:
             return cached[0]
-        zone, lasting = await self._ask(key)
+        facts, lasting = await self._ask(key)
         if len(self._cache) >= _MAX_CACHED:
             self._cache.clear()
-        self._cache[key] = (zone, now + lasting)
-        return zone
+        self._cache[key] = (facts, now + lasting)
+        return facts
 
-    async def _ask(self, key: str) -> tuple[str, float]:
-        """The zone and how long to keep it."""
+    async def _ask(self, key: str) -> tuple[QueueFacts, float]:
+        """The queue's facts and how long to keep them."""
         failed = min(self.cache_seconds, _FAILURE_CACHE_SECONDS)
         try:
             response = await self.client.get(f"/v1/queues/{key}", timeout=_LOOKUP_TIMEOUT_SECONDS)
         except httpx.HTTPError as error:
             log.warning("history.queue_zone.unavailable", queue=key, error=type(error).__name__)
-            return self.site_zone, failed
+            return QueueFacts(self.site_zone), failed
         if response.status_code == 404:  # deleted, or never made: the site's zone
-            return self.site_zone, self.cache_seconds
-        zone = _zone_in(response) if response.status_code == 200 else None
-        if zone is None:
+            return QueueFacts(self.site_zone), self.cache_seconds
+        body = _body_of(response) if response.status_code == 200 else None
+        zone = _zone_in(body) if body is not None else None
+        if body is None or zone is None:
             log.warning("history.queue_zone.unavailable", queue=key, status=response.status_code)
-            return self.site_zone, failed
-        return zone, self.cache_seconds
+            return QueueFacts(self.site_zone), failed
+        goals = body.get("goals")
+        return QueueFacts(zone, goals if isinstance(goals, dict) else {}), self.cache_seconds
 
 
-def _zone_in(response: httpx.Response) -> str | None:
-    """The zone callback's queue answer names, if it names a valid one."""
+def _body_of(response: httpx.Response) -> dict[str, Any] | None:
     try:
         body: Any = response.json()
     except ValueError:
         return None
-    if not isinstance(body, dict):
-        return None
+    return body if isinstance(body, dict) else None
+
+
+def _zone_in(body: dict[str, Any]) -> str | None:
+    """The zone callback's queue answer names, if it names a valid one."""
     # `effective_timezone` is the zone in force; `timezone` alone may be null (site default).
-    for field in ("effective_timezone", "timezone"):
-        value = body.get(field)
+    for name in ("effective_timezone", "timezone"):
+        value = body.get(name)
         if isinstance(value, str) and _valid_zone(value):
             return value
     return None

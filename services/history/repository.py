@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, array, distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from services.history import partitions
 from services.history.models import Customer, CustomerActivity, CustomerIdentity, Erasure, Event
 from shared.db import utcnow
 from shared.vocabulary import Direction
@@ -73,9 +74,17 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     """Store events in one statement; ids already taken are skipped (the first one wins)."""
     if not rows:
         return []
+    # A month without its partition yet gets one here (or the rows wait in the default one).
+    await partitions.ensure_months(session, {row["occurred_at"] for row in rows})
     # Parameters as a list (not `.values(rows)`): one cached statement, sent by SQLAlchemy's
     # "insertmanyvalues" as multi-row INSERTs, instead of compiling 500-row SQL every time.
-    stmt = insert(Event).on_conflict_do_nothing(index_elements=[Event.id]).returning(Event)
+    # The key holds the partition key: a resend with the same time is skipped here, one with
+    # another time was found by `existing_events` under the id's advisory lock.
+    stmt = (
+        insert(Event)
+        .on_conflict_do_nothing(index_elements=[Event.id, Event.occurred_at])
+        .returning(Event)
+    )
     result = await session.scalars(stmt, list(rows), execution_options={"populate_existing": True})
     return list(result)
 
@@ -338,6 +347,9 @@ def _page_conditions(
         conditions.append(_EVENTS.c.occurred_at < before)
     if after is not None:
         conditions.append(tuple_(_EVENTS.c.occurred_at, _EVENTS.c.seq) < tuple_(*after))
+        # Implied by the row comparison, but only a plain bound lets PostgreSQL skip the
+        # monthly partitions after the cursor.
+        conditions.append(_EVENTS.c.occurred_at <= after[0])
     return conditions
 
 
@@ -592,32 +604,78 @@ async def purge_batch(session: AsyncSession, *, cutoff: datetime, limit: int) ->
         )
     ).one()
     deleted, touched = int(row[0]), list(row[1])
-    if not touched:
-        return deleted, 0
-    await session.execute(
-        delete(CustomerActivity).where(
-            CustomerActivity.customer_id.in_(touched), CustomerActivity.count <= 0
+    return deleted, await _forget_emptied(session, touched)
+
+
+async def drop_retired_events(session: AsyncSession, table: str) -> tuple[int, int]:
+    """Drop a month partition retention detached, keeping the roll-up right, in one transaction.
+
+    Returns (events dropped, customer records deleted), as `purge_batch` does: the counts
+    come off `customer_activity` and the table goes together, so a crash leaves both or
+    neither. `table` is a name `partitions.retired_tables` gave.
+    """
+    row = (
+        await session.execute(
+            text(
+                "WITH counted AS ("
+                "  SELECT customer_id, channel, direction, type, count(*) AS n"
+                f"  FROM history.{table} GROUP BY 1, 2, 3, 4"
+                "), bumped AS ("
+                "  UPDATE history.customer_activity AS a SET count = a.count - c.n"
+                "  FROM counted AS c WHERE a.customer_id = c.customer_id"
+                "  AND a.channel = c.channel AND a.direction = c.direction AND a.type = c.type"
+                "  RETURNING a.customer_id"
+                ")"
+                " SELECT (SELECT coalesce(sum(n), 0) FROM counted),"
+                " ARRAY(SELECT DISTINCT customer_id FROM counted),"
+                " (SELECT count(*) FROM bumped)"
+            )
         )
+    ).one()
+    await session.execute(text(f"DROP TABLE history.{table}"))
+    return int(row[0]), await _forget_emptied(session, list(row[1]))
+
+
+async def _forget_emptied(session: AsyncSession, touched: list[str]) -> int:
+    """After events of `touched` customers went: drop emptied roll-up rows, and customers
+    left with no events and no identities (with the records merged into them); how many."""
+    if not touched:
+        return 0
+    # One array parameter, not an IN list: a month's partition touches many thousands.
+    ids = {"ids": touched}
+    await session.execute(
+        text(
+            "DELETE FROM history.customer_activity"
+            " WHERE customer_id = ANY(CAST(:ids AS text[])) AND count <= 0"
+        ),
+        ids,
     )
+    # A customer with roll-up rows left has events left: only the others need the look-up
+    # into every partition.
     orphans = list(
         await session.scalars(
-            select(Customer.id).where(
-                Customer.id.in_(touched),
-                ~select(Event.id).where(Event.customer_id == Customer.id).exists(),
-                ~select(CustomerIdentity.value)
-                .where(CustomerIdentity.customer_id == Customer.id)
-                .exists(),
-            )
+            text(
+                "SELECT c.id FROM history.customers AS c"
+                " WHERE c.id = ANY(CAST(:ids AS text[]))"
+                " AND NOT EXISTS (SELECT FROM history.customer_activity AS a"
+                "  WHERE a.customer_id = c.id)"
+                " AND NOT EXISTS (SELECT FROM history.events AS e WHERE e.customer_id = c.id)"
+                " AND NOT EXISTS (SELECT FROM history.identities AS i"
+                "  WHERE i.customer_id = c.id)"
+            ),
+            ids,
         )
     )
     if not orphans:
-        return deleted, 0
-    await session.execute(delete(CustomerActivity).where(CustomerActivity.customer_id.in_(orphans)))
-    aliases = await session.execute(delete(Customer).where(Customer.merged_into.in_(orphans)))
-    gone = await session.execute(delete(Customer).where(Customer.id.in_(orphans)))
-    return deleted, int(getattr(aliases, "rowcount", 0) or 0) + int(
-        getattr(gone, "rowcount", 0) or 0
+        return 0
+    gone = {"ids": orphans}
+    aliases = await session.execute(
+        text("DELETE FROM history.customers WHERE merged_into = ANY(CAST(:ids AS text[]))"), gone
     )
+    deleted = await session.execute(
+        text("DELETE FROM history.customers WHERE id = ANY(CAST(:ids AS text[]))"), gone
+    )
+    return int(getattr(aliases, "rowcount", 0) or 0) + int(getattr(deleted, "rowcount", 0) or 0)
 
 
 # Statistics -------------------------------------------------------------------------------
@@ -657,10 +715,12 @@ async def bucket_counts(
     tz: str,
     types: Collection[str],
     only: StatsFilter = ALL_EVENTS,
+    not_contacts: Collection[str] = (),
 ) -> list[tuple[datetime, str, str, str, int, int]]:
     """Per local bucket (in `tz`), channel, direction and type: events and distinct subjects.
 
-    Only inbound events and events of the given `types`, of the queue and agent `only` names.
+    Only inbound events not of the types `not_contacts` names, and events of the given
+    `types`, of the queue and agent `only` names.
     """
     rows = await session.execute(
         text(
@@ -668,7 +728,8 @@ async def bucket_counts(
             " count(*), count(DISTINCT subject_id)"
             " FROM history.events"
             " WHERE occurred_at >= :start AND occurred_at < :end"
-            " AND (direction = :inbound OR type = ANY(CAST(:types AS text[])))"
+            " AND ((direction = :inbound AND NOT type = ANY(CAST(:not_contacts AS text[])))"
+            " OR type = ANY(CAST(:types AS text[])))"
             f"{only.sql()}"
             " GROUP BY 1, 2, 3, 4"
         ),
@@ -679,6 +740,7 @@ async def bucket_counts(
             "end": end,
             "inbound": Direction.INBOUND,
             "types": list(types),
+            "not_contacts": list(not_contacts),
             **only.params(),
         },
     )
@@ -692,18 +754,28 @@ async def demand(
     end: datetime,
     tz: str,
     only: StatsFilter = ALL_EVENTS,
+    not_contacts: Collection[str] = (),
 ) -> list[tuple[int, int, int]]:
-    """Inbound contacts by local ISO weekday (1 = Monday) and hour in `tz`."""
+    """Inbound contacts (inbound events not of the types `not_contacts` names) by local ISO
+    weekday (1 = Monday) and hour in `tz`."""
     rows = await session.execute(
         text(
             "SELECT CAST(extract(isodow FROM occurred_at AT TIME ZONE :tz) AS int),"
             " CAST(extract(hour FROM occurred_at AT TIME ZONE :tz) AS int), count(*)"
             " FROM history.events"
             " WHERE occurred_at >= :start AND occurred_at < :end AND direction = :inbound"
+            " AND NOT type = ANY(CAST(:not_contacts AS text[]))"
             f"{only.sql()}"
             " GROUP BY 1, 2"
         ),
-        {"tz": tz, "start": start, "end": end, "inbound": Direction.INBOUND, **only.params()},
+        {
+            "tz": tz,
+            "start": start,
+            "end": end,
+            "inbound": Direction.INBOUND,
+            "not_contacts": list(not_contacts),
+            **only.params(),
+        },
     )
     return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
 
@@ -720,6 +792,8 @@ class Closing(NamedTuple):
     # `data.same_agent` is JSON `true`: the agent who reached the customer is the one they
     # last spoke with.
     same_agent: bool
+    # The agent who closed it (the event's agent column), for figures per agent.
+    agent_id: str | None = None
 
 
 async def closing_events(
@@ -735,7 +809,7 @@ async def closing_events(
     rows = await session.execute(
         text(
             "SELECT subject_id, type, occurred_at, outcome, first_contact_at, sla_deadline,"
-            " same_agent FROM ("
+            " same_agent, agent_id FROM ("
             "  SELECT DISTINCT ON (subject_id) subject_id, type, occurred_at,"
             "  data->>'outcome' AS outcome, data->>'first_contact_at' AS first_contact_at,"
             "  data->>'sla_deadline' AS sla_deadline,"
@@ -752,6 +826,101 @@ async def closing_events(
         {"start": start, "end": end, "types": list(types), **only.params()},
     )
     return [Closing._make(row) for row in rows]
+
+
+async def counts_by_day_and_agent(
+    session: AsyncSession,
+    *,
+    start: datetime,
+    end: datetime,
+    tz: str,
+    type_: str,
+    only: StatsFilter = ALL_EVENTS,
+) -> list[tuple[datetime, str | None, int]]:
+    """Events of `type_` per local day (in `tz`) and agent, of the queue and agent `only` names."""
+    rows = await session.execute(
+        text(
+            "SELECT date_trunc('day', occurred_at, :tz), agent_id, count(*)"
+            " FROM history.events"
+            " WHERE occurred_at >= :start AND occurred_at < :end AND type = :type"
+            f"{only.sql()}"
+            " GROUP BY 1, 2"
+        ),
+        {"tz": tz, "start": start, "end": end, "type": type_, **only.params()},
+    )
+    return [(r[0], r[1], int(r[2])) for r in rows]
+
+
+# A survey score as the survey stores it (§13): a whole number 1-5, in JSON a number or text.
+_SURVEY_SCORE = "data->>'score' IN ('1', '2', '3', '4', '5')"
+# One survey, however many answers or retries of its event: its id, else the event's own.
+_SURVEY_KEY = "coalesce(data->>'survey_id', subject_id, CAST(id AS text))"
+
+
+async def survey_answers(
+    session: AsyncSession,
+    *,
+    start: datetime,
+    end: datetime,
+    tz: str,
+    answered: str,
+    only: StatsFilter = ALL_EVENTS,
+) -> list[tuple[datetime, str | None, int, int]]:
+    """Per local day and agent: the surveys answered in the range with a score, and the sum
+    of their scores (a survey's latest answer counts)."""
+    rows = await session.execute(
+        text(
+            "SELECT date_trunc('day', occurred_at, :tz), agent_id, count(*), sum(score) FROM ("
+            f"  SELECT DISTINCT ON ({_SURVEY_KEY}) occurred_at, agent_id, queue,"
+            "  CAST(data->>'score' AS int) AS score"
+            "  FROM history.events"
+            "  WHERE occurred_at >= :start AND occurred_at < :end AND type = :answered"
+            f"  AND {_SURVEY_SCORE}"
+            f"  ORDER BY {_SURVEY_KEY}, occurred_at DESC, seq DESC"
+            " ) AS answers"
+            f" WHERE true{only.sql('answers')}"
+            " GROUP BY 1, 2"
+        ),
+        {"tz": tz, "start": start, "end": end, "answered": answered, **only.params()},
+    )
+    return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+
+async def surveys_sent(
+    session: AsyncSession,
+    *,
+    start: datetime,
+    end: datetime,
+    tz: str,
+    sent: str,
+    answered: str,
+    only: StatsFilter = ALL_EVENTS,
+) -> list[tuple[datetime, str | None, int, int]]:
+    """Per local day and agent: the surveys sent in the range, and how many of them have a
+    scored answer (at any time since)."""
+    rows = await session.execute(
+        text(
+            "SELECT date_trunc('day', s.occurred_at, :tz), s.agent_id,"
+            " count(DISTINCT s.key), count(DISTINCT s.key) FILTER (WHERE a.key IS NOT NULL)"
+            f" FROM (SELECT {_SURVEY_KEY} AS key, occurred_at, agent_id, queue"
+            "  FROM history.events"
+            "  WHERE occurred_at >= :start AND occurred_at < :end AND type = :sent) AS s"
+            f" LEFT JOIN (SELECT DISTINCT {_SURVEY_KEY} AS key FROM history.events"
+            f"  WHERE occurred_at >= :start AND type = :answered AND {_SURVEY_SCORE}) AS a"
+            " ON a.key = s.key"
+            f" WHERE true{only.sql('s')}"
+            " GROUP BY 1, 2"
+        ),
+        {
+            "tz": tz,
+            "start": start,
+            "end": end,
+            "sent": sent,
+            "answered": answered,
+            **only.params(),
+        },
+    )
+    return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
 
 
 async def callback_origins(

@@ -1,7 +1,9 @@
 """Retention (DESIGN §5): events older than `history_retention_days` are purged.
 
-In bounded batches (one short transaction each, oldest first), so the purge never holds
-long locks or builds a huge transaction; customers left with no events and no identities
+Whole months past retention go as partitions: detached in a moment's lock, then dropped
+with their counts taken off the activity roll-up, one transaction per month. The partial
+month at the edge (and old rows in the default partition) are deleted in bounded batches,
+one short transaction each, oldest first. Customers left with no events and no identities
 go too. One instance at a time: a PostgreSQL advisory lock elects the purger, so every
 history instance may run the periodic task.
 """
@@ -18,9 +20,10 @@ from datetime import datetime, timedelta
 import structlog
 from fastapi import FastAPI
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.history import repository
+from services.history import partitions, repository
 from services.history.settings import HistorySettings
 from shared.db import create_engine, create_session_factory, session_connection, utcnow
 from shared.service_app import Extension
@@ -54,7 +57,9 @@ async def purge(
             log.info("history.purge.skipped", reason="another instance is purging")
             return None
         try:
-            total = customers = 0
+            total, customers = await _drop_months(
+                sessions=sessions, settings=settings, cutoff=cutoff
+            )
             while True:
                 async with sessions() as session, session.begin():
                     deleted, gone = await repository.purge_batch(
@@ -72,6 +77,46 @@ async def purge(
             await lock_conn.commit()
     log.info("history.purge.done", events=total, customers=customers, cutoff=cutoff.isoformat())
     return total
+
+
+async def _drop_months(
+    *, sessions: async_sessionmaker[AsyncSession], settings: HistorySettings, cutoff: datetime
+) -> tuple[int, int]:
+    """Detach the months wholly past `cutoff` and drop them; (events, customers) gone.
+
+    Months a previous run detached are dropped first: a month made again since (a late
+    event) must find its retired name free. A month whose lock is busy waits for next run.
+    """
+    total, customers = await _drop_retired(sessions)
+    async with sessions() as session:
+        months = [p for p in await partitions.month_partitions(session) if p.end <= cutoff]
+        await session.commit()
+    for part in months:
+        try:
+            async with sessions() as session, session.begin():
+                await partitions.detach_month(
+                    session, part, lock_timeout_ms=settings.history_partitions_lock_timeout_ms
+                )
+        except DBAPIError as exc:
+            if not partitions.gave_up(exc):
+                raise
+            log.warning("history.purge.detach_busy", partition=part.name)
+    events, gone = await _drop_retired(sessions)
+    return total + events, customers + gone
+
+
+async def _drop_retired(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
+    async with sessions() as session:
+        retired = await partitions.retired_tables(session)
+        await session.commit()
+    total = customers = 0
+    for table in retired:
+        async with sessions() as session, session.begin():
+            events, gone = await repository.drop_retired_events(session, table)
+        log.info("history.purge.month_dropped", partition=table, events=events, customers=gone)
+        total += events
+        customers += gone
+    return total, customers
 
 
 async def _run_purge(settings: HistorySettings) -> int:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.history.queues import DEFAULT_QUEUE
 from shared.contracts import EventIn
 from shared.pagination import Page
-from shared.vocabulary import CallbackStatus, ClosingOutcome
+from shared.vocabulary import CallbackStatus, ClosingOutcome, GoalVerdict
 
 MAX_BATCH = 500
 
@@ -186,6 +186,96 @@ class SlaShare(BaseModel):
     share: float | None
 
 
+class GoalsSet(BaseModel):
+    """A queue's goals (§13) as callback keeps them; null: the queue sets none."""
+
+    answer_within_minutes: int | None = None
+    sla_share: float | None = None
+    csat_average: float | None = None
+    reach_rate: float | None = None
+
+
+class AnswerWithin(BaseModel):
+    """Callbacks closed and those reached within `minutes` of first contact (null minutes:
+    within each callback's SLA deadline, the SLA share); the goal is `goals.sla_share`."""
+
+    minutes: int | None
+    closed: int
+    reached_within: int
+    share: float | None
+    goal: float | None
+    verdict: GoalVerdict | None
+
+
+class ReachRate(BaseModel):
+    """Reached over completed + failed + expired; cancelled callbacks are not counted."""
+
+    closed: int
+    reached: int
+    rate: float | None
+    goal: float | None
+    verdict: GoalVerdict | None
+
+
+class Csat(BaseModel):
+    """Survey scores (1-5) in the range, and how many of the surveys sent were answered."""
+
+    average: float | None
+    responses: int
+    surveys_sent: int
+    surveys_answered: int
+    response_rate: float | None
+    goal: float | None
+    verdict: GoalVerdict | None
+
+
+class AttemptsPerReach(BaseModel):
+    attempts: int
+    reaches: int
+    value: float | None
+
+
+class SameAgentShare(BaseModel):
+    """Reaches by the agent the customer last spoke with."""
+
+    reaches: int
+    same_agent: int
+    share: float | None
+
+
+class Abandonment(BaseModel):
+    """Callbacks closed (cancelled ones too), and those expired or cancelled by the customer."""
+
+    closed: int
+    expired: int
+    cancelled_by_customer: int
+    share: float | None
+
+
+class Performance(BaseModel):
+    """The figures of §13, each beside its goal and verdict where the queue sets a goal."""
+
+    answer_within: AnswerWithin
+    reach_rate: ReachRate
+    csat: Csat
+    time_to_reach: TimeToReach
+    attempts_per_reach: AttemptsPerReach
+    same_agent: SameAgentShare
+    abandonment: Abandonment
+
+
+class AgentPerformance(Performance):
+    agent_id: str
+
+
+class DayPerformance(Performance):
+    """One local day of the answer's `timezone`: `start`/`end` are its UTC bounds."""
+
+    start: datetime
+    end: datetime
+    local_date: str
+
+
 class StatsOut(BaseModel):
     from_: datetime = Field(serialization_alias="from")
     to: datetime
@@ -197,6 +287,9 @@ class StatsOut(BaseModel):
     buckets: list[StatsBucket]
     time_to_reach: TimeToReach
     sla: SlaShare
+    # sla_by_bucket[i]: the SLA share of the callbacks closed in buckets[i] (the line of the
+    # console's Today chart).
+    sla_by_bucket: list[SlaShare] = Field(default_factory=list)
     # demand[weekday - 1][hour]: inbound contacts by local ISO weekday (Monday first) and
     # hour of the day, in `timezone`.
     demand: list[list[int]]
@@ -205,3 +298,9 @@ class StatsOut(BaseModel):
     agent_id: str | None = None
     # Reaches counted in `time_to_reach` by the agent the customer last spoke with.
     same_agent_reaches: int = 0
+    # The queue's goals (none across all queues), and the figures measured against them:
+    # for the whole range, per agent who closed, tried or was rated, and per local day.
+    goals: GoalsSet = Field(default_factory=GoalsSet)
+    performance: Performance
+    performance_by_agent: list[AgentPerformance] = Field(default_factory=list)
+    performance_by_day: list[DayPerformance] = Field(default_factory=list)

@@ -16,6 +16,15 @@ class HistorySettings(CommonSettings):
     history_purge_enabled: bool = True
     history_purge_interval_seconds: float = Field(default=3600.0, gt=0)
     history_purge_batch_size: int = Field(default=5000, ge=1, le=100_000)
+    # Monthly partitions of the events (docs/history.md): a periodic task creates this many
+    # months past the current one, so ingest never waits on DDL at a month's turn.
+    history_partitions_enabled: bool = True
+    history_partitions_interval_seconds: float = Field(default=3600.0, gt=0)
+    history_partitions_months_ahead: int = Field(default=3, ge=1, le=24)
+    # How long creating a partition may wait for its lock (a long statistics query holds
+    # one) before it gives up: the task tries again next run, ingest leaves the rows in
+    # the default partition, which the task splits out later.
+    history_partitions_lock_timeout_ms: int = Field(default=2000, ge=10, le=60_000)
     # A full batch of 500 events is about 130 KB; the route allows this much, others the default.
     history_batch_body_limit_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
     # The live stream: a comment line this often keeps proxies from closing an idle stream.

@@ -3,7 +3,8 @@ the queue's when the figures are one queue's.
 
 Definitions (docs/history.md repeats them):
 
-- contacts: inbound events, per channel; missed calls: `missed_call` events.
+- contacts: inbound events but survey answers (a reply to our question asks for nothing),
+  per channel; missed calls: `missed_call` events.
 - callbacks created / completed / failed / expired: distinct callbacks with such an event
   in the bucket.
 - time to reach: for each callback whose first closing event in the range is
@@ -18,7 +19,12 @@ Definitions (docs/history.md repeats them):
   Cancelled callbacks are not counted.
 - same-agent reaches: the reaches counted in time to reach whose completion event says
   `same_agent: true`.
-- demand: inbound contacts by local weekday (Monday first) and hour.
+- demand: contacts by local weekday (Monday first) and hour.
+- SLA share per bucket: as above, of the callbacks whose closing event falls in the bucket.
+- the figures against a queue's goals (§13), for the range, per agent and per local day:
+  `goals` defines them. A callback's figures go to the agent and the day of its closing
+  event; attempts and surveys to their own event's agent and day (a survey names the agent
+  of the callback in `data.agent_id`).
 
 Filtered by queue and/or agent (§9), each figure counts the events that carry that queue or
 agent (the columns ingest fills, `service.event_queue` and `service.event_agent`): contacts,
@@ -31,22 +37,26 @@ deadline are read from all of its events, whatever their queue.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from bisect import bisect_right
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.history import goals as goal_figures
 from services.history import repository
+from services.history.goals import NO_GOALS, Closed, Tally, new_tally
+from services.history.goals import percentile as percentile
 from services.history.repository import StatsFilter
 from services.history.schemas import (
+    AgentPerformance,
     CallbackCounts,
+    DayPerformance,
+    GoalsSet,
     SlaShare,
     StatsBucket,
     StatsOut,
-    TimeToReach,
 )
 from shared.errors import Unprocessable
 from shared.query_times import local_day_start
@@ -61,8 +71,16 @@ _CALLBACK_FIELD: dict[str, str] = {
     EventType.CALLBACK_FAILED: "failed",
     EventType.CALLBACK_EXPIRED: "expired",
 }
-# The events that end a callback for time to reach and the SLA share (cancelled: not counted).
-_CLOSING = (EventType.CALLBACK_COMPLETED, EventType.CALLBACK_FAILED, EventType.CALLBACK_EXPIRED)
+# Inbound events that are not contacts: the customer answers our question, asks for nothing.
+_NOT_CONTACTS = (EventType.SURVEY_ANSWERED,)
+# The events that end a callback. Time to reach, the SLA share and the reach rate leave the
+# cancelled ones out (`goals.measure`); abandonment counts them.
+_CLOSING = (
+    EventType.CALLBACK_COMPLETED,
+    EventType.CALLBACK_FAILED,
+    EventType.CALLBACK_EXPIRED,
+    EventType.CALLBACK_CANCELLED,
+)
 
 
 class _Discard:
@@ -84,16 +102,6 @@ def _parse(value: str | None) -> datetime | None:
     except ValueError:
         return None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The q-quantile of `values` with linear interpolation between ranks."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    pos = q * (len(ordered) - 1)
-    low, high = math.floor(pos), math.ceil(pos)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 def bucket_starts(start: datetime, end: datetime, unit: str, zone: ZoneInfo) -> list[datetime]:
@@ -165,8 +173,10 @@ async def statistics(
     bucket: Literal["hour", "day"],
     timezone: str,
     only: StatsFilter = repository.ALL_EVENTS,
+    goals: GoalsSet = NO_GOALS,
 ) -> StatsOut:
-    """The figures of DESIGN §5 for [start, end), of the queue and agent `only` names."""
+    """The figures of DESIGN §5 and §13 for [start, end), of the queue and agent `only`
+    names, measured against `goals`."""
     start, end = start.astimezone(UTC), end.astimezone(UTC)
     check_range(start, end, bucket)
     check_filter(only)
@@ -194,6 +204,7 @@ async def statistics(
         tz=timezone,
         types=[EventType.MISSED_CALL, *_CALLBACK_FIELD],
         only=only,
+        not_contacts=_NOT_CONTACTS,
     )
     for at, channel, direction, type_, events, subjects in rows:
         # Always one of ours; a zone whose rules the database knows otherwise is not lost.
@@ -210,11 +221,22 @@ async def statistics(
             setattr(totals, field, getattr(totals, field) + subjects)
 
     grid = [[0] * 24 for _ in range(7)]
-    by_hour = await repository.demand(session, start=start, end=end, tz=timezone, only=only)
+    by_hour = await repository.demand(
+        session, start=start, end=end, tz=timezone, only=only, not_contacts=_NOT_CONTACTS
+    )
     for weekday, hour, count in by_hour:
         grid[weekday - 1][hour] += count
 
-    reach = await _reach(session, start=start, end=end, only=only)
+    closed = await _closed(session, start=start, end=end, only=only)
+    closed_in: list[list[Closed]] = [[] for _ in starts]
+    for one in closed:
+        closed_in[_index(starts, one.occurred_at)].append(one)
+    whole = Tally(closed=closed)
+    days = bucket_starts(start, end, "day", zone)
+    by_agent, by_day = await _tallies(
+        session, whole, days, start=start, end=end, timezone=timezone, only=only
+    )
+    performance = goal_figures.measure(whole, goals)
     return StatsOut(
         from_=start,
         to=end,
@@ -224,57 +246,129 @@ async def statistics(
         missed_calls=missed,
         callbacks=totals,
         buckets=list(buckets.values()),
-        time_to_reach=reach.time_to_reach,
-        sla=reach.sla,
+        time_to_reach=performance.time_to_reach,
+        sla=_sla_share(closed),
+        sla_by_bucket=[_sla_share(some) for some in closed_in],
         demand=grid,
         queue=only.queue,
         agent_id=only.agent_id,
-        same_agent_reaches=reach.same_agent,
+        same_agent_reaches=performance.same_agent.same_agent,
+        goals=goals,
+        performance=performance,
+        performance_by_agent=[
+            AgentPerformance(agent_id=agent, **goal_figures.measure(tally, goals).model_dump())
+            for agent, tally in sorted(by_agent.items())
+        ],
+        performance_by_day=[
+            DayPerformance(
+                start=at,
+                end=_next_boundary(at, "day", zone),
+                local_date=at.astimezone(zone).date().isoformat(),
+                **goal_figures.measure(by_day.get(i) or new_tally(), goals).model_dump(),
+            )
+            for i, at in enumerate(days)
+        ],
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Reach:
-    time_to_reach: TimeToReach
-    sla: SlaShare
-    same_agent: int
+def _index(starts: list[datetime], at: datetime) -> int:
+    """The bucket of `starts` holding `at` (the first for anything before it)."""
+    return max(bisect_right(starts, at.astimezone(UTC)) - 1, 0)
 
 
-async def _reach(
+def _sla_share(closed: list[Closed]) -> SlaShare:
+    within, counted = goal_figures.answered_within(goal_figures.without_cancelled(closed), None)
+    return SlaShare(
+        closed=counted, reached_within=within, share=within / counted if counted else None
+    )
+
+
+async def _closed(
     session: AsyncSession, *, start: datetime, end: datetime, only: StatsFilter
-) -> _Reach:
+) -> list[Closed]:
+    """The callbacks first closed in the range, with their time to reach and deadline."""
     closings = await repository.closing_events(
         session, start=start, end=end, types=_CLOSING, only=only
     )
     origins = await repository.callback_origins(session, [c.callback_id for c in closings])
-    durations: list[float] = []
-    closed = within = same_agent = 0
+    out = []
     for closing in closings:
         at = closing.occurred_at
         earliest, contact_texts, deadline_texts = origins.get(closing.callback_id, (at, [], []))
         reached = closing.type == EventType.CALLBACK_COMPLETED and closing.outcome in REACHED
+        seconds = None
         if reached:
             first = _parse(closing.first_contact_at)
             if first is None:
                 candidates = [t for t in map(_parse, contact_texts) if t is not None]
                 first = min(candidates) if candidates else earliest
-            durations.append((at - first).total_seconds())
-            same_agent += closing.same_agent
+            seconds = (at - first).total_seconds()
         deadline = _parse(closing.sla_deadline)
         if deadline is None:
             deadline = next((t for t in map(_parse, deadline_texts) if t is not None), None)
-        if deadline is not None:
-            closed += 1
-            if reached and at <= deadline:
-                within += 1
-    return _Reach(
-        time_to_reach=TimeToReach(
-            count=len(durations),
-            median_seconds=percentile(durations, 0.5),
-            p90_seconds=percentile(durations, 0.9),
-        ),
-        sla=SlaShare(
-            closed=closed, reached_within=within, share=within / closed if closed else None
-        ),
-        same_agent=same_agent,
+        out.append(
+            Closed(
+                type=closing.type,
+                occurred_at=at,
+                outcome=closing.outcome,
+                agent_id=closing.agent_id,
+                reached=reached,
+                seconds_to_reach=seconds,
+                deadline=deadline,
+                same_agent=bool(reached and closing.same_agent),
+            )
+        )
+    return out
+
+
+async def _tallies(
+    session: AsyncSession,
+    whole: Tally,
+    days: list[datetime],
+    *,
+    start: datetime,
+    end: datetime,
+    timezone: str,
+    only: StatsFilter,
+) -> tuple[dict[str, Tally], dict[int, Tally]]:
+    """Attempts and surveys added to `whole`, and everything split per agent and per local
+    day (by index in `days`)."""
+    by_agent: dict[str, Tally] = {}
+    by_day: dict[int, Tally] = {}
+
+    def groups(at: datetime, agent: str | None) -> list[Tally]:
+        out = [whole, by_day.setdefault(_index(days, at), new_tally())]
+        if agent is not None:
+            out.append(by_agent.setdefault(agent, new_tally()))
+        return out
+
+    for one in whole.closed:
+        for tally in groups(one.occurred_at, one.agent_id)[1:]:
+            tally.closed.append(one)
+    attempts = await repository.counts_by_day_and_agent(
+        session, start=start, end=end, tz=timezone, only=only, type_=EventType.CALLBACK_ATTEMPTED
     )
+    for day, agent, count in attempts:
+        for tally in groups(day, agent):
+            tally.attempts += count
+    answers = await repository.survey_answers(
+        session, start=start, end=end, tz=timezone, only=only, answered=EventType.SURVEY_ANSWERED
+    )
+    for day, agent, count, scores in answers:
+        for tally in groups(day, agent):
+            tally.responses += count
+            tally.score_sum += scores
+    sent = await repository.surveys_sent(
+        session,
+        start=start,
+        end=end,
+        tz=timezone,
+        only=only,
+        sent=EventType.SURVEY_SENT,
+        answered=EventType.SURVEY_ANSWERED,
+    )
+    for day, agent, count, answered in sent:
+        for tally in groups(day, agent):
+            tally.surveys_sent += count
+            tally.surveys_answered += answered
+    return by_agent, by_day

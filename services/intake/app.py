@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from prometheus_client import start_http_server
 
-from services.intake import dialing, waiting
+from services.intake import dialing, inbound_sms, voicemail, waiting
 from services.intake.api import contact, operators, selfservice, webhooks
 from services.intake.metrics import IntakeMetrics
 from services.intake.settings import IntakeSettings
@@ -69,12 +69,15 @@ def create_app(settings: IntakeSettings) -> FastAPI:
         settings=settings,
         routers=[
             webhooks,
+            inbound_sms.router,
             dialing.router,
             contact,
             operators,
             selfservice,
             waiting.offers,
             waiting.twiml,
+            voicemail.twiml,
+            voicemail.webhooks,
         ],
         peers=["callback", "history"],
         description="Missed-call webhooks and contact requests, stored before they are answered.",

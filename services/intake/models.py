@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Index, LargeBinary, PrimaryKeyConstraint, String, Text, text
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -84,6 +94,18 @@ class CallLeg(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     missed_inbound_id: Mapped[str | None] = mapped_column(String(36))
     answered_inbound_id: Mapped[str | None] = mapped_column(String(36))
+    # The voicemail the caller left on this call (§11), gathered from requests that arrive in
+    # any order: the recording's status callback, the `<Record action>` (the caller's number)
+    # and the transcript. Forwarded once, by `voicemail_inbound_id`, when the recording and
+    # the caller are both known; a transcript that comes later follows on its own.
+    recording_sid: Mapped[str | None] = mapped_column(String(64))
+    recording_url: Mapped[str | None] = mapped_column(Text)
+    recording_duration: Mapped[int | None] = mapped_column(Integer)
+    transcript: Mapped[str | None] = mapped_column(Text)
+    transcript_forwarded: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false")
+    )
+    voicemail_inbound_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -209,7 +209,10 @@ async def erase_call_legs(
     if not conditions:
         return 0
     result = await session.execute(
-        update(CallLeg).where(or_(*conditions)).values(caller=None, callee=None, phone=None)
+        update(CallLeg)
+        .where(or_(*conditions))
+        # A voicemail's words are the caller's; its recording is deleted by callback.
+        .values(caller=None, callee=None, phone=None, transcript=None, recording_url=None)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 

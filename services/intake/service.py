@@ -12,7 +12,7 @@ import phonenumbers
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from services.intake import repository
+from services.intake import queue_requests, repository
 from services.intake.models import CallLeg, Inbound, IntakeOutbox
 from services.intake.schemas import (
     ContactRequestIn,
@@ -182,6 +182,8 @@ async def ingest_stateless(
         delivery = provider.parse(request)
     except PayloadRejected:
         return None
+    if provider.needs_legs(delivery):
+        return None
     decision = await provider.interpret(delivery, _NoLegs())
     inbound_id = new_id()
     summary = _noted(decision, dict(delivery.summary))
@@ -322,6 +324,19 @@ async def _apply(
         return Accepted(id=inbound_id, status=InboundStatus.RECORDED)
     summary["outcome"] = report.outcome
     leg = decision.leg
+    if report.outcome == "voicemail":
+        # Not the call's outcome but its voicemail, gathered on the call's leg.
+        # Imported here: the voicemail rule builds on this module (a cycle at import time).
+        from services.intake.voicemail import apply as apply_voicemail
+
+        return await apply_voicemail(
+            session=session,
+            settings=settings,
+            inbound_id=inbound_id,
+            report=report,
+            leg=leg,
+            summary=summary,
+        )
     if leg is not None:
         # Each outcome of a call is reported once, whichever of its requests says so first.
         first = leg.missed_inbound_id if report.outcome == "missed" else leg.answered_inbound_id
@@ -394,6 +409,8 @@ def call_outcome(
         summary["queue"] = report.queue
     if dialed:
         summary["dialed"] = dialed
+    if report.outcome == "requested":
+        return _requested(settings, report, inbound_id, summary, phone, dialed)
     history = Forward("history", "/v1/events", _call_event(report, inbound_id, phone, dialed))
     ordering_key = phone or f"inbound:{inbound_id}"
     if phone is None:
@@ -435,6 +452,56 @@ def call_outcome(
     forward = Forward("callback", "/v1/callbacks", create)
     return CallOutcome(
         InboundStatus.ACCEPTED, summary, ordering_key, phone, report.email, (history, forward)
+    )
+
+
+def _requested(
+    settings: IntakeSettings,
+    report: CallReport,
+    inbound_id: str,
+    summary: dict[str, Any],
+    phone: str | None,
+    dialed: str | None,
+) -> CallOutcome:
+    """A callback asked for in the phone queue (§11): the place kept from `queued_at`."""
+    queued_at = report.queued_at or report.occurred_at
+    requested = queue_requests.requested_event(
+        inbound_id=inbound_id,
+        occurred_at=report.occurred_at,
+        phone=phone,
+        provider=report.provider,
+        call_id=report.call_id,
+        queue=report.queue,
+        queued_at=queued_at,
+        dialed=dialed,
+        language=report.language,
+    )
+    history = Forward("history", "/v1/events", requested)
+    if phone is None:
+        # Nobody to call back: the request is on the timeline, and that is all.
+        return CallOutcome(
+            InboundStatus.RECORDED,
+            summary,
+            f"inbound:{inbound_id}",
+            email=report.email,
+            forwards=(history,),
+        )
+    if not sms_allowed(settings, phone):
+        summary["sms_blocked"] = "region"
+    create = queue_requests.requested_create(
+        inbound_id=inbound_id,
+        phone=phone,
+        queue=report.queue,
+        queued_at=queued_at,
+        dialed=dialed,
+        sms=sms_allowed(settings, phone),
+        language=report.language,
+        email=report.email,
+        name=report.name,
+    )
+    forward = Forward("callback", "/v1/callbacks", create)
+    return CallOutcome(
+        InboundStatus.ACCEPTED, summary, phone, phone, report.email, (history, forward)
     )
 
 

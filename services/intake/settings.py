@@ -16,6 +16,14 @@ class IntakeSettings(CommonSettings):
     webhook_secrets: SecretStr | None = None
     webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
     twilio_auth_token: SecretStr | None = None
+    # Standard Webhooks secrets (`whsec_...`, comma-separated) of SMS gateways posting the
+    # replies customers send (`POST /v1/webhooks/sms`, §13); apart from the call webhooks'.
+    inbound_sms_webhook_secrets: SecretStr | None = Field(
+        default=None,
+        description="Standard Webhooks secrets (`whsec_...`, comma-separated, all accepted) of "
+        "SMS gateways posting customers' replies to `POST /v1/webhooks/sms`; unset: that webhook "
+        "is refused (Twilio Messaging uses `RINGBACK_TWILIO_AUTH_TOKEN` instead)",
+    )
     # What a caller waiting in a Twilio queue hears between offers (§11); unset: silence.
     twilio_hold_music_url: str | None = Field(default=None, max_length=1000)
     cti_token: SecretStr | None = None
@@ -71,6 +79,11 @@ class IntakeSettings(CommonSettings):
         if self.webhook_secrets is None:
             return []
         return _csv(self.webhook_secrets.get_secret_value())
+
+    def inbound_sms_secret_list(self) -> list[str]:
+        if self.inbound_sms_webhook_secrets is None:
+            return []
+        return _csv(self.inbound_sms_webhook_secrets.get_secret_value())
 
     def trusted_proxy_set(self) -> frozenset[str]:
         return frozenset(_csv(self.trusted_proxies))

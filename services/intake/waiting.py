@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from services.intake import repository
+from services.intake import queue_requests, repository
 from services.intake.metrics import IntakeMetrics
 from services.intake.models import IntakeOutbox
 from services.intake.service import CALL, RawRequest, inbound_values, sms_allowed
@@ -29,12 +29,12 @@ from services.intake.telephony.base import Unauthenticated
 from services.intake.telephony.twilio import verify as verify_twilio
 from shared import twiml_wait
 from shared.auth import require_scope
-from shared.contracts import CallbackCreate, Consent, QueueOffer
+from shared.contracts import QueueOffer
 from shared.db import unit_of_work, utcnow
 from shared.errors import Forbidden, ServiceUnavailable
 from shared.outbox import enqueue
 from shared.phone import normalize, region_of
-from shared.vocabulary import Channel, InboundStatus
+from shared.vocabulary import InboundStatus
 
 log = structlog.get_logger("ringback.intake.waiting")
 
@@ -123,7 +123,7 @@ async def _offer_within_a_second(request: Request, key: str, caller: str) -> Que
 # ----------------------------------------------------------------------------- Twilio
 
 
-async def _verified_form(request: Request) -> dict[str, str]:
+async def verified_form(request: Request) -> dict[str, str]:
     """The form of a request Twilio signed; 403 otherwise (and while Twilio is not set up)."""
     settings = _settings(request)
     metrics: IntakeMetrics = request.app.state.intake_metrics
@@ -148,11 +148,11 @@ async def _verified_form(request: Request) -> dict[str, str]:
     return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
 
 
-def _key(queue: str | None) -> str:
+def queue_key_or_default(queue: str | None) -> str:
     return queue if queue and _KEY.match(queue) else DEFAULT_QUEUE
 
 
-def _language(named: str | None, caller: str | None, region: str) -> twiml_wait.Spoken:
+def caller_language(named: str | None, caller: str | None, region: str) -> twiml_wait.Spoken:
     for language in twiml_wait.VOICES:
         if named == language:
             return language
@@ -185,17 +185,17 @@ QueueParam = Annotated[str | None, Query(max_length=200)]
     summary="Twilio `<Enqueue waitUrl>`: hold music, and the callback offer once it is due",
 )
 async def wait(request: Request, queue: QueueParam = None, lang: Lang = None) -> Response:
-    form = await _verified_form(request)
+    form = await verified_form(request)
     settings = _settings(request)
     music = settings.twilio_hold_music_url
-    key = _key(queue)
+    key = queue_key_or_default(queue)
     caller = form.get("From", "")
     offered = await _offer_within_a_second(request, key, caller)
     waited = _seconds(form.get("QueueTime"))
     if offered is None or not offered.offer or waited < offered.min_wait_seconds:
         return _xml(twiml_wait.hold(music))
     now = utcnow()
-    language = _language(lang, caller, settings.default_region)
+    language = caller_language(lang, caller, settings.default_region)
     action = twiml_wait.press_url(
         settings.public_base_url or "",
         queue=key,
@@ -221,10 +221,10 @@ async def press(
     estimate: Annotated[str | None, Query(max_length=64)] = None,
     tries: Annotated[int, Query(ge=0, le=10)] = 0,
 ) -> Response:
-    form = await _verified_form(request)
+    form = await verified_form(request)
     settings = _settings(request)
     music = settings.twilio_hold_music_url
-    language = _language(lang, form.get("From"), settings.default_region)
+    language = caller_language(lang, form.get("From"), settings.default_region)
     now = utcnow()
     promised = _moment(estimate)
     minutes = twiml_wait.minutes_until(promised, now)
@@ -233,7 +233,7 @@ async def press(
             return _xml(twiml_wait.hold(music))
         action = twiml_wait.press_url(
             settings.public_base_url or "",
-            queue=_key(queue),
+            queue=queue_key_or_default(queue),
             queued_at=_moment(queued_at) or now,
             language=language,
             estimate=promised,
@@ -248,7 +248,12 @@ async def press(
         entered = now
     try:
         stored = await _store_request(
-            request, form, key=_key(queue), queued_at=entered, language=language, promised=promised
+            request,
+            form,
+            key=queue_key_or_default(queue),
+            queued_at=entered,
+            language=language,
+            promised=promised,
         )
     except Exception:
         # The caller is still on the line and in the queue: tell them, never an error page.
@@ -304,27 +309,39 @@ async def _store_request(
         leg.phone = leg.phone or phone
         leg.queue = leg.queue or key
         leg.updated_at = utcnow()
-        create = CallbackCreate(
-            request_id=f"inbound:{inbound_id}",
-            source="missed_call",
-            channel=Channel.PHONE,
-            first_contact_at=queued_at,
-            phone=phone,
-            language=language,
-            queue=key,
-            dialed=dialed,
+        event = queue_requests.requested_event(
             inbound_id=inbound_id,
-            consent=Consent(sms=sms_allowed(settings, phone), email=True),
+            occurred_at=utcnow(),
+            phone=phone,
+            provider=_PROVIDER,
+            call_id=call_sid,
+            queue=key,
             queued_at=queued_at,
-            estimated_callback_at=promised,
+            dialed=dialed,
+            language=language,
         )
-        await enqueue(
-            session,
-            IntakeOutbox,
-            destination="callback",
-            path="/v1/callbacks",
-            payload=create,
-            ordering_key=phone,
+        create = queue_requests.requested_create(
+            inbound_id=inbound_id,
+            phone=phone,
+            queue=key,
+            queued_at=queued_at,
+            dialed=dialed,
+            sms=sms_allowed(settings, phone),
+            language=language,
+            promised=promised,
         )
+        # The timeline entry first: the outbox keeps the order per number.
+        for destination, path, payload in (
+            ("history", "/v1/events", event),
+            ("callback", "/v1/callbacks", create),
+        ):
+            await enqueue(
+                session,
+                IntakeOutbox,
+                destination=destination,
+                path=path,
+                payload=payload,
+                ordering_key=phone,
+            )
     log.info("intake.wait.callback_requested", inbound_id=inbound_id, queue=key)
     return True

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback import offer, promises
@@ -21,6 +21,7 @@ from tests.callback.conftest import InsertCallbacks
 from tests.callback.helpers import callback_body, plan_body
 
 MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
 MakeKey = Callable[..., Awaitable[str]]
 
 
@@ -231,3 +232,54 @@ async def test_a_callback_asked_for_in_the_queue_keeps_its_place_among_callbacks
     other = (await client.get(f"/v1/callbacks/{plain.json()['id']}", headers=auth)).json()
     assert (other["requested_in_queue"], other["queued_at"]) == (False, None)
     assert other["promised_by"] == other["sla_deadline"]
+
+
+async def test_a_kept_estimate_is_the_simulation_and_a_change_ahead_simulates_afresh(
+    client: AsyncClient,
+    admin: dict[str, str],
+    settings: CallbackSettings,
+    sessions: async_sessionmaker[AsyncSession],
+    insert_callbacks: InsertCallbacks,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await _put_queue(client, admin, agents=2)
+    now = datetime.now(UTC)
+    await _backlog(insert_callbacks, now)
+    simulated: list[int | None] = []
+    read = promises.waiting
+
+    async def counted(*args: Any, **kwargs: Any) -> promises.Waiting:
+        simulated.append(kwargs.get("limit"))
+        return await read(*args, **kwargs)
+
+    monkeypatch.setattr(promises, "waiting", counted)
+
+    async def ask(at: datetime) -> datetime | None:
+        async with sessions() as session:
+            found = await offer.estimate(session=session, settings=settings, key="billing", now=at)
+        return found.estimated_callback_at
+
+    # Two seconds later, nothing changed: the same simulation's answer, not simulated again.
+    assert await ask(now) == now + 12 * MINUTE
+    assert await ask(now + 2 * SECOND) == now + 12 * MINUTE
+    assert simulated == [5]
+
+    # One more callback ahead: 0, 0, 6, 6, 12, 12, then the caller at 18 minutes.
+    await insert_callbacks(1, phone="+358401005555", queue="billing", due_at=now - 11 * MINUTE)
+    assert await ask(now + 2 * SECOND) == now + 2 * SECOND + 18 * MINUTE
+    assert simulated == [5, 6]
+
+    # A callback ahead moved by a statement that left `updated_at` alone: simulated afresh.
+    async with sessions() as session:
+        await session.execute(
+            update(Callback)
+            .where(Callback.phone == "+358401005555")
+            .values(due_at=now - 12 * MINUTE)
+        )
+        await session.commit()
+    await ask(now + 3 * SECOND)
+    assert simulated == [5, 6, 6]
+
+    # Past the reuse window the same inputs are simulated again.
+    await ask(now + 3 * SECOND + offer.ESTIMATE_REUSE + SECOND)
+    assert simulated == [5, 6, 6, 6]

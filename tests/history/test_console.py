@@ -88,7 +88,7 @@ async def test_every_module_and_stylesheet_the_page_loads_is_served_with_its_typ
         assert response.status_code == 200, name
         assert response.headers["content-type"] == "text/javascript; charset=utf-8", name
         pending += re.findall(r'^import .* from "\./([^"]+)";$', response.text, flags=re.M)
-    assert seen == {"console.js", "api.js", "sse.js", "dom.js"}
+    assert seen == {"console.js", "api.js", "sse.js", "dom.js", "charts.js"}
 
 
 async def test_config_names_the_configured_callback_url(console: AsyncClient) -> None:

@@ -174,6 +174,40 @@ async def test_erasing_a_customer_without_identities_tells_nobody(
         assert (await session.scalars(select(HistoryOutbox))).all() == []
 
 
+async def test_erasure_keeps_a_survey_score_for_the_csat_figures(
+    client: AsyncClient, writer: dict[str, str], reader: dict[str, str], admin: dict[str, str]
+) -> None:
+    """The score of an answered survey is not personal and stays (the comment goes), so the
+    queue's CSAT average does not change when the customer is erased (DESIGN §13)."""
+    answered = await _post(
+        client,
+        writer,
+        occurred_at="2026-11-22T11:00:00Z",
+        channel="sms",
+        type="survey_answered",
+        customer={"phone": E164},
+        subject={"kind": "callback", "id": "cb-9"},
+        actor={"kind": "customer"},
+        data={
+            "score": 4,
+            "comment": f"{NAME} was helped",
+            "queue": "billing",
+            "agent_id": "agent-7",
+            "survey_id": "sv-1",
+        },
+    )
+    response = await client.delete(f"/v1/customers/{answered['customer_id']}", headers=admin)
+    assert response.status_code == 200, response.text
+    timeline = await client.get(
+        f"/v1/customers/{answered['customer_id']}/timeline", headers=reader
+    )
+    (event,) = [e for e in timeline.json()["items"] if e["type"] == "survey_answered"]
+    assert event["data"]["score"] == 4
+    assert event["data"]["survey_id"] == "sv-1"
+    assert "comment" not in event["data"] or event["data"]["comment"] in (None, "")
+    assert NAME not in str(event)
+
+
 async def _scan_database(engine: AsyncEngine, needles: list[str]) -> list[str]:
     """Every text, varchar, json(b) and bytea column of every table in every schema holding
     one of `needles`, as `schema.table.column`."""

@@ -248,8 +248,14 @@ async def test_pressing_1_books_the_callback_and_a_later_hang_up_is_no_missed_ca
     assert [child.tag for child in root] == ["Say", "Leave"]
     assert root[0].get("language") == "fi-FI"
     rows: list[IntakeOutbox] = await outbox_rows()
-    assert [(row.destination, row.path) for row in rows] == [("callback", "/v1/callbacks")]
-    request = rows[0].payload
+    assert [(row.destination, row.path) for row in rows] == [
+        ("history", "/v1/events"),
+        ("callback", "/v1/callbacks"),
+    ]
+    # The agent sees on the timeline that the caller asked in the queue.
+    event, request = rows[0].payload, rows[1].payload
+    assert (event["type"], event["customer"]["phone"]) == ("callback_requested", FINNISH)
+    assert event["data"]["queue"] == "billing"
     assert (request["phone"], request["queue"], request["language"]) == (FINNISH, "billing", "fi")
     query = {k: v[0] for k, v in parse_qs(urlsplit(action).query).items()}
     assert request["queued_at"] == request["first_contact_at"]
@@ -281,7 +287,9 @@ async def test_pressing_1_books_the_callback_and_a_later_hang_up_is_no_missed_ca
     rows = await outbox_rows()
     assert [row.path for row in rows if row.destination == "callback"] == ["/v1/callbacks"]
     # Nothing on the timeline says "missed call": the hang-up is the request's duplicate.
-    assert [row.payload["type"] for row in rows if row.destination == "history"] == []
+    assert [row.payload["type"] for row in rows if row.destination == "history"] == [
+        "callback_requested"
+    ]
     inbound: list[Inbound] = await inbound_rows()
     hang_up = [row for row in inbound if (row.summary or {}).get("queue_result") == "hangup"]
     assert [row.status for row in hang_up] == ["duplicate"]

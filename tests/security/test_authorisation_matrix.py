@@ -50,8 +50,15 @@ EXEMPT: dict[str, str] = {
     "/v1/webhooks/twilio/dial/{dial_id}/status": "X-Twilio-Signature instead",
     "/v1/webhooks/twilio/dial/{dial_id}/connect": "X-Twilio-Signature instead",
     "/v1/webhooks/dialer": "Standard Webhooks signature with the dialer's own secret instead",
+    "/v1/webhooks/twilio/sms": "X-Twilio-Signature instead (tests/intake/test_inbound_sms)",
+    "/v1/webhooks/sms": "Standard Webhooks signature with the inbound SMS secret instead "
+    "(tests/intake/test_inbound_sms)",
     "/v1/twiml/wait": "X-Twilio-Signature instead (tests/intake/test_twiml_wait)",
     "/v1/twiml/wait/press": "X-Twilio-Signature instead (tests/intake/test_twiml_wait)",
+    "/v1/twiml/voicemail": "X-Twilio-Signature instead (tests/intake/test_voicemail)",
+    "/v1/webhooks/twilio/voicemail": "X-Twilio-Signature instead (tests/intake/test_voicemail)",
+    "/v1/webhooks/twilio/recording": "X-Twilio-Signature instead (tests/intake/test_voicemail)",
+    "/v1/webhooks/twilio/transcription": "X-Twilio-Signature instead (tests/intake/test_voicemail)",
     "/v1/self/{token}": "the customer's signed self-service link is the credential",
     "/console": "the agent console's static files: no data; the agent's key unlocks the API",
     "/console/": "the agent console's static files: no data; the agent's key unlocks the API",
@@ -91,6 +98,8 @@ EXPECTED: dict[tuple[str, str, str], frozenset[str]] = {
     # What the phone system reports reaches callback only through intake's relay.
     ("callback", "POST", "/v1/dials/{dial_id}/events"): frozenset({"internal"}),
     ("callback", "POST", "/v1/dials/{dial_id}/connect"): frozenset({"internal"}),
+    # Inbound SMS (survey replies, STOP) reach callback only through intake's relay.
+    ("callback", "POST", "/v1/inbound-sms"): frozenset({"internal"}),
     ("callback", "PATCH", "/v1/callbacks/{callback_id}"): frozenset(
         {"callbacks:write", "internal"}
     ),
@@ -105,6 +114,10 @@ EXPECTED: dict[tuple[str, str, str], frozenset[str]] = {
         {"intake:write", "callbacks:read", "internal"}
     ),
     ("intake", "GET", "/v1/queues/{key}/offer"): frozenset({"intake:write", "callbacks:read"}),
+    # §11 voicemail: intake forwards it; agents read it and play its audio.
+    ("callback", "POST", "/v1/voicemails"): frozenset({"internal"}),
+    ("callback", "GET", "/v1/voicemails/{voicemail_id}"): frozenset({"callbacks:read", "internal"}),
+    ("callback", "GET", "/v1/voicemails/{voicemail_id}/audio"): frozenset({"callbacks:read"}),
     ("callback", "GET", "/v1/agents"): frozenset({"callbacks:read", "internal"}),
     ("callback", "GET", "/v1/agents/{agent_id}"): frozenset({"callbacks:read", "internal"}),
     ("callback", "PUT", "/v1/agents/{agent_id}"): frozenset({"admin"}),

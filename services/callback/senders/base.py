@@ -43,6 +43,9 @@ class OutgoingSms:
     notification_id: str
     to: str
     text: str
+    # A number of our own for this message (a survey's, which customers reply to); None: the
+    # provider's configured sender.
+    sender: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

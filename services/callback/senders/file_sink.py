@@ -29,8 +29,9 @@ class FileSmsSender:
 
     async def send_sms(self, message: OutgoingSms) -> SendResult:
         lines = [f"To: {message.to}"]
-        if self._sender:
-            lines.append(f"From: {self._sender}")
+        sender = message.sender or self._sender
+        if sender:
+            lines.append(f"From: {sender}")
         lines += [f"Reference: {message.notification_id}", "", message.text, ""]
         path = self._directory / f"{message.notification_id}.txt"
         await asyncio.to_thread(_write_atomically, path, "\n".join(lines).encode("utf-8"))

@@ -30,8 +30,9 @@ class HttpSmsSender:
             "text": message.text,
             "reference": message.notification_id,
         }
-        if self._sender:
-            body["sender"] = self._sender
+        sender = message.sender or self._sender
+        if sender:
+            body["sender"] = sender
         try:
             response = await self._client.post(
                 self._url,

@@ -35,7 +35,11 @@ class TwilioSmsSender:
         try:
             response = await self._client.post(
                 self._url,
-                data={"To": message.to, "From": self._sender, "Body": message.text},
+                data={
+                    "To": message.to,
+                    "From": message.sender or self._sender,
+                    "Body": message.text,
+                },
                 auth=self._auth,
                 # Twilio itself ignores it; compatible gateways may use it to drop a re-send.
                 headers={"Idempotency-Key": message.notification_id},

@@ -11,10 +11,13 @@
 // `config.json` and allows this origin through its CORS setting.
 
 import { Api, ApiError } from "./api.js";
+import { demandChart, slaChart, todayHours } from "./charts.js";
 import { clock, el, fill, relative, row, startOfToday, useTimeZone, when } from "./dom.js";
 import { LiveStream } from "./sse.js";
 
 const REFRESH_SECONDS = 15;
+// The plan's seats change rarely: the Today chart's capacity is read again after this long.
+const CAPACITY_SECONDS = 300;
 const QUEUE_LIMIT = 25;
 // `GET /v1/queue`'s most. It takes one queue or all: for an agent in some of several queues
 // the page reads all and keeps theirs, so reads deep enough to still fill QUEUE_LIMIT.
@@ -90,6 +93,7 @@ const state = {
   refreshing: false,
   refreshAgain: false,
   slotsLoaded: false,
+  capacity: null, // today's slots of every queue, for the Today chart: {callback, from, at, slots}
   profileTimer: null,
   // Bumped whenever the customer pane is cleared: a lookup begun before then is stale.
   customerSeq: 0,
@@ -315,8 +319,35 @@ async function changePresence() {
 // ----------------------------------------------------------------------------- queue and figures
 
 function todayRange() {
-  // The site's today, as history counts it (the day's figures are in the site's zone too).
-  return { from: startOfToday().toISOString(), to: new Date().toISOString(), bucket: "day" };
+  // The site's whole today, as history counts it (the day's figures are in the site's zone
+  // too), by the hour for the charts; the hours still to come count nothing yet.
+  const from = startOfToday();
+  return { from: from.toISOString(), to: endOfDay(from).toISOString(), bucket: "hour" };
+}
+
+/** The next midnight after `from` (a day may be 23 or 25 hours long). */
+function endOfDay(from) {
+  return startOfToday(new Date(from.getTime() + 30 * 3600 * 1000));
+}
+
+/** Today's slots of every queue (null: not known), read again every CAPACITY_SECONDS. */
+async function todaySlots(callback, queues) {
+  const from = startOfToday().toISOString();
+  const kept = state.capacity;
+  if (kept && kept.callback === callback && kept.from === from && Date.now() - kept.at < CAPACITY_SECONDS * 1000) {
+    return kept.slots;
+  }
+  const to = endOfDay(new Date(from)).toISOString();
+  let slots = null;
+  try {
+    const lists = await Promise.all(queues.map((queue) => callback.get("/v1/slots", { queue: queue.key, from, to })));
+    slots = lists.flatMap((list) => list.items);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) throw error;
+    // The chart shows demand without capacity rather than failing the whole refresh.
+  }
+  state.capacity = { callback, from, at: Date.now(), slots };
+  return slots;
 }
 
 function who(callback) {
@@ -407,6 +438,12 @@ function showStats(stats) {
       ? "none closed yet"
       : `${Math.round(sla.share * 100)} % (${sla.reached_within} of ${sla.closed})`;
   $("figure-completed").textContent = String(stats.callbacks.completed);
+}
+
+function showCharts(stats, slots) {
+  const hours = todayHours(stats, slots);
+  fill($("chart-demand-box"), demandChart(hours));
+  fill($("chart-sla-box"), slaChart(hours));
 }
 
 function showMine(items) {
@@ -516,12 +553,14 @@ async function refreshOnce() {
     history.get("/v1/stats", todayRange()),
     callback.get("/v1/callbacks", { status: "in_progress", agent_id: agentId }),
   ]);
+  const slots = await todaySlots(callback, queues);
   if (callback !== state.callback) return;
   const views = new Map(mine.map((key, i) => [key, perQueue[i]]));
   showMyQueues(views);
   if (filter) showQueue(views.get(filter));
   else showQueue(everything || emptyView());
   showStats(stats);
+  showCharts(stats, slots);
   showMine(claimed.items);
   if (state.current) await refreshCurrent();
   if (state.current && !state.customerId) await findCustomer(state.current.phone);
@@ -622,6 +661,7 @@ function showCurrent(callback) {
     ownerText(callback) ? row("Owner", ownerText(callback)) : null,
     row("Status", callback.status.replaceAll("_", " "), "callback-status"),
     callback.message ? row("Message", callback.message, "callback-message") : null,
+    ...(callback.voicemails || []).map(voicemailRow),
     unverifiedRow(callback.unverified),
     row("First contact", when(callback.first_contact_at)),
     row("SLA deadline", when(callback.sla_deadline)),
@@ -633,6 +673,31 @@ function showCurrent(callback) {
   if (!mineStill) resetSlots();
   showDial(callback);
   syncControls();
+}
+
+// A voicemail the caller left (§11). An <audio src> cannot send the agent's key, so "Play"
+// fetches the recording through callback with it and plays the bytes from a blob: URL.
+function voicemailRow(voicemail) {
+  const seconds = voicemail.duration === null ? "" : ` (${voicemail.duration} s)`;
+  const cell = el("span", {}, `${when(voicemail.occurred_at)}${seconds} `);
+  if (voicemail.audio_url) {
+    const play = el("button", { type: "button", dataset: { testid: "voicemail-play" } }, "Play");
+    play.addEventListener("click", async () => {
+      play.disabled = true;
+      try {
+        const response = await state.callback.send("GET", voicemail.audio_url, { accept: "audio/*" });
+        if (!response.ok) throw await ApiError.from(response);
+        const audio = el("audio", { controls: true, autoplay: true });
+        audio.src = URL.createObjectURL(await response.blob());
+        play.replaceWith(audio);
+      } catch (error) {
+        play.disabled = false;
+        sayError(error, "Playing the voicemail");
+      }
+    });
+    cell.append(play);
+  }
+  return row("Voicemail", cell, "callback-voicemail");
 }
 
 // The latest dial's progress, and the outcome the line proposes once it ended.

@@ -43,6 +43,8 @@ def content_security_policy(callback_url: str) -> str:
             "script-src 'self'",
             "style-src 'self'",
             "img-src 'self'",
+            # A voicemail is fetched with the agent's key and played from a blob: URL.
+            "media-src blob:",
             f"connect-src 'self' {_origin(callback_url)}",
             "base-uri 'none'",
             # The sign-in form is handled by script; never let it submit the key anywhere.

@@ -24,7 +24,19 @@ if TYPE_CHECKING:
     from services.intake.models import CallLeg
     from services.intake.settings import IntakeSettings
 
-Outcome = Literal["missed", "answered", "ignored"]
+# `requested`: the caller asked for a callback while waiting in the phone queue (§11);
+# `voicemail`: a piece of a voicemail they left (its recording, its transcript, or both).
+Outcome = Literal["missed", "answered", "ignored", "requested", "voicemail"]
+
+#: Longest transcript kept (characters); a longer one is cut, never refused (docs/api.md).
+TRANSCRIPT_MAX_CHARS = 2000
+
+
+def cut_transcript(text: str | None) -> str | None:
+    """A transcript as kept: stripped, cut to `TRANSCRIPT_MAX_CHARS`; None when it says nothing."""
+    kept = (text or "").replace("\x00", "").strip()
+    return kept[:TRANSCRIPT_MAX_CHARS].rstrip() or None
+
 
 #: A queue key as a contact may name it (DESIGN §9). Intake does not know which queues exist:
 #: an unknown key is callback's to resolve, so any short single line passes.
@@ -61,6 +73,19 @@ def url_queue(query: str) -> tuple[str | None, str | None]:
 
 
 @dataclass(frozen=True, slots=True)
+class VoicemailFacts:
+    """What one request says about the voicemail a caller left; any part may be missing."""
+
+    recording_url: str | None = None
+    recording_sid: str | None = None
+    duration: int | None = None
+    transcript: str | None = None
+    # True when the request says all its sender will ever say of the caller (the generic
+    # webhook): no number then means withheld, not "not yet known".
+    whole: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class CallReport:
     """One inbound call as intake understands it, before phone normalisation."""
 
@@ -79,6 +104,9 @@ class CallReport:
     name: str | None = None
     language: Language | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    # `requested`: when the caller entered the phone queue (their place, §11).
+    queued_at: datetime | None = None
+    voicemail: VoicemailFacts | None = None
 
 
 class PayloadRejected(Exception):
@@ -167,6 +195,11 @@ class Provider(ABC, Generic[EventT]):
     @abstractmethod
     def parse(self, request: ProviderRequest) -> Delivery[EventT]:
         """The verified bytes as this provider's event, or `PayloadRejected`."""
+
+    def needs_legs(self, delivery: Delivery[EventT]) -> bool:
+        """Whether this delivery needs the call's legs (then a stateless provider's fast path
+        steps aside for the general one)."""
+        return not self.stateless
 
     async def interpret(self, delivery: Delivery[EventT], legs: LegStore) -> Decision:
         """What the event means for the customer; stateless providers need no legs."""

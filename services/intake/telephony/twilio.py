@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import parse_qs, parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit, urlunsplit
+from xml.sax.saxutils import escape
 
 from starlette.responses import Response
 
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 
 TWIML_EMPTY = b'<?xml version="1.0" encoding="UTF-8"?><Response/>'
 MISSED = frozenset({"busy", "no-answer", "failed", "canceled"})
+# A Dial that ended so leaves the caller on the line: they may leave a message (`canceled`
+# is the caller hanging up, so nobody is there to hear the prompt).
+VOICEMAIL_AFTER = frozenset({"busy", "no-answer", "failed"})
 # A child leg or a Dial that reached one of these was picked up by someone.
 ANSWERED = frozenset({"in-progress", "completed", "answered"})
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -362,6 +366,8 @@ class TwilioProvider(Provider[TwilioEvent]):
 
     def respond(self, request: ProviderRequest, accepted: Accepted) -> Response:
         if _looks_like_action(request):
+            if _voicemail_wanted(request):
+                return _twiml(accepted.id, accepted.status, _to_voicemail(request))
             return _twiml(accepted.id, accepted.status)
         return super().respond(request, accepted)
 
@@ -377,9 +383,30 @@ def _looks_like_action(request: ProviderRequest) -> bool:
     return bool(names & {"DialCallStatus", "QueueResult"})
 
 
-def _twiml(inbound_id: str, status: str) -> Response:
+def _voicemail_wanted(request: ProviderRequest) -> bool:
+    """A `<Dial action>` URL with `?voicemail=1` whose agent did not answer (§11): the caller
+    is asked for a message, which joins this call's missed call."""
+    if ("voicemail", "1") not in parse_qsl(request.query):
+        return False
+    text = request.body[:8192].decode("utf-8", errors="replace")
+    params = dict(parse_qsl(text, keep_blank_values=True))
+    return params.get("DialCallStatus") in VOICEMAIL_AFTER
+
+
+def _to_voicemail(request: ProviderRequest) -> bytes:
+    # Relative: Twilio resolves it against this request's URL, so it is signed as ours.
+    queue, _ = url_queue(request.query)
+    target = "/v1/twiml/voicemail" + (f"?{urlencode({'queue': queue})}" if queue else "")
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?><Response><Redirect method="POST">'
+        + escape(target).encode()
+        + b"</Redirect></Response>"
+    )
+
+
+def _twiml(inbound_id: str, status: str, document: bytes = TWIML_EMPTY) -> Response:
     return Response(
-        TWIML_EMPTY,
+        document,
         status_code=200,
         media_type="text/xml",
         headers={"x-ringback-inbound-id": inbound_id, "x-ringback-status": status},

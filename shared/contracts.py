@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -314,6 +314,11 @@ class DialBridge(BaseModel):
     caller_id: str
     machine_detection: bool
     ring_seconds: int
+
+
+# The longest survey comment kept (DESIGN §13): callback cuts a longer one, and intake's API
+# description of the self-service form states it.
+SURVEY_COMMENT_MAX: Final = 1000
 
 
 class InboundSms(_Strict):

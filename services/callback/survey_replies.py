@@ -25,7 +25,7 @@ from services.callback.jobs import NotificationQueue
 from services.callback.models import Callback, Survey
 from services.callback.settings import CallbackSettings
 from services.callback.survey import REPLY_WINDOW, event_data
-from shared.contracts import InboundSms, Language
+from shared.contracts import SURVEY_COMMENT_MAX, InboundSms, Language
 from shared.phone import normalize
 from shared.vocabulary import (
     LANGUAGES,
@@ -53,7 +53,7 @@ _WORD = re.compile(r"([^\W\d_]+)")
 _LEADING = re.compile(r"^[\s\W_]+")
 # What the processed-requests table files an inbound SMS under.
 _PROCESSED_KIND: Final = "inbound_sms"
-COMMENT_MAX: Final = 1000
+COMMENT_MAX: Final = SURVEY_COMMENT_MAX
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,9 @@
 """`ringback demo` (`make demo`): one realistic, signed missed call into a running `make run`.
 
 It prints what a newcomer wants to see: intake's answer, the customer's timeline as history
-records it, and the SMS and email the customer received (from the development sink).
+records it, and the SMS and email the customer received (from the development sink). Then an
+agent calls the customer back and reaches them, the satisfaction survey goes out, the customer
+replies "5 kiitos" by SMS, and the demo ends with the queue's wallboard figures (DESIGN §13).
 `--language et` makes the caller an Estonian customer, who gets the confirmation in Estonian.
 """
 
@@ -62,6 +64,15 @@ def run_demo(*, timeout: float = 30.0, language: Language | None = None) -> int:
 
 def _secret(name: str) -> str:
     return os.environ.get(name) or dev_secrets()[name]
+
+
+def _run_value(name: str) -> str | None:
+    """A value `make run` gave the services: from this environment when it configures the
+    stack (it names the webhook secret), else from `make run`'s file. Never a mix of both,
+    so a demo against someone else's stack does not sign with a secret it never had."""
+    if os.environ.get("RINGBACK_WEBHOOK_SECRETS"):
+        return os.environ.get(name) or None
+    return dev_secrets().get(name)
 
 
 DEMO_KEY_NAME = "demo"
@@ -135,6 +146,14 @@ async def _works_everywhere(key: str, urls: list[str]) -> bool:
 # The queue the demo's call names, set up the first time if an operator has not made it.
 DEMO_QUEUE = "billing"
 DEMO_NUMBER = "+358942451000"
+DEMO_QUEUE_NAME = "Laskutus (demo)"
+# What the demo's queue adds to show §13: the survey at once and at any hour, whenever the demo
+# is run (a real queue keeps its quiet hours and a delay), and goals for the wallboard.
+_SURVEYED: dict[str, Any] = {
+    "survey": {"enabled": True, "delay_minutes": 0},
+    "sms_quiet_hours": {"start": "00:00", "end": "00:00"},
+    "goals": {"sla_share": 0.8, "csat_average": 4.2, "reach_rate": 0.9},
+}
 
 
 async def _ensure_demo_queue() -> None:
@@ -148,18 +167,25 @@ async def _ensure_demo_queue() -> None:
     engine = create_engine(settings, application_name="ringback.demo", service="callback")
     try:
         async with create_session_factory(engine)() as session:
-            if await repository.get_queue(session, DEMO_QUEUE) is None:
+            existing = await repository.get_queue(session, DEMO_QUEUE)
+            if existing is not None and existing.name != DEMO_QUEUE_NAME:
+                return  # an operator's own `billing` queue: left as it is
+            config = dict(existing.config) if existing is not None else {}
+            if existing is not None and all(config.get(k) == v for k, v in _SURVEYED.items()):
+                return
+            if existing is None:
                 owner = await repository.queue_owning(session, DEMO_NUMBER)
-                body = queues.QueueIn(
-                    name="Laskutus (demo)",
-                    numbers=[] if owner else [DEMO_NUMBER],
-                    languages=["fi", "sv", "en"],
-                    timezone="Europe/Helsinki",
-                )
-                await queues.put_queue(
-                    session=session, settings=settings, key=DEMO_QUEUE, body=body
-                )
-                await session.commit()
+                config = {
+                    "name": DEMO_QUEUE_NAME,
+                    "numbers": [] if owner else [DEMO_NUMBER],
+                    "languages": ["fi", "sv", "en"],
+                    "timezone": "Europe/Helsinki",
+                }
+            # A demo queue set up by an earlier version gains the survey and goals.
+            body = queues.QueueIn.model_validate({**config, **_SURVEYED})
+            await queues.put_queue(session=session, settings=settings, key=DEMO_QUEUE, body=body)
+            await session.commit()
+            if existing is None:
                 print(f"(set up queue {DEMO_QUEUE!r} for the demo; it owns {DEMO_NUMBER})")
     finally:
         await engine.dispose()
@@ -239,8 +265,11 @@ async def _demo(wait_seconds: float, language: Language | None = None) -> int:
         print(
             f"  {event['occurred_at']}  {event['type']:18} {event['channel']:6} {event['summary']}"
         )
-    _show_sink(started)
-    return 0
+    shown = _show_sink(started)
+    ours = [item["id"] for item in landed.json().get("items", [])] if landed.is_success else []
+    if not ours:
+        return 0
+    return await _reach_and_survey(urls, key, caller, ours[0], wait_seconds, shown)
 
 
 async def _wait_for_timeline(
@@ -262,18 +291,24 @@ async def _wait_for_timeline(
     return None
 
 
-def _show_sink(since: float) -> None:
+def _show_sink(since: float, shown: set[Path] | None = None) -> set[Path]:
+    """Print what the development sink received since `since` and not in `shown`; all shown."""
     sink = Path(os.environ.get("RINGBACK_SINK_DIR", str(data_dir() / "outbox")))
     if not sink.exists():
         print("\n(no development sink directory: SMS and email went to real providers)")
-        return
+        return set()
     fresh = sorted(
-        (p for p in sink.rglob("*") if p.is_file() and p.stat().st_mtime >= since - 1),
+        (
+            p
+            for p in sink.rglob("*")
+            if p.is_file() and p.stat().st_mtime >= since - 1 and p not in (shown or set())
+        ),
         key=lambda p: p.stat().st_mtime,
     )
     for path in fresh:
         print(f"\n--- {path} ---")
         print(_readable(path))
+    return (shown or set()) | set(fresh)
 
 
 def _readable(path: Path) -> str:
@@ -286,3 +321,142 @@ def _readable(path: Path) -> str:
     body = message.get_body(preferencelist=("plain",))
     text = body.get_content() if body is not None else ""
     return f"{head}\n\n{str(text).rstrip()}"
+
+
+# The agent the demo calls back as: unknown to `/v1/agents`, so served from every queue.
+DEMO_AGENT = "demo-agent"
+
+
+async def _reach_and_survey(
+    urls: dict[str, str],
+    key: str,
+    caller: _Caller,
+    callback_id: str,
+    wait_seconds: float,
+    shown: set[Path],
+) -> int:
+    """An agent reaches the caller; the survey goes out and is answered; the wallboard."""
+    survey_from = _run_value("RINGBACK_SURVEY_FROM")
+    sms_secret = (_run_value("RINGBACK_INBOUND_SMS_WEBHOOK_SECRETS") or "").split(",")[0].strip()
+    internal = _run_value("RINGBACK_INTERNAL_API_KEY")
+    if not (survey_from and sms_secret and internal):
+        print(
+            "\n(the survey part of the demo needs RINGBACK_SURVEY_FROM, "
+            "RINGBACK_INBOUND_SMS_WEBHOOK_SECRETS and RINGBACK_INTERNAL_API_KEY, as `make run` "
+            "sets them)"
+        )
+        return 0
+    callback = urls["callback"]
+    # The agent's actions use the internal key, which may act for any agent (DESIGN §9).
+    agent = {"authorization": f"Bearer {internal}"}
+    reader = {"authorization": f"Bearer {key}"}
+    started = time.time()
+    async with httpx.AsyncClient(timeout=10) as client:
+        print(f"\n→ {DEMO_AGENT} calls {caller.name} back (claim, then the attempt: reached)")
+        # Ahead of anything else waiting on this stack, so the claim hands out this caller.
+        await client.patch(
+            f"{callback}/v1/callbacks/{callback_id}", json={"priority": 1000}, headers=agent
+        )
+        claimed = await client.post(
+            f"{callback}/v1/queue/claim", json={"agent_id": DEMO_AGENT}, headers=agent
+        )
+        if claimed.status_code != 200 or claimed.json()["id"] != callback_id:
+            print(f"← {claimed.status_code}: another callback came first; the demo stops here")
+            return 1
+        reached = await client.post(
+            f"{callback}/v1/callbacks/{callback_id}/attempts",
+            json={"agent_id": DEMO_AGENT, "outcome": "reached", "note": "Invoice explained"},
+            headers=agent,
+        )
+        print(f"← {reached.status_code} callback {reached.json()['callback']['status']}")
+        if reached.status_code != 201:
+            return 1
+        sent = await _wait_for_event(client, urls["history"], key, caller.e164, "survey_sent",
+                                     wait_seconds)  # fmt: skip
+        if sent is None:
+            print(f"no survey went out within {wait_seconds:.0f} s")
+            return 1
+        _show_sink(started, shown)
+        reply = {
+            "id": f"sms_{secrets.token_hex(8)}",
+            "from": caller.e164,
+            "to": survey_from,
+            "text": "5 kiitos",
+            "received_at": datetime.now(UTC).isoformat(),
+        }
+        body = dumps(reply)
+        msg_id, stamp = f"msg_{secrets.token_hex(8)}", int(time.time())
+        from shared.standard_webhooks import sign
+
+        print(f'\n→ POST {urls["intake"]}/v1/webhooks/sms  ({caller.name} replies "5 kiitos")')
+        answer = await client.post(
+            f"{urls['intake']}/v1/webhooks/sms",
+            content=body,
+            headers={
+                "content-type": "application/json",
+                "webhook-id": msg_id,
+                "webhook-timestamp": str(stamp),
+                "webhook-signature": sign(sms_secret, msg_id, stamp, body),
+            },
+        )
+        print(f"← {answer.status_code} {answer.text}")
+        answered = await _wait_for_event(
+            client, urls["history"], key, caller.e164, "survey_answered", wait_seconds
+        )
+        if answered is None:
+            print(f"the answer did not reach the timeline within {wait_seconds:.0f} s")
+            return 1
+        data = answered["data"]
+        print(f"  {answered['occurred_at']}  survey_answered    score {data['score']}, "
+              f"comment {data.get('comment')!r}, agent {data.get('agent_id')}")  # fmt: skip
+        board = await client.get(
+            f"{callback}/v1/wallboard", params={"queue": DEMO_QUEUE}, headers=reader
+        )
+    if board.status_code != 200:
+        print(f"the wallboard answered {board.status_code}")
+        return 1
+    _show_wallboard(board.json())
+    return 0
+
+
+async def _wait_for_event(
+    client: httpx.AsyncClient, history: str, key: str, phone: str, type_: str, wait: float
+) -> dict[str, Any] | None:
+    """The newest `type_` event on the timeline of `phone`'s customer, once it is there."""
+    auth = {"authorization": f"Bearer {key}"}
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        found = await client.get(f"{history}/v1/customers", params={"phone": phone}, headers=auth)
+        if found.status_code != 200 or not found.json()["items"]:
+            continue
+        customer_id = found.json()["items"][0]["id"]
+        page = await client.get(
+            f"{history}/v1/customers/{customer_id}/timeline",
+            params={"type": type_},
+            headers=auth,
+        )
+        items: list[dict[str, Any]] = page.json().get("items", []) if page.is_success else []
+        if items:
+            return items[0]
+    return None
+
+
+def _show_wallboard(board: dict[str, Any]) -> None:
+    waiting, agents, sla, csat = board["waiting"], board["agents"], board["sla"], board["csat"]
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    print(f"\nWallboard of queue {board['queue']!r} (GET /v1/wallboard; the page is "
+          "/console/wallboard on history):")  # fmt: skip
+    print(f"  waiting {waiting['waiting']}, overdue {waiting['overdue']}, "
+          f"due in the next hour {waiting['due_next_hour']}")  # fmt: skip
+    print(f"  agents available {agents['available']}, on a callback {agents['on_callback']}, "
+          f"on a break {agents['on_break']}")  # fmt: skip
+    print(f"  SLA today {share(sla['share'])} of {sla['closed']} closed "
+          f"(goal {share(sla['goal'])}: {sla['verdict'] or '-'})")  # fmt: skip
+    average = "-" if csat["average"] is None else f"{csat['average']:.1f}"
+    print(f"  CSAT today {average} from {csat['responses']} answer(s) "
+          f"(goal {csat['goal'] or '-'}: {csat['verdict'] or '-'})")  # fmt: skip
+    print(f"  promises at risk {board['promises_at_risk']}")

@@ -39,6 +39,13 @@ def dev_secrets() -> dict[str, str]:
             "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
         ),
         "RINGBACK_CTI_TOKEN": lambda: secrets.token_urlsafe(24),
+        # Replies to the survey come back signed with this (`make demo` sends one).
+        "RINGBACK_INBOUND_SMS_WEBHOOK_SECRETS": lambda: (
+            "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        ),
+        # Not a secret: the number surveys go from locally, into the development sink. A
+        # made-up number in the range kept for drama (Ofcom's 07700 900xxx).
+        "RINGBACK_SURVEY_FROM": lambda: "+447700900123",
     }
     changed = False
     for name, make in wanted.items():

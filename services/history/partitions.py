@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import re
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.history.settings import HistorySettings
+from shared import partition_names
 from shared.db import session_connection, utcnow
 from shared.service_app import Extension
 
@@ -33,10 +33,9 @@ log = structlog.get_logger("ringback.history.partitions")
 
 SCHEMA = "history"
 PARENT = "events"
-DEFAULT_PARTITION = "events_default"
+DEFAULT_PARTITION = partition_names.default_partition(PARENT)
 # A partition retention has detached and not yet dropped (it finishes them on its next run).
-RETIRED_PREFIX = "retired_"
-_NAME = re.compile(r"^events_p(\d{4})_(\d{2})$")
+RETIRED_PREFIX = partition_names.RETIRED_PREFIX
 
 # (namespace, key) of the session lock electing the one instance that creates ahead.
 _AHEAD_LOCK = (0x48495350, 2)  # "HISP", the purge's namespace
@@ -77,19 +76,20 @@ def add_months(month: datetime, n: int) -> datetime:
 
 def partition_of(month: datetime) -> Partition:
     month = month_of(month)
-    return Partition(f"events_p{month.year:04d}_{month.month:02d}", month, add_months(month, 1))
+    name = partition_names.month_partition(PARENT, month.year, month.month)
+    return Partition(name, month, add_months(month, 1))
 
 
 def _parse(name: str) -> Partition | None:
-    found = _NAME.match(name)
+    found = partition_names.month_of_partition(PARENT, name)
     if not found:
         return None
-    return partition_of(datetime(int(found[1]), int(found[2]), 1, tzinfo=UTC))
+    return partition_of(datetime(*found, 1, tzinfo=UTC))
 
 
 def is_partition(table: str) -> bool:
     """Whether `table` is one of the events' partitions (made at run time, not declared)."""
-    return table == DEFAULT_PARTITION or _parse(table.removeprefix(RETIRED_PREFIX)) is not None
+    return partition_names.is_partition(PARENT, table)
 
 
 def _bound(at: datetime) -> str:
@@ -228,7 +228,7 @@ async def retired_tables(session: AsyncSession) -> list[str]:
             " WHERE n.nspname = :schema AND c.relkind = 'r' AND starts_with(c.relname, :prefix)"
             " ORDER BY c.relname"
         ),
-        {"schema": SCHEMA, "prefix": f"{RETIRED_PREFIX}events_p"},
+        {"schema": SCHEMA, "prefix": RETIRED_PREFIX + partition_names.month_prefix(PARENT)},
     )
     return list(names)
 

@@ -35,7 +35,7 @@ from services.intake.telephony.base import (
 )
 from shared.apikeys import Principal
 from shared.auth import require_scope
-from shared.contracts import Accepted, ErasureRequest
+from shared.contracts import SURVEY_COMMENT_MAX, Accepted, ErasureRequest
 from shared.db import commit, session_dependency, unit_of_work
 from shared.errors import (
     BadRequest,
@@ -435,13 +435,22 @@ class SelfServiceActionIn(BaseModel):
 
 
 class SelfServiceFormIn(BaseModel):
-    """What the self-service page's HTML form posts; answered with a page or a redirect."""
+    """What the self-service page's HTML forms post; answered with a page or a redirect."""
 
     model_config = ConfigDict(title="SelfServiceForm")
 
-    action: Literal["cancel", "rebook"]
+    action: Literal["cancel", "rebook", "survey"]
     slot_id: _SlotId | None = None
     lang: Annotated[Language, Field(description="The page's language to answer in.")] | None = None
+    # The one-question survey page (DESIGN §13); callback cuts a longer comment.
+    score: (
+        Annotated[int, Field(ge=1, le=5, description="The survey's answer, with action `survey`.")]
+        | None
+    ) = None
+    comment: (
+        Annotated[str, Field(max_length=SURVEY_COMMENT_MAX, description="Free text beside it.")]
+        | None
+    ) = None
 
 
 _SELF_SERVICE_BODY: dict[str, Any] = {

@@ -25,12 +25,19 @@ from tests.support.stack import Stack, running_stack
 pytestmark = pytest.mark.e2e
 
 SECRET = new_secret()
+SMS_SECRET = new_secret()
 
 
 @pytest.fixture
 def stack(base_env: dict[str, str], clean_db: None, tmp_path: Path) -> Iterator[Stack]:
     # The development sink, as in `make run`: the demo shows what was "sent" from it.
-    extra = {"RINGBACK_WEBHOOK_SECRETS": SECRET, "RINGBACK_SINK_DIR": str(tmp_path / "sink")}
+    extra = {
+        "RINGBACK_WEBHOOK_SECRETS": SECRET,
+        "RINGBACK_SINK_DIR": str(tmp_path / "sink"),
+        # What `make run` sets for the demo's survey (services/cli/devstate.py).
+        "RINGBACK_SURVEY_FROM": "+447700900123",
+        "RINGBACK_INBOUND_SMS_WEBHOOK_SECRETS": SMS_SECRET,
+    }
     names = ("history", "callback", "intake", "worker", "relay")
     with running_stack(base_env, tmp_path / "logs", extra, names) as running:
         yield running
@@ -59,6 +66,14 @@ async def test_an_estonian_caller_gets_the_confirmation_in_estonian(
     # The call named the billing queue (and dialed its number): the callback waits there.
     assert "is in queue 'billing': " in run.out
     assert "language et" in run.out
+    # It ends as DESIGN §13 reads: the agent reaches Mari, the survey goes out in Estonian from
+    # the survey's number, her "5 kiitos" is a 5 on the timeline, and the wallboard counts it.
+    assert "demo-agent calls Mari back" in run.out
+    assert "← 201 callback completed" in run.out
+    assert "From: +447700900123" in run.out or "from +447700900123" in run.out.lower()
+    assert "survey_answered    score 5, comment 'kiitos', agent demo-agent" in run.out
+    assert "Wallboard of queue 'billing'" in run.out
+    assert "CSAT today 5.0 from 1 answer(s) (goal 4.2: met)" in run.out
 
 
 def test_the_demo_speaks_the_sites_default_unless_told() -> None:

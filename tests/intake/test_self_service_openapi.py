@@ -46,11 +46,14 @@ async def test_the_openapi_document_declares_the_json_and_the_form_body(
     assert as_json["additionalProperties"] is False
     for schema in (as_json, as_form):
         assert schema["type"] == "object"
-        assert schema["properties"]["action"]["enum"] == ["cancel", "rebook"]
         [slot_id] = [s for s in schema["properties"]["slot_id"]["anyOf"] if s["type"] == "string"]
         assert slot_id["maxLength"] == 64
-    # The page's form also says which language to answer in.
-    assert set(as_form["properties"]) == {"action", "slot_id", "lang"}
+    assert as_json["properties"]["action"]["enum"] == ["cancel", "rebook"]
+    # The page's forms also answer the survey (DESIGN §13) and say which language to answer in.
+    assert as_form["properties"]["action"]["enum"] == ["cancel", "rebook", "survey"]
+    assert set(as_form["properties"]) == {"action", "slot_id", "lang", "score", "comment"}
+    [score] = [s for s in as_form["properties"]["score"]["anyOf"] if s["type"] == "integer"]
+    assert (score["minimum"], score["maximum"]) == (1, 5)
     [lang] = [s for s in as_form["properties"]["lang"]["anyOf"] if s["type"] == "string"]
     assert lang["enum"] == ["fi", "sv", "en", "et"]
     assert "requestBody" not in operations["get"]

@@ -198,9 +198,7 @@ async def test_erasure_keeps_a_survey_score_for_the_csat_figures(
     )
     response = await client.delete(f"/v1/customers/{answered['customer_id']}", headers=admin)
     assert response.status_code == 200, response.text
-    timeline = await client.get(
-        f"/v1/customers/{answered['customer_id']}/timeline", headers=reader
-    )
+    timeline = await client.get(f"/v1/customers/{answered['customer_id']}/timeline", headers=reader)
     (event,) = [e for e in timeline.json()["items"] if e["type"] == "survey_answered"]
     assert event["data"]["score"] == 4
     assert event["data"]["survey_id"] == "sv-1"

@@ -221,9 +221,8 @@ def _event_chunks(
 ) -> AsyncIterator[bytes]:
     """COPY text rows for `events` events, CHUNK rows per yielded piece."""
     cum = list(itertools.accumulate(weights))
-    span_days = SPAN_DAYS
-    day0 = (now - timedelta(days=span_days)).date()
-    days = [(day0 + timedelta(days=d)).isoformat() for d in range(span_days + 1)]
+    day0 = (now - timedelta(days=SPAN_DAYS)).date()
+    days = [(day0 + timedelta(days=d)).isoformat() for d in range(SPAN_DAYS + 1)]
     kinds = [(c, *TYPES[c]) for c in CHANNELS]
     summaries = {"missed_call": "Missed call"}
 
@@ -236,7 +235,7 @@ def _event_chunks(
             lines = []
             for owner in owners:
                 channel, direction, type_ = kinds[rng.randrange(len(kinds))]
-                second = rng.randrange(span_days * 86400)
+                second = rng.randrange(SPAN_DAYS * 86400)
                 day, rest = divmod(second, 86400)
                 hour, rest = divmod(rest, 3600)
                 minute, sec = divmod(rest, 60)

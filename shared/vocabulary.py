@@ -348,3 +348,14 @@ class SurveyStatus(StrEnum):
     ANSWERED = "answered"
     # STOP (or its fi/sv words) from the number, or no channel allowed it when it was due.
     WITHDRAWN = "withdrawn"
+
+
+class RecordingDeleteResult(StrEnum):
+    """What came of one try to delete an erased person's recording at the provider (§11)."""
+
+    # Gone (a 404 counts: the provider no longer has it).
+    DELETED = "deleted"
+    # Refused, unreachable or not set up: tried again after a backoff.
+    RETRYING = "retrying"
+    # The last try failed: nobody tries again; an operator deletes it by hand.
+    ABANDONED = "abandoned"

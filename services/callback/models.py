@@ -607,6 +607,12 @@ class Voicemail(Base):
         Index("uq_voicemails_call", "provider", "call_id", unique=True),
         Index("ix_voicemails_phone", "phone"),
         Index("ix_voicemails_callback_id", "callback_id"),
+        # The worker's retry sweep reads only the few deletes still owed to the provider.
+        Index(
+            "ix_voicemails_delete_due_at",
+            "delete_due_at",
+            postgresql_where=text("delete_due_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -624,6 +630,11 @@ class Voicemail(Base):
     # Erasure: the row forgets the person, and the recording is deleted at the provider.
     erased_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A delete the provider refused (or never answered) is tried again by the worker from
+    # `delete_due_at`, `voicemail_delete_max_tries` times in all; then it is given up.
+    delete_tries: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    delete_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delete_abandoned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

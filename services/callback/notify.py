@@ -341,12 +341,15 @@ async def stop_confirmation(
     *,
     settings: CallbackSettings,
     phone: str,
+    message_id: str,
     language: Language,
     name: str | None,
     now: datetime,
 ) -> Notification | None:
-    """The one SMS answering STOP from `phone` (its event key is the number: once, ever)."""
-    event_key = f"stop_confirmed:{phone}"
+    """The SMS answering the STOP message `message_id` from `phone`. The caller sends it for
+    the number's first STOP only; the key names the message, never the number, which erasure
+    must be able to remove."""
+    event_key = f"stop_confirmed:{message_id}"
     if region_of(phone) not in settings.sms_allowed_regions:
         return None
     if await repository.notifications_by_key(session, event_key):

@@ -1415,6 +1415,18 @@ async def voicemails_of(
     return list(rows)
 
 
+async def next_due_recording_delete(session: AsyncSession, *, now: datetime) -> Voicemail | None:
+    """The erased voicemail whose provider delete is most overdue, locked; `SKIP LOCKED`
+    keeps two workers (or a worker and a second erasure) off the same recording."""
+    return await session.scalar(
+        select(Voicemail)
+        .where(Voicemail.delete_due_at <= now)
+        .order_by(Voicemail.delete_due_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+
+
 async def voicemails_of_callback(session: AsyncSession, callback_id: str) -> list[Voicemail]:
     rows = await session.scalars(
         select(Voicemail).where(Voicemail.callback_id == callback_id).order_by(Voicemail.id)

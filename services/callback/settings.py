@@ -131,6 +131,25 @@ class CallbackSettings(CommonSettings):
         le=60,
         description="seconds to wait for the provider when playing or deleting a recording",
     )
+    # Erasure's own delete is the first try; the worker tries again with backoff. With these
+    # defaults the last try comes 10-20 hours after the erasure.
+    voicemail_delete_max_tries: int = Field(
+        default=12,
+        ge=2,
+        le=50,
+        description="tries in all to delete an erased person's recording at the provider "
+        "(erasure's own included) before it is given up and logged for an operator",
+    )
+    voicemail_delete_backoff_base_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="wait after the first failed delete of a recording; doubles with each try",
+    )
+    voicemail_delete_backoff_cap_seconds: float = Field(
+        default=6 * 3600.0,
+        gt=0,
+        description="the longest wait between two tries to delete a recording",
+    )
 
     # Promises at risk (DESIGN §14): offer the customer a later time, once, by SMS with the
     # self-service link, before a promise the at-risk job expects to break is broken.

@@ -202,6 +202,7 @@ async def _stop(
             queue,
             settings=settings,
             phone=phone,
+            message_id=message.id,
             language=_stop_language(message.text, latest),
             name=latest.name if latest is not None else None,
             now=now,

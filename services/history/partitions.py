@@ -11,10 +11,7 @@ Retention (`services.history.retention`) detaches and drops whole months.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
-from collections.abc import AsyncIterator, Collection
-from contextlib import asynccontextmanager
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -27,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.history.settings import HistorySettings
 from shared import partition_names
 from shared.db import session_connection, utcnow
+from shared.periodic import periodic_extension
 from shared.service_app import Extension
 
 log = structlog.get_logger("ringback.history.partitions")
@@ -310,34 +308,15 @@ async def create_ahead(
 def partitions_extension(settings: HistorySettings) -> Extension:
     """The app extension creating partitions ahead periodically (every instance; one works)."""
 
-    @asynccontextmanager
-    async def extension(app: FastAPI) -> AsyncIterator[None]:
-        stop = asyncio.Event()
+    async def work(app: FastAPI, stop: asyncio.Event) -> None:
+        await create_ahead(
+            engine=app.state.engine, sessions=app.state.session_factory, settings=settings
+        )
 
-        async def loop() -> None:
-            interval = settings.history_partitions_interval_seconds
-            # Soon after start, so a fresh install has its months before the first turn.
-            delay = min(interval, 30.0) * (0.5 + random.random() / 2)
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                if stop.is_set():
-                    return
-                try:
-                    await create_ahead(
-                        engine=app.state.engine,
-                        sessions=app.state.session_factory,
-                        settings=settings,
-                    )
-                except Exception:
-                    log.exception("history.partitions.failed")
-                delay = interval
-
-        task = asyncio.create_task(loop(), name="history.partitions")
-        try:
-            yield
-        finally:
-            stop.set()
-            await task
-
-    return extension
+    # Soon after start, so a fresh install has its months before the first turn.
+    return periodic_extension(
+        name="history.partitions",
+        interval=settings.history_partitions_interval_seconds,
+        first_within=30.0,
+        work=work,
+    )

@@ -11,10 +11,6 @@ history instance may run the periodic task.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 import structlog
@@ -26,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.history import partitions, repository
 from services.history.settings import HistorySettings
 from shared.db import create_engine, create_session_factory, session_connection, utcnow
+from shared.periodic import periodic_extension
 from shared.service_app import Extension
 
 log = structlog.get_logger("ringback.history.retention")
@@ -138,36 +135,17 @@ def run_purge(settings: HistorySettings) -> int:
 def purge_extension(settings: HistorySettings) -> Extension:
     """The app extension purging periodically (every instance runs it; one purges)."""
 
-    @asynccontextmanager
-    async def extension(app: FastAPI) -> AsyncIterator[None]:
-        stop = asyncio.Event()
+    async def work(app: FastAPI, stop: asyncio.Event) -> None:
+        await purge(
+            engine=app.state.engine,
+            sessions=app.state.session_factory,
+            settings=settings,
+            stop=stop,
+        )
 
-        async def loop() -> None:
-            interval = settings.history_purge_interval_seconds
-            # Soon after start (a service restarted often still purges), spread over instances.
-            delay = min(interval, 60.0) * (0.5 + random.random() / 2)
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=delay)
-                if stop.is_set():
-                    return
-                try:
-                    await purge(
-                        engine=app.state.engine,
-                        sessions=app.state.session_factory,
-                        settings=settings,
-                        stop=stop,
-                    )
-                except Exception:
-                    log.exception("history.purge.failed")
-                delay = interval
-
-        task = asyncio.create_task(loop(), name="history.purge")
-        try:
-            yield
-        finally:
-            # Not cancelled: a purge stops between batches and releases its lock itself.
-            stop.set()
-            await task
-
-    return extension
+    return periodic_extension(
+        name="history.purge",
+        interval=settings.history_purge_interval_seconds,
+        first_within=60.0,
+        work=work,
+    )

@@ -1,7 +1,7 @@
 """End to end: sustained missed calls, from intake's 202 to the SMS at a loopback gateway.
 
-    .venv/bin/python bench/end_to_end.py [--rate 200] [--seconds 60] [--tail 120] [--settle 10]
-        [--out FILE]
+    .venv/bin/python bench/end_to_end.py [--rate 200 | --steps 30,60,90,120,150,200]
+        [--seconds 60] [--tail 120] [--settle 10] [--out FILE]
 
 Starts the whole stack as an operator runs it (`ringback serve history|callback|intake`,
 `ringback worker`, `ringback intake-relay`, each a process of its own) on a scratch database and
@@ -18,7 +18,14 @@ its own that records each SMS's arrival time and recipient). Then:
 For each call answered 202: the time from the 202 reaching the sender to its SMS reaching the
 gateway (both `time.monotonic()`, system-wide on Linux). Figures: p50/p90/p99/max of that,
 `lost` (202 but no SMS), `duplicated` (SMS beyond the first per call), `unexpected` (SMS to a
-number nobody called), the webhook latencies, and the peak RSS of each process.
+number nobody called), the webhook latencies, the peak RSS of each process, and the CPU
+milliseconds per call of each process and of the database's PostgreSQL backends over the
+window from the first call sent to the last SMS arrived (`common.CpuMeter`; bench/README.md).
+
+`--steps`: the same for each rate in turn on one stack (each `--seconds` long, its calls
+signed just before it), stopping at the first rate that does not hold (p99 over 1 s, or a
+call lost, duplicated or refused); `step_search.highest_rate_that_holds` is the figure, and
+the top-level figures are the first step's.
 """
 
 from __future__ import annotations

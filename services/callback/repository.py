@@ -27,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -314,14 +315,34 @@ async def claim_next(
 ) -> Callback | None:
     """The most urgent due callback `route` allows and nobody holds, locked; `SKIP LOCKED`
     keeps claimers apart. One statement, walking `ix_callbacks_queue` in claim order."""
-    return await session.scalar(
-        select(Callback)
-        # Said outright so the planner sees the partial index's own predicate.
-        .where(Callback.status.in_(OPEN_STATUSES), _claimable(now), route)
-        .order_by(*_CLAIM_ORDER)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
+    # Said outright so the planner sees the partial index's own predicate.
+    claimable = and_(Callback.status.in_(OPEN_STATUSES), _claimable(now), route)
+    first = select(Callback).where(claimable).order_by(*_CLAIM_ORDER).limit(1)
+    callback = await session.scalar(first.with_for_update(skip_locked=True))
+    if callback is not None:
+        return callback
+    # Nothing free. A due callback may be held for a moment by the worker (booking it, or
+    # recording its confirmation) rather than by another claimer: wait for it briefly, so the
+    # agent is not told "nothing is due" while one is. A plain read sees held rows.
+    if await session.scalar(select(Callback.id).where(claimable).limit(1)) is None:
+        return None
+    try:
+        async with session.begin_nested():
+            await session.execute(text(f"SET LOCAL lock_timeout = '{CLAIM_WAIT_MS}ms'"))
+            # A row claimed meanwhile fails the re-check and the next one is taken.
+            callback = await session.scalar(first.with_for_update())
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+            raise
+        return None
+    finally:
+        await session.execute(text("SET LOCAL lock_timeout = DEFAULT"))
+    return callback
+
+
+# How long a claim waits for a due callback that a short transaction holds (the worker's).
+CLAIM_WAIT_MS = 2000
+_LOCK_NOT_AVAILABLE = "55P03"
 
 
 # The last group is the claims being worked: callbacks `in_progress` whose lease still runs.

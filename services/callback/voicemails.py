@@ -4,20 +4,24 @@ erased.
 
 The audio never passes through our storage: `GET /v1/voicemails/{id}/audio` streams it from
 the provider with our credentials, which go only to the configured provider origin (a
-webhook cannot point them elsewhere).
+webhook cannot point them elsewhere). A delete the provider refuses at erasure is tried
+again by the worker (`sweep_recording_deletes`) until it is done or given up.
 """
 
 from __future__ import annotations
 
+import time
+from collections import Counter as Tally
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import structlog
+from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
@@ -26,11 +30,14 @@ from services.callback.jobs import NotificationQueue
 from services.callback.models import Voicemail
 from services.callback.schemas import VoicemailOut
 from services.callback.settings import CallbackSettings
+from services.callback.tasks import state_of
+from shared.backoff import backoff_seconds
 from shared.contracts import VoicemailIn
-from shared.db import utcnow
+from shared.db import commit, utcnow
 from shared.errors import NotFound, ProblemError, ServiceUnavailable
 from shared.ids import new_id
 from shared.phone import normalize
+from shared.vocabulary import RecordingDeleteResult
 
 log = structlog.get_logger("ringback.callback.voicemail")
 
@@ -238,6 +245,44 @@ async def _delete_at_provider(settings: CallbackSettings, voicemail: Voicemail) 
     return False
 
 
+def _settle(
+    settings: CallbackSettings, voicemail: Voicemail, *, gone: bool, now: datetime
+) -> RecordingDeleteResult:
+    """After a try at the provider (counted in `delete_tries`): deleted, due again or given up."""
+    if gone:
+        voicemail.deleted_at = now
+        voicemail.recording_url = None
+        voicemail.delete_due_at = None
+        return RecordingDeleteResult.DELETED
+    if voicemail.delete_tries >= settings.voicemail_delete_max_tries:
+        voicemail.delete_due_at = None
+        voicemail.delete_abandoned_at = voicemail.delete_abandoned_at or now
+        # The recording SID is the provider's id of the file, not the person: with it an
+        # operator deletes the recording by hand. The URL (with our account SID) stays out.
+        log.error(
+            "callback.voicemail.delete_abandoned",
+            voicemail_id=voicemail.id,
+            recording_sid=voicemail.recording_sid,
+            tries=voicemail.delete_tries,
+        )
+        return RecordingDeleteResult.ABANDONED
+    wait = backoff_seconds(
+        voicemail.delete_tries,
+        base=settings.voicemail_delete_backoff_base_seconds,
+        cap=settings.voicemail_delete_backoff_cap_seconds,
+    )
+    voicemail.delete_due_at = now + timedelta(seconds=wait)
+    return RecordingDeleteResult.RETRYING
+
+
+async def _try_delete(
+    settings: CallbackSettings, voicemail: Voicemail, *, now: datetime
+) -> RecordingDeleteResult:
+    voicemail.delete_tries += 1
+    gone = await _delete_at_provider(settings, voicemail)
+    return _settle(settings, voicemail, gone=gone, now=now)
+
+
 async def erase(
     *,
     session: AsyncSession,
@@ -250,18 +295,16 @@ async def erase(
 
     Returns (voicemails erased, recordings still at the provider). A Twilio recording is
     deleted through the Recordings API; a generic PBX's URL is forgotten (the PBX keeps its
-    own files). One the provider would not delete keeps its URL and no `deleted_at`, so an
-    operator can see it (and delete it by hand): nothing retries it yet.
+    own files). One the provider would not delete keeps its URL and no `deleted_at`, and the
+    worker's sweep tries again after a backoff (`delete_due_at`).
     """
     rows = await repository.voicemails_of(session, phones=phones, callback_ids=callback_ids)
     left = 0
     for voicemail in rows:
         if voicemail.deleted_at is None:
-            gone = voicemail.provider != "twilio" or await _delete_at_provider(settings, voicemail)
-            if gone:
-                voicemail.deleted_at = now
-                voicemail.recording_url = None
-            else:
+            if voicemail.provider != "twilio":
+                _settle(settings, voicemail, gone=True, now=now)
+            elif await _try_delete(settings, voicemail, now=now) != RecordingDeleteResult.DELETED:
                 left += 1
         voicemail.phone = voicemail.transcript = None
         voicemail.erased_at = voicemail.erased_at or now
@@ -269,3 +312,69 @@ async def erase(
     if rows:
         log.info("callback.voicemail.erased", voicemails=len(rows), left_at_provider=left)
     return len(rows), left
+
+
+# ----------------------------------------------------------------------------- the retry sweep
+
+SWEEP_RECORDING_DELETES = "sweep_recording_deletes"
+# One sweep tries at most this many recordings; the rest wait for the next minute.
+_SWEEP_BATCH = 50
+
+
+class RecordingDeleteMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.tries = Counter(
+            "ringback_voicemail_recording_deletes_total",
+            "The worker's retries of deleting erased people's recordings at the provider, "
+            "by result (deleted, retrying, abandoned).",
+            ["result"],
+            registry=registry,
+        )
+
+
+async def sweep_deletes(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: CallbackSettings,
+    now: datetime | None = None,
+    metrics: RecordingDeleteMetrics | None = None,
+) -> Tally[RecordingDeleteResult]:
+    """Try again every recording delete that is due, each in its own short transaction.
+
+    A row stays locked while its DELETE is in flight, so a crash mid-try rolls back and the
+    try is not counted. Every try moves `delete_due_at` past `now`, so a sweep tries each
+    recording once at most. It stops taking new rows when the job's time is nearly up.
+    """
+    now = now or utcnow()
+    results: Tally[RecordingDeleteResult] = Tally()
+    stop_at = time.monotonic() + max(
+        0.0, settings.job_timeout_seconds - 2 * settings.voicemail_fetch_timeout_seconds
+    )
+    for _ in range(_SWEEP_BATCH):
+        async with sessions() as session:
+            voicemail = await repository.next_due_recording_delete(session, now=now)
+            if voicemail is None:
+                break
+            result = await _try_delete(settings, voicemail, now=now)
+            voicemail.updated_at = now
+            await commit(session)
+        results[result] += 1
+        if metrics is not None:
+            metrics.tries.labels(result=result).inc()
+        if time.monotonic() >= stop_at:
+            break
+    if results:
+        log.info("callback.voicemail.deletes_retried", **{str(k): v for k, v in results.items()})
+    else:
+        log.debug("callback.voicemail.deletes_idle")
+    return results
+
+
+async def sweep_recording_deletes(ctx: dict[str, Any]) -> int:
+    """Cron: retry provider deletes erasure could not do; returns how many were tried."""
+    state = state_of(ctx)
+    metrics = ctx.get("recording_delete_metrics")
+    if not isinstance(metrics, RecordingDeleteMetrics):
+        metrics = ctx["recording_delete_metrics"] = RecordingDeleteMetrics(state.metrics.registry)
+    results = await sweep_deletes(sessions=state.sessions, settings=state.settings, metrics=metrics)
+    return sum(results.values())

@@ -43,6 +43,7 @@ from services.callback.tasks import (
     state_of,
     sweep_notifications,
 )
+from services.callback.voicemails import SWEEP_RECORDING_DELETES, sweep_recording_deletes
 from shared.contracts import EVENTS_BATCH
 from shared.db import asyncpg_dsn, create_engine, create_session_factory
 from shared.http import create_http_client, internal_client
@@ -57,7 +58,14 @@ log = structlog.get_logger("ringback.callback.worker")
 _ARQ_EXTRA_TRIES = 5
 # Cron jobs that return how much they did (0: nothing).
 _SWEEPS = frozenset(
-    {SWEEP_NOTIFICATIONS, EXPIRE_CALLBACKS, RELEASE_LEASES, CHECK_PROMISES, SWEEP_DIALS}
+    {
+        SWEEP_NOTIFICATIONS,
+        EXPIRE_CALLBACKS,
+        RELEASE_LEASES,
+        CHECK_PROMISES,
+        SWEEP_DIALS,
+        SWEEP_RECORDING_DELETES,
+    }
 )
 
 
@@ -169,6 +177,17 @@ def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
                 traced_job(CHECK_PROMISES, check_promises),
                 name=CHECK_PROMISES,
                 second=50,
+                timeout=settings.job_timeout_seconds,
+                max_tries=1,
+                keep_result=0,
+            ),
+            # Recordings erasure could not delete at the provider (§11), with backoff per row;
+            # at startup too, so a worker that was down catches up at once.
+            cron(
+                traced_job(SWEEP_RECORDING_DELETES, sweep_recording_deletes),
+                name=SWEEP_RECORDING_DELETES,
+                second=25,
+                run_at_startup=True,
                 timeout=settings.job_timeout_seconds,
                 max_tries=1,
                 keep_result=0,

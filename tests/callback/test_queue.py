@@ -56,6 +56,26 @@ async def test_two_agents_at_once_get_different_callbacks_and_a_third_gets_204(
     assert third.content == b""
 
 
+async def test_a_claim_waits_for_a_callback_the_worker_holds_for_a_moment(
+    client: AsyncClient,
+    auth: dict[str, str],
+    insert_callbacks: InsertCallbacks,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    # The worker books a callback and records its confirmation in a short transaction that
+    # holds the row; an agent claiming just then is handed it, not told nothing is due.
+    [callback_id] = await insert_callbacks(1)
+    async with sessions() as worker:
+        await worker.execute(select(Callback).where(Callback.id == callback_id).with_for_update())
+        claim = asyncio.create_task(_claim(client, auth, "anna"))
+        await asyncio.sleep(0.3)
+        assert not claim.done()
+        await worker.commit()
+    claimed = await claim
+    assert claimed.status_code == 200, claimed.text
+    assert claimed.json()["id"] == callback_id
+
+
 async def test_fifty_agents_racing_for_twenty_callbacks(
     client: AsyncClient, auth: dict[str, str], insert_callbacks: InsertCallbacks
 ) -> None:

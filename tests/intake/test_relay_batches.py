@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -9,11 +10,13 @@ from typing import Any
 import httpx
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import IntakeOutbox
+from services.intake.settings import IntakeSettings
 from shared.contracts import EVENTS_BATCH
+from shared.db import asyncpg_dsn
 from shared.ids import new_id
 from shared.outbox import OutboxRelay, enqueue
 from tests.intake.test_generic_webhook import post_call
@@ -181,3 +184,61 @@ async def test_a_batch_to_a_peer_that_is_down_waits_and_is_retried_whole(
         row.delivered_at is None and row.attempts == 1 and "ConnectError" in (row.last_error or "")
         for row in history_rows
     )
+
+
+async def test_calls_arriving_while_a_woken_relay_lingers_reach_history_in_one_request(
+    intake: AsyncClient,
+    webhook_secret: str,
+    intake_settings: IntakeSettings,
+    relay: OutboxRelay,
+    peers: dict[str, LiveServer],  # noqa: F811
+    sessions: async_sessionmaker[AsyncSession],
+    sent: Counter[str],
+) -> None:
+    """A relay woken by one commit waits a moment for the next ones, so a busy pipeline sends
+    history one request per pass rather than one per call."""
+    for server in peers.values():
+        await server.start()
+    running = OutboxRelay(
+        model=IntakeOutbox,
+        session_factory=sessions,
+        clients=relay.clients,
+        listen_dsn=asyncpg_dsn(intake_settings.direct_database_url_for("intake")),
+        batch_routes={"history": EVENTS_BATCH},
+        # Long enough that the three calls below always fall inside it.
+        linger_seconds=3.0,
+        poll_seconds=60.0,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+    try:
+        # Its first pass (nothing to send) is over once it waits for a NOTIFY.
+        for _ in range(500):
+            if await _listening(sessions):
+                break
+            await asyncio.sleep(0.01)
+        phones = [f"+3584055507{i:02d}" for i in range(3)]
+        for phone in phones:
+            assert (await post_call(intake, webhook_secret, **{"from": phone})).status_code == 202
+        for _ in range(1000):
+            if all(row.delivered_at is not None for row in await _rows(sessions)):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await task
+
+    assert all(row.delivered_at is not None for row in await _rows(sessions))
+    assert sent == {"history POST /v1/events:batch": 1, "callback POST /v1/callbacks": 3}
+
+
+async def _listening(sessions: async_sessionmaker[AsyncSession]) -> bool:
+    """Whether some connection of this database is listening on intake's outbox channel."""
+    async with sessions() as session:
+        found = await session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE 'LISTEN%ringback_outbox_intake%'"
+            )
+        )
+    return bool(found)

@@ -3,7 +3,11 @@
 `GET /2010-04-01/Accounts/{sid}/Recordings/{RecordingSid}.mp3` (or `.wav`) answers the audio,
 and `DELETE /2010-04-01/Accounts/{sid}/Recordings/{RecordingSid}` (optionally `.json`)
 deletes it with 204, as Twilio documents them; both need HTTP basic auth `sid:token`, and a
-recording deleted (or never made) is 404.
+recording deleted (or never made) is 404. `fail_deletes(503, times=2)` makes the next DELETEs
+fail as a Twilio outage would, before the recording is even looked up. With
+`twilio_recordings_api(public_media=True)` the audio is served without auth, as Twilio does
+for an account that has not turned on "HTTP basic authentication for media" (and as a PBX
+serves its own recording URLs).
 """
 
 from __future__ import annotations
@@ -33,7 +37,10 @@ class TwilioRecordings:
     audio: dict[str, bytes] = field(default_factory=dict)
     deleted: list[str] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)
+    # Every DELETE that arrived, failed or not (its recording SID, or the path if none).
+    delete_requests: list[str] = field(default_factory=list)
     refused_auth: int = 0
+    delete_failures: list[int] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, sid: str, audio: bytes) -> str:
@@ -42,9 +49,14 @@ class TwilioRecordings:
             self.audio[sid] = audio
         return f"{self.url}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{sid}"
 
+    def fail_deletes(self, status: int, times: int = 1) -> None:
+        """Answer the next `times` DELETEs with `status` (Twilio down: 503, 500...)."""
+        with self.lock:
+            self.delete_failures.extend([status] * times)
+
 
 @contextmanager
-def twilio_recordings_api() -> Iterator[TwilioRecordings]:
+def twilio_recordings_api(*, public_media: bool = False) -> Iterator[TwilioRecordings]:
     api = TwilioRecordings()
     expected_auth = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
 
@@ -57,12 +69,12 @@ def twilio_recordings_api() -> Iterator[TwilioRecordings]:
             self.end_headers()
             self.wfile.write(data)
 
-        def _recording(self) -> tuple[str, str] | None:
+        def _recording(self, *, public: bool = False) -> tuple[str, str] | None:
             match = _PATH.match(self.path)
             if match is None or match["account"] != ACCOUNT_SID:
                 self._problem(404, 20404, "The requested resource was not found")
                 return None
-            if self.headers.get("authorization") != expected_auth:
+            if not public and self.headers.get("authorization") != expected_auth:
                 with api.lock:
                     api.refused_auth += 1
                 self._problem(401, 20003, "Authenticate")
@@ -75,7 +87,7 @@ def twilio_recordings_api() -> Iterator[TwilioRecordings]:
             return match["sid"], match["ext"] or ""
 
         def do_GET(self) -> None:
-            found = self._recording()
+            found = self._recording(public=public_media)
             if found is None:
                 return
             sid, ext = found
@@ -89,6 +101,13 @@ def twilio_recordings_api() -> Iterator[TwilioRecordings]:
             self.wfile.write(data)
 
         def do_DELETE(self) -> None:
+            match = _PATH.match(self.path)
+            with api.lock:
+                api.delete_requests.append(match["sid"] if match else self.path)
+                failure = api.delete_failures.pop(0) if api.delete_failures else None
+            if failure is not None:
+                self._problem(failure, 20500, "Service unavailable")
+                return
             found = self._recording()
             if found is None:
                 return

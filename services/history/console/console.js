@@ -265,6 +265,7 @@ async function signOut(message = SIGNED_OUT, { leaving = true } = {}) {
     }
   }
   closeCustomer();
+  dropVoicemailPlayers(null);
   sessionStorage.removeItem(STORED);
   Object.assign(state, {
     callback: null,
@@ -661,7 +662,7 @@ function showCurrent(callback) {
     ownerText(callback) ? row("Owner", ownerText(callback)) : null,
     row("Status", callback.status.replaceAll("_", " "), "callback-status"),
     callback.message ? row("Message", callback.message, "callback-message") : null,
-    ...(callback.voicemails || []).map(voicemailRow),
+    ...voicemailRows(callback),
     unverifiedRow(callback.unverified),
     row("First contact", when(callback.first_contact_at)),
     row("SLA deadline", when(callback.sla_deadline)),
@@ -675,21 +676,69 @@ function showCurrent(callback) {
   syncControls();
 }
 
+// The open callback's voicemails, and their players by voicemail id. The callback's details
+// are drawn again on every change (Keep claim, each step of a dial): the same <audio> moves
+// into the new row, so a message being listened to plays on instead of turning back into a
+// Play button. Only the callback's detail lists its voicemails; the answers to a kept claim,
+// an outcome or a booking do not, and the ones known are shown again.
+const voicemailPlayers = { callbackId: null, voicemails: [], byId: new Map() };
+
+/** Stop and free the players of any callback other than `callbackId` (null: all of them). */
+function dropVoicemailPlayers(callbackId) {
+  if (voicemailPlayers.callbackId === callbackId) return;
+  for (const audio of voicemailPlayers.byId.values()) {
+    audio.pause();
+    URL.revokeObjectURL(audio.src);
+  }
+  voicemailPlayers.byId.clear();
+  voicemailPlayers.voicemails = [];
+  voicemailPlayers.callbackId = callbackId;
+}
+
+function voicemailRows(callback) {
+  dropVoicemailPlayers(callback.id);
+  if (callback.voicemails) voicemailPlayers.voicemails = callback.voicemails;
+  return voicemailPlayers.voicemails.map((voicemail) => voicemailRow(callback.id, voicemail));
+}
+
 // A voicemail the caller left (§11). An <audio src> cannot send the agent's key, so "Play"
 // fetches the recording through callback with it and plays the bytes from a blob: URL.
-function voicemailRow(voicemail) {
-  const seconds = voicemail.duration === null ? "" : ` (${voicemail.duration} s)`;
-  const cell = el("span", {}, `${when(voicemail.occurred_at)}${seconds} `);
-  if (voicemail.audio_url) {
-    const play = el("button", { type: "button", dataset: { testid: "voicemail-play" } }, "Play");
+function voicemailRow(callbackId, voicemail) {
+  const cell = el(
+    "span",
+    {},
+    when(voicemail.occurred_at),
+    voicemail.duration === null ? "" : ` (${voicemail.duration} s)`,
+    " ",
+  );
+  const kept = voicemailPlayers.byId.get(voicemail.id);
+  // Erased meanwhile: the recording is no longer to be heard.
+  if (kept && !voicemail.audio_url) kept.pause();
+  if (kept && voicemail.audio_url) {
+    cell.append(kept);
+  } else if (voicemail.audio_url) {
+    const play = el(
+      "button",
+      { type: "button", dataset: { testid: "voicemail-play", voicemail: voicemail.id } },
+      "Play",
+    );
     play.addEventListener("click", async () => {
       play.disabled = true;
       try {
         const response = await state.callback.send("GET", voicemail.audio_url, { accept: "audio/*" });
         if (!response.ok) throw await ApiError.from(response);
+        const blob = await response.blob();
+        // Another callback was opened while the recording came: it is not this one's any more.
+        if (voicemailPlayers.callbackId !== callbackId) return;
+        // The details may have been drawn again meanwhile: the button to replace is the new one.
+        const shown = play.isConnected
+          ? play
+          : $("callback-details").querySelector(`button[data-voicemail="${CSS.escape(voicemail.id)}"]`);
+        if (!shown) return;
         const audio = el("audio", { controls: true, autoplay: true });
-        audio.src = URL.createObjectURL(await response.blob());
-        play.replaceWith(audio);
+        audio.src = URL.createObjectURL(blob);
+        voicemailPlayers.byId.set(voicemail.id, audio);
+        shown.replaceWith(audio);
       } catch (error) {
         play.disabled = false;
         sayError(error, "Playing the voicemail");

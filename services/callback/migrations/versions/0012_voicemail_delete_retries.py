@@ -24,9 +24,7 @@ def upgrade() -> None:
         sa.Column("delete_tries", sa.Integer(), server_default=sa.text("0"), nullable=False),
         schema=S,
     )
-    op.add_column(
-        "voicemails", sa.Column("delete_due_at", sa.DateTime(timezone=True)), schema=S
-    )
+    op.add_column("voicemails", sa.Column("delete_due_at", sa.DateTime(timezone=True)), schema=S)
     op.add_column(
         "voicemails", sa.Column("delete_abandoned_at", sa.DateTime(timezone=True)), schema=S
     )

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 import tempfile
 import threading
@@ -36,8 +35,8 @@ from typing import Any
 import asyncpg
 from common import (
     Stack,
-    _children,
     base_env,
+    cpu_seconds,
     new_secret,
     results_path,
     scratch_database,
@@ -51,20 +50,7 @@ from shared.db import asyncpg_dsn
 
 PROCESSES = ("history", "callback", "intake", "worker", "relay")
 SCHEMAS = ("intake", "callback", "history")
-TICKS = os.sysconf("SC_CLK_TCK")
 QUEUED_JOBS = 10_000
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of `pid` and its descendants so far (0 for one that is gone)."""
-    total = 0.0
-    for each in [pid, *_children(pid)]:
-        try:
-            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / TICKS
-    return total
 
 
 async def database_figures(dsn: str) -> dict[str, Any]:

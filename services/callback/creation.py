@@ -91,8 +91,7 @@ async def create_callback(
     # Serialise on the request id, then the number (always this order, so no deadlock):
     # a repeated request waits for the first and replays it; two requests for one new
     # number end in one callback. The partial unique index stays the last word.
-    await repository.lock(session, "request", data.request_id)
-    await repository.lock(session, "phone", phone)
+    await repository.lock_in_order(session, ("request", data.request_id), ("phone", phone))
     previous = await repository.get_request(session, data.request_id)
     if previous is not None:
         return CreateOutcome(200, CallbackCreated.model_validate(previous.result))
@@ -158,6 +157,9 @@ async def create_callback(
             created_at=now,
             updated_at=now,
         )
+        # A new callback is always owed its confirmation. Owed before the insert, the row is
+        # written once: set after it, it was an UPDATE of its own on every create.
+        _owe_confirmation(session, queue, callback, request_id=data.request_id, now=now)
         session.add(callback)
         await session.flush()
         await events.callback_changed(
@@ -189,11 +191,8 @@ async def create_callback(
             type=EventType.CALLBACK_MERGED,
             summary="Contact attached to the open callback",
         )
-
-    if _confirmation_due(callback, settings=settings, now=now):
-        callback.confirm_key = f"confirmation:{callback.id}:{data.request_id}"
-        callback.last_confirmation_at = now
-        _enqueue_booking(session, queue, callback.id)
+        if _confirmation_due(callback, settings=settings, now=now):
+            _owe_confirmation(session, queue, callback, request_id=data.request_id, now=now)
 
     status_code = 200 if merged else 201
     result = _created(callback, merged=merged)
@@ -357,6 +356,20 @@ def _merge(
         given = True
     if given:
         callback.unverified_at = now
+
+
+def _owe_confirmation(
+    session: AsyncSession,
+    queue: NotificationQueue,
+    callback: Callback,
+    *,
+    request_id: str,
+    now: datetime,
+) -> None:
+    """The `book_and_confirm` job owes this contact a confirmation (enqueued at commit)."""
+    callback.confirm_key = f"confirmation:{callback.id}:{request_id}"
+    callback.last_confirmation_at = now
+    _enqueue_booking(session, queue, callback.id)
 
 
 def _confirmation_due(callback: Callback, *, settings: CallbackSettings, now: datetime) -> bool:

@@ -78,8 +78,17 @@ def _lock_key(namespace: str, value: str) -> int:
 
 async def lock(session: AsyncSession, namespace: str, value: str) -> None:
     """Serialise transactions on one value (a number, a request id) until commit."""
+    await lock_in_order(session, (namespace, value))
+
+
+async def lock_in_order(session: AsyncSession, *values: tuple[str, str]) -> None:
+    """`lock` each (namespace, value) in the order given, in one round trip: PostgreSQL
+    evaluates a select list left to right, and that order is what keeps writers that take
+    the same locks from deadlocking."""
+    calls = ", ".join(f"pg_advisory_xact_lock(:key{i})" for i in range(len(values)))
     await session.execute(
-        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _lock_key(namespace, value)}
+        text(f"SELECT {calls}"),
+        {f"key{i}": _lock_key(namespace, value) for i, (namespace, value) in enumerate(values)},
     )
 
 

@@ -15,7 +15,7 @@ from shared.contracts import VoicemailIn
 from shared.errors import NotFound
 from shared.routing import JsonRoute
 
-router = APIRouter(prefix="/v1/voicemails", tags=["voicemail"], route_class=JsonRoute)
+router = APIRouter(prefix="/v1/voicemails", tags=["voicemails"], route_class=JsonRoute)
 
 VoicemailId = Annotated[str, Path(max_length=64)]
 

@@ -82,7 +82,7 @@ async def receive(
     phone = normalize(data.phone, settings.default_region) if data.phone else None
     # The same order as a create (request, then number) after the call's own lock, so a
     # voicemail and a create or an erasure never wait on each other in a circle.
-    await repository.lock(session, "voicemail", f"{data.provider}:{data.call_id}")
+    await repository.lock(session, "voicemail_call", f"{data.provider}:{data.call_id}")
     if data.callback is not None:
         await repository.lock(session, "request", data.callback.request_id)
     if phone is not None:

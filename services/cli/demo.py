@@ -33,7 +33,7 @@ from services.cli.devstate import (
 )
 from shared.jsonutil import dumps
 from shared.settings import CommonSettings
-from shared.vocabulary import Language
+from shared.vocabulary import AttemptOutcome, Language
 
 _EXPECTED = {"missed_call", "callback_created", "notification_sent"}
 
@@ -365,7 +365,11 @@ async def _reach_and_survey(
             return 1
         reached = await client.post(
             f"{callback}/v1/callbacks/{callback_id}/attempts",
-            json={"agent_id": DEMO_AGENT, "outcome": "reached", "note": "Invoice explained"},
+            json={
+                "agent_id": DEMO_AGENT,
+                "outcome": AttemptOutcome.REACHED,
+                "note": "Invoice explained",
+            },
             headers=agent,
         )
         print(f"← {reached.status_code} callback {reached.json()['callback']['status']}")

@@ -61,8 +61,8 @@ MAX_RECORDING_SECONDS = 120
 # Callback has this long to say which language the queue speaks; otherwise no transcription.
 QUEUE_TIMEOUT_SECONDS = 1.0
 
-twiml = APIRouter(prefix="/v1/twiml", tags=["voicemail"])
-webhooks = APIRouter(prefix="/v1/webhooks", tags=["voicemail"])
+twiml = APIRouter(prefix="/v1/twiml", tags=["voicemails"])
+webhooks = APIRouter(prefix="/v1/webhooks", tags=["voicemails"])
 
 
 def _settings(request: Request) -> IntakeSettings:

@@ -49,6 +49,9 @@ OTHER_VOCABULARIES: dict[tuple[str, str], str] = {
     ("services/intake/repository.py", "erased"): "what an erased inbound record says it is",
     ("shared/service_app.py", "failed"): "the readiness answer's list of failed checks",
     ("shared/outbox.py", "erased"): "the payload an erasure leaves of an outbox row",
+    ("services/history/repository.py", "sent"): "a bind parameter of the survey statement",
+    ("services/intake/service.py", "voicemail"): "a telephony report's outcome (its `Outcome`)",
+    ("services/intake/voicemail.py", "voicemail"): "the inbound summary's key; a spoken text's",
 }
 
 

@@ -36,6 +36,10 @@ class RoundRobin:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"round-robin:{self.port}")
         self._server: asyncio.Server | None = None
+        # asyncio keeps only a weak reference to the task serving a connection: once both of
+        # its sockets are gone it could be collected mid-`gather`, leaving its writers
+        # unclosed (a warning the test run fails on). Held here until it ends.
+        self._serving: set[asyncio.Task[None]] = set()
 
     @property
     def url(self) -> str:
@@ -69,6 +73,10 @@ class RoundRobin:
             self._loop.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         for _ in self.backends:
             port = next(self._next)

@@ -26,6 +26,8 @@ from shared.vocabulary import (
 DUE_SOON = timedelta(hours=1)
 # Amber below the goal by at most this much (5 points of share); red beyond it.
 NEAR_MARGIN = 0.05
+# The same 5 % of the scale for a 1-5 satisfaction average (its range is 4 wide).
+CSAT_NEAR_MARGIN = 0.2
 # The stream reads the figures this often and sends them when they changed: a change shows
 # within this plus the send, well inside the 5 s §13 asks for. One small read per board.
 REFRESH_SECONDS = 2.0
@@ -92,13 +94,15 @@ class Wallboard(BaseModel):
     promises_at_risk: int = Field(description="Open callbacks the at-risk job (§14) marks late")
 
 
-def verdict(value: float | None, goal: float | None) -> GoalVerdict | None:
-    """Met at or above the goal, near within `NEAR_MARGIN` below it, else missed."""
+def verdict(
+    value: float | None, goal: float | None, margin: float = NEAR_MARGIN
+) -> GoalVerdict | None:
+    """Met at or above the goal, near within `margin` below it, else missed."""
     if value is None or goal is None:
         return None
     if value >= goal:
         return GoalVerdict.MET
-    return GoalVerdict.NEAR if value >= goal - NEAR_MARGIN else GoalVerdict.MISSED
+    return GoalVerdict.NEAR if value >= goal - margin else GoalVerdict.MISSED
 
 
 def day_start(now: datetime, zone: ZoneInfo) -> datetime:
@@ -148,7 +152,10 @@ async def _csat(
 ) -> CsatFigure:
     responses, average = await repository.wallboard_csat(session, key, since=since, now=now)
     return CsatFigure(
-        average=average, responses=responses, goal=goal, verdict=verdict(average, goal)
+        average=average,
+        responses=responses,
+        goal=goal,
+        verdict=verdict(average, goal, CSAT_NEAR_MARGIN),
     )
 
 

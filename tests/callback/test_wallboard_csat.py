@@ -12,6 +12,8 @@ from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback.models import Survey
+from services.callback.wallboard import CSAT_NEAR_MARGIN, verdict
+from shared.vocabulary import GoalVerdict
 from tests.callback.conftest import InsertCallbacks
 
 HELSINKI = ZoneInfo("Europe/Helsinki")
@@ -34,7 +36,7 @@ async def test_today_s_answers_against_the_goal(
     sessions: async_sessionmaker[AsyncSession],
     insert_callbacks: InsertCallbacks,
 ) -> None:
-    body = {"name": "Laskutus", "timezone": "Europe/Helsinki", "goals": {"csat_average": 4.2}}
+    body = {"name": "Laskutus", "timezone": "Europe/Helsinki", "goals": {"csat_average": 4.3}}
     response = await client.put("/v1/queues/billing", json=body, headers=admin)
     assert response.status_code in (200, 201), response.text
     now = datetime.now(UTC)
@@ -75,11 +77,11 @@ async def test_today_s_answers_against_the_goal(
         )
         await session.commit()
 
-    # (5 + 4 + 3) / 3 = 4.0: short of 4.2 by more than the amber margin.
+    # (5 + 4 + 3) / 3 = 4.0: short of 4.3 by more than the amber margin (0.2 of the scale).
     assert await _board(client, make_key, "billing") == {
         "average": 4.0,
         "responses": 3,
-        "goal": 4.2,
+        "goal": 4.3,
         "verdict": "missed",
     }
     # The default queue sets no goal: its one answer, no verdict.
@@ -89,3 +91,12 @@ async def test_today_s_answers_against_the_goal(
         "goal": None,
         "verdict": None,
     }
+
+
+def test_amber_is_the_same_share_of_each_scale() -> None:
+    # 5 % of the scale: 5 points of a 0-1 share, 0.2 of a 1-5 average.
+    assert verdict(0.76, 0.8) == GoalVerdict.NEAR
+    assert verdict(0.74, 0.8) == GoalVerdict.MISSED
+    assert verdict(4.1, 4.2, CSAT_NEAR_MARGIN) == GoalVerdict.NEAR
+    assert verdict(3.9, 4.2, CSAT_NEAR_MARGIN) == GoalVerdict.MISSED
+    assert verdict(4.2, 4.2, CSAT_NEAR_MARGIN) == GoalVerdict.MET

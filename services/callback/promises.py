@@ -458,9 +458,7 @@ CHECK_PROMISES = "check_promises"
 async def check_promises(ctx: dict[str, Any]) -> int:
     """Cron, every minute: check every queue's promises; returns the callbacks newly at risk."""
     state = state_of(ctx)
-    metrics = ctx.get("promise_metrics")
-    if not isinstance(metrics, PromiseMetrics):
-        metrics = ctx["promise_metrics"] = PromiseMetrics(state.metrics.registry)
+    metrics = state.job_metrics(PromiseMetrics)
     redis = ctx.get("redis")
     found = await check_all(
         sessions=state.sessions,

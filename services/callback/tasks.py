@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import structlog
@@ -94,6 +94,10 @@ class WorkerMetrics:
         )
 
 
+# A job's metrics class (made from the worker's registry).
+_M = TypeVar("_M")
+
+
 @dataclass
 class WorkerState:
     """What the worker's jobs share, built in `on_startup` and kept in `ctx["state"]`."""
@@ -116,8 +120,19 @@ class WorkerState:
     # The same pool, for single statements that commit by themselves (the claim).
     autocommit: AsyncEngine = field(init=False)
 
+    # A job's own metrics, made once per process: arq hands each job run a fresh copy of
+    # `ctx`, so metrics kept there would be registered again (and refused) on the next run.
+    _job_metrics: dict[object, Any] = field(default_factory=dict)
+
     def __post_init__(self) -> None:
         self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    def job_metrics(self, kind: Callable[[CollectorRegistry], _M]) -> _M:
+        """The metrics `kind` makes in this worker's registry, made on first use."""
+        if kind not in self._job_metrics:
+            self._job_metrics[kind] = kind(self.metrics.registry)
+        made: _M = self._job_metrics[kind]
+        return made
 
 
 def state_of(ctx: dict[str, Any]) -> WorkerState:

@@ -373,8 +373,6 @@ async def sweep_deletes(
 async def sweep_recording_deletes(ctx: dict[str, Any]) -> int:
     """Cron: retry provider deletes erasure could not do; returns how many were tried."""
     state = state_of(ctx)
-    metrics = ctx.get("recording_delete_metrics")
-    if not isinstance(metrics, RecordingDeleteMetrics):
-        metrics = ctx["recording_delete_metrics"] = RecordingDeleteMetrics(state.metrics.registry)
+    metrics = state.job_metrics(RecordingDeleteMetrics)
     results = await sweep_deletes(sessions=state.sessions, settings=state.settings, metrics=metrics)
     return sum(results.values())

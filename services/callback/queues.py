@@ -286,21 +286,22 @@ class Choice:
     key: str
     # Why a contact that named a queue is not in it (kept on the callback).
     reason: str | None = None
+    # The queue's row, read with the choice: its rules need no look-up of their own (None:
+    # `default` has no row, the site's rules).
+    queue: Queue | None = None
+
+    def rules(self, settings: CallbackSettings) -> QueueRules:
+        return rules_of(self.queue, settings)
 
 
 async def choose(session: AsyncSession, *, named: str | None, dialed: str | None) -> Choice:
     """The contact's queue: the one it names, else the one owning the number dialed, else
     `default` (an unknown key is not an error; the reason is kept)."""
+    queue = await repository.choose_queue(session, named=named, dialed=dialed, fallback=DEFAULT)
     reason = None
-    if named:
-        if await repository.get_queue(session, named) is not None:
-            return Choice(named)
+    if named and (queue is None or queue.key != named):
         reason = f"no queue is called {named[:60]!r}"
-    if dialed:
-        owner = await repository.queue_owning(session, dialed)
-        if owner is not None:
-            return Choice(owner, reason)
-    return Choice(DEFAULT, reason)
+    return Choice(queue.key if queue is not None else DEFAULT, reason, queue)
 
 
 # ----------------------------------------------------------------------------- managing queues

@@ -9,12 +9,17 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, Literal, cast
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
+    Exists,
     Row,
+    Select,
     Table,
+    TextClause,
     and_,
     bindparam,
     case,
@@ -85,24 +90,44 @@ async def lock_in_order(session: AsyncSession, *values: tuple[str, str]) -> None
     """`lock` each (namespace, value) in the order given, in one round trip: PostgreSQL
     evaluates a select list left to right, and that order is what keeps writers that take
     the same locks from deadlocking."""
-    calls = ", ".join(f"pg_advisory_xact_lock(:key{i})" for i in range(len(values)))
     await session.execute(
-        text(f"SELECT {calls}"),
+        _locks(len(values)),
         {f"key{i}": _lock_key(namespace, value) for i, (namespace, value) in enumerate(values)},
     )
 
 
-async def get_request(session: AsyncSession, request_id: str) -> CallbackRequest | None:
-    return await session.get(CallbackRequest, request_id)
+@cache
+def _locks(count: int) -> TextClause:
+    calls = ", ".join(f"pg_advisory_xact_lock(:key{i})" for i in range(count))
+    return text(f"SELECT {calls}")
+
+
+async def answer_and_do_not_call(
+    session: AsyncSession, request_id: str, phone: str
+) -> tuple[dict[str, Any] | None, bool]:
+    """The stored answer to `request_id` (None: not answered yet) and whether `phone` is on
+    the do-not-call list, in one round trip: a create asks both, one after the other."""
+    params = {"request_id": request_id, "phone": phone}
+    row = (await session.execute(_ANSWER_AND_DO_NOT_CALL, params)).one()
+    return row[0], bool(row[1])
 
 
 async def find_open_for_phone(session: AsyncSession, phone: str, queue: str) -> Callback | None:
     """The open callback of an E.164 number in `queue` (one at most), locked for update."""
-    return await session.scalar(
-        select(Callback)
-        .where(Callback.phone == phone, Callback.queue == queue, Callback.status.in_(OPEN_STATUSES))
-        .with_for_update()
+    return await session.scalar(_OPEN_FOR_PHONE_IN_QUEUE, {"phone": phone, "queue": queue})
+
+
+# Built once, as every statement on the create path: building it cost about as much CPU as
+# its round trip (bench/RESULTS.md, issue #21).
+_OPEN_FOR_PHONE_IN_QUEUE = (
+    select(Callback)
+    .where(
+        Callback.phone == bindparam("phone"),
+        Callback.queue == bindparam("queue"),
+        Callback.status.in_(OPEN_STATUSES),
     )
+    .with_for_update()
+)
 
 
 async def open_for_phone(session: AsyncSession, phone: str) -> Sequence[Callback]:
@@ -234,6 +259,36 @@ async def all_queues(session: AsyncSession) -> Sequence[Queue]:
 
 async def queue_owning(session: AsyncSession, number: str) -> str | None:
     return await session.scalar(select(QueueNumber.queue).where(QueueNumber.number == number))
+
+
+def _choose_queue_statement(named: bool, dialed: bool) -> Select[Queue]:
+    candidates: list[ColumnElement[Any]] = []
+    if named:
+        candidates.append(bindparam("named", type_=Queue.key.type))
+    if dialed:
+        owner = select(QueueNumber.queue).where(QueueNumber.number == bindparam("dialed"))
+        candidates.append(owner.scalar_subquery())
+    candidates.append(bindparam("fallback", type_=Queue.key.type))
+    rank = case(*((Queue.key == c, i) for i, c in enumerate(candidates)))
+    return select(Queue).where(Queue.key.in_(candidates)).order_by(rank).limit(1)
+
+
+# Built once per shape (see `_OPEN_FOR_PHONE_IN_QUEUE`).
+_CHOOSE_QUEUE = {
+    (named, dialed): _choose_queue_statement(named, dialed)
+    for named in (False, True)
+    for dialed in (False, True)
+}
+
+
+async def choose_queue(
+    session: AsyncSession, *, named: str | None, dialed: str | None, fallback: str
+) -> Queue | None:
+    """The first queue that exists of: the one `named`, the one owning the number `dialed`,
+    `fallback`; None if none does. One statement instead of a look-up per candidate."""
+    query = _CHOOSE_QUEUE[bool(named), bool(dialed)]
+    params = {"named": named, "dialed": dialed, "fallback": fallback}
+    return await session.scalar(query, params)
 
 
 async def set_queue_numbers(session: AsyncSession, key: str, numbers: Sequence[str]) -> None:
@@ -515,8 +570,20 @@ async def last_conversation_agent(session: AsyncSession, callback_id: str) -> st
     return await session.scalar(query)
 
 
+def _on_do_not_call(phone: str | BindParameter[str]) -> Exists:
+    return select(DoNotCall.phone).where(DoNotCall.phone == phone).exists()
+
+
+_ANSWER_AND_DO_NOT_CALL = select(
+    select(CallbackRequest.result)
+    .where(CallbackRequest.request_id == bindparam("request_id"))
+    .scalar_subquery(),
+    _on_do_not_call(bindparam("phone")),
+)
+
+
 async def is_do_not_call(session: AsyncSession, phone: str) -> bool:
-    return await session.get(DoNotCall, phone) is not None
+    return bool(await session.scalar(select(_on_do_not_call(phone))))
 
 
 async def add_do_not_call(session: AsyncSession, phone: str, now: datetime) -> bool:

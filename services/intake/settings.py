@@ -26,6 +26,15 @@ class IntakeSettings(CommonSettings):
     )
     # What a caller waiting in a Twilio queue hears between offers (§11); unset: silence.
     twilio_hold_music_url: str | None = Field(default=None, max_length=1000)
+    # Twilio waits for the wait URL's TwiML, and the caller hears nothing meanwhile: callback
+    # gets this long to estimate before intake answers with hold music instead of an offer.
+    offer_timeout_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=10,
+        description="how long a Twilio wait request (`/v1/twiml/wait`) waits for callback's "
+        "offer before the caller hears hold music instead",
+    )
     cti_token: SecretStr | None = None
     relay_batch_size: int = Field(default=100, ge=1, le=1000)
     relay_poll_seconds: float = Field(default=1.0, gt=0)

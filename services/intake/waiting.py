@@ -41,8 +41,6 @@ log = structlog.get_logger("ringback.intake.waiting")
 # Callback's own rule for queue keys (§9): anything else names no queue.
 _KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 DEFAULT_QUEUE = "default"
-# Callback has this long to answer a wait request before the caller just hears music.
-OFFER_TIMEOUT_SECONDS = 1.0
 # A `queued_at` older than this (or in the future) is not believed: the place starts now.
 _LONGEST_WAIT = timedelta(hours=24)
 # The caller's language, when the wait URL names none: by the country of their number.
@@ -104,13 +102,13 @@ async def forward_offer(
     return Response(upstream.content, status_code=upstream.status_code, headers=kept)
 
 
-async def _offer_within_a_second(request: Request, key: str, caller: str) -> QueueOffer | None:
-    """Callback's offer, or None when it is slow, down or says anything but a good answer."""
+async def _offer_in_time(request: Request, key: str, caller: str) -> QueueOffer | None:
+    """Callback's offer, or None when it is slow (`offer_timeout_seconds`), down or says
+    anything but a good answer."""
     client: httpx.AsyncClient = request.app.state.callback_client
+    limit = _settings(request).offer_timeout_seconds
     try:
-        upstream = await fetch_offer(
-            client, key, caller=caller, limit_seconds=OFFER_TIMEOUT_SECONDS
-        )
+        upstream = await fetch_offer(client, key, caller=caller, limit_seconds=limit)
         if upstream.status_code != 200:
             log.info("intake.offer.refused", queue=key, status=upstream.status_code)
             return None
@@ -190,7 +188,7 @@ async def wait(request: Request, queue: QueueParam = None, lang: Lang = None) ->
     music = settings.twilio_hold_music_url
     key = queue_key_or_default(queue)
     caller = form.get("From", "")
-    offered = await _offer_within_a_second(request, key, caller)
+    offered = await _offer_in_time(request, key, caller)
     waited = _seconds(form.get("QueueTime"))
     if offered is None or not offered.offer or waited < offered.min_wait_seconds:
         return _xml(twiml_wait.hold(music))

@@ -40,6 +40,9 @@ def stack(
     extra = {
         **delivering_to(gateway, inbox, tmp_path / "sink"),
         "RINGBACK_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        # The offer's content is under test, not its speed: a loaded machine may take over the
+        # production second for a fresh callback's first estimate.
+        "RINGBACK_OFFER_TIMEOUT_SECONDS": "10",
     }
     names = ("history", "callback", "intake", "worker", "relay")
     with running_stack(base_env, tmp_path / "logs", extra, names) as running:

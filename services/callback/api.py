@@ -39,6 +39,9 @@ from services.callback.schemas import (
     AttemptPatch,
     AttemptResult,
     BookIn,
+    CallbackBatchIn,
+    CallbackBatchItem,
+    CallbackBatchOut,
     CallbackCreated,
     CallbackDetail,
     CallbackList,
@@ -200,6 +203,37 @@ async def create_callback(
     )
     response.status_code = outcome.status_code
     return outcome.result
+
+
+@router.post(
+    ":batch",
+    summary="Create up to 100 callbacks as `POST /v1/callbacks` would, each on its own",
+    description=(
+        "For intake's relay (the internal key only: every item may send a confirmation, and "
+        "other keys' sends are counted one request at a time). Items are made in order, each "
+        "in a transaction of its own; 200 lists what each alone would have answered. A refused "
+        "item stops the batch with its own problem, located at `body.callbacks[i]`: the items "
+        "before it are made (`made`), and sending the batch again replays them."
+    ),
+    dependencies=[Depends(require_scope("internal"))],
+)
+async def create_callbacks(
+    body: CallbackBatchIn, request: Request, settings: SettingsDep, queue: QueueDep
+) -> CallbackBatchOut:
+    outcomes = await creation.create_batch(
+        sessions=request.app.state.session_factory,
+        settings=settings,
+        items=body.callbacks,
+        queue=queue,
+    )
+    return CallbackBatchOut(
+        items=[
+            CallbackBatchItem(
+                request_id=item.request_id, code=outcome.status_code, callback=outcome.result
+            )
+            for item, outcome in zip(body.callbacks, outcomes, strict=True)
+        ]
+    )
 
 
 @router.get("", summary="List callbacks, newest first", dependencies=_READ)

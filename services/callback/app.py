@@ -14,6 +14,7 @@ from services.callback import (
 )
 from services.callback.api import ROUTERS
 from services.callback.settings import CallbackSettings
+from shared.contracts import CALLBACKS_BATCH
 from shared.service_app import create_service_app
 
 
@@ -31,6 +32,7 @@ def create_app(settings: CallbackSettings) -> FastAPI:
             voicemail_api.router,
         ],
         peers=["history"],
+        body_limits={CALLBACKS_BATCH.batch_path: settings.callback_batch_body_limit_bytes},
         description="Callback lifecycle, confirmations and the agent queue (DESIGN §4).",
         # The agent console (served by history) and other browser front ends call this API.
         cors_origins=settings.cors_allow_origins or (),

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback import booking, events, inputs, lifecycle, notify, queues, repository
 from services.callback.jobs import NotificationQueue
@@ -15,8 +15,8 @@ from services.callback.models import Callback, CallbackRequest, rank_at_of
 from services.callback.schemas import CallbackCreated
 from services.callback.settings import CallbackSettings
 from shared.contracts import CallbackCreate
-from shared.db import after_commit, utcnow
-from shared.errors import Conflict
+from shared.db import after_commit, unit_of_work, utcnow
+from shared.errors import Conflict, ProblemError
 from shared.ids import new_id
 from shared.phone import is_callable, normalize
 from shared.vocabulary import (
@@ -217,6 +217,57 @@ async def create_callback(
         status=callback.status,
     )
     return CreateOutcome(status_code, result)
+
+
+async def create_batch(
+    *,
+    sessions: async_sessionmaker[AsyncSession],
+    settings: CallbackSettings,
+    items: list[CallbackCreate],
+    queue: NotificationQueue,
+) -> list[CreateOutcome]:
+    """Each create as `create_callback` makes it, in order, each committed on its own.
+
+    A transaction per item keeps one item's locks and failure its own. An item refused stops
+    the batch with its problem, naming the item; the items before it stay made, and sending
+    the batch again replays them by their request ids (an outbox relay then sends each row on
+    its own, and each gets its own answer).
+    """
+    outcomes: list[CreateOutcome] = []
+    for index, data in enumerate(items):
+        try:
+            async with unit_of_work(sessions) as session:
+                outcomes.append(
+                    await create_callback(
+                        session=session, settings=settings, data=data, queue=queue
+                    )
+                )
+        except ProblemError as problem:
+            raise _of_item(problem, index, made=len(outcomes)) from None
+    return outcomes
+
+
+def _of_item(problem: ProblemError, index: int, *, made: int) -> ProblemError:
+    """The item's problem, its `errors` located in the batch (`["body", "callbacks", i, ...]`)."""
+    extra = dict(problem.extra)
+    errors = extra.get("errors")
+    if isinstance(errors, list):
+        extra["errors"] = [
+            {**error, "loc": ["body", "callbacks", index, *error.get("loc", ["body"])[1:]]}
+            if isinstance(error, dict)
+            else error
+            for error in errors
+        ]
+    extra["item"] = index
+    extra["made"] = made
+    return ProblemError(
+        f"Item {index}: {problem.detail}",
+        status=problem.status,
+        title=problem.title,
+        slug=problem.slug,
+        headers=problem.headers,
+        extra=extra,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.agent_ids import AGENT_ID_MAX_LENGTH, AGENT_ID_PATTERN
+from shared.contracts import CALLBACKS_BATCH, CallbackCreate
 from shared.vocabulary import (
     AttemptOutcome,
     CallbackStatus,
@@ -42,6 +43,30 @@ class CallbackCreated(BaseModel):
     slot_start: datetime | None = None
     slot_end: datetime | None = None
     flag: str | None = None
+
+
+class CallbackBatchIn(BaseModel):
+    """`POST /v1/callbacks:batch`: creates as `POST /v1/callbacks` takes them, validated as a
+    whole before any is made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    callbacks: Annotated[
+        list[CallbackCreate], Field(min_length=1, max_length=CALLBACKS_BATCH.max_items)
+    ]
+
+
+class CallbackBatchItem(BaseModel):
+    request_id: str
+    # What `POST /v1/callbacks` would have answered for this item alone: 201, 200 or 202.
+    code: int
+    callback: CallbackCreated
+
+
+class CallbackBatchOut(BaseModel):
+    """Per-item results, in the order the creates were sent."""
+
+    items: list[CallbackBatchItem]
 
 
 class ConsentOut(BaseModel):

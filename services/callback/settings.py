@@ -60,6 +60,14 @@ class CallbackSettings(CommonSettings):
     # `POST /v1/callbacks` and `POST /v1/acknowledgements` per API key per hour (both make us
     # send); the internal key, which the intake relay forwards every contact with, is exempt.
     sends_per_api_key_per_hour: int = Field(default=300, ge=1)
+    # A full batch of 100 creates from intake is about 60 KB; a message of 2,000 characters in
+    # each could make one ten times that.
+    callback_batch_body_limit_bytes: int = Field(
+        default=1024 * 1024,
+        ge=64 * 1024,
+        description="body limit of `POST /v1/callbacks:batch` (others: "
+        "`RINGBACK_BODY_LIMIT_BYTES`); a batch over it is sent again item by item",
+    )
 
     # Sends per notification before it is dead (an operator can replay it).
     notification_max_tries: int = Field(default=5, ge=1, le=50)

@@ -22,12 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.intake import repository
 from services.intake.models import IntakeOutbox
 from services.intake.settings import IntakeSettings
-from shared.contracts import EVENTS_BATCH
+from shared.contracts import CALLBACKS_BATCH, EVENTS_BATCH
 from shared.db import asyncpg_dsn, create_engine, create_session_factory, utcnow
 from shared.http import internal_client
 from shared.outbox import OutboxRelay
 
 log = structlog.get_logger("ringback.relay")
+# The peers' batch endpoints: the rows of one pass bound for each go in one request.
+BATCH_ROUTES = {"history": EVENTS_BATCH, "callback": CALLBACKS_BATCH}
 
 HOUSEKEEPING_SECONDS = 60.0
 
@@ -85,7 +87,7 @@ async def run_relay(settings: IntakeSettings, stop: asyncio.Event | None = None)
         poll_seconds=settings.relay_poll_seconds,
         registry=registry,
         source="intake",
-        batch_routes={"history": EVENTS_BATCH},
+        batch_routes=BATCH_ROUTES,
     )
     server: Any = None
     if settings.relay_metrics_port:

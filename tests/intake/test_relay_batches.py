@@ -1,4 +1,5 @@
-"""Events for history go in batches when several are waiting, and still land exactly once."""
+"""Events for history, and creates for callback, go in batches when several are waiting, and
+still land exactly once."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import IntakeOutbox
+from services.intake.relay import BATCH_ROUTES
 from services.intake.settings import IntakeSettings
-from shared.contracts import EVENTS_BATCH
 from shared.db import asyncpg_dsn
 from shared.ids import new_id
 from shared.outbox import OutboxRelay, enqueue
@@ -57,7 +58,7 @@ async def relay(
         model=IntakeOutbox,
         session_factory=sessions,
         clients=clients,
-        batch_routes={"history": EVENTS_BATCH},
+        batch_routes=BATCH_ROUTES,
     )
     for client in clients.values():
         await client.aclose()
@@ -98,16 +99,13 @@ async def test_waiting_events_go_to_history_in_one_request_and_each_lands_once(
 
     assert await relay.run_once() == 12
 
-    assert sent == {
-        "history POST /v1/events:batch": 1,
-        # Callback has no batch endpoint: one request per row, as before.
-        "callback POST /v1/callbacks": 6,
-    }
+    assert sent == {"history POST /v1/events:batch": 1, "callback POST /v1/callbacks:batch": 1}
     assert all(row.delivered_at is not None and row.attempts == 1 for row in await _rows(sessions))
     key = await make_key("history:read")
     for phone in phones:
         timeline = await history_timeline(peers["history"], key, phone)
         assert [item["type"] for item in timeline] == ["missed_call"]
+    assert await _open_callbacks(peers["callback"], await make_key("callbacks:read")) == set(phones)
 
 
 async def test_a_lone_event_goes_on_its_own(
@@ -164,6 +162,60 @@ async def test_a_batch_with_a_bad_event_delivers_the_rest_and_parks_only_that_on
         assert [item["id"] for item in timeline] == [event["id"]]
 
 
+async def _open_callbacks(callback: LiveServer, key: str) -> set[str]:
+    """The numbers callback holds an open callback for."""
+    async with httpx.AsyncClient(base_url=callback.url) as client:
+        response = await client.get(
+            "/v1/callbacks", params={"limit": 100}, headers={"authorization": f"Bearer {key}"}
+        )
+    assert response.status_code == 200, response.text
+    return {item["phone"] for item in response.json()["items"]}
+
+
+async def test_a_batch_of_creates_with_a_refused_one_delivers_the_rest_and_parks_that_one(
+    relay: OutboxRelay,
+    peers: dict[str, LiveServer],  # noqa: F811
+    sessions: async_sessionmaker[AsyncSession],
+    sent: Counter[str],
+    make_key: Callable[..., Awaitable[str]],
+) -> None:
+    phones = ["+358405550801", "not a number", "+358405550802"]
+    async with sessions() as session:
+        for i, phone in enumerate(phones):
+            await enqueue(
+                session,
+                IntakeOutbox,
+                destination="callback",
+                path="/v1/callbacks",
+                payload={
+                    "request_id": f"missed:batch-{i}",
+                    "source": "missed_call",
+                    "first_contact_at": "2026-11-24T12:00:00Z",
+                    "phone": phone,
+                },
+                ordering_key=f"phone-{i}",
+            )
+        await session.commit()
+    await peers["callback"].start()
+
+    assert await relay.run_once() == 2
+
+    # Callback refused the batch at its second item (the first was made); each row then went
+    # on its own: the first replayed, the bad one was refused and parked, the last was made.
+    assert sent == {"callback POST /v1/callbacks:batch": 1, "callback POST /v1/callbacks": 3}
+    rows = await _rows(sessions)
+    assert [(row.delivered_at is not None, row.dead_at is not None) for row in rows] == [
+        (True, False),
+        (False, True),
+        (True, False),
+    ]
+    assert "422" in (rows[1].last_error or "")
+    assert await _open_callbacks(peers["callback"], await make_key("callbacks:read")) == {
+        phones[0],
+        phones[2],
+    }
+
+
 async def test_a_batch_to_a_peer_that_is_down_waits_and_is_retried_whole(
     intake: AsyncClient,
     webhook_secret: str,
@@ -204,7 +256,7 @@ async def test_calls_arriving_while_a_woken_relay_lingers_reach_history_in_one_r
         session_factory=sessions,
         clients=relay.clients,
         listen_dsn=asyncpg_dsn(intake_settings.direct_database_url_for("intake")),
-        batch_routes={"history": EVENTS_BATCH},
+        batch_routes=BATCH_ROUTES,
         # Long enough that the three calls below always fall inside it.
         linger_seconds=3.0,
         poll_seconds=60.0,
@@ -229,7 +281,7 @@ async def test_calls_arriving_while_a_woken_relay_lingers_reach_history_in_one_r
         await task
 
     assert all(row.delivered_at is not None for row in await _rows(sessions))
-    assert sent == {"history POST /v1/events:batch": 1, "callback POST /v1/callbacks": 3}
+    assert sent == {"history POST /v1/events:batch": 1, "callback POST /v1/callbacks:batch": 1}
 
 
 async def _listening(sessions: async_sessionmaker[AsyncSession]) -> bool:

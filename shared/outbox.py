@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -347,6 +348,11 @@ class BatchRoute:
     batch_path: str
     field: str
     max_items: int
+    # A running relay lets these rows gather until the oldest waiting is this old, so that
+    # the rows of the calls after it join its batch: for a peer off the customer's path
+    # (history), where a quarter second is nothing to an agent and a batch request costs
+    # both sides about as much as a row. A backlog (a full pass) goes at once.
+    gather_seconds: float = 0.0
 
 
 # Deliveries in flight at once, per relay. A batch is a hundred rows; posting them all at once
@@ -394,9 +400,15 @@ class OutboxRelay:
         self.linger_seconds = linger_seconds
         self._wake = asyncio.Event()
         self._gauges_due = 0.0
+        # When the first rows held back to gather (`BatchRoute.gather_seconds`) are due.
+        self._gathering_until = math.inf
 
-    async def run_once(self) -> int:
-        """Deliver one batch; return how many rows were acknowledged."""
+    async def run_once(self, *, gather: bool = False) -> int:
+        """Deliver one batch; return how many rows were acknowledged.
+
+        `gather`: rows of a route with `gather_seconds` wait while the oldest of them is
+        younger (`run` passes it; a single pass, as an operator's or a test's, sends all).
+        """
         model = self.model
         earlier = aliased(model)
         blocked = (
@@ -429,6 +441,8 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
+            if gather and len(rows) < self.batch_size:
+                rows = self._gathered(rows)
             batches, singles = self._batches(rows)
             results = await asyncio.gather(
                 *(self._deliver_batch(route, batch) for route, batch in batches),
@@ -436,6 +450,32 @@ class OutboxRelay:
             )
             await session.commit()
         return sum(results)
+
+    def _gathered(self, rows: list[OutboxMixin]) -> list[OutboxMixin]:
+        """`rows` less those of a route still gathering; notes when the first is due."""
+        now = utcnow()
+        oldest: dict[BatchRoute, datetime] = {}
+        for row in rows:
+            route = self.batch_routes.get(row.destination)
+            if route is not None and route.gather_seconds > 0 and row.path == route.path:
+                oldest[route] = min(oldest.get(route, row.created_at), row.created_at)
+        waiting = {
+            route
+            for route, first in oldest.items()
+            if (now - first).total_seconds() < route.gather_seconds
+        }
+        if not waiting:
+            return rows
+        due_in = min(
+            route.gather_seconds - (now - oldest[route]).total_seconds() for route in waiting
+        )
+        self._gathering_until = min(self._gathering_until, time.monotonic() + max(due_in, 0))
+        return [
+            row
+            for row in rows
+            if (route := self.batch_routes.get(row.destination)) not in waiting
+            or row.path != route.path
+        ]
 
     def _batches(
         self, rows: Sequence[OutboxMixin]
@@ -628,8 +668,9 @@ class OutboxRelay:
                 # Cleared before the pass, not after: a row committed while it runs wakes the
                 # next one rather than waiting for the poll.
                 self._wake.clear()
+                self._gathering_until = math.inf
                 try:
-                    delivered = await self.run_once()
+                    delivered = await self.run_once(gather=True)
                     # Counting the backlog is a query of its own: a few times a minute is enough.
                     if time.monotonic() >= self._gauges_due:
                         self._gauges_due = time.monotonic() + GAUGE_INTERVAL_SECONDS
@@ -651,9 +692,12 @@ class OutboxRelay:
                 # Once per poll interval while nothing is due: visible when debugging a relay
                 # that seems stuck, silent in a developer's terminal.
                 log.debug("outbox.relay.idle", source=self.metrics.source)
+                # Rows held back to gather are due before the poll: the pass comes then.
+                gathering = self._gathering_until - time.monotonic()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
-                        _first(self._wake.wait(), stop.wait()), timeout=self.poll_seconds
+                        _first(self._wake.wait(), stop.wait()),
+                        timeout=max(0.0, min(self.poll_seconds, gathering)),
                     )
                 if self._wake.is_set():
                     await self._linger(stop)

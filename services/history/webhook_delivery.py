@@ -216,8 +216,11 @@ class WebhookRelay(OutboxRelay):
             return None
         return connection
 
-    async def run_once(self) -> int:
-        """Claim what is due (within each endpoint's free slots) and start sending it."""
+    async def run_once(self, *, gather: bool = False) -> int:
+        """Claim what is due (within each endpoint's free slots) and start sending it.
+
+        `gather` is the outbox's (`BatchRoute.gather_seconds`): a subscriber gets each delivery
+        on its own, so nothing here waits to gather."""
         releases = self._releases
         claimed = await self._claim()
         # A slot freed while this pass ran would find the loop asleep (its wake-up cleared

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from services.intake.models import IntakeOutbox
 from services.intake.relay import BATCH_ROUTES
 from services.intake.settings import IntakeSettings
+from shared.contracts import EVENTS_BATCH
 from shared.db import asyncpg_dsn
 from shared.ids import new_id
 from shared.outbox import OutboxRelay, enqueue
@@ -294,3 +296,111 @@ async def _listening(sessions: async_sessionmaker[AsyncSession]) -> bool:
             )
         )
     return bool(found)
+
+
+async def _enqueue_events(sessions: async_sessionmaker[AsyncSession], count: int) -> None:
+    async with sessions() as session:
+        for i in range(count):
+            event = _event(f"+3584055509{i:02d}")
+            await enqueue(
+                session,
+                IntakeOutbox,
+                destination="history",
+                path="/v1/events",
+                payload=event,
+                ordering_key=event["customer"]["phone"],
+            )
+        await session.commit()
+
+
+def _gathering(relay: OutboxRelay, seconds: float, **changes: Any) -> OutboxRelay:
+    routes = {**BATCH_ROUTES, "history": replace(EVENTS_BATCH, gather_seconds=seconds)}
+    return OutboxRelay(
+        model=IntakeOutbox,
+        session_factory=relay.sessions,
+        clients=relay.clients,
+        batch_routes=routes,
+        **changes,
+    )
+
+
+async def test_events_gather_in_a_running_relay_but_a_single_pass_sends_them(
+    relay: OutboxRelay,
+    peers: dict[str, LiveServer],  # noqa: F811
+    sessions: async_sessionmaker[AsyncSession],
+    sent: Counter[str],
+) -> None:
+    await _enqueue_events(sessions, 2)
+    await peers["history"].start()
+
+    gathering = _gathering(relay, 3600)
+    assert await gathering.run_once(gather=True) == 0  # the oldest is younger than an hour
+    assert sent == {}
+    assert await gathering.run_once() == 2  # an operator's pass sends what is there
+
+
+async def test_a_full_pass_does_not_wait_to_gather(
+    relay: OutboxRelay,
+    peers: dict[str, LiveServer],  # noqa: F811
+    sessions: async_sessionmaker[AsyncSession],
+    sent: Counter[str],
+) -> None:
+    await _enqueue_events(sessions, 3)
+    await peers["history"].start()
+
+    # A backlog is a batch already: a pass as full as it may be goes at once.
+    assert await _gathering(relay, 3600, batch_size=3).run_once(gather=True) == 3
+    assert sent == {"history POST /v1/events:batch": 1}
+
+
+async def test_a_running_relay_sends_gathered_events_when_due_without_waiting_for_a_poll(
+    intake: AsyncClient,
+    webhook_secret: str,
+    intake_settings: IntakeSettings,
+    relay: OutboxRelay,
+    peers: dict[str, LiveServer],  # noqa: F811
+    sessions: async_sessionmaker[AsyncSession],
+    sent: Counter[str],
+) -> None:
+    """Calls' creates go to callback as they come; their events wait for each other and go
+    to history in one request once the first is `gather_seconds` old, with no NOTIFY or poll
+    to prompt it (the poll is a minute away)."""
+    for server in peers.values():
+        await server.start()
+    running = _gathering(
+        relay,
+        # Wide enough that the three calls below always fall inside it on a loaded machine.
+        4.0,
+        listen_dsn=asyncpg_dsn(intake_settings.direct_database_url_for("intake")),
+        linger_seconds=0.01,
+        poll_seconds=60.0,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+    try:
+        for _ in range(500):
+            if await _listening(sessions):
+                break
+            await asyncio.sleep(0.01)
+        for i in range(3):
+            assert (
+                await post_call(intake, webhook_secret, **{"from": f"+3584055510{i:02d}"})
+            ).status_code == 202
+        for _ in range(1500):
+            if all(row.delivered_at is not None for row in await _rows(sessions)):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await task
+
+    rows = await _rows(sessions)
+    assert all(row.delivered_at is not None for row in rows)
+    assert sent["history POST /v1/events:batch"] == 1
+    assert sent["history POST /v1/events"] == 0
+    events = [row for row in rows if row.destination == "history"]
+    creates = [row for row in rows if row.destination == "callback"]
+    # Each create reached callback before the events' batch left.
+    assert max(row.delivered_at for row in creates if row.delivered_at) < min(
+        row.delivered_at for row in events if row.delivered_at
+    )

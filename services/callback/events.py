@@ -230,6 +230,16 @@ async def message_result(
     session: AsyncSession, *, message: SentMessage, callback: MessageOwner | None, sent: bool
 ) -> str:
     """`notification_sent` / `notification_failed`: ids and kinds, never the text."""
+    values = message_result_row(message=message, callback=callback, sent=sent)
+    await repository.add_outbox_row(session, values)
+    return str(values["payload"]["id"])
+
+
+def message_result_row(
+    *, message: SentMessage, callback: MessageOwner | None, sent: bool
+) -> dict[str, Any]:
+    """The outbox row (`shared.outbox.row_values`) of a message's `notification_sent` or
+    `notification_failed` event, for a statement that writes it along with the result."""
     channel = Channel(message.channel)
     is_sms = message.channel == NotificationChannel.SMS
     what = f"{message.kind.capitalize()} {'SMS' if is_sms else 'email'}"
@@ -239,31 +249,21 @@ async def message_result(
         "channel": message.channel,
         "attempts": message.attempts,
     }
-    summary = f"{what} sent" if sent else f"{what} could not be delivered"
-    type_ = EventType.NOTIFICATION_SENT if sent else EventType.NOTIFICATION_FAILED
     if callback is not None:
-        return await emit(
-            session,
-            customer=callback.customer,
-            ordering_key=callback.phone,
-            type=type_,
-            channel=channel,
-            direction=Direction.OUTBOUND,
-            summary=summary,
-            data=data,
-            subject_id=callback.callback_id,
-            only_row=True,
-        )
-    # A message that belongs to no callback (an acknowledgement): the recipient identifies.
-    who = {"phone": message.recipient} if is_sms else {"email": message.recipient}
-    return await emit(
-        session,
-        customer=who,
-        ordering_key=message.recipient,
-        type=type_,
+        customer, ordering_key = callback.customer, callback.phone
+    else:
+        # A message that belongs to no callback (an acknowledgement): the recipient identifies.
+        customer = {"phone": message.recipient} if is_sms else {"email": message.recipient}
+        ordering_key = message.recipient
+    event = _event(
+        customer=customer,
+        type=EventType.NOTIFICATION_SENT if sent else EventType.NOTIFICATION_FAILED,
         channel=channel,
         direction=Direction.OUTBOUND,
-        summary=summary,
+        summary=f"{what} sent" if sent else f"{what} could not be delivered",
         data=data,
-        only_row=True,
+        subject_id=callback.callback_id if callback is not None else None,
+    )
+    return row_values(
+        destination="history", path="/v1/events", payload=event, ordering_key=ordering_key
     )

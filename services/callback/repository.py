@@ -16,6 +16,7 @@ from sqlalchemy import (
     BindParameter,
     ColumnElement,
     Exists,
+    Result,
     Row,
     Select,
     Table,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    exists,
     func,
     or_,
     select,
@@ -60,7 +62,7 @@ from services.callback.models import (
     Voicemail,
 )
 from services.callback.promise import promised_by_sql
-from shared.outbox import add_rows
+from shared.outbox import add_rows, insert_rows, notify_once, rows_params
 from shared.vocabulary import (
     OPEN_STATUSES,
     RUNNING_DIAL_STATUSES,
@@ -742,7 +744,7 @@ async def lock_notification(session: AsyncSession, notification_id: str) -> Noti
 _notifications = cast(Table, Notification.__table__)
 _callbacks = cast(Table, Callback.__table__)
 
-_CLAIM_DUE = (
+_CLAIMED = (
     update(_notifications)
     .where(
         _notifications.c.id == bindparam("notification_id"),
@@ -766,8 +768,21 @@ _CLAIM_DUE = (
         _notifications.c.subject,
         _notifications.c.body,
         _notifications.c.attempts,
+        _notifications.c.callback_id,
     )
+    .cte("claimed")
 )
+# The callback's fields come with the claim: the event of the send's result is made from them
+# and written with the result in one statement (`_MARK_SENT_AND_TELL`). An erasure meanwhile
+# cancels the send, so no result (nor event) of it is written.
+_CLAIM_DUE = select(
+    _CLAIMED,
+    _callbacks.c.phone,
+    _callbacks.c.language,
+    _callbacks.c.email,
+    _callbacks.c.name,
+).select_from(_CLAIMED.outerjoin(_callbacks, _callbacks.c.id == _CLAIMED.c.callback_id))
+
 
 _MARKED_SENT = (
     update(_notifications)
@@ -794,14 +809,19 @@ _MARKED_SENT = (
     )
     .cte("sent")
 )
-# The callback's fields come from the same statement, as they stand when the result is written.
-_MARK_SENT = select(
-    _MARKED_SENT,
-    _callbacks.c.phone,
-    _callbacks.c.language,
-    _callbacks.c.email,
-    _callbacks.c.name,
-).select_from(_MARKED_SENT.outerjoin(_callbacks, _callbacks.c.id == _MARKED_SENT.c.callback_id))
+# `sent`, and the event of it (`events.message_result_row`) with its NOTIFY, in one statement:
+# in autocommit one round trip where a transaction of its own took four.
+_MARK_SENT_AND_TELL: Select[Any] = select(
+    _MARKED_SENT.c.id,
+    _MARKED_SENT.c.channel,
+    _MARKED_SENT.c.provider,
+    notify_once(
+        CallbackOutbox,
+        insert_rows(CallbackOutbox, when=exists(select(_MARKED_SENT.c.id))).cte("new_rows"),
+    )
+    .scalar_subquery()
+    .label("notified"),
+)
 
 
 async def add_outbox_row(session: AsyncSession, values: dict[str, Any]) -> None:
@@ -840,24 +860,27 @@ async def claim_due_notification(
 
 
 async def mark_notification_sent(
-    session: AsyncSession,
+    db: AsyncConnection | AsyncSession,
     notification_id: str,
     *,
     attempt: int,
     message_id: str | None,
     now: datetime,
+    event: dict[str, Any],
 ) -> Row[Any] | None:
-    """`sending` → `sent` if this attempt still holds the send; with its callback's fields.
+    """`sending` → `sent` if this attempt still holds the send, and its `event` (an outbox
+    row) written with it; neither if not.
 
     None: the lease ran out and another job took the send over (or an erasure cancelled it).
     """
-    result = await session.execute(
-        _MARK_SENT,
+    result: Result[Any] = await db.execute(
+        _MARK_SENT_AND_TELL,
         {
             "notification_id": notification_id,
             "attempt": attempt,
             "message_id": message_id,
             "now": now,
+            **rows_params(CallbackOutbox, [event]),
         },
     )
     return result.one_or_none()

@@ -21,7 +21,8 @@ import structlog
 from arq import Retry
 from arq.connections import ArqRedis
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.callback import agents, creation, events, repository, survey
 from services.callback.dialers.base import PhoneDialer
@@ -152,6 +153,8 @@ class _Claim:
     body: str
     attempt: int
     kind: str = ""
+    # The callback it belongs to, as the claim found it: its result's event names them.
+    owner: events.MessageOwner | None = None
 
 
 async def send_notification(ctx: dict[str, Any], notification_id: str) -> str:
@@ -203,6 +206,11 @@ async def _claim_if_due(state: WorkerState, notification_id: str) -> _Claim | No
         )
     if row is None:
         return None
+    owner = None
+    if row.callback_id is not None and row.phone is not None:
+        owner = _owner(
+            row.callback_id, phone=row.phone, language=row.language, email=row.email, name=row.name
+        )
     return _Claim(
         notification_id=row.id,
         channel=row.channel,
@@ -211,6 +219,17 @@ async def _claim_if_due(state: WorkerState, notification_id: str) -> _Claim | No
         body=row.body,
         attempt=row.attempts,
         kind=row.kind,
+        owner=owner,
+    )
+
+
+def _owner(
+    callback_id: str, *, phone: str, language: str, email: str | None, name: str | None
+) -> events.MessageOwner:
+    return events.MessageOwner(
+        callback_id=callback_id,
+        phone=phone,
+        customer=events.customer_fields(phone=phone, language=language, email=email, name=name),
     )
 
 
@@ -224,9 +243,9 @@ async def _claim_carefully(state: WorkerState, notification_id: str) -> _Claim |
             return "missing"
         now = utcnow()
         due_by = now + _EARLY_TOLERANCE
+        callback = await _callback(session, row)
         callback_status = None
         if waits_on_callback(row, due_by=due_by):
-            callback = await _callback(session, row)
             callback_status = callback.status if callback is not None else None
         decision = decide(row, callback_status=callback_status, now=now, due_by=due_by)
         if decision == Decision.FINISHED:
@@ -270,6 +289,17 @@ async def _claim_carefully(state: WorkerState, notification_id: str) -> _Claim |
             body=row.body,
             attempt=row.attempts,
             kind=row.kind,
+            owner=(
+                _owner(
+                    callback.id,
+                    phone=callback.phone,
+                    language=callback.language,
+                    email=callback.email,
+                    name=callback.name,
+                )
+                if callback is not None
+                else None
+            ),
         )
         await session.commit()
     return claim
@@ -322,46 +352,48 @@ async def _record(state: WorkerState, claim: _Claim, outcome: SendResult | SendE
 
 
 async def _record_sent(state: WorkerState, claim: _Claim, outcome: SendResult) -> str:
-    """`sent` and its `notification_sent` event, committed together, in one statement each."""
-    async with state.sessions() as session:
-        row = await repository.mark_notification_sent(
-            session,
+    """`sent` and its `notification_sent` event, written together in one statement."""
+    message = events.SentMessage(
+        notification_id=claim.notification_id,
+        kind=claim.kind,
+        channel=claim.channel,
+        attempts=claim.attempt,
+        recipient=claim.recipient,
+    )
+    event = events.message_result_row(message=message, callback=claim.owner, sent=True)
+    now = utcnow()
+
+    async def mark(db: AsyncConnection | AsyncSession) -> Row[Any] | None:
+        return await repository.mark_notification_sent(
+            db,
             claim.notification_id,
             attempt=claim.attempt,
             message_id=outcome.message_id,
-            now=utcnow(),
+            now=now,
+            event=event,
         )
-        if row is None:
-            # Our lease ran out and another job took over (or an erasure cancelled the send):
-            # its outcome is the one that counts.
-            log.warning("callback.notification.superseded", notification_id=claim.notification_id)
-            return "superseded"
-        callback = None
-        if row.callback_id is not None and row.phone is not None:
-            callback = events.MessageOwner(
-                callback_id=row.callback_id,
-                phone=row.phone,
-                customer=events.customer_fields(
-                    phone=row.phone, language=row.language, email=row.email, name=row.name
-                ),
-            )
-        message = events.SentMessage(
-            notification_id=row.id,
-            kind=row.kind,
-            channel=row.channel,
-            attempts=row.attempts,
-            recipient=row.recipient,
-        )
-        await events.message_result(session, message=message, callback=callback, sent=True)
-        if row.kind == NotificationKind.SURVEY:
-            await survey.sent(session, notification_id=row.id, now=utcnow())
-        await session.commit()
+
+    if claim.kind == NotificationKind.SURVEY:
+        # A survey's send starts its reply window: written in the same transaction.
+        async with state.sessions() as session:
+            row = await mark(session)
+            if row is not None:
+                await survey.sent(session, notification_id=row.id, now=utcnow())
+            await session.commit()
+    else:
+        async with state.autocommit.connect() as conn:
+            row = await mark(conn)
+    if row is None:
+        # Our lease ran out and another job took over (or an erasure cancelled the send):
+        # its outcome is the one that counts.
+        log.warning("callback.notification.superseded", notification_id=claim.notification_id)
+        return "superseded"
     state.metrics.notifications.labels(row.channel, row.provider, NotificationStatus.SENT).inc()
     log.info(
         "callback.notification.sent",
         notification_id=row.id,
         channel=row.channel,
-        attempts=row.attempts,
+        attempts=claim.attempt,
     )
     return NotificationStatus.SENT
 

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from arq.connections import ArqRedis
 
+from shared.job_enqueue import JobSpec, enqueue_jobs
 from shared.tracing import current_traceparent
 
 SEND_NOTIFICATION = "send_notification"
@@ -55,68 +56,52 @@ class NotificationQueue(Protocol):
 
 
 class ArqNotificationQueue:
-    """Enqueues callback's jobs on the configured arq queue."""
+    """Enqueues callback's jobs on the configured arq queue, each in one round trip
+    (`shared.job_enqueue`); ids that are queued or running already are refused, as arq does."""
 
     def __init__(self, redis: ArqRedis, *, queue_name: str | None = None) -> None:
         self._redis = redis
         self._queue_name = queue_name
 
+    async def _enqueue(self, jobs: list[JobSpec]) -> list[bool]:
+        return await enqueue_jobs(self._redis, jobs, queue_name=self._queue_name)
+
+    def _job(
+        self, function: str, job_id: str, argument: str, at: datetime | None = None
+    ) -> JobSpec:
+        return JobSpec(
+            function,
+            job_id,
+            args=(argument,),
+            kwargs={"traceparent": current_traceparent()},
+            defer_until=at,
+        )
+
     async def enqueue_notifications(self, notification_ids: Iterable[str]) -> int:
         """Enqueue each id; returns how many were new (the rest were already queued)."""
-        enqueued = 0
-        for notification_id in notification_ids:
-            job = await self._redis.enqueue_job(
-                SEND_NOTIFICATION,
-                notification_id,
-                _job_id=notification_job_id(notification_id),
-                _queue_name=self._queue_name,
-                traceparent=current_traceparent(),
-            )
-            enqueued += job is not None
-        return enqueued
+        jobs = [self._job(SEND_NOTIFICATION, notification_job_id(i), i) for i in notification_ids]
+        return sum(await self._enqueue(jobs))
 
     async def enqueue_notification_at(self, notification_id: str, at: datetime) -> bool:
         """A send deferred until `at` (a reminder); the sweeper is the safety net."""
-        job = await self._redis.enqueue_job(
-            SEND_NOTIFICATION,
-            notification_id,
-            _job_id=notification_job_id(notification_id),
-            _queue_name=self._queue_name,
-            _defer_until=at,
-            traceparent=current_traceparent(),
+        job = self._job(
+            SEND_NOTIFICATION, notification_job_id(notification_id), notification_id, at
         )
-        return job is not None
+        return (await self._enqueue([job]))[0]
 
     async def enqueue_booking(self, callback_id: str) -> bool:
         """`book_and_confirm(callback_id)`: book an ASAP callback, then confirm it."""
-        job = await self._redis.enqueue_job(
-            BOOK_AND_CONFIRM,
-            callback_id,
-            _job_id=book_job_id(callback_id),
-            _queue_name=self._queue_name,
-            traceparent=current_traceparent(),
-        )
-        return job is not None
+        return (
+            await self._enqueue(
+                [self._job(BOOK_AND_CONFIRM, book_job_id(callback_id), callback_id)]
+            )
+        )[0]
 
     async def enqueue_dial(self, dial_id: str) -> bool:
         """`place_dial(dial_id)`: ask the phone system to ring the agent, once."""
-        job = await self._redis.enqueue_job(
-            PLACE_DIAL,
-            dial_id,
-            _job_id=dial_job_id(dial_id),
-            _queue_name=self._queue_name,
-            traceparent=current_traceparent(),
-        )
-        return job is not None
+        return (await self._enqueue([self._job(PLACE_DIAL, dial_job_id(dial_id), dial_id)]))[0]
 
     async def enqueue_finalize(self, attempt_id: str, at: datetime) -> bool:
         """`finalize_attempt(attempt_id)` at the end of the wrap-up time (the sweep is the net)."""
-        job = await self._redis.enqueue_job(
-            FINALIZE_ATTEMPT,
-            attempt_id,
-            _job_id=finalize_job_id(attempt_id),
-            _queue_name=self._queue_name,
-            _defer_until=at,
-            traceparent=current_traceparent(),
-        )
-        return job is not None
+        job = self._job(FINALIZE_ATTEMPT, finalize_job_id(attempt_id), attempt_id, at)
+        return (await self._enqueue([job]))[0]

@@ -443,13 +443,14 @@ async def book_and_confirm(
     writes the confirmation rows, whose `(event_key, channel)` is unique.
     """
     now = now or utcnow()
-    callback = await repository.lock_callback(session, callback_id)
-    if callback is None:
+    found = await repository.lock_callback_with_queue(session, callback_id)
+    if found is None:
         return "missing"
+    callback, queue_row = found
     key = callback.confirm_key
     if key is None:
         return "nothing owed"
-    rules = await queues.rules(session, settings, callback.queue)
+    rules = queues.rules_of(queue_row, settings)
     plan, zone = rules.plan, rules.zone
     result = "confirmed"
     messages: list[notify.Message | None] = []

@@ -214,7 +214,10 @@ async def _rows(
     now: datetime,
 ) -> list[Notification]:
     """Rows for `message` on the channels the customer allows; none if its event has them."""
-    if await repository.notifications_by_key(session, message.event_key):
+    written, do_not_call = await repository.key_used_and_do_not_call(
+        session, message.event_key, callback.phone
+    )
+    if written:
         return []
 
     send_at = message.send_at or now
@@ -239,7 +242,7 @@ async def _rows(
     if _SMS in message.channels and callback.consent_sms and message.text.sms:
         if region_of(callback.phone) not in settings.sms_allowed_regions:
             log.info("callback.notification.sms_region_blocked", callback_id=callback.id)
-        elif await repository.is_do_not_call(session, callback.phone):
+        elif do_not_call:
             log.info("callback.notification.sms_do_not_call", callback_id=callback.id)
         elif await _within_ceilings(
             session, settings, message, _SMS, callback.phone, callback.id, now

@@ -167,6 +167,25 @@ async def lock_callback(session: AsyncSession, callback_id: str) -> Callback | N
     )
 
 
+# The callback locked with its queue's row (None: `default`, which may have no row) read in the
+# same statement, so that the booking job needs no look-up of its own for the queue's rules.
+_LOCK_WITH_QUEUE = (
+    select(Callback, Queue)
+    .outerjoin(Queue, Queue.key == Callback.queue)
+    .where(Callback.id == bindparam("callback_id"))
+    .with_for_update(of=Callback)
+    .execution_options(populate_existing=True)
+)
+
+
+async def lock_callback_with_queue(
+    session: AsyncSession, callback_id: str
+) -> tuple[Callback, Queue | None] | None:
+    """`lock_callback`, and the callback's queue row (not locked), in one round trip."""
+    row = (await session.execute(_LOCK_WITH_QUEUE, {"callback_id": callback_id})).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
 # ----------------------------------------------------------------------------- slots
 
 
@@ -921,6 +940,23 @@ async def list_notifications(
     if after_id is not None:
         query = query.where(Notification.id > after_id)
     return (await session.scalars(query.order_by(Notification.id).limit(limit))).all()
+
+
+_KEY_USED_AND_DO_NOT_CALL = select(
+    exists().where(Notification.event_key == bindparam("event_key")),
+    _on_do_not_call(bindparam("phone")),
+)
+
+
+async def key_used_and_do_not_call(
+    session: AsyncSession, event_key: str, phone: str
+) -> tuple[bool, bool]:
+    """Whether a message of `event_key` was written already, and whether `phone` is on the
+    do-not-call list: a message's two first questions in one round trip."""
+    row = (
+        await session.execute(_KEY_USED_AND_DO_NOT_CALL, {"event_key": event_key, "phone": phone})
+    ).one()
+    return bool(row[0]), bool(row[1])
 
 
 async def notifications_by_key(session: AsyncSession, event_key: str) -> Sequence[Notification]:

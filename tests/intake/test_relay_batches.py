@@ -263,6 +263,21 @@ async def test_calls_arriving_while_a_woken_relay_lingers_reach_history_in_one_r
         linger_seconds=3.0,
         poll_seconds=60.0,
     )
+    await _three_calls_through(running, sessions, intake, webhook_secret, "+3584055507")
+
+    assert all(row.delivered_at is not None for row in await _rows(sessions))
+    assert sent == {"history POST /v1/events:batch": 1, "callback POST /v1/callbacks:batch": 1}
+
+
+async def _three_calls_through(
+    running: OutboxRelay,
+    sessions: async_sessionmaker[AsyncSession],
+    intake: AsyncClient,
+    webhook_secret: str,
+    numbers_from: str,
+) -> None:
+    """Run `running` while three calls come in (from `numbers_from` 00-02), until every row
+    is delivered (or half a minute has passed)."""
     stop = asyncio.Event()
     task = asyncio.create_task(running.run(stop))
     try:
@@ -271,19 +286,16 @@ async def test_calls_arriving_while_a_woken_relay_lingers_reach_history_in_one_r
             if await _listening(sessions):
                 break
             await asyncio.sleep(0.01)
-        phones = [f"+3584055507{i:02d}" for i in range(3)]
-        for phone in phones:
-            assert (await post_call(intake, webhook_secret, **{"from": phone})).status_code == 202
-        for _ in range(1000):
+        for i in range(3):
+            caller = {"from": f"{numbers_from}{i:02d}"}
+            assert (await post_call(intake, webhook_secret, **caller)).status_code == 202
+        for _ in range(1500):
             if all(row.delivered_at is not None for row in await _rows(sessions)):
                 break
             await asyncio.sleep(0.02)
     finally:
         stop.set()
         await task
-
-    assert all(row.delivered_at is not None for row in await _rows(sessions))
-    assert sent == {"history POST /v1/events:batch": 1, "callback POST /v1/callbacks:batch": 1}
 
 
 async def _listening(sessions: async_sessionmaker[AsyncSession]) -> bool:
@@ -375,24 +387,7 @@ async def test_a_running_relay_sends_gathered_events_when_due_without_waiting_fo
         linger_seconds=0.01,
         poll_seconds=60.0,
     )
-    stop = asyncio.Event()
-    task = asyncio.create_task(running.run(stop))
-    try:
-        for _ in range(500):
-            if await _listening(sessions):
-                break
-            await asyncio.sleep(0.01)
-        for i in range(3):
-            assert (
-                await post_call(intake, webhook_secret, **{"from": f"+3584055510{i:02d}"})
-            ).status_code == 202
-        for _ in range(1500):
-            if all(row.delivered_at is not None for row in await _rows(sessions)):
-                break
-            await asyncio.sleep(0.02)
-    finally:
-        stop.set()
-        await task
+    await _three_calls_through(running, sessions, intake, webhook_secret, "+3584055510")
 
     rows = await _rows(sessions)
     assert all(row.delivered_at is not None for row in rows)

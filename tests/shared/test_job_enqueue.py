@@ -10,14 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from arq import Worker, func
+from arq import func
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.utils import to_unix_ms
 
-from services.callback.worker import close_worker
 from shared.job_enqueue import JobSpec, enqueue_jobs
 from shared.jobs import job_deserializer, job_serializer
+from tests.support.burst import run_burst
 
 
 @pytest.fixture
@@ -86,21 +86,7 @@ async def test_arqs_worker_runs_what_it_enqueued(redis: ArqRedis) -> None:
 
     specs = [JobSpec("job", _id(), (f"n-{i}",), {"traceparent": None}) for i in range(3)]
     assert await enqueue_jobs(redis, specs) == [True, True, True]
-    worker = Worker(
-        functions=[func(job, name="job")],
-        redis_pool=redis,
-        queue_name=redis.default_queue_name,
-        burst=True,
-        poll_delay=0,
-        handle_signals=False,
-        keep_result=0,
-        job_serializer=job_serializer,
-        job_deserializer=job_deserializer,
-    )
-    try:
-        await worker.main()
-    finally:
-        await close_worker(worker)
+    worker = await run_burst(redis, redis.default_queue_name, [func(job, name="job")])
 
     assert sorted(ran) == [("n-0", None), ("n-1", None), ("n-2", None)]
     assert worker.jobs_complete == 3

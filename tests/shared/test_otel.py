@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-from arq import Retry, Worker, func
+from arq import Retry, func
 from arq.connections import RedisSettings, create_pool
 from fastapi import APIRouter, FastAPI, Request
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -20,7 +20,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback.jobs import BOOK_AND_CONFIRM, SEND_NOTIFICATION, ArqNotificationQueue
-from services.callback.worker import close_worker
 from services.intake.models import IntakeOutbox
 from shared.http import create_http_client
 from shared.jobs import job_deserializer, job_serializer, traced_job
@@ -37,6 +36,7 @@ from shared.tracing import (
     tracing_enabled,
 )
 from tests.conftest import serve_asgi
+from tests.support.burst import run_burst
 from tests.support.live import live
 from tests.support.otlp import otlp_collector
 
@@ -225,24 +225,14 @@ async def test_a_job_continues_the_trace_that_enqueued_it(
         assert await queue.enqueue_notifications(["n-1"]) == 1
     # As the sweeper or an older release would: no trace to continue.
     assert await queue.enqueue_booking("c-1")
-    worker = Worker(
-        functions=[
+    await run_burst(
+        redis,
+        queue_name,
+        [
             func(traced_job(SEND_NOTIFICATION, job), name=SEND_NOTIFICATION),
             func(traced_job(BOOK_AND_CONFIRM, job), name=BOOK_AND_CONFIRM),
         ],
-        redis_pool=redis,
-        queue_name=queue_name,
-        burst=True,
-        poll_delay=0,
-        handle_signals=False,
-        keep_result=0,
-        job_serializer=job_serializer,
-        job_deserializer=job_deserializer,
     )
-    try:
-        await worker.main()
-    finally:
-        await close_worker(worker)
 
     finished = spans.get_finished_spans()
     request = only(finished, "POST /v1/callbacks")

@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 from common import (
     CpuMeter,
     RssSampler,
@@ -56,6 +57,7 @@ from common import (
 )
 from loadgen import paced, presign, run_fast
 from sms_gateway import GatewayProcess
+from webhooks import Receiver, admin_key, subscribe
 
 from services.intake.settings import IntakeSettings
 from shared.db import asyncpg_dsn
@@ -74,6 +76,12 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20, help="calls before measuring")
     parser.add_argument("--out", default=None)
     parser.add_argument("--logs", default=None, help="keep the processes' logs in this folder")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="without v2's parts: no queue for the calls (they fall back to `default`, which "
+        "has no plan), no webhook subscriber",
+    )
     args = parser.parse_args()
     if args.seconds > TOLERANCE - 30:
         parser.error(f"the run must end within the signature tolerance ({TOLERANCE} s)")
@@ -93,6 +101,8 @@ def main() -> int:
             RINGBACK_WEBHOOK_SECRETS=secret,
             RINGBACK_SMS_PROVIDER="http",
             RINGBACK_SMS_HTTP_URL=gateway.url,
+            # The subscriber below listens on loopback.
+            RINGBACK_WEBHOOK_ALLOW_PRIVATE="true",
         )
         dsn = asyncpg_dsn(database)
         with Stack(env, Path(logs)) as stack:
@@ -106,6 +116,7 @@ def main() -> int:
                 raise
             host = stack.url("intake").removeprefix("http://")
             port = int(host.rsplit(":", 1)[1])
+            subscriber = None if args.plain else _attach_v2(stack, env)
 
             warm = presign(secret, args.warmup, "e2e-warm", tag_number=1)
             run_fast(paced("127.0.0.1", port, [s.raw(host) for s in warm], 20.0))
@@ -120,6 +131,12 @@ def main() -> int:
                 print(json.dumps({k: step[k] for k in SHOWN}), flush=True)
                 if not step["holds"]:
                     break  # a backlog left behind would spoil every higher step
+            if subscriber is not None:
+                result["v2"] = {
+                    "queue": QUEUE,
+                    "webhook_requests_received": subscriber.count(),
+                }
+                subscriber.close()
     first = steps[0]
     result.update({k: v for k, v in first.items() if k not in ("offered_per_second", "holds")})
     if args.steps:
@@ -135,6 +152,29 @@ def main() -> int:
 
 
 SHOWN = ("offered_per_second", "calls_accepted_202", "lost", "duplicated", "holds")
+# Every call names this queue (bench/loadgen.py); with v2's parts it exists, with a plan open
+# around the clock and room for every call, so each is booked into a slot before it is
+# confirmed, and its confirmation names the slot.
+QUEUE = "billing"
+
+
+def _attach_v2(stack: Stack, env: dict[str, str]) -> Receiver:
+    """The queue the calls name, and a subscriber to every event (answering 204)."""
+    headers = {"Authorization": f"Bearer {admin_key(env)}"}
+    days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+    plan = {
+        "timezone": "Europe/Helsinki",
+        "business_hours": {day: [{"start": "00:00", "end": "24:00"}] for day in days},
+        "default_agents": 1000,
+    }
+    with httpx.Client(base_url=stack.url("callback"), headers=headers, timeout=30) as client:
+        client.put(
+            f"/v1/queues/{QUEUE}", json={"name": "Billing", "capacity": plan}
+        ).raise_for_status()
+    subscriber = Receiver()
+    with httpx.Client(base_url=stack.url("history"), headers=headers, timeout=30) as client:
+        subscribe(client, subscriber.url, ["*"])
+    return subscriber
 
 
 def _step(

@@ -49,6 +49,7 @@ FULL: dict[str, list[str]] = {
     ],
     "offer": [],
     "booking": [],
+    "confirm": [],
     "claim": [],
     "at_risk": [],
     "history": [],
@@ -63,6 +64,7 @@ QUICK: dict[str, list[str]] = {
     "end_to_end": ["--steps", "10,20", "--seconds", "3", "--tail", "60", "--settle", "1"],
     "offer": ["--callbacks", "1000", "--requests", "100"],
     "booking": ["--attempts", "200"],
+    "confirm": ["--jobs", "100", "--warmup", "10"],
     "claim": ["--callbacks", "1000", "--claims", "200"],
     "at_risk": ["--callbacks", "1000", "--runs", "2"],
     "scale": ["--rate", "5", "--seconds", "3", "--warmup", "2"],
@@ -428,6 +430,18 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             f"seats match callbacks: {_fmt(get(r, 'booking.seats_match_callbacks'))}",
             "≥ 1,000/s, 0 overbooked",
             _met(booking_ok),
+        )
+    )
+    out.append(
+        (
+            f"Worker: the booking job alone, {_fmt(get(r, 'confirm.jobs'))} in a row "
+            "(book the earliest slot, write the confirmation)",
+            f"{_fmt(get(r, 'confirm.app_cpu_ms_per_job'), 'ms')} CPU per job; "
+            f"{_fmt(get(r, 'confirm.statements_per_job'))} statements",
+            f"PostgreSQL {_fmt(get(r, 'confirm.postgresql_cpu_ms_per_job'), 'ms')} per job; "
+            f"{_fmt(get(r, 'confirm.app_cpu_per_reference'))}x the reference loop",
+            "—",
+            "—",
         )
     )
     plan = get(r, "claim.explain") or []

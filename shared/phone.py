@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 # What telephony systems put in `From` when the caller hid their number.
@@ -40,7 +42,19 @@ def normalize(raw: str | None, region: str = "FI") -> str | None:
     Every service (intake's callers, callback's customers, history's searches) uses this
     rule, so a number stored by one is found by the others.
     """
-    if raw is None or is_withheld(raw) or len(raw) > 64:
+    if raw is None or len(raw) > 64:
+        return None
+    return _normalized(raw, region)
+
+
+# Parsing with the full metadata costs about 0.1 ms a number, and each number comes back many
+# times (history reads it off every event of a callback: created, booked, each message), so
+# answers are kept. In this process's memory only, a few thousand at most, and nothing but
+# the mapping from a notation to its E.164 form (no customer, no record): what an erasure
+# removes is in the databases.
+@lru_cache(maxsize=4096)
+def _normalized(raw: str, region: str) -> str | None:
+    if is_withheld(raw):
         return None
     candidate = raw.strip()
     if candidate.startswith("00"):
@@ -66,6 +80,7 @@ def _e164(candidate: str, region: str) -> str | None:
     return str(phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164))
 
 
+@lru_cache(maxsize=4096)  # kept as `_normalized`'s answers are, for the same reason
 def is_callable(e164: str) -> bool:
     """Whether we may call or text `e164`: a fixed line or a mobile, never a number that bills."""
     try:
@@ -75,6 +90,7 @@ def is_callable(e164: str) -> bool:
     return phonenumbers.number_type(parsed) in _CALLABLE_TYPES
 
 
+@lru_cache(maxsize=4096)  # asked before every SMS written; kept as `_normalized`'s answers
 def region_of(e164: str) -> str | None:
     """ISO region of an E.164 number (`FI`, `SE`, ...), or None if unknown."""
     try:

@@ -232,5 +232,6 @@ async def book(
             notify.reminder(settings, callback, now=now, zone=zone),
         ],
         now=now,
+        rules=rules,
     )
     return callback

@@ -133,6 +133,12 @@ def _refuse(
 # ----------------------------------------------------------------------------- messages
 
 
+def recipient_lock(channel: NotificationChannel, recipient: str) -> tuple[str, str]:
+    """The advisory lock (namespace, value) `message_allowed` holds while it counts: a caller
+    that asks the database something first may take it in that round trip."""
+    return (f"ceiling:{channel}", recipient)
+
+
 async def message_allowed(
     session: AsyncSession,
     settings: CallbackSettings,
@@ -146,7 +152,7 @@ async def message_allowed(
     """Whether one more `kind` message may go to `recipient`; a refusal is recorded."""
     # Counting and adding the row must not interleave with another transaction's for the
     # same recipient, or two could each see room for one and both send.
-    await repository.lock(session, f"ceiling:{channel}", recipient)
+    await repository.lock(session, *recipient_lock(channel, recipient))
     reason = None
     if channel == NotificationChannel.SMS and kind in NOTICE_KINDS and callback_id is not None:
         if await _recent_notice_sms(session, settings, callback_id=callback_id, now=now):

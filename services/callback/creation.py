@@ -468,6 +468,8 @@ async def book_and_confirm(
                 CallbackStatus.SCHEDULED,
                 now=now,
                 summary="Booked into the earliest slot with room before the deadline",
+                # The job's one outbox row: written with its NOTIFY in one statement.
+                only_row=True,
             )
             messages.append(notify.reminder(settings, callback, now=now, zone=zone))
             result = "booked"
@@ -479,7 +481,13 @@ async def book_and_confirm(
     callback.confirm_key = None
     callback.updated_at = now
     await notify.send(
-        session, queue, settings=settings, callback=callback, messages=messages, now=now
+        session,
+        queue,
+        settings=settings,
+        callback=callback,
+        messages=messages,
+        now=now,
+        rules=rules,
     )
     log.info("callback.confirmation.rendered", callback_id=callback.id, result=result)
     return result

@@ -167,8 +167,9 @@ async def record(
     data: dict[str, Any],
     actor: dict[str, Any] | None = None,
     occurred_at: datetime | None = None,
+    only_row: bool = False,
 ) -> str:
-    """Queue one event about `callback`."""
+    """Queue one event about `callback` (`only_row`: see `emit`)."""
     return await emit(
         session,
         customer=customer_of(callback),
@@ -181,6 +182,7 @@ async def record(
         subject_id=callback.id,
         actor=actor,
         occurred_at=occurred_at,
+        only_row=only_row,
     )
 
 
@@ -192,6 +194,7 @@ async def callback_changed(
     summary: str,
     actor: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    only_row: bool = False,
 ) -> str:
     """A lifecycle event (`callback_created`, `callback_scheduled`, ...) with where it stands."""
     return await record(
@@ -204,6 +207,7 @@ async def callback_changed(
         summary=summary,
         data={**where_it_stands(callback).model_dump(mode="json"), **(extra or {})},
         actor=actor,
+        only_row=only_row,
     )
 
 

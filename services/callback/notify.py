@@ -212,10 +212,16 @@ async def _rows(
     callback: Callback,
     message: Message,
     now: datetime,
+    rules: queues.QueueRules | None = None,
 ) -> list[Notification]:
     """Rows for `message` on the channels the customer allows; none if its event has them."""
+    wants_sms = _SMS in message.channels and callback.consent_sms and bool(message.text.sms)
     written, do_not_call = await repository.key_used_and_do_not_call(
-        session, message.event_key, callback.phone
+        session,
+        message.event_key,
+        callback.phone,
+        # The SMS ceiling's lock, which its count needs next, in this round trip.
+        lock=ceilings.recipient_lock(_SMS, callback.phone) if wants_sms else None,
     )
     if written:
         return []
@@ -224,7 +230,9 @@ async def _rows(
     # Such an SMS waits out its queue's quiet hours (§13); an email goes when it is due.
     sms_at = send_at
     if message.kind in WAITS_FOR_QUIET_HOURS:
-        sms_at = (await queues.rules(session, settings, callback.queue)).sms_send_at(send_at)
+        if rules is None or rules.key != callback.queue:
+            rules = await queues.rules(session, settings, callback.queue)
+        sms_at = rules.sms_send_at(send_at)
 
     def row(channel: NotificationChannel, recipient: str) -> Notification:
         return _row(
@@ -239,7 +247,7 @@ async def _rows(
         )
 
     rows: list[Notification] = []
-    if _SMS in message.channels and callback.consent_sms and message.text.sms:
+    if wants_sms:
         if region_of(callback.phone) not in settings.sms_allowed_regions:
             log.info("callback.notification.sms_region_blocked", callback_id=callback.id)
         elif do_not_call:
@@ -288,13 +296,22 @@ async def send(
     callback: Callback,
     messages: Iterable[Message | None],
     now: datetime,
+    rules: queues.QueueRules | None = None,
 ) -> list[Notification]:
-    """Add rows for these messages (a None is a message not owed) and send them after commit."""
+    """Add rows for these messages (a None is a message not owed) and send them after commit.
+
+    `rules`: the callback's queue's, when the caller has read them already (a reminder's
+    quiet hours need them; otherwise they are read here)."""
     rows: list[Notification] = []
     for message in messages:
         if message is not None:
             rows += await _rows(
-                session, settings=settings, callback=callback, message=message, now=now
+                session,
+                settings=settings,
+                callback=callback,
+                message=message,
+                now=now,
+                rules=rules,
             )
     enqueue_after_commit(session, queue, rows, now=now)
     return rows

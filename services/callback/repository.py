@@ -92,10 +92,35 @@ async def lock_in_order(session: AsyncSession, *values: tuple[str, str]) -> None
     """`lock` each (namespace, value) in the order given, in one round trip: PostgreSQL
     evaluates a select list left to right, and that order is what keeps writers that take
     the same locks from deadlocking."""
-    await session.execute(
-        _locks(len(values)),
-        {f"key{i}": _lock_key(namespace, value) for i, (namespace, value) in enumerate(values)},
-    )
+    keys = [_lock_key(namespace, value) for namespace, value in values]
+    held = _held_locks(session)
+    wanted = [key for key in keys if key not in held]
+    if not wanted:
+        return
+    await session.execute(_locks(len(wanted)), {f"key{i}": key for i, key in enumerate(wanted)})
+    _remember_locks(session, wanted)
+
+
+# The advisory locks the session's transaction holds already: asking again would only cost a
+# round trip (a booking's confirmation and its reminder each pass the same number's SMS
+# ceiling). Kept with the transaction they belong to, so a new transaction starts with none;
+# one taken inside a savepoint is not remembered, since rolling the savepoint back frees it.
+_HELD_LOCKS = "ringback.advisory_locks_held"
+
+
+def _remember_locks(session: AsyncSession, keys: Iterable[int]) -> None:
+    """Note locks just taken (after the statement: it began the transaction if none had)."""
+    if not session.in_nested_transaction():
+        transaction = session.sync_session.get_transaction()
+        session.info[_HELD_LOCKS] = (transaction, {*_held_locks(session), *keys})
+
+
+def _held_locks(session: AsyncSession) -> frozenset[int] | set[int]:
+    remembered = session.info.get(_HELD_LOCKS)
+    if remembered is None or remembered[0] is not session.sync_session.get_transaction():
+        return frozenset()
+    held: set[int] = remembered[1]
+    return held
 
 
 @cache
@@ -189,17 +214,22 @@ async def lock_callback_with_queue(
 # ----------------------------------------------------------------------------- slots
 
 
+# The booking job's statements, built once (building one per call cost about as much CPU as
+# its round trip: bench/RESULTS.md, issue #21). `take_seat`'s `excluded` alone built a column
+# proxy per column of `slot_bookings` on every call.
+_BOOKED_COUNTS = select(SlotBooking.slot_start, SlotBooking.booked).where(
+    SlotBooking.queue == bindparam("queue"),
+    SlotBooking.slot_start.in_(bindparam("starts", expanding=True)),
+)
+
+
 async def booked_counts(
     session: AsyncSession, queue: str, starts: Sequence[datetime]
 ) -> dict[datetime, int]:
     """Seats taken in each of these slots of `queue` (absent: none)."""
     if not starts:
         return {}
-    rows = await session.execute(
-        select(SlotBooking.slot_start, SlotBooking.booked).where(
-            SlotBooking.queue == queue, SlotBooking.slot_start.in_(list(starts))
-        )
-    )
+    rows = await session.execute(_BOOKED_COUNTS, {"queue": queue, "starts": list(starts)})
     return {row[0]: row[1] for row in rows}
 
 
@@ -216,6 +246,28 @@ async def booked_between(
     return {row[0]: row[1] for row in rows}
 
 
+def _take_seat_statement() -> Any:
+    seat = insert(SlotBooking).values(
+        queue=bindparam("b_queue"),
+        slot_start=bindparam("b_start"),
+        slot_end=bindparam("b_end"),
+        capacity=bindparam("b_capacity"),
+        booked=1,
+    )
+    return seat.on_conflict_do_update(
+        index_elements=[SlotBooking.queue, SlotBooking.slot_start],
+        set_={
+            "booked": SlotBooking.booked + 1,
+            "capacity": seat.excluded.capacity,
+            "updated_at": func.now(),
+        },
+        where=SlotBooking.booked < seat.excluded.capacity,
+    ).returning(SlotBooking.booked)
+
+
+_TAKE_SEAT = _take_seat_statement()
+
+
 async def take_seat(
     session: AsyncSession, *, queue: str, start: datetime, end: datetime, capacity: int
 ) -> bool:
@@ -228,29 +280,25 @@ async def take_seat(
     """
     if capacity <= 0:
         return False
-    stmt = insert(SlotBooking).values(
-        queue=queue, slot_start=start, slot_end=end, capacity=capacity, booked=1
-    )
-    taken = await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[SlotBooking.queue, SlotBooking.slot_start],
-            set_={
-                "booked": SlotBooking.booked + 1,
-                "capacity": stmt.excluded.capacity,
-                "updated_at": func.now(),
-            },
-            where=SlotBooking.booked < stmt.excluded.capacity,
-        ).returning(SlotBooking.booked)
-    )
+    params = {"b_queue": queue, "b_start": start, "b_end": end, "b_capacity": capacity}
+    taken = await session.execute(_TAKE_SEAT, params)
     return taken.first() is not None
 
 
-async def release_seat(session: AsyncSession, *, queue: str, start: datetime) -> None:
-    await session.execute(
-        update(SlotBooking)
-        .where(SlotBooking.queue == queue, SlotBooking.slot_start == start, SlotBooking.booked > 0)
-        .values(booked=SlotBooking.booked - 1, updated_at=func.now())
+# (`b_`: a bind named as a column is reserved in an INSERT or UPDATE.)
+_RELEASE_SEAT = (
+    update(SlotBooking)
+    .where(
+        SlotBooking.queue == bindparam("b_queue"),
+        SlotBooking.slot_start == bindparam("b_start"),
+        SlotBooking.booked > 0,
     )
+    .values(booked=SlotBooking.booked - 1, updated_at=func.now())
+)
+
+
+async def release_seat(session: AsyncSession, *, queue: str, start: datetime) -> None:
+    await session.execute(_RELEASE_SEAT, {"b_queue": queue, "b_start": start})
 
 
 # ----------------------------------------------------------------------------- queues
@@ -948,14 +996,31 @@ _KEY_USED_AND_DO_NOT_CALL = select(
 )
 
 
+# The same, taking an advisory lock (`lock`) third: evaluated after the two questions, and the
+# caller's next statement (the ceiling's count) sees everything committed before it was held.
+_KEY_USED_AND_DO_NOT_CALL_AND_LOCK = select(
+    exists().where(Notification.event_key == bindparam("event_key")),
+    _on_do_not_call(bindparam("phone")),
+    func.pg_advisory_xact_lock(bindparam("lock_key")),
+)
+
+
 async def key_used_and_do_not_call(
-    session: AsyncSession, event_key: str, phone: str
+    session: AsyncSession, event_key: str, phone: str, *, lock: tuple[str, str] | None = None
 ) -> tuple[bool, bool]:
     """Whether a message of `event_key` was written already, and whether `phone` is on the
-    do-not-call list: a message's two first questions in one round trip."""
-    row = (
-        await session.execute(_KEY_USED_AND_DO_NOT_CALL, {"event_key": event_key, "phone": phone})
-    ).one()
+    do-not-call list: a message's two first questions in one round trip.
+
+    `lock`: a (namespace, value) the caller is about to `lock` (the SMS ceiling's), taken in
+    the same round trip unless the transaction holds it already."""
+    params: dict[str, Any] = {"event_key": event_key, "phone": phone}
+    key = None if lock is None else _lock_key(*lock)
+    if key is not None and key not in _held_locks(session):
+        params["lock_key"] = key
+        locked = (await session.execute(_KEY_USED_AND_DO_NOT_CALL_AND_LOCK, params)).one()
+        _remember_locks(session, [key])
+        return bool(locked[0]), bool(locked[1])
+    row = (await session.execute(_KEY_USED_AND_DO_NOT_CALL, params)).one()
     return bool(row[0]), bool(row[1])
 
 
@@ -968,21 +1033,35 @@ async def notifications_by_key(session: AsyncSession, event_key: str) -> Sequenc
 # ----------------------------------------------------------------------------- ceilings
 
 
+# Asked for every message written (the ceilings), so built once.
+_MESSAGES_TO = (
+    select(func.count())
+    .select_from(Notification)
+    .where(
+        Notification.recipient == bindparam("recipient"),
+        Notification.created_at > bindparam("since"),
+        Notification.channel == bindparam("channel"),
+        Notification.status != NotificationStatus.CANCELLED,
+    )
+)
+_MESSAGES_OF = (
+    select(func.count())
+    .select_from(Notification)
+    .where(
+        Notification.callback_id == bindparam("callback_id"),
+        Notification.channel == bindparam("channel"),
+        Notification.kind.in_(bindparam("kinds", expanding=True)),
+        Notification.created_at > bindparam("since"),
+    )
+)
+
+
 async def count_messages_to(
     session: AsyncSession, *, channel: str, recipient: str, since: datetime
 ) -> int:
     """Messages on `channel` written for `recipient` since then, cancelled ones aside."""
-    query = (
-        select(func.count())
-        .select_from(Notification)
-        .where(
-            Notification.recipient == recipient,
-            Notification.created_at > since,
-            Notification.channel == channel,
-            Notification.status != NotificationStatus.CANCELLED,
-        )
-    )
-    return int(await session.scalar(query) or 0)
+    params = {"recipient": recipient, "since": since, "channel": channel}
+    return int(await session.scalar(_MESSAGES_TO, params) or 0)
 
 
 async def count_messages_of(
@@ -993,17 +1072,8 @@ async def count_messages_of(
     kinds: Sequence[NotificationKind],
     since: datetime,
 ) -> int:
-    query = (
-        select(func.count())
-        .select_from(Notification)
-        .where(
-            Notification.callback_id == callback_id,
-            Notification.channel == channel,
-            Notification.kind.in_(kinds),
-            Notification.created_at > since,
-        )
-    )
-    return int(await session.scalar(query) or 0)
+    params = {"callback_id": callback_id, "channel": channel, "kinds": list(kinds), "since": since}
+    return int(await session.scalar(_MESSAGES_OF, params) or 0)
 
 
 async def count_self_service_changes(

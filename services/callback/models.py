@@ -255,9 +255,9 @@ class Callback(Base):
 class SlotBooking(Base):
     """Seats taken in one slot. The database refuses `booked > capacity`, under any load.
 
-    A seat is taken with `INSERT ... ON CONFLICT DO UPDATE SET booked = booked + 1 WHERE
-    booked < :capacity`: the row lock serialises writers and the re-checked condition stops
-    the one past the last seat.
+    A seat is taken with `UPDATE ... SET booked = booked + 1 WHERE booked < :capacity` (the
+    slot's first with an `INSERT`, `repository.take_seat`): the row lock serialises writers
+    and the condition, checked again once the row is locked, stops the one past the last seat.
     """
 
     __tablename__ = "slot_bookings"

@@ -7,9 +7,11 @@ when the queue leaves it out. `default` always exists; `PUT/GET /v1/capacity` ar
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -214,8 +216,15 @@ class QueueRules:
 def _plan(raw: Any) -> CapacityPlan | None:
     if raw is None:
         return None
+    return _plan_of(json.dumps(raw, sort_keys=True, separators=(",", ":")))
+
+
+# Validating a stored plan cost more than the booking's look-up of it; a plan is frozen, so
+# each distinct one is validated once per process (keyed on its JSON, so any change shows).
+@lru_cache(maxsize=256)
+def _plan_of(stored: str) -> CapacityPlan | None:
     try:
-        return CapacityPlan.model_validate(raw)
+        return CapacityPlan.model_validate(json.loads(stored))
     except ValidationError:
         # Stored by an older version with other rules: no slots rather than a 500.
         return None

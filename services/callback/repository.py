@@ -15,10 +15,13 @@ from typing import Any, Literal, cast
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
+    DateTime,
     Exists,
+    Integer,
     Result,
     Row,
     Select,
+    String,
     Table,
     TextClause,
     and_,
@@ -27,6 +30,7 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    literal,
     or_,
     select,
     text,
@@ -182,14 +186,17 @@ async def find_callback(session: AsyncSession, callback_id: str) -> Callback | N
     return await session.get(Callback, callback_id)
 
 
+_LOCK_CALLBACK = (
+    select(Callback)
+    .where(Callback.id == bindparam("callback_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 async def lock_callback(session: AsyncSession, callback_id: str) -> Callback | None:
     """The callback, locked until commit: every change of state goes through this."""
-    return await session.scalar(
-        select(Callback)
-        .where(Callback.id == callback_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    return await session.scalar(_LOCK_CALLBACK, {"callback_id": callback_id})
 
 
 # The callback locked with its queue's row (None: `default`, which may have no row) read in the
@@ -247,25 +254,47 @@ async def booked_between(
 
 
 def _take_seat_statement() -> Any:
-    seat = insert(SlotBooking).values(
-        queue=bindparam("b_queue"),
-        slot_start=bindparam("b_start"),
-        slot_end=bindparam("b_end"),
-        capacity=bindparam("b_capacity"),
-        booked=1,
+    slot = SlotBooking
+    queue = bindparam("b_queue", type_=String)
+    start = bindparam("b_start", type_=DateTime(timezone=True))
+    capacity = bindparam("b_capacity", type_=Integer)
+    # A seat in a slot that has its row: only a row that shows room is locked (a full slot's
+    # is not even waited on); the condition is checked again on the row once locked.
+    taken = (
+        update(slot)
+        .where(slot.queue == queue, slot.slot_start == start, slot.booked < capacity)
+        .values(booked=slot.booked + 1, capacity=capacity, updated_at=func.now())
+        .returning(slot.booked)
+        .cte("taken")
     )
-    return seat.on_conflict_do_update(
-        index_elements=[SlotBooking.queue, SlotBooking.slot_start],
-        set_={
-            "booked": SlotBooking.booked + 1,
-            "capacity": seat.excluded.capacity,
-            "updated_at": func.now(),
-        },
-        where=SlotBooking.booked < seat.excluded.capacity,
-    ).returning(SlotBooking.booked)
+    # The slot's first seat: its row, unless one is there (then nobody took a seat here).
+    first = (
+        insert(slot)
+        .from_select(
+            ["queue", "slot_start", "slot_end", "capacity", "booked", "updated_at"],
+            select(
+                queue,
+                start,
+                bindparam("b_end", type_=DateTime(timezone=True)),
+                capacity,
+                literal(1),
+                func.now(),
+            ).where(~exists(select(taken.c.booked))),
+        )
+        .on_conflict_do_nothing(index_elements=[slot.queue, slot.slot_start])
+        .returning(slot.booked)
+        .cte("first")
+    )
+    return select(taken.c.booked).union_all(select(first.c.booked))
 
 
 _TAKE_SEAT = _take_seat_statement()
+# Whether a slot has room, read afresh: after `_TAKE_SEAT` took nothing, either the slot is
+# full or its row appeared (or a seat came free) after that statement's snapshot.
+_SEAT_LEFT = select(SlotBooking.booked < bindparam("b_capacity", type_=Integer)).where(
+    SlotBooking.queue == bindparam("b_queue"), SlotBooking.slot_start == bindparam("b_start")
+)
+_SEAT_TRIES = 3
 
 
 async def take_seat(
@@ -273,16 +302,23 @@ async def take_seat(
 ) -> bool:
     """Take one seat in `queue`'s slot if one is free; the database refuses the seat past the last.
 
-    One statement: the slot's first seat creates its row, any later one updates it. The
-    `booked < :capacity` condition of `ON CONFLICT DO UPDATE` is evaluated on the row once
-    locked, after any concurrent writer has committed, and `CHECK (booked <= capacity)`
-    stands behind it.
+    One statement in the common case: an `UPDATE ... WHERE booked < :capacity` of the slot's
+    row, or its first seat's `INSERT` when it has none. The condition is evaluated again on the
+    row once locked, after any concurrent writer has committed, and `CHECK (booked <=
+    capacity)` stands behind it. A full slot's row is not locked, so the many refused
+    attempts of a popular slot do not queue behind each other (bench/booking.py). A refusal
+    is confirmed by a fresh read; a seat freed or a row made meanwhile is tried again, a few
+    times at most (then refused: never a seat too many).
     """
     if capacity <= 0:
         return False
     params = {"b_queue": queue, "b_start": start, "b_end": end, "b_capacity": capacity}
-    taken = await session.execute(_TAKE_SEAT, params)
-    return taken.first() is not None
+    for _ in range(_SEAT_TRIES):
+        if (await session.execute(_TAKE_SEAT, params)).first() is not None:
+            return True
+        if not await session.scalar(_SEAT_LEFT, params):
+            return False
+    return False
 
 
 # (`b_`: a bind named as a column is reserved in an INSERT or UPDATE.)
@@ -315,11 +351,13 @@ async def ensure_queue(session: AsyncSession, key: str, name: str) -> None:
     )
 
 
+# Read for every booking and most changes (a queue's rules), so built once.
+_QUEUE = select(Queue).where(Queue.key == bindparam("key"))
+_QUEUE_LOCKED = _QUEUE.with_for_update()
+
+
 async def get_queue(session: AsyncSession, key: str, *, lock: bool = False) -> Queue | None:
-    query = select(Queue).where(Queue.key == key)
-    if lock:
-        query = query.with_for_update()
-    return await session.scalar(query)
+    return await session.scalar(_QUEUE_LOCKED if lock else _QUEUE, {"key": key})
 
 
 async def all_queues(session: AsyncSession) -> Sequence[Queue]:

@@ -79,9 +79,7 @@ async def test_a_slot_with_room_still_waits_for_the_row_and_counts_after(
     it and then be refused, not take a seat too many."""
     assert await _take(sessions) is True
     async with sessions() as first:
-        assert await repository.take_seat(
-            first, queue="default", start=START, end=END, capacity=2
-        )
+        assert await repository.take_seat(first, queue="default", start=START, end=END, capacity=2)
         with pytest.raises(DBAPIError, match="lock timeout"):
             await _take(sessions)
         await first.commit()

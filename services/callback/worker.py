@@ -44,6 +44,7 @@ from services.callback.tasks import (
     sweep_notifications,
 )
 from services.callback.voicemails import SWEEP_RECORDING_DELETES, sweep_recording_deletes
+from shared import eventloop
 from shared.contracts import EVENTS_BATCH
 from shared.db import asyncpg_dsn, create_engine, create_session_factory
 from shared.http import create_http_client, internal_client
@@ -221,7 +222,7 @@ def create_worker(settings: CallbackSettings, **overrides: Any) -> Worker:
 
 def run_worker(settings: CallbackSettings) -> None:
     """Run the worker until SIGTERM or SIGINT (running jobs get the grace period)."""
-    asyncio.run(serve_worker(settings))
+    eventloop.run(serve_worker(settings))
 
 
 async def serve_worker(settings: CallbackSettings, **overrides: Any) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
 
+from shared import eventloop
 from shared.logging import configure_logging, wants_json
 from shared.telemetry import flush_before_signal, tracing
 from shared.vocabulary import LANGUAGES, OutboxRowStatus
@@ -101,7 +102,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     run_relay = _load("services.intake.relay:run_relay")
     settings = _settings("intake")
     with tracing(settings, service="relay"):
-        asyncio.run(run_relay(settings))
+        eventloop.run(run_relay(settings))
     return 0
 
 

@@ -357,6 +357,7 @@ class CpuMeter:
         self._start: dict[str, float] = {}
         self._backends_start: dict[int, float] = {}
         self._backends_last: dict[int, float] = {}
+        self._backend_names: dict[int, str] = {}
         self._shared_start = self._shared_end = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -364,9 +365,12 @@ class CpuMeter:
 
     async def _backend_pids(self, conn: asyncpg.Connection) -> tuple[list[int], list[int]]:
         mine = await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            "SELECT pid, application_name FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
             self.database,
         )
+        for r in mine:
+            self._backend_names[r["pid"]] = r["application_name"] or "(unnamed)"
         shared = await conn.fetch(
             "SELECT pid FROM pg_stat_activity WHERE backend_type IN "
             "('checkpointer', 'walwriter', 'background writer')"
@@ -423,8 +427,18 @@ class CpuMeter:
         )
         n = max(calls, 1)
         per_call = {name: round(value * 1000 / n, 2) for name, value in seconds.items()}
+        # The backends' CPU by the client that opened them (`application_name`): which
+        # process's statements the database spends its share on.
+        by_client: dict[str, float] = {}
+        for pid, last in self._backends_last.items():
+            name = self._backend_names.get(pid, "(unnamed)")
+            by_client[name] = by_client.get(name, 0.0) + last - self._backends_start.get(pid, 0.0)
         return {
             "cpu_ms_per_call": {**per_call, "total": round(sum(per_call.values()), 2)},
+            "cpu_ms_per_call_postgresql_by_client": {
+                name: round(value * 1000 / n, 2)
+                for name, value in sorted(by_client.items(), key=lambda kv: -kv[1])
+            },
             "cpu_ms_per_call_postgresql_shared": round(
                 (self._shared_end - self._shared_start) * 1000 / n, 2
             ),

@@ -716,7 +716,14 @@ class OutboxRelay:
             return None
         conn: asyncpg.Connection | None = None
         try:
-            connection = await asyncio.wait_for(asyncpg.connect(self.listen_dsn), timeout=10)
+            # Named, so `pg_stat_activity` tells an operator whose LISTEN this is.
+            connection = await asyncio.wait_for(
+                asyncpg.connect(
+                    self.listen_dsn,
+                    server_settings={"application_name": f"ringback.{self.metrics.source}.listen"},
+                ),
+                timeout=10,
+            )
             conn = connection
             await connection.add_listener(channel_for(self.model), lambda *_: self._wake.set())
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError):

@@ -177,6 +177,38 @@ async def test_a_hanging_subscriber_times_out_and_delays_nobody_else(
             await asyncio.sleep(0.2)
 
 
+async def test_an_endpoint_with_slots_busy_gets_only_the_slots_left(
+    history: Any, admin_key: dict[str, str]
+) -> None:
+    with webhook_receiver(hang=30.0) as dead:
+        await _subscribe(history, admin_key, dead.url)
+        first = await history.post(
+            "/v1/events:batch",
+            json={"events": [callback_created(i) for i in range(2)]},
+            headers=admin_key,
+        )
+        assert first.status_code == 200
+        deadline = time.monotonic() + 10
+        while len(dead.arrived) < 2:
+            assert time.monotonic() < deadline, "the first two were not sent"
+            await asyncio.sleep(0.05)
+        # Two requests hang; of ten more events only two may join them (four per endpoint).
+        more = await history.post(
+            "/v1/events:batch",
+            json={"events": [callback_created(i) for i in range(2, 12)]},
+            headers=admin_key,
+        )
+        assert more.status_code == 200
+        deadline = time.monotonic() + 10
+        while len(dead.arrived) < PER_ENDPOINT:
+            assert time.monotonic() < deadline, "the free slots were not used"
+            await asyncio.sleep(0.05)
+        # Several relay passes (every 0.2 s) later, still only the four slots' worth.
+        await asyncio.sleep(1.0)
+        assert len(dead.arrived) == PER_ENDPOINT
+        assert dead.most_held == PER_ENDPOINT
+
+
 @pytest.fixture
 def stack_env(tmp_path: Path) -> dict[str, str]:
     return {

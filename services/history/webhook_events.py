@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import services.history.service as history_service
@@ -16,10 +16,16 @@ from services.history.event_names import ALL_EVENTS, EVENT_NAMES
 from services.history.models import Customer, Event, WebhookDelivery, WebhookEndpoint
 from services.history.webhook_delivery import CHANNEL
 from services.history.webhook_signing import new_message_id
-from shared.outbox import row_values
+from shared.db import utcnow
+from shared.outbox import insert_rows, row_values, rows_params
 from shared.vocabulary import WebhookEventType
 
 DESTINATION = "webhook"
+
+
+# A delivery's columns beyond the outbox's, each a row's own.
+_DELIVERY_COLUMNS = ("endpoint_id", "message_id", "event_id", "customer_id")
+_INSERT_DELIVERIES = insert_rows(WebhookDelivery, extra=_DELIVERY_COLUMNS)
 
 
 def body(event_name: str, event: Event, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -77,6 +83,7 @@ async def announce(
     if not endpoints:
         return 0
     rows: list[dict[str, Any]] = []
+    now = utcnow()  # one time for the rows written together (`rows_params`)
     for name, event in named:
         wanted = [e for e, filters in endpoints if ALL_EVENTS in filters or name in filters]
         if not wanted:
@@ -85,7 +92,11 @@ async def announce(
         for endpoint_id in wanted:
             message_id = new_message_id()
             values = row_values(
-                destination=DESTINATION, path=name, payload=payload, ordering_key=message_id
+                destination=DESTINATION,
+                path=name,
+                payload=payload,
+                ordering_key=message_id,
+                now=now,
             )
             rows.append(
                 {
@@ -97,8 +108,11 @@ async def announce(
                 }
             )
     if rows:
-        # One executemany, not ORM objects: nothing reads the rows back in this request.
-        await session.execute(insert(WebhookDelivery), rows)
+        # One statement for them all (an executemany ran one INSERT per row), no ORM objects:
+        # nothing reads the rows back in this request.
+        await session.execute(
+            _INSERT_DELIVERIES, rows_params(WebhookDelivery, rows, extra=_DELIVERY_COLUMNS)
+        )
         # The relays wake at commit (NOTIFY is transactional), told which endpoints have news.
         endpoints_named = ",".join(sorted({row["endpoint_id"] for row in rows}))
         await session.execute(

@@ -35,7 +35,6 @@ from sqlalchemy import (
     BigInteger,
     Integer,
     bindparam,
-    cast,
     delete,
     func,
     or_,
@@ -44,7 +43,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.history.models import WebhookDelivery, WebhookEndpoint
@@ -197,66 +196,6 @@ _DELIVERED = (
 )
 
 
-def _claim_statement() -> Any:
-    """A pass's claim, in one autocommitted statement (it was a transaction of four round
-    trips and an ORM flush): per enabled endpoint, its first due rows up to the slots it has
-    free (`per_endpoint` less this process's requests in flight to it, `busy`), `room` in
-    all, locked (skipping rows another relay holds), leased and returned with what signing
-    and sending them needs."""
-    row = WebhookDelivery
-    endpoint = WebhookEndpoint
-    busy = cast(bindparam("busy", type_=JSONB)[endpoint.id].astext, Integer)
-    free = func.greatest(bindparam("per_endpoint") - func.coalesce(busy, 0), 0)
-    # Read off the partial index of pending rows by (endpoint, due time): a pass costs the
-    # same however long the backlog, and one endpoint's backlog never hides another's rows.
-    firsts = (
-        select(row.id)
-        .where(row.endpoint_id == endpoint.id, _pending(), row.available_at <= func.now())
-        .order_by(row.available_at)
-        .limit(free)
-        .lateral("firsts")
-    )
-    due = (
-        select(firsts.c.id)
-        .select_from(endpoint)
-        .join(firsts, true())
-        .where(endpoint.enabled)
-        .limit(bindparam("room"))
-    )
-    locked = (
-        select(row.id)
-        .where(row.id.in_(due), _pending())
-        .order_by(row.id)
-        .with_for_update(skip_locked=True)
-        .subquery("locked")
-    )
-    leased = (
-        update(row)
-        .where(row.id == locked.c.id)
-        .values(
-            attempts=row.attempts + 1,
-            available_at=bindparam("lease_until"),
-            last_attempt_at=bindparam("now"),
-        )
-        .returning(row.id, row.endpoint_id, row.message_id, row.payload, row.attempts)
-        .cte("leased")
-    )
-    return (
-        select(
-            leased,
-            endpoint.url,
-            endpoint.secret,
-            endpoint.previous_secret,
-            endpoint.previous_secret_expires_at,
-        )
-        .join(endpoint, endpoint.id == leased.c.endpoint_id)
-        .order_by(leased.c.id)
-    )
-
-
-_CLAIM = _claim_statement()
-
-
 class WebhookRelay(OutboxRelay):
     """Sends history's webhook deliveries; see the module's docstring."""
 
@@ -350,35 +289,69 @@ class WebhookRelay(OutboxRelay):
         room = self.max_in_flight - self.in_flight
         if room <= 0:
             return 0
+        full = [e for e, n in self._in_flight.items() if n >= self.per_endpoint]
+        row = WebhookDelivery
+        # Per enabled endpoint with a free slot, its first due rows, read off the partial
+        # index of pending rows by (endpoint, due time): a pass costs the same however long
+        # the backlog, and a big backlog at one endpoint never hides another's rows.
+        firsts = (
+            select(row.id)
+            .where(
+                row.endpoint_id == WebhookEndpoint.id,
+                _pending(),
+                row.available_at <= func.now(),
+            )
+            .order_by(row.available_at)
+            .limit(self.per_endpoint)
+            .lateral("firsts")
+        )
+        due = (
+            select(firsts.c.id)
+            .select_from(WebhookEndpoint)
+            .join(firsts, true())
+            .where(WebhookEndpoint.enabled)
+            .limit(room)
+        )
+        if full:
+            due = due.where(WebhookEndpoint.id.not_in(full))
         now = utcnow()
-        lease = timedelta(seconds=self.timeout_seconds + LEASE_MARGIN_SECONDS)
-        async with self._autocommit.connect() as conn:
-            rows = (
-                await conn.execute(
-                    _CLAIM,
-                    {
-                        "per_endpoint": self.per_endpoint,
-                        "busy": dict(self._in_flight),
-                        "room": room,
-                        "now": now,
-                        "lease_until": now + lease,
-                    },
+        claimed: list[Claimed] = []
+        async with self.sessions() as session:
+            pairs = (
+                await session.execute(
+                    select(row, WebhookEndpoint)
+                    .join(WebhookEndpoint, WebhookEndpoint.id == row.endpoint_id)
+                    .where(row.id.in_(due), _pending())
+                    .order_by(row.id)
+                    .with_for_update(of=row, skip_locked=True)
                 )
             ).all()
-        claimed = [
-            Claimed(
-                id=r.id,
-                endpoint_id=r.endpoint_id,
-                url=r.url,
-                secrets=signing_secrets(r, now),
-                message_id=r.message_id,
-                body=dumps(r.payload),
-                tries=r.attempts,
-            )
-            for r in rows
-        ]
+            lease = timedelta(seconds=self.timeout_seconds + LEASE_MARGIN_SECONDS)
+            for delivery, endpoint in pairs:
+                if self._in_flight.get(endpoint.id, 0) >= self.per_endpoint:
+                    continue
+                self._in_flight[endpoint.id] = self._in_flight.get(endpoint.id, 0) + 1
+                delivery.attempts += 1
+                delivery.available_at = now + lease
+                delivery.last_attempt_at = now
+                claimed.append(
+                    Claimed(
+                        id=delivery.id,
+                        endpoint_id=endpoint.id,
+                        url=endpoint.url,
+                        secrets=signing_secrets(endpoint, now),
+                        message_id=delivery.message_id,
+                        body=dumps(delivery.payload),
+                        tries=delivery.attempts,
+                    )
+                )
+            try:
+                await session.commit()
+            except BaseException:
+                for item in claimed:
+                    self._release(item.endpoint_id)
+                raise
         for item in claimed:
-            self._in_flight[item.endpoint_id] = self._in_flight.get(item.endpoint_id, 0) + 1
             task = asyncio.create_task(self._send(item), name=f"webhook.{item.id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

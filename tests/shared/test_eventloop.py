@@ -15,4 +15,3 @@ def test_run_returns_the_coroutines_value_from_a_uvloop_loop() -> None:
         return type(asyncio.get_running_loop())
 
     assert eventloop.run(which_loop()) is uvloop.Loop
-

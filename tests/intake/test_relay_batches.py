@@ -399,3 +399,43 @@ async def test_a_running_relay_sends_gathered_events_when_due_without_waiting_fo
     assert max(row.delivered_at for row in creates if row.delivered_at) < min(
         row.delivered_at for row in events if row.delivered_at
     )
+
+
+async def test_a_pass_marks_delivered_rows_as_the_orms_flush_would(
+    intake: AsyncClient,
+    webhook_secret: str,
+    relay: OutboxRelay,
+    peers: dict[str, LiveServer],  # noqa: F811
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The relay writes a pass's delivered rows in one statement (`mark_delivered_statement`);
+    a relay that redacts payloads leaves them to the ORM's flush. Both must leave a row the
+    same: one try, delivered, no error, not dead, still due when it was."""
+    for server in peers.values():
+        await server.start()
+    flushed_by_orm = OutboxRelay(
+        model=IntakeOutbox,
+        session_factory=sessions,
+        clients=relay.clients,
+        batch_routes=BATCH_ROUTES,
+        redact_delivered=dict,  # a copy: the ORM path, the payload unchanged
+    )
+
+    def state(row: IntakeOutbox) -> tuple[Any, ...]:
+        return (
+            row.attempts,
+            row.delivered_at is not None and row.delivered_at >= row.created_at,
+            row.last_error,
+            row.dead_at,
+            row.available_at == row.created_at,
+        )
+
+    assert (await post_call(intake, webhook_secret, **{"from": "+358405550301"})).status_code == 202
+    assert await flushed_by_orm.run_once() == 2
+    by_orm = {row.id: state(row) for row in await _rows(sessions)}
+    assert (await post_call(intake, webhook_secret, **{"from": "+358405550302"})).status_code == 202
+    assert await relay.run_once() == 2
+    in_one = {row.id: state(row) for row in await _rows(sessions) if row.id not in by_orm}
+
+    assert len(by_orm) == len(in_one) == 2
+    assert set(by_orm.values()) == set(in_one.values()) == {(1, True, None, None, True)}

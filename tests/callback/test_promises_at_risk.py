@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from httpx import AsyncClient
 from prometheus_client import CollectorRegistry, generate_latest
@@ -24,6 +25,18 @@ from tests.callback.conftest import InsertCallbacks, RunWorker, SmsGateway
 
 ALL_DAY = [{"start": "00:00", "end": "24:00"}]
 MINUTE = timedelta(minutes=1)
+HELSINKI = ZoneInfo("Europe/Helsinki")
+
+
+def _last_local_noon() -> datetime:
+    """Today's (or, before it, yesterday's) noon in the queue's zone, in UTC.
+
+    Tomorrow brings the plan's agents whatever the roster says today (docs/staffing.md), so a
+    test of the roster's share run in the last minutes before local midnight would see the
+    plan's agents arrive at 00:00; at noon the simulated two hours stay within one day."""
+    local = datetime.now(UTC).astimezone(HELSINKI)
+    noon = local.replace(hour=12, minute=0, second=0, microsecond=0)
+    return (noon if noon <= local else noon - timedelta(days=1)).astimezone(UTC)
 
 
 def _plan(agents: int) -> dict[str, Any]:
@@ -141,7 +154,7 @@ async def test_an_agent_in_two_queues_counts_half_in_each(
             )
         )
         await session.commit()
-    now = datetime.now(UTC)
+    now = _last_local_noon()
     ids = await _backlog(insert_callbacks, now)
 
     # Anna alone, half her time here: each call keeps her 12 minutes. Starts at 0, 12, 24...

@@ -85,7 +85,9 @@ async def _admin(url: str, statement: str) -> None:
         await conn.close()
 
 
-async def run(database_url: str, jobs: int = JOBS, warmup: int = WARMUP) -> dict[str, Any]:
+async def run(
+    database_url: str, jobs: int = JOBS, warmup: int = WARMUP, *, email: bool = False
+) -> dict[str, Any]:
     settings = CallbackSettings(
         database_url=database_url,
         redis_url="redis://127.0.0.1:6379/0",
@@ -125,7 +127,9 @@ async def run(database_url: str, jobs: int = JOBS, warmup: int = WARMUP) -> dict
                 sla_deadline=now + timedelta(hours=4),
                 contact_count=1,
                 consent_sms=True,
-                consent_email=False,
+                # `--email`: a web form's contact who gave an address, confirmed both ways.
+                email=f"customer{i}@example.fi" if email else None,
+                consent_email=email,
                 asap=True,
                 booking_seq=0,
                 attempt_count=0,
@@ -177,6 +181,7 @@ async def run(database_url: str, jobs: int = JOBS, warmup: int = WARMUP) -> dict
     await engine.dispose()
     return {
         "jobs": jobs,
+        "email": email,
         "warmup": warmup,
         "results": results,
         "notification_rows": rows,
@@ -195,6 +200,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=JOBS)
     parser.add_argument("--warmup", type=int, default=WARMUP)
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--email", action="store_true", help="callbacks with an email address: SMS and email"
+    )
     args = parser.parse_args()
     # As the worker logs (JSON at INFO), the lines thrown away: their cost is the worker's too.
     level = os.environ.get("BENCH_LOG_LEVEL", "INFO")
@@ -206,7 +214,7 @@ def main() -> None:
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(url, ["callback"])
-        result = asyncio.run(run(url, args.jobs, args.warmup))
+        result = asyncio.run(run(url, args.jobs, args.warmup, email=args.email))
     finally:
         asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     out = results_path("confirm", args.out)

@@ -15,7 +15,7 @@ and counted (`ringback_refusals_total`); the configured ceilings are exported as
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -148,8 +148,13 @@ async def message_allowed(
     kind: NotificationKind,
     callback_id: str | None,
     now: datetime,
+    counted: int | None = None,
 ) -> bool:
-    """Whether one more `kind` message may go to `recipient`; a refusal is recorded."""
+    """Whether one more `kind` message may go to `recipient`; a refusal is recorded.
+
+    `counted`: the messages `recipient` has on `channel` today, this transaction's included,
+    as `count_sent_today` found them and the caller kept up to date: a caller deciding
+    several messages at once asks once."""
     # Counting and adding the row must not interleave with another transaction's for the
     # same recipient, or two could each see room for one and both send.
     await repository.lock(session, *recipient_lock(channel, recipient))
@@ -163,7 +168,10 @@ async def message_allowed(
             if channel == NotificationChannel.SMS
             else (settings.email_per_address_per_day, RefusalReason.EMAIL_PER_ADDRESS)
         )
-        if await _sent_today(session, channel=channel, recipient=recipient, now=now) >= ceiling:
+        sent = await _sent_today(
+            session, channel=channel, recipient=recipient, now=now, counted=counted
+        )
+        if sent >= ceiling:
             reason = over
     if reason is None:
         return True
@@ -171,20 +179,44 @@ async def message_allowed(
     return False
 
 
+async def count_sent_today(
+    session: AsyncSession, recipients: Sequence[tuple[NotificationChannel, str]], *, now: datetime
+) -> dict[tuple[NotificationChannel, str], int]:
+    """`_sent_today` for each (channel, recipient) in one round trip: `message_allowed`'s
+    `counted`, for a caller that adds one to a recipient's figure for each row it adds.
+    Asked with every recipient's lock held (`recipient_lock`), or another transaction may
+    add a message after the count."""
+    found = await repository.count_messages_to_each(session, recipients, since=now - DAY)
+    return {
+        (channel, recipient): found[(channel, recipient)] + _unflushed(session, channel, recipient)
+        for channel, recipient in recipients
+    }
+
+
 async def _sent_today(
-    session: AsyncSession, *, channel: NotificationChannel, recipient: str, now: datetime
+    session: AsyncSession,
+    *,
+    channel: NotificationChannel,
+    recipient: str,
+    now: datetime,
+    counted: int | None,
 ) -> int:
     """Messages on `channel` written for `recipient` in the last day (cancelled ones aside)."""
+    if counted is not None:
+        return counted
     found = await repository.count_messages_to(
         session, channel=channel, recipient=recipient, since=now - DAY
     )
-    # Rows added in this transaction and not yet flushed (a confirmation and its reminder).
-    pending = sum(
+    return found + _unflushed(session, channel, recipient)
+
+
+def _unflushed(session: AsyncSession, channel: NotificationChannel, recipient: str) -> int:
+    """Rows added in this transaction and not yet flushed (a confirmation and its reminder)."""
+    return sum(
         1
         for row in session.new
         if isinstance(row, Notification) and row.recipient == recipient and row.channel == channel
     )
-    return found + pending
 
 
 async def _recent_notice_sms(

@@ -11,7 +11,7 @@ into rows (`_row` builds every row) and has them sent once the transaction commi
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -205,6 +205,64 @@ def _row(
     )
 
 
+@dataclass
+class _Asked:
+    """What the messages of one `send` need from the database, asked once for all of them:
+    the keys written already, the do-not-call list, and (with their locks held) each
+    recipient's messages today, kept up to date as rows are added."""
+
+    used: set[str]
+    do_not_call: bool
+    counted: dict[tuple[NotificationChannel, str], int]
+
+    def added(self, row: Notification) -> None:
+        key = (NotificationChannel(row.channel), row.recipient)
+        if key in self.counted:
+            self.counted[key] += 1
+
+
+def _wants_sms(callback: Callback, message: Message) -> bool:
+    return _SMS in message.channels and callback.consent_sms and bool(message.text.sms)
+
+
+def _wants_email(callback: Callback, message: Message) -> bool:
+    # Only the email the callback was created with: one a later contact gave is unverified
+    # and never gets the link (`creation._merge`).
+    return _EMAIL in message.channels and bool(callback.email) and callback.consent_email
+
+
+async def _ask(
+    session: AsyncSession,
+    settings: CallbackSettings,
+    callback: Callback,
+    messages: list[Message],
+    *,
+    now: datetime,
+) -> _Asked:
+    """Two round trips for any number of messages: the keys, the list and the ceilings'
+    locks (SMS first, then email: one order everywhere), then the counts under them."""
+    sms = any(_wants_sms(callback, message) for message in messages)
+    email = callback.email if any(_wants_email(callback, m) for m in messages) else None
+    locks = [ceilings.recipient_lock(_SMS, callback.phone)] if sms else []
+    if email is not None:
+        locks.append(ceilings.recipient_lock(_EMAIL, email))
+    used, do_not_call = await repository.keys_used_and_do_not_call(
+        session, [message.event_key for message in messages], callback.phone, locks=locks
+    )
+    owed = [message for message in messages if message.event_key not in used]
+    recipients: list[tuple[NotificationChannel, str]] = []
+    if (
+        any(_wants_sms(callback, message) for message in owed)
+        and not do_not_call
+        and region_of(callback.phone) in settings.sms_allowed_regions
+    ):
+        recipients.append((_SMS, callback.phone))
+    if email is not None and any(_wants_email(callback, message) for message in owed):
+        recipients.append((_EMAIL, email))
+    counted = await ceilings.count_sent_today(session, recipients, now=now) if recipients else {}
+    return _Asked(used=used, do_not_call=do_not_call, counted=counted)
+
+
 async def _rows(
     session: AsyncSession,
     *,
@@ -212,18 +270,11 @@ async def _rows(
     callback: Callback,
     message: Message,
     now: datetime,
+    asked: _Asked,
     rules: queues.QueueRules | None = None,
 ) -> list[Notification]:
     """Rows for `message` on the channels the customer allows; none if its event has them."""
-    wants_sms = _SMS in message.channels and callback.consent_sms and bool(message.text.sms)
-    written, do_not_call = await repository.key_used_and_do_not_call(
-        session,
-        message.event_key,
-        callback.phone,
-        # The SMS ceiling's lock, which its count needs next, in this round trip.
-        lock=ceilings.recipient_lock(_SMS, callback.phone) if wants_sms else None,
-    )
-    if written:
+    if message.event_key in asked.used:
         return []
 
     send_at = message.send_at or now
@@ -246,46 +297,33 @@ async def _rows(
             send_at=sms_at if channel == _SMS else send_at,
         )
 
+    def allowed(channel: NotificationChannel, recipient: str) -> Awaitable[bool]:
+        return ceilings.message_allowed(
+            session,
+            settings,
+            channel=channel,
+            recipient=recipient,
+            kind=message.kind,
+            callback_id=callback.id,
+            now=now,
+            counted=asked.counted.get((channel, recipient)),
+        )
+
     rows: list[Notification] = []
-    if wants_sms:
+    if _wants_sms(callback, message):
         if region_of(callback.phone) not in settings.sms_allowed_regions:
             log.info("callback.notification.sms_region_blocked", callback_id=callback.id)
-        elif do_not_call:
+        elif asked.do_not_call:
             log.info("callback.notification.sms_do_not_call", callback_id=callback.id)
-        elif await _within_ceilings(
-            session, settings, message, _SMS, callback.phone, callback.id, now
-        ):
+        elif await allowed(_SMS, callback.phone):
             rows.append(row(_SMS, callback.phone))
-    # Only the email the callback was created with: one a later contact gave is unverified
-    # and never gets the link (`creation._merge`).
-    if _EMAIL in message.channels and callback.email and callback.consent_email:
-        if await _within_ceilings(
-            session, settings, message, _EMAIL, callback.email, callback.id, now
-        ):
-            rows.append(row(_EMAIL, callback.email))
-    # Added at once, so the ceilings count them for the next message of the same batch.
+    if callback.email and _wants_email(callback, message) and await allowed(_EMAIL, callback.email):
+        rows.append(row(_EMAIL, callback.email))
+    # Added at once, and counted, so the ceilings count them for the next message.
     session.add_all(rows)
+    for added in rows:
+        asked.added(added)
     return rows
-
-
-async def _within_ceilings(
-    session: AsyncSession,
-    settings: CallbackSettings,
-    message: Message,
-    channel: NotificationChannel,
-    recipient: str,
-    callback_id: str | None,
-    now: datetime,
-) -> bool:
-    return await ceilings.message_allowed(
-        session,
-        settings,
-        channel=channel,
-        recipient=recipient,
-        kind=message.kind,
-        callback_id=callback_id,
-        now=now,
-    )
 
 
 async def send(
@@ -302,15 +340,18 @@ async def send(
 
     `rules`: the callback's queue's, when the caller has read them already (a reminder's
     quiet hours need them; otherwise they are read here)."""
+    owed = [message for message in messages if message is not None]
     rows: list[Notification] = []
-    for message in messages:
-        if message is not None:
+    if owed:
+        asked = await _ask(session, settings, callback, owed, now=now)
+        for message in owed:
             rows += await _rows(
                 session,
                 settings=settings,
                 callback=callback,
                 message=message,
                 now=now,
+                asked=asked,
                 rules=rules,
             )
     enqueue_after_commit(session, queue, rows, now=now)

@@ -1028,38 +1028,44 @@ async def list_notifications(
     return (await session.scalars(query.order_by(Notification.id).limit(limit))).all()
 
 
-_KEY_USED_AND_DO_NOT_CALL = select(
-    exists().where(Notification.event_key == bindparam("event_key")),
-    _on_do_not_call(bindparam("phone")),
-)
+@cache
+def _keys_used_and_do_not_call(keys: int, locks: int) -> Select[Any]:
+    """Which of `keys` event keys (`key0`, `key1`...) were written already, whether `phone`
+    is on the do-not-call list, and then `locks` advisory locks (`lock0`, `lock1`...) in that
+    order: evaluated after the questions, so the caller's next statement (the ceilings'
+    counts) sees everything committed before they were held. One bound parameter per key:
+    an array parameter (`= ANY`) cost 20% more per round trip, measured."""
+    used = (
+        select(func.array_agg(Notification.event_key))
+        .where(Notification.event_key.in_([bindparam(f"key{i}") for i in range(keys)]))
+        .scalar_subquery()
+    )
+    taken = [func.pg_advisory_xact_lock(bindparam(f"lock{i}")) for i in range(locks)]
+    return select(used, _on_do_not_call(bindparam("phone")), *taken)
 
 
-# The same, taking an advisory lock (`lock`) third: evaluated after the two questions, and the
-# caller's next statement (the ceiling's count) sees everything committed before it was held.
-_KEY_USED_AND_DO_NOT_CALL_AND_LOCK = select(
-    exists().where(Notification.event_key == bindparam("event_key")),
-    _on_do_not_call(bindparam("phone")),
-    func.pg_advisory_xact_lock(bindparam("lock_key")),
-)
+async def keys_used_and_do_not_call(
+    session: AsyncSession,
+    event_keys: Sequence[str],
+    phone: str,
+    *,
+    locks: Sequence[tuple[str, str]] = (),
+) -> tuple[set[str], bool]:
+    """Which messages of `event_keys` were written already, and whether `phone` is on the
+    do-not-call list: the first questions of the messages a change owes, in one round trip.
 
-
-async def key_used_and_do_not_call(
-    session: AsyncSession, event_key: str, phone: str, *, lock: tuple[str, str] | None = None
-) -> tuple[bool, bool]:
-    """Whether a message of `event_key` was written already, and whether `phone` is on the
-    do-not-call list: a message's two first questions in one round trip.
-
-    `lock`: a (namespace, value) the caller is about to `lock` (the SMS ceiling's), taken in
-    the same round trip unless the transaction holds it already."""
-    params: dict[str, Any] = {"event_key": event_key, "phone": phone}
-    key = None if lock is None else _lock_key(*lock)
-    if key is not None and key not in _held_locks(session):
-        params["lock_key"] = key
-        locked = (await session.execute(_KEY_USED_AND_DO_NOT_CALL_AND_LOCK, params)).one()
-        _remember_locks(session, [key])
-        return bool(locked[0]), bool(locked[1])
-    row = (await session.execute(_KEY_USED_AND_DO_NOT_CALL, params)).one()
-    return bool(row[0]), bool(row[1])
+    `locks`: (namespace, value)s the caller is about to `lock` (the ceilings'), in this
+    order, taken in the same round trip but for those the transaction holds already."""
+    held = _held_locks(session)
+    keys = [key for key in (_lock_key(*lock) for lock in locks) if key not in held]
+    params: dict[str, Any] = {"phone": phone}
+    params.update({f"key{i}": event_key for i, event_key in enumerate(event_keys)})
+    params.update({f"lock{i}": key for i, key in enumerate(keys)})
+    statement = _keys_used_and_do_not_call(len(event_keys), len(keys))
+    row = (await session.execute(statement, params)).one()
+    if keys:
+        _remember_locks(session, keys)
+    return set(row[0] or ()), bool(row[1])
 
 
 async def notifications_by_key(session: AsyncSession, event_key: str) -> Sequence[Notification]:
@@ -1071,17 +1077,27 @@ async def notifications_by_key(session: AsyncSession, event_key: str) -> Sequenc
 # ----------------------------------------------------------------------------- ceilings
 
 
-# Asked for every message written (the ceilings), so built once.
-_MESSAGES_TO = (
-    select(func.count())
-    .select_from(Notification)
-    .where(
-        Notification.recipient == bindparam("recipient"),
-        Notification.created_at > bindparam("since"),
-        Notification.channel == bindparam("channel"),
-        Notification.status != NotificationStatus.CANCELLED,
+def _messages_to(
+    channel: str | BindParameter[str],
+    recipient: str | BindParameter[str],
+    since: datetime | BindParameter[datetime],
+) -> Select[Any]:
+    """The ceilings' count: messages on `channel` written for `recipient` since `since`,
+    cancelled ones aside."""
+    return (
+        select(func.count())
+        .select_from(Notification)
+        .where(
+            Notification.recipient == recipient,
+            Notification.created_at > since,
+            Notification.channel == channel,
+            Notification.status != NotificationStatus.CANCELLED,
+        )
     )
-)
+
+
+# Asked for every message written (the ceilings), so built once.
+_MESSAGES_TO = _messages_to(bindparam("channel"), bindparam("recipient"), bindparam("since"))
 _MESSAGES_OF = (
     select(func.count())
     .select_from(Notification)
@@ -1100,6 +1116,32 @@ async def count_messages_to(
     """Messages on `channel` written for `recipient` since then, cancelled ones aside."""
     params = {"recipient": recipient, "since": since, "channel": channel}
     return int(await session.scalar(_MESSAGES_TO, params) or 0)
+
+
+@cache
+def _messages_to_each(count: int) -> Select[Any]:
+    since: BindParameter[datetime] = bindparam("since")
+    return select(
+        *(
+            _messages_to(
+                bindparam(f"channel{i}"), bindparam(f"recipient{i}"), since
+            ).scalar_subquery()
+            for i in range(count)
+        )
+    )
+
+
+async def count_messages_to_each(
+    session: AsyncSession, recipients: Sequence[tuple[str, str]], *, since: datetime
+) -> dict[tuple[str, str], int]:
+    """`count_messages_to` for each (channel, recipient), in one round trip."""
+    if not recipients:
+        return {}
+    params: dict[str, Any] = {"since": since}
+    for i, (channel, recipient) in enumerate(recipients):
+        params[f"channel{i}"], params[f"recipient{i}"] = channel, recipient
+    row = (await session.execute(_messages_to_each(len(recipients)), params)).one()
+    return {pair: int(found) for pair, found in zip(recipients, row, strict=True)}
 
 
 async def count_messages_of(

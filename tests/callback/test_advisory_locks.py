@@ -104,11 +104,11 @@ async def test_a_messages_first_questions_take_the_sms_ceilings_lock(
     lock = ceilings.recipient_lock(NotificationChannel.SMS, "+358401234567")
     async with sessions() as session:
         with _statements() as sent:
-            written, do_not_call = await repository.key_used_and_do_not_call(
-                session, "confirm:1", "+358401234567", lock=lock
+            written, do_not_call = await repository.keys_used_and_do_not_call(
+                session, ["confirm:1", "reminder:1"], "+358401234567", locks=[lock]
             )
             await repository.lock(session, *lock)
-        assert (written, do_not_call) == (False, False)
+        assert (written, do_not_call) == (set(), False)
         assert len(sent) == 1
         assert not await _free_elsewhere(sessions, lock[0])
         await session.rollback()

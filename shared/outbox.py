@@ -148,21 +148,25 @@ async def enqueue(
     path: str,
     payload: Mapping[str, Any] | BaseModel,
     ordering_key: str,
-) -> OutboxMixin:
+) -> None:
     """Add a row to the outbox in the caller's transaction; relays wake when it commits.
 
     A contract model is stored as the JSON its receiver validates (unset optionals left out).
     The current trace goes with the row, and on to the receiver when it is delivered.
+
+    The transaction's first row is written at once with the NOTIFY that wakes the relays, in
+    one statement (`add_rows`; a flush and a NOTIFY were two round trips); later rows join
+    the flush, the relays woken already.
     """
     values = row_values(
         destination=destination, path=path, payload=payload, ordering_key=ordering_key
     )
-    # The mixin has no constructor of its own; the concrete model's declarative one applies.
-    factory: Any = model
-    row: OutboxMixin = factory(**values)
-    session.add(row)
-    await _notify_once(session, channel_for(model))
-    return row
+    if _notified(session, channel_for(model)):
+        # The mixin has no constructor of its own; the concrete model's declarative one applies.
+        factory: Any = model
+        session.add(factory(**values))
+        return
+    await add_rows(session, model, [values])
 
 
 def row_values(
@@ -285,28 +289,31 @@ async def add_rows(
     session: AsyncSession, model: type[OutboxMixin], rows: Sequence[Mapping[str, Any]]
 ) -> None:
     """Insert `row_values` rows and NOTIFY their relays in one statement, in the session's
-    transaction.
-
-    For a transaction that writes nothing else to the outbox this is one round trip instead
-    of an ORM flush and a NOTIFY of its own (the worker's hot path).
-    """
+    transaction: one round trip where an ORM flush and a NOTIFY took two."""
     if rows:
         await session.execute(_add_rows_statement(model), rows_params(model, rows))
+        _remember_notified(session, channel_for(model))
 
 
-async def _notify_once(session: AsyncSession, channel: str) -> None:
-    """NOTIFY `channel` once per transaction, however many rows it adds.
+def _notified(session: AsyncSession, channel: str) -> bool:
+    """Whether this transaction has sent `channel`'s NOTIFY (delivered at its commit)."""
+    done: tuple[object, set[str]] | None = session.info.get(_NOTIFIED_KEY)
+    transaction = session.sync_session.get_transaction()
+    return (
+        transaction is not None
+        and done is not None
+        and done[0] is transaction
+        and (channel in done[1])
+    )
 
-    NOTIFY is transactional: delivered at commit, not at all on rollback. One is enough to
-    wake the relays, and each extra one is a round trip on the request's critical path.
-    """
+
+def _remember_notified(session: AsyncSession, channel: str) -> None:
+    """Note the NOTIFY just sent, for the rest of the transaction. One sent inside a savepoint
+    is not remembered: rolling the savepoint back takes it back too."""
+    if session.in_nested_transaction():
+        return
     transaction = session.sync_session.get_transaction()
     done: tuple[object, set[str]] | None = session.info.get(_NOTIFIED_KEY)
-    if transaction is not None and done is not None and done[0] is transaction:
-        if channel in done[1]:
-            return
-    await session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": channel})
-    transaction = session.sync_session.get_transaction()
     if done is None or done[0] is not transaction:
         done = (transaction, set())
         session.info[_NOTIFIED_KEY] = done

@@ -468,8 +468,6 @@ async def book_and_confirm(
                 CallbackStatus.SCHEDULED,
                 now=now,
                 summary="Booked into the earliest slot with room before the deadline",
-                # The job's one outbox row: written with its NOTIFY in one statement.
-                only_row=True,
             )
             messages.append(notify.reminder(settings, callback, now=now, zone=zone))
             result = "booked"

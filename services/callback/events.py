@@ -93,13 +93,8 @@ async def emit(
     subject_id: str | None = None,
     actor: dict[str, Any] | None = None,
     occurred_at: datetime | None = None,
-    only_row: bool = False,
 ) -> str:
-    """Queue one event for history (validated against the contract now, not at delivery).
-
-    `only_row`: the transaction writes no other outbox row, so the row and its NOTIFY go to
-    PostgreSQL as one statement (the worker's hot path) instead of a flush and a NOTIFY.
-    """
+    """Queue one event for history (validated against the contract now, not at delivery)."""
     event = _event(
         customer=customer,
         type=type,
@@ -111,20 +106,14 @@ async def emit(
         actor=actor,
         occurred_at=occurred_at,
     )
-    if only_row:
-        values = row_values(
-            destination="history", path="/v1/events", payload=event, ordering_key=ordering_key
-        )
-        await repository.add_outbox_row(session, values)
-    else:
-        await enqueue(
-            session,
-            CallbackOutbox,
-            destination="history",
-            path="/v1/events",
-            payload=event,
-            ordering_key=ordering_key,
-        )
+    await enqueue(
+        session,
+        CallbackOutbox,
+        destination="history",
+        path="/v1/events",
+        payload=event,
+        ordering_key=ordering_key,
+    )
     return event.id
 
 
@@ -167,9 +156,8 @@ async def record(
     data: dict[str, Any],
     actor: dict[str, Any] | None = None,
     occurred_at: datetime | None = None,
-    only_row: bool = False,
 ) -> str:
-    """Queue one event about `callback` (`only_row`: see `emit`)."""
+    """Queue one event about `callback`."""
     return await emit(
         session,
         customer=customer_of(callback),
@@ -182,7 +170,6 @@ async def record(
         subject_id=callback.id,
         actor=actor,
         occurred_at=occurred_at,
-        only_row=only_row,
     )
 
 
@@ -194,7 +181,6 @@ async def callback_changed(
     summary: str,
     actor: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
-    only_row: bool = False,
 ) -> str:
     """A lifecycle event (`callback_created`, `callback_scheduled`, ...) with where it stands."""
     return await record(
@@ -207,7 +193,6 @@ async def callback_changed(
         summary=summary,
         data={**where_it_stands(callback).model_dump(mode="json"), **(extra or {})},
         actor=actor,
-        only_row=only_row,
     )
 
 

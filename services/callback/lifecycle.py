@@ -77,13 +77,11 @@ async def transition(
     actor: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
     announce: bool = True,
-    only_row: bool = False,
 ) -> None:
     """Move `callback` to `target` (409 if the table forbids it) and record the event.
 
     The one function that sets a stored callback's status (`Callback` refuses any other).
     `announce=False` writes no history event: an erasure must not name the person again.
-    `only_row`: the event is the transaction's one outbox row (`events.emit`).
     """
     check(callback, target)
     with moving_status():
@@ -107,5 +105,4 @@ async def transition(
         summary=summary,
         actor=actor,
         extra=extra,
-        only_row=only_row,
     )

@@ -148,7 +148,6 @@ async def sent(session: AsyncSession, *, notification_id: str, now: datetime) ->
         data=event_data(survey),
         subject_id=callback.id,
         occurred_at=now,
-        only_row=True,
     )
 
 

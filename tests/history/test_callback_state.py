@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback import events
@@ -52,7 +53,7 @@ async def _produced(
     """The event body callback's producer queues for history about `callback`."""
     async with sessions() as session:
         await events.callback_changed(session, callback=callback, type=type_, summary="Changed")
-        (row,) = [o for o in session.new if isinstance(o, CallbackOutbox)]
+        (row,) = (await session.execute(select(CallbackOutbox.path, CallbackOutbox.payload))).all()
         await session.rollback()
     assert row.path == "/v1/events"
     payload: dict[str, Any] = row.payload

@@ -7,7 +7,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, delete, event, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import IntakeOutbox
@@ -92,6 +93,35 @@ async def test_enqueue_and_add_rows_store_the_same_rows_and_wake_the_relays(
     assert len(by_orm) == len(FORWARDS)
     assert in_one_statement == by_orm
     assert woken.empty(), "one NOTIFY per transaction, however many rows"
+
+
+async def test_a_transactions_first_row_and_its_wake_up_are_one_round_trip(
+    clean_db: None, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A create writes one event: its row and the NOTIFY went as a flush and a NOTIFY, two
+    round trips on the request's path. Later rows of the transaction join the flush."""
+    sent: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        async with unit_of_work(sessions) as session:
+            await enqueue(session, IntakeOutbox, **FORWARDS[0])
+            first = len(sent)
+            for forward in FORWARDS[1:]:
+                await enqueue(session, IntakeOutbox, **forward)
+            before_commit = len(sent)
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+
+    assert first == 1
+    assert before_commit == 1, "later rows wait for the flush"
+    assert len(sent) == 2, sent  # the flush of the other two
+    assert [row["ordering_key"] for row in await _stored(sessions)] == [
+        forward["ordering_key"] for forward in FORWARDS
+    ]
 
 
 def test_rows_written_together_share_their_time() -> None:

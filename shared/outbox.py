@@ -64,6 +64,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, aliased, mapped_column
 
+from shared import fast_sql
 from shared.backoff import backoff_seconds
 from shared.db import database_unavailable, utcnow
 from shared.jsonutil import dumps
@@ -291,7 +292,8 @@ async def add_rows(
     """Insert `row_values` rows and NOTIFY their relays in one statement, in the session's
     transaction: one round trip where an ORM flush and a NOTIFY took two."""
     if rows:
-        await session.execute(_add_rows_statement(model), rows_params(model, rows))
+        statement = fast_sql.compiled(_add_rows_statement(model))
+        await fast_sql.fetch(session, statement, rows_params(model, rows))
         _remember_notified(session, channel_for(model))
 
 
@@ -517,7 +519,9 @@ class OutboxRelay:
         # Forgotten first, so no flush writes them a second time.
         for row in done:
             session.expunge(row)
-        await session.execute(mark_delivered_statement(self.model), params)
+        await fast_sql.fetch(
+            session, fast_sql.compiled(mark_delivered_statement(self.model)), params
+        )
 
     def _gathered(self, rows: list[OutboxMixin]) -> list[OutboxMixin]:
         """`rows` less those of a route still gathering; notes when the first is due."""

@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal, cast
 
+from asyncpg import Record
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
     DateTime,
     Exists,
     Integer,
-    Result,
     Row,
     Select,
     String,
@@ -66,6 +66,7 @@ from services.callback.models import (
     Voicemail,
 )
 from services.callback.promise import promised_by_sql
+from shared import fast_sql
 from shared.outbox import add_rows, insert_rows, notify_once, rows_params
 from shared.vocabulary import (
     OPEN_STATUSES,
@@ -101,7 +102,8 @@ async def lock_in_order(session: AsyncSession, *values: tuple[str, str]) -> None
     wanted = [key for key in keys if key not in held]
     if not wanted:
         return
-    await session.execute(_locks(len(wanted)), {f"key{i}": key for i, key in enumerate(wanted)})
+    params = {f"key{i}": key for i, key in enumerate(wanted)}
+    await fast_sql.fetch(session, fast_sql.compiled(_locks(len(wanted))), params)
     _remember_locks(session, wanted)
 
 
@@ -139,7 +141,8 @@ async def answer_and_do_not_call(
     """The stored answer to `request_id` (None: not answered yet) and whether `phone` is on
     the do-not-call list, in one round trip: a create asks both, one after the other."""
     params = {"request_id": request_id, "phone": phone}
-    row = (await session.execute(_ANSWER_AND_DO_NOT_CALL, params)).one()
+    row = await fast_sql.fetchrow(session, _FAST_ANSWER_AND_DO_NOT_CALL, params)
+    assert row is not None  # a SELECT of two scalar subqueries has its one row
     return row[0], bool(row[1])
 
 
@@ -295,6 +298,8 @@ _SEAT_LEFT = select(SlotBooking.booked < bindparam("b_capacity", type_=Integer))
     SlotBooking.queue == bindparam("b_queue"), SlotBooking.slot_start == bindparam("b_start")
 )
 _SEAT_TRIES = 3
+_FAST_TAKE_SEAT = fast_sql.Statement.of(_TAKE_SEAT)
+_FAST_SEAT_LEFT = fast_sql.Statement.of(_SEAT_LEFT)
 
 
 async def take_seat(
@@ -314,9 +319,10 @@ async def take_seat(
         return False
     params = {"b_queue": queue, "b_start": start, "b_end": end, "b_capacity": capacity}
     for _ in range(_SEAT_TRIES):
-        if (await session.execute(_TAKE_SEAT, params)).first() is not None:
+        if await fast_sql.fetch(session, _FAST_TAKE_SEAT, params):
             return True
-        if not await session.scalar(_SEAT_LEFT, params):
+        left = await fast_sql.fetchrow(session, _FAST_SEAT_LEFT, params)
+        if left is None or not left[0]:
             return False
     return False
 
@@ -687,6 +693,7 @@ _ANSWER_AND_DO_NOT_CALL = select(
     .scalar_subquery(),
     _on_do_not_call(bindparam("phone")),
 )
+_FAST_ANSWER_AND_DO_NOT_CALL = fast_sql.Statement.of(_ANSWER_AND_DO_NOT_CALL)
 
 
 async def is_do_not_call(session: AsyncSession, phone: str) -> bool:
@@ -927,6 +934,7 @@ _MARK_SENT_AND_TELL: Select[Any] = select(
     .scalar_subquery()
     .label("notified"),
 )
+_FAST_MARK_SENT_AND_TELL = fast_sql.Statement.of(_MARK_SENT_AND_TELL)
 
 
 async def add_outbox_row(session: AsyncSession, values: dict[str, Any]) -> None:
@@ -972,23 +980,24 @@ async def mark_notification_sent(
     message_id: str | None,
     now: datetime,
     event: dict[str, Any],
-) -> Row[Any] | None:
+) -> Record | None:
     """`sending` → `sent` if this attempt still holds the send, and its `event` (an outbox
     row) written with it; neither if not.
 
     None: the lease ran out and another job took the send over (or an erasure cancelled it).
     """
-    result: Result[Any] = await db.execute(
-        _MARK_SENT_AND_TELL,
-        {
-            "notification_id": notification_id,
-            "attempt": attempt,
-            "message_id": message_id,
-            "now": now,
-            **rows_params(CallbackOutbox, [event]),
-        },
-    )
-    return result.one_or_none()
+    params = {
+        "notification_id": notification_id,
+        "attempt": attempt,
+        "message_id": message_id,
+        "now": now,
+        **rows_params(CallbackOutbox, [event]),
+    }
+    if isinstance(db, AsyncSession):
+        rows = await fast_sql.fetch(db, _FAST_MARK_SENT_AND_TELL, params)
+    else:
+        rows = await fast_sql.run(db, _FAST_MARK_SENT_AND_TELL, params)
+    return rows[0] if rows else None
 
 
 async def due_notifications(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[str]:
@@ -1061,8 +1070,9 @@ async def keys_used_and_do_not_call(
     params: dict[str, Any] = {"phone": phone}
     params.update({f"key{i}": event_key for i, event_key in enumerate(event_keys)})
     params.update({f"lock{i}": key for i, key in enumerate(keys)})
-    statement = _keys_used_and_do_not_call(len(event_keys), len(keys))
-    row = (await session.execute(statement, params)).one()
+    statement = fast_sql.compiled(_keys_used_and_do_not_call(len(event_keys), len(keys)))
+    row = await fast_sql.fetchrow(session, statement, params)
+    assert row is not None  # a SELECT without FROM has its one row
     if keys:
         _remember_locks(session, keys)
     return set(row[0] or ()), bool(row[1])
@@ -1140,7 +1150,9 @@ async def count_messages_to_each(
     params: dict[str, Any] = {"since": since}
     for i, (channel, recipient) in enumerate(recipients):
         params[f"channel{i}"], params[f"recipient{i}"] = channel, recipient
-    row = (await session.execute(_messages_to_each(len(recipients)), params)).one()
+    statement = fast_sql.compiled(_messages_to_each(len(recipients)))
+    row = await fast_sql.fetchrow(session, statement, params)
+    assert row is not None  # a SELECT without FROM has its one row
     return {pair: int(found) for pair, found in zip(recipients, row, strict=True)}
 
 

@@ -20,8 +20,8 @@ import httpx
 import structlog
 from arq import Retry
 from arq.connections import ArqRedis
+from asyncpg import Record
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.callback import agents, creation, events, repository, survey
@@ -363,7 +363,7 @@ async def _record_sent(state: WorkerState, claim: _Claim, outcome: SendResult) -
     event = events.message_result_row(message=message, callback=claim.owner, sent=True)
     now = utcnow()
 
-    async def mark(db: AsyncConnection | AsyncSession) -> Row[Any] | None:
+    async def mark(db: AsyncConnection | AsyncSession) -> Record | None:
         return await repository.mark_notification_sent(
             db,
             claim.notification_id,
@@ -378,7 +378,7 @@ async def _record_sent(state: WorkerState, claim: _Claim, outcome: SendResult) -
         async with state.sessions() as session:
             row = await mark(session)
             if row is not None:
-                await survey.sent(session, notification_id=row.id, now=utcnow())
+                await survey.sent(session, notification_id=row["id"], now=utcnow())
             await session.commit()
     else:
         async with state.autocommit.connect() as conn:
@@ -388,11 +388,12 @@ async def _record_sent(state: WorkerState, claim: _Claim, outcome: SendResult) -
         # its outcome is the one that counts.
         log.warning("callback.notification.superseded", notification_id=claim.notification_id)
         return "superseded"
-    state.metrics.notifications.labels(row.channel, row.provider, NotificationStatus.SENT).inc()
+    channel = row["channel"]
+    state.metrics.notifications.labels(channel, row["provider"], NotificationStatus.SENT).inc()
     log.info(
         "callback.notification.sent",
-        notification_id=row.id,
-        channel=row.channel,
+        notification_id=row["id"],
+        channel=channel,
         attempts=claim.attempt,
     )
     return NotificationStatus.SENT

@@ -50,6 +50,7 @@ from services.history.models import WebhookDelivery, WebhookEndpoint
 from services.history.settings import HistorySettings
 from services.history.url_safety import UnsafeUrl, guarded_transport
 from services.history.webhook_signing import signature_header
+from shared import fast_sql
 from shared.db import asyncpg_dsn, utcnow
 from shared.jsonutil import dumps
 from shared.outbox import OutboxRelay
@@ -194,6 +195,7 @@ _DELIVERED = (
     .values(failing_since=None)
     .add_cte(_DELIVERED_ROWS)
 )
+_FAST_DELIVERED = fast_sql.Statement.of(_DELIVERED)
 
 
 class WebhookRelay(OutboxRelay):
@@ -473,8 +475,9 @@ class WebhookRelay(OutboxRelay):
             done, self._done = self._done, []
             try:
                 async with self._autocommit.connect() as conn:
-                    await conn.execute(
-                        _DELIVERED,
+                    await fast_sql.run(
+                        conn,
+                        _FAST_DELIVERED,
                         {
                             "delivery_ids": [delivery_id for delivery_id, _ in done],
                             "status_codes": [status for _, status in done],

@@ -23,11 +23,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.intake.models import Base, CallLeg, Erasure, Inbound, IntakeOutbox, WebhookReceipt
-from shared import outbox
+from shared import fast_sql, outbox
 from shared.db import driver_connection, utcnow
 from shared.ids import new_id
 from shared.jsonutil import dumps
@@ -361,33 +360,17 @@ def _store_call_statement() -> Select[Any]:
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Sql:
-    """A statement compiled for asyncpg, and its parameters' names in `$n` order."""
-
-    text: str
-    names: tuple[str, ...]
-
-    @classmethod
-    def of(cls, statement: Select[Any]) -> _Sql:
-        compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
-        return cls(compiled.string, tuple(compiled.positiontup or ()))
-
-    def args(self, params: dict[str, Any]) -> list[Any]:
-        return [params[name] for name in self.names]
-
-
 # Compiled once per process, and run on asyncpg directly (whose statement cache prepares it
 # once per connection): the hot path skips SQLAlchemy's per-execution work (cache lookup,
 # parameter and result processing), as the hand-written statement it replaced did.
 @functools.cache
-def _store_call_sql() -> _Sql:
-    return _Sql.of(_store_call_statement())
+def _store_call_sql() -> fast_sql.Statement:
+    return fast_sql.Statement.of(_store_call_statement())
 
 
 @functools.cache
-def _first_of_call_sql() -> _Sql:
-    return _Sql.of(
+def _first_of_call_sql() -> fast_sql.Statement:
+    return fast_sql.Statement.of(
         select(_inbound.c.id).where(
             _inbound.c.provider == bindparam("provider", type_=_inbound.c.provider.type),
             _inbound.c.external_id == bindparam("external_id", type_=_inbound.c.external_id.type),
@@ -420,7 +403,8 @@ async def store_call(engine: AsyncEngine, call: NewCall) -> tuple[str, bool] | N
     statement = _store_call_sql()
     async with driver_connection(engine) as conn:
         try:
-            row = await conn.fetchrow(statement.text, *statement.args(_store_call_params(call)))
+            args = statement.driver_args(_store_call_params(call))
+            row = await conn.fetchrow(statement.text, *args)
         except (asyncpg.UniqueViolationError, asyncpg.NotNullViolationError):
             return None
         assert row is not None
@@ -430,5 +414,5 @@ async def store_call(engine: AsyncEngine, call: NewCall) -> tuple[str, bool] | N
         if first is None:
             # No webhook-id, and the call's first delivery committed while this one waited.
             lookup = _first_of_call_sql()
-            first = await conn.fetchval(lookup.text, *lookup.args(values))
+            first = await conn.fetchval(lookup.text, *lookup.driver_args(values))
         return str(first or ""), False

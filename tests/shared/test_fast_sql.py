@@ -1,0 +1,174 @@
+"""A hot statement run on asyncpg directly (`shared.fast_sql`) is the statement SQLAlchemy runs:
+the same rows from the same parameters, in the session's transaction, with SQLAlchemy's errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Integer, String, bindparam, func, insert, select
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.callback import repository
+from services.callback.models import CallbackOutbox, DoNotCall, SlotBooking
+from services.history import webhook_delivery
+from shared import fast_sql
+from shared.db import unit_of_work
+from shared.outbox import _add_rows_statement, row_values, rows_params
+
+NOW = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
+PHONE = "+358401234567"
+
+
+def _outbox_row() -> dict[str, Any]:
+    return rows_params(
+        CallbackOutbox,
+        [
+            row_values(
+                destination="history",
+                path="/v1/events",
+                payload={"type": "callback_created", "note": "ääkköset", "none": None},
+                ordering_key=PHONE,
+                now=NOW,
+            )
+        ],
+    )
+
+
+# Every statement the services run through `fast_sql`, with parameters that make it answer
+# something: a read that finds rows, a write that writes.
+CASES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
+    "stored answer and do-not-call": lambda: (
+        repository._ANSWER_AND_DO_NOT_CALL,
+        {"request_id": "req-1", "phone": PHONE},
+    ),
+    "advisory locks": lambda: (repository._locks(2), {"key0": 11, "key1": 12}),
+    "keys used, do-not-call, locks": lambda: (
+        repository._keys_used_and_do_not_call(2, 1),
+        {"key0": "k-1", "key1": "k-2", "phone": PHONE, "lock0": 13},
+    ),
+    "messages to each": lambda: (
+        repository._messages_to_each(2),
+        {
+            "since": NOW - timedelta(days=1),
+            "channel0": "sms",
+            "recipient0": PHONE,
+            "channel1": "email",
+            "recipient1": "maija@example.fi",
+        },
+    ),
+    "a seat taken": lambda: (
+        repository._TAKE_SEAT,
+        {
+            "b_queue": "default",
+            "b_start": NOW,
+            "b_end": NOW + timedelta(minutes=15),
+            "b_capacity": 2,
+        },
+    ),
+    "a seat left": lambda: (
+        repository._SEAT_LEFT,
+        {"b_queue": "default", "b_start": NOW, "b_capacity": 2},
+    ),
+    "outbox rows with their wake-up": lambda: (_add_rows_statement(CallbackOutbox), _outbox_row()),
+    "sent, and its event": lambda: (
+        repository._MARK_SENT_AND_TELL,
+        {"notification_id": "n-1", "attempt": 1, "message_id": "m-1", "now": NOW, **_outbox_row()},
+    ),
+    "webhook deliveries done": lambda: (
+        webhook_delivery._DELIVERED,
+        {"delivery_ids": [1, 2], "status_codes": [200, 204], "now": NOW},
+    ),
+    "JSON and literal parameters": lambda: (
+        select(
+            bindparam("doc", type_=JSONB),
+            bindparam("none", type_=JSONB),
+            func.length(bindparam("text", type_=String)),
+            bindparam("fixed", 7, type_=Integer),
+        ),
+        {"doc": {"a": [1, "ä"], "b": None}, "none": None, "text": "ääkköset"},
+    ),
+}
+
+
+async def _seed(session: AsyncSession) -> None:
+    await session.execute(insert(DoNotCall).values(phone=PHONE, created_at=NOW))
+
+
+async def _both_ways(
+    sessions: async_sessionmaker[AsyncSession], statement: Any, params: dict[str, Any]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The statement's rows through SQLAlchemy, then through `fast_sql`, each in a
+    transaction rolled back afterwards, on the same seeded rows."""
+    answers = []
+    for fast in (False, True):
+        async with sessions() as session:
+            await _seed(session)
+            if fast:
+                rows = await fast_sql.fetch(session, fast_sql.Statement.of(statement), params)
+                answers.append([tuple(row.values()) for row in rows])
+            else:
+                result = await session.execute(statement, params)
+                returns_rows = getattr(result, "returns_rows", True)  # False: DML with no RETURNING
+                answers.append([tuple(row) for row in result.all()] if returns_rows else [])
+            await session.rollback()
+    return answers[0], answers[1]
+
+
+@pytest.mark.parametrize("case", CASES)
+async def test_a_statement_answers_the_same_both_ways(
+    clean_db: None, sessions: async_sessionmaker[AsyncSession], case: str
+) -> None:
+    statement, params = CASES[case]()
+    by_sqlalchemy, by_fast_sql = await _both_ways(sessions, statement, params)
+    assert by_fast_sql == by_sqlalchemy
+    if case in ("stored answer and do-not-call", "a seat taken", "JSON and literal parameters"):
+        assert by_fast_sql, "the case was meant to answer something"
+
+
+async def test_it_runs_in_the_sessions_transaction(
+    clean_db: None, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    take_seat = fast_sql.Statement.of(repository._TAKE_SEAT)
+    seat = {
+        "b_queue": "default",
+        "b_start": NOW,
+        "b_end": NOW + timedelta(minutes=15),
+        "b_capacity": 5,
+    }
+    async with sessions() as session:
+        await fast_sql.fetch(session, take_seat, seat)
+        await session.rollback()
+    async with unit_of_work(sessions) as session:
+        await fast_sql.fetch(session, take_seat, seat)
+        # The ORM's own statements in the same transaction see it before the commit.
+        assert await session.scalar(repository._SEAT_LEFT, {**seat, "b_capacity": 2})
+        await fast_sql.fetch(session, take_seat, seat)
+    async with sessions() as session:
+        booked = await session.scalar(select(func.sum(SlotBooking.booked)))
+    assert booked == 2  # the rolled-back seat is not there, both committed ones are
+
+
+async def test_an_error_is_sqlalchemys_and_the_session_goes_on(
+    clean_db: None, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    add = fast_sql.Statement.of(insert(DoNotCall).values(phone=bindparam("p"), created_at=NOW))
+    async with sessions() as session:
+        await fast_sql.fetch(session, add, {"p": PHONE})
+        with pytest.raises(IntegrityError):
+            await fast_sql.fetch(session, add, {"p": PHONE})
+        await session.rollback()
+        await fast_sql.fetch(session, add, {"p": PHONE})
+        await session.commit()
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(DoNotCall)) == 1
+
+
+def test_a_list_expanded_at_each_execution_is_refused() -> None:
+    expanding = select(DoNotCall.phone).where(DoNotCall.phone.in_(bindparam("ps", expanding=True)))
+    with pytest.raises(ValueError, match="computed at execution"):
+        fast_sql.Statement.of(expanding)

@@ -37,7 +37,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import selectinload
@@ -227,10 +227,14 @@ async def lock_callback_with_queue(
 # The booking job's statements, built once (building one per call cost about as much CPU as
 # its round trip: bench/RESULTS.md, issue #21). `take_seat`'s `excluded` alone built a column
 # proxy per column of `slot_bookings` on every call.
+# Seats taken in a list of slots: the list as one array parameter (`= ANY`), so the statement
+# is compiled once whatever the number of slots (`shared.fast_sql`; `IN` with a list expands
+# at every execution).
 _BOOKED_COUNTS = select(SlotBooking.slot_start, SlotBooking.booked).where(
-    SlotBooking.queue == bindparam("queue"),
-    SlotBooking.slot_start.in_(bindparam("starts", expanding=True)),
+    SlotBooking.queue == bindparam("queue", type_=String),
+    SlotBooking.slot_start == func.any(bindparam("starts", type_=ARRAY(DateTime(timezone=True)))),
 )
+_FAST_BOOKED_COUNTS = fast_sql.Statement.of(_BOOKED_COUNTS)
 
 
 async def booked_counts(
@@ -239,7 +243,8 @@ async def booked_counts(
     """Seats taken in each of these slots of `queue` (absent: none)."""
     if not starts:
         return {}
-    rows = await session.execute(_BOOKED_COUNTS, {"queue": queue, "starts": list(starts)})
+    params = {"queue": queue, "starts": list(starts)}
+    rows = await fast_sql.fetch(session, _FAST_BOOKED_COUNTS, params)
     return {row[0]: row[1] for row in rows}
 
 
@@ -894,6 +899,7 @@ _CLAIM_DUE = select(
     _callbacks.c.email,
     _callbacks.c.name,
 ).select_from(_CLAIMED.outerjoin(_callbacks, _callbacks.c.id == _CLAIMED.c.callback_id))
+_FAST_CLAIM_DUE = fast_sql.Statement.of(_CLAIM_DUE)
 
 
 _MARKED_SENT = (
@@ -951,15 +957,16 @@ async def claim_due_notification(
     lease_until: datetime,
     sms_provider: str,
     email_provider: str,
-) -> Row[Any] | None:
+) -> Record | None:
     """Take the send of a plainly due notification in one statement: checked and marked together.
 
     Run it in autocommit: the row is `sending` and committed when this returns. The row lock
     makes a race safe (the loser re-checks the row as it now is, and matches nothing). None
     means the row is missing, done, not due, held or out of tries: `lock_notification` tells.
     """
-    result = await conn.execute(
-        _CLAIM_DUE,
+    rows = await fast_sql.run(
+        conn,
+        _FAST_CLAIM_DUE,
         {
             "notification_id": notification_id,
             "due_by": due_by,
@@ -969,7 +976,7 @@ async def claim_due_notification(
             "email_provider": email_provider,
         },
     )
-    return result.one_or_none()
+    return rows[0] if rows else None
 
 
 async def mark_notification_sent(

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import ColumnElement, Table, and_, exists, or_
+from sqlalchemy import ColumnElement, Table, and_, exists, literal, or_
 
 from services.callback.models import NotificationKind
 from shared.vocabulary import CallbackStatus, NotificationStatus
@@ -45,7 +45,9 @@ def due_condition(
     """Startable, due by `due_by`, tries left, and a queued reminder's callback still booked."""
     n, c = notifications.c, callbacks.c
     return and_(
-        n.status.in_(STARTABLE),
+        # One parameter per status, not a list expanded at each execution: the claim that
+        # reads this runs for every send, compiled once (`shared.fast_sql`).
+        n.status.in_([literal(status, n.status.type) for status in STARTABLE]),
         n.next_attempt_at <= due_by,
         n.attempts < n.max_attempts,
         or_(

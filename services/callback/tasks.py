@@ -207,18 +207,23 @@ async def _claim_if_due(state: WorkerState, notification_id: str) -> _Claim | No
     if row is None:
         return None
     owner = None
-    if row.callback_id is not None and row.phone is not None:
+    callback_id, phone = row["callback_id"], row["phone"]
+    if callback_id is not None and phone is not None:
         owner = _owner(
-            row.callback_id, phone=row.phone, language=row.language, email=row.email, name=row.name
+            callback_id,
+            phone=phone,
+            language=row["language"],
+            email=row["email"],
+            name=row["name"],
         )
     return _Claim(
-        notification_id=row.id,
-        channel=row.channel,
-        recipient=row.recipient,
-        subject=row.subject,
-        body=row.body,
-        attempt=row.attempts,
-        kind=row.kind,
+        notification_id=row["id"],
+        channel=row["channel"],
+        recipient=row["recipient"],
+        subject=row["subject"],
+        body=row["body"],
+        attempt=row["attempts"],
+        kind=row["kind"],
         owner=owner,
     )
 

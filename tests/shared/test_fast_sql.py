@@ -74,6 +74,21 @@ CASES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
         repository._SEAT_LEFT,
         {"b_queue": "default", "b_start": NOW, "b_capacity": 2},
     ),
+    "seats booked in slots": lambda: (
+        repository._BOOKED_COUNTS,
+        {"queue": "default", "starts": [NOW, NOW + timedelta(minutes=15)]},
+    ),
+    "a due send claimed": lambda: (
+        repository._CLAIM_DUE,
+        {
+            "notification_id": "n-1",
+            "due_by": NOW,
+            "lease_until": NOW + timedelta(minutes=2),
+            "now": NOW,
+            "sms_provider": "http",
+            "email_provider": "smtp",
+        },
+    ),
     "outbox rows with their wake-up": lambda: (_add_rows_statement(CallbackOutbox), _outbox_row()),
     "sent, and its event": lambda: (
         repository._MARK_SENT_AND_TELL,
@@ -97,6 +112,16 @@ CASES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
 
 async def _seed(session: AsyncSession) -> None:
     await session.execute(insert(DoNotCall).values(phone=PHONE, created_at=NOW))
+    await session.execute(
+        insert(SlotBooking).values(
+            queue="default",
+            slot_start=NOW,
+            slot_end=NOW + timedelta(minutes=15),
+            capacity=2,
+            booked=1,
+            updated_at=NOW,
+        )
+    )
 
 
 async def _both_ways(
@@ -126,7 +151,13 @@ async def test_a_statement_answers_the_same_both_ways(
     statement, params = CASES[case]()
     by_sqlalchemy, by_fast_sql = await _both_ways(sessions, statement, params)
     assert by_fast_sql == by_sqlalchemy
-    if case in ("stored answer and do-not-call", "a seat taken", "JSON and literal parameters"):
+    if case in (
+        "stored answer and do-not-call",
+        "a seat taken",
+        "a seat left",
+        "seats booked in slots",
+        "JSON and literal parameters",
+    ):
         assert by_fast_sql, "the case was meant to answer something"
 
 

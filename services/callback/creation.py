@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback import booking, events, inputs, lifecycle, notify, queues, repository
 from services.callback.jobs import NotificationQueue
-from services.callback.models import Callback, CallbackRequest, rank_at_of
+from services.callback.models import Callback, rank_at_of
 from services.callback.schemas import CallbackCreated
 from services.callback.settings import CallbackSettings
 from shared.contracts import CallbackCreate
@@ -196,17 +196,16 @@ async def create_callback(
 
     status_code = 200 if merged else 201
     result = _created(callback, merged=merged)
-    session.add(
-        CallbackRequest(
+    try:
+        await session.flush()  # the callback's changes, before the answer that names it
+        await repository.record_answer(
+            session,
             request_id=data.request_id,
             callback_id=callback.id,
             status_code=status_code,
             result=result.model_dump(mode="json"),
-            created_at=now,
+            now=now,
         )
-    )
-    try:
-        await session.flush()
     except IntegrityError as exc:
         # Only a writer that bypassed the locks above can get here; let the client retry.
         raise Conflict("The callback for this number changed at the same time; retry.") from exc
@@ -316,16 +315,14 @@ async def _declined(
         summary=why.summary,
         data={"request_id": data.request_id, "source": data.source},
     )
-    session.add(
-        CallbackRequest(
-            request_id=data.request_id,
-            callback_id=None,
-            status_code=202,
-            result=result.model_dump(mode="json"),
-            created_at=now,
-        )
+    await repository.record_answer(
+        session,
+        request_id=data.request_id,
+        callback_id=None,
+        status_code=202,
+        result=result.model_dump(mode="json"),
+        now=now,
     )
-    await session.flush()
     log.info(why.log_event)
     return CreateOutcome(202, result)
 

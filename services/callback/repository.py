@@ -701,6 +701,38 @@ _ANSWER_AND_DO_NOT_CALL = select(
 _FAST_ANSWER_AND_DO_NOT_CALL = fast_sql.Statement.of(_ANSWER_AND_DO_NOT_CALL)
 
 
+_RECORD_ANSWER = fast_sql.Statement.of(
+    insert(CallbackRequest).values(
+        request_id=bindparam("request_id"),
+        callback_id=bindparam("callback_id"),
+        status_code=bindparam("status_code"),
+        result=bindparam("result"),
+        created_at=bindparam("created_at"),
+    )
+)
+
+
+async def record_answer(
+    session: AsyncSession,
+    *,
+    request_id: str,
+    callback_id: str | None,
+    status_code: int,
+    result: dict[str, Any],
+    now: datetime,
+) -> None:
+    """Store a create's answer under its `request_id`, for a repeat to get it back: in the
+    create's transaction, after its callback is written (the answer names it)."""
+    params = {
+        "request_id": request_id,
+        "callback_id": callback_id,
+        "status_code": status_code,
+        "result": result,
+        "created_at": now,
+    }
+    await fast_sql.fetch(session, _RECORD_ANSWER, params)
+
+
 async def is_do_not_call(session: AsyncSession, phone: str) -> bool:
     return bool(await session.scalar(select(_on_do_not_call(phone))))
 

@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import (
     BigInteger,
     Integer,
+    Text,
     bindparam,
     delete,
     func,
@@ -151,9 +152,12 @@ class Outcome:
 
 
 class _Secrets(Protocol):
-    secret: str
-    previous_secret: str | None
-    previous_secret_expires_at: datetime | None
+    @property
+    def secret(self) -> str: ...
+    @property
+    def previous_secret(self) -> str | None: ...
+    @property
+    def previous_secret_expires_at(self) -> datetime | None: ...
 
 
 def signing_secrets(endpoint: _Secrets, now: datetime) -> tuple[str, ...]:
@@ -196,6 +200,72 @@ _DELIVERED = (
     .add_cte(_DELIVERED_ROWS)
 )
 _FAST_DELIVERED = fast_sql.Statement.of(_DELIVERED)
+
+
+def _claimable() -> Any:
+    """Per enabled endpoint not at its limit (`full`), its first due rows (`per_endpoint`),
+    `room` in all, with what a try needs, locked (others' locks skipped), in id order.
+
+    Read off the partial index of pending rows by (endpoint, due time): a pass costs the same
+    however long the backlog, and a big backlog at one endpoint never hides another's rows.
+    Endpoints' secrets come last, in `_EndpointSecrets`' order."""
+    row = WebhookDelivery
+    firsts = (
+        select(row.id)
+        .where(row.endpoint_id == WebhookEndpoint.id, _pending(), row.available_at <= func.now())
+        .order_by(row.available_at)
+        .limit(bindparam("per_endpoint", type_=Integer))
+        .lateral("firsts")
+    )
+    due = (
+        select(firsts.c.id)
+        .select_from(WebhookEndpoint)
+        .join(firsts, true())
+        .where(
+            WebhookEndpoint.enabled,
+            WebhookEndpoint.id != func.all(bindparam("full", type_=ARRAY(Text))),
+        )
+        .limit(bindparam("room", type_=Integer))
+    )
+    return (
+        select(
+            row.id,
+            row.endpoint_id,
+            row.message_id,
+            row.payload,
+            row.attempts,
+            WebhookEndpoint.url,
+            WebhookEndpoint.secret,
+            WebhookEndpoint.previous_secret,
+            WebhookEndpoint.previous_secret_expires_at,
+        )
+        .join(WebhookEndpoint, WebhookEndpoint.id == row.endpoint_id)
+        .where(row.id.in_(due), _pending())
+        .order_by(row.id)
+        .with_for_update(of=row, skip_locked=True)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _EndpointSecrets:
+    secret: str
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
+
+
+# A claim pass in two statements of its own transaction, both compiled once (`shared.fast_sql`):
+# the rows locked, then each claimed row's try counted and leased out. Through the ORM the rows
+# and their endpoints were objects loaded, changed and flushed, every pass.
+_CLAIMABLE = fast_sql.Statement.of(_claimable())
+_LEASE = fast_sql.Statement.of(
+    update(WebhookDelivery)
+    .where(WebhookDelivery.id == func.any(bindparam("ids", type_=ARRAY(BigInteger))))
+    .values(
+        attempts=WebhookDelivery.attempts + 1,
+        available_at=bindparam("until"),
+        last_attempt_at=bindparam("now"),
+    )
+)
 
 
 class WebhookRelay(OutboxRelay):
@@ -292,62 +362,38 @@ class WebhookRelay(OutboxRelay):
         if room <= 0:
             return 0
         full = [e for e, n in self._in_flight.items() if n >= self.per_endpoint]
-        row = WebhookDelivery
-        # Per enabled endpoint with a free slot, its first due rows, read off the partial
-        # index of pending rows by (endpoint, due time): a pass costs the same however long
-        # the backlog, and a big backlog at one endpoint never hides another's rows.
-        firsts = (
-            select(row.id)
-            .where(
-                row.endpoint_id == WebhookEndpoint.id,
-                _pending(),
-                row.available_at <= func.now(),
-            )
-            .order_by(row.available_at)
-            .limit(self.per_endpoint)
-            .lateral("firsts")
-        )
-        due = (
-            select(firsts.c.id)
-            .select_from(WebhookEndpoint)
-            .join(firsts, true())
-            .where(WebhookEndpoint.enabled)
-            .limit(room)
-        )
-        if full:
-            due = due.where(WebhookEndpoint.id.not_in(full))
         now = utcnow()
+        lease = timedelta(seconds=self.timeout_seconds + LEASE_MARGIN_SECONDS)
         claimed: list[Claimed] = []
         async with self.sessions() as session:
-            pairs = (
-                await session.execute(
-                    select(row, WebhookEndpoint)
-                    .join(WebhookEndpoint, WebhookEndpoint.id == row.endpoint_id)
-                    .where(row.id.in_(due), _pending())
-                    .order_by(row.id)
-                    .with_for_update(of=row, skip_locked=True)
-                )
-            ).all()
-            lease = timedelta(seconds=self.timeout_seconds + LEASE_MARGIN_SECONDS)
-            for delivery, endpoint in pairs:
-                if self._in_flight.get(endpoint.id, 0) >= self.per_endpoint:
+            rows = await fast_sql.fetch(
+                session,
+                _CLAIMABLE,
+                {"per_endpoint": self.per_endpoint, "room": room, "full": full},
+            )
+            for row in rows:
+                endpoint_id = row["endpoint_id"]
+                if self._in_flight.get(endpoint_id, 0) >= self.per_endpoint:
                     continue
-                self._in_flight[endpoint.id] = self._in_flight.get(endpoint.id, 0) + 1
-                delivery.attempts += 1
-                delivery.available_at = now + lease
-                delivery.last_attempt_at = now
+                self._in_flight[endpoint_id] = self._in_flight.get(endpoint_id, 0) + 1
                 claimed.append(
                     Claimed(
-                        id=delivery.id,
-                        endpoint_id=endpoint.id,
-                        url=endpoint.url,
-                        secrets=signing_secrets(endpoint, now),
-                        message_id=delivery.message_id,
-                        body=dumps(delivery.payload),
-                        tries=delivery.attempts,
+                        id=row["id"],
+                        endpoint_id=endpoint_id,
+                        url=row["url"],
+                        secrets=signing_secrets(_EndpointSecrets(*row[-3:]), now),
+                        message_id=row["message_id"],
+                        body=dumps(row["payload"]),
+                        tries=row["attempts"] + 1,
                     )
                 )
             try:
+                if claimed:
+                    await fast_sql.fetch(
+                        session,
+                        _LEASE,
+                        {"ids": [item.id for item in claimed], "now": now, "until": now + lease},
+                    )
                 await session.commit()
             except BaseException:
                 for item in claimed:

@@ -98,6 +98,10 @@ CASES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
         webhook_delivery._DELIVERED,
         {"delivery_ids": [1, 2], "status_codes": [200, 204], "now": NOW},
     ),
+    "webhook deliveries claimable": lambda: (
+        webhook_delivery._claimable(),
+        {"per_endpoint": 4, "room": 10, "full": ["we-full"]},
+    ),
     "JSON and literal parameters": lambda: (
         select(
             bindparam("doc", type_=JSONB),

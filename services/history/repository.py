@@ -28,12 +28,13 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, array, distinct_on, insert
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from services.history import partitions
 from services.history.models import Customer, CustomerActivity, CustomerIdentity, Erasure, Event
+from shared import fast_sql
 from shared.db import utcnow
 from shared.vocabulary import Direction
 
@@ -53,14 +54,16 @@ async def lock_keys(session: AsyncSession, keys: Collection[str]) -> None:
     """
     if not keys:
         return
-    await session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(:ns, h) FROM ("
-            " SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k"
-            " ORDER BY h) AS ordered"
-        ),
-        {"ns": _LOCK_NAMESPACE, "keys": sorted(keys)},
-    )
+    await fast_sql.fetch(session, _FAST_LOCK_KEYS, {"ns": _LOCK_NAMESPACE, "keys": sorted(keys)})
+
+
+_LOCK_KEYS = text(
+    "SELECT pg_advisory_xact_lock(:ns, h) FROM ("
+    " SELECT DISTINCT hashtext(k) AS h FROM unnest(CAST(:keys AS text[])) AS k"
+    " ORDER BY h) AS ordered"
+)
+# The statements every ingest batch runs, compiled once (`shared.fast_sql`).
+_FAST_LOCK_KEYS = fast_sql.Statement.of(_LOCK_KEYS)
 
 
 async def existing_events(session: AsyncSession, ids: Collection[str]) -> dict[str, Event]:
@@ -132,8 +135,10 @@ async def bump_activity(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
     if not rows:
         return
     names = [*_ACTIVITY_KEY, "count", "last_occurred_at"]
-    await session.execute(
-        _bump_activity_statement(), {name: [row[name] for row in rows] for name in names}
+    await fast_sql.fetch(
+        session,
+        fast_sql.compiled(_bump_activity_statement()),
+        {name: [row[name] for row in rows] for name in names},
     )
 
 
@@ -141,10 +146,11 @@ async def notify(session: AsyncSession, channel: str, payloads: Sequence[str]) -
     """NOTIFY `channel` once per payload, in one statement; delivered when the caller commits."""
     if not payloads:
         return
-    await session.execute(
-        text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS p"),
-        {"channel": channel, "payloads": list(payloads)},
-    )
+    await fast_sql.fetch(session, _FAST_NOTIFY, {"channel": channel, "payloads": list(payloads)})
+
+
+_NOTIFY = text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS p")
+_FAST_NOTIFY = fast_sql.Statement.of(_NOTIFY)
 
 
 async def activity(session: AsyncSession, customer_id: str) -> Sequence[CustomerActivity]:
@@ -163,16 +169,23 @@ async def customer_ids_by_identity(
         return {}
     # `= ANY(array)` on both key columns is one index scan; a list of row tuples is not.
     wanted = set(pairs)
-    rows = await session.execute(
-        select(CustomerIdentity.kind, CustomerIdentity.value, CustomerIdentity.customer_id).where(
-            CustomerIdentity.kind.in_(sorted({kind for kind, _ in wanted})),
-            CustomerIdentity.value
-            == func.any(cast(array(sorted({value for _, value in wanted})), ARRAY(String))),
-        )
-    )
+    params = {
+        "kinds": sorted({kind for kind, _ in wanted}),
+        "values": sorted({value for _, value in wanted}),
+    }
+    rows = await fast_sql.fetch(session, _FAST_IDENTITIES, params)
     return {
         (kind, value): customer_id for kind, value, customer_id in rows if (kind, value) in wanted
     }
+
+
+_IDENTITIES = select(
+    CustomerIdentity.kind, CustomerIdentity.value, CustomerIdentity.customer_id
+).where(
+    CustomerIdentity.kind == func.any(bindparam("kinds", type_=ARRAY(String))),
+    CustomerIdentity.value == func.any(bindparam("values", type_=ARRAY(String))),
+)
+_FAST_IDENTITIES = fast_sql.Statement.of(_IDENTITIES)
 
 
 async def customer_ids_by_external_id(

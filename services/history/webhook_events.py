@@ -16,6 +16,7 @@ from services.history.event_names import ALL_EVENTS, EVENT_NAMES
 from services.history.models import Customer, Event, WebhookDelivery, WebhookEndpoint
 from services.history.webhook_delivery import CHANNEL
 from services.history.webhook_signing import new_message_id
+from shared import fast_sql
 from shared.db import utcnow
 from shared.outbox import insert_rows, row_values, rows_params
 from shared.vocabulary import WebhookEventType
@@ -26,6 +27,14 @@ DESTINATION = "webhook"
 # A delivery's columns beyond the outbox's, each a row's own.
 _DELIVERY_COLUMNS = ("endpoint_id", "message_id", "event_id", "customer_id")
 _INSERT_DELIVERIES = insert_rows(WebhookDelivery, extra=_DELIVERY_COLUMNS)
+# Run for every batch of events with a subscriber: compiled once (`shared.fast_sql`).
+_ENABLED_ENDPOINTS = select(WebhookEndpoint.id, WebhookEndpoint.events).where(
+    WebhookEndpoint.enabled
+)
+_WAKE = text("SELECT pg_notify(:channel, :endpoints)")
+_FAST_ENABLED_ENDPOINTS = fast_sql.Statement.of(_ENABLED_ENDPOINTS)
+_FAST_INSERT_DELIVERIES = fast_sql.Statement.of(_INSERT_DELIVERIES)
+_FAST_WAKE = fast_sql.Statement.of(_WAKE)
 
 
 def body(event_name: str, event: Event, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -75,11 +84,7 @@ async def announce(
     named = [(EVENT_NAMES[event.type], event) for event in events if event.type in EVENT_NAMES]
     if not named:
         return 0
-    endpoints = (
-        await session.execute(
-            select(WebhookEndpoint.id, WebhookEndpoint.events).where(WebhookEndpoint.enabled)
-        )
-    ).all()
+    endpoints = await fast_sql.fetch(session, _FAST_ENABLED_ENDPOINTS, {})
     if not endpoints:
         return 0
     rows: list[dict[str, Any]] = []
@@ -110,14 +115,15 @@ async def announce(
     if rows:
         # One statement for them all (an executemany ran one INSERT per row), no ORM objects:
         # nothing reads the rows back in this request.
-        await session.execute(
-            _INSERT_DELIVERIES, rows_params(WebhookDelivery, rows, extra=_DELIVERY_COLUMNS)
+        await fast_sql.fetch(
+            session,
+            _FAST_INSERT_DELIVERIES,
+            rows_params(WebhookDelivery, rows, extra=_DELIVERY_COLUMNS),
         )
         # The relays wake at commit (NOTIFY is transactional), told which endpoints have news.
         endpoints_named = ",".join(sorted({row["endpoint_id"] for row in rows}))
-        await session.execute(
-            text("SELECT pg_notify(:channel, :endpoints)"),
-            {"channel": CHANNEL, "endpoints": endpoints_named},
+        await fast_sql.fetch(
+            session, _FAST_WAKE, {"channel": CHANNEL, "endpoints": endpoints_named}
         )
     return len(rows)
 

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback import repository
 from services.callback.models import CallbackOutbox, DoNotCall, SlotBooking
-from services.history import webhook_delivery
+from services.history import repository as history_repository
+from services.history import webhook_delivery, webhook_events
 from shared import fast_sql
 from shared.db import unit_of_work
 from shared.outbox import _add_rows_statement, row_values, rows_params
@@ -102,6 +103,19 @@ CASES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
         webhook_delivery._claimable(),
         {"per_endpoint": 4, "room": 10, "full": ["we-full"]},
     ),
+    "history's key locks": lambda: (
+        history_repository._LOCK_KEYS,
+        {"ns": 1, "keys": ["phone:+358401234567", "email:maija@example.fi"]},
+    ),
+    "history's identities": lambda: (
+        history_repository._IDENTITIES,
+        {"kinds": ["email", "phone"], "values": [PHONE, "maija@example.fi"]},
+    ),
+    "history's wake-ups": lambda: (
+        history_repository._NOTIFY,
+        {"channel": "fast_sql_test", "payloads": ["a", "b"]},
+    ),
+    "history's enabled endpoints": lambda: (webhook_events._ENABLED_ENDPOINTS, {}),
     "JSON and literal parameters": lambda: (
         select(
             bindparam("doc", type_=JSONB),

@@ -62,7 +62,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, aliased, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from shared import fast_sql
 from shared.backoff import backoff_seconds
@@ -322,31 +322,121 @@ def _remember_notified(session: AsyncSession, channel: str) -> None:
     done[1].add(channel)
 
 
-_MARK_DELIVERED: dict[type[OutboxMixin], Update] = {}
+@dataclass(slots=True)
+class OutboxRow:
+    """A row a relay's pass claimed: changed in memory as it is delivered, retried or parked,
+    and written back in one statement at the end of the pass (`write_back_statement`)."""
+
+    id: int
+    destination: str
+    path: str
+    payload: dict[str, Any]
+    ordering_key: str
+    created_at: datetime
+    available_at: datetime
+    attempts: int
+    traceparent: str | None
+    last_error: str | None
+    delivered_at: datetime | None
+    dead_at: datetime | None
+    # The payload was replaced (`OutboxRelay.redact_delivered`): written back too.
+    redacted: bool = False
 
 
-def mark_delivered_statement(model: type[OutboxMixin]) -> Update:
-    """`UPDATE` of the rows a pass delivered, each to the `attempts` and `delivered_at` the
-    relay gave it (`_delivered`), from one array per column: one statement for a pass, where
-    the ORM's flush sent one `UPDATE` per row (three to five per missed call)."""
-    statement = _MARK_DELIVERED.get(model)
+# What a pass reads of each row: `OutboxRow`'s fields, in its order.
+_CLAIMED_COLUMNS = tuple(name for name in OutboxRow.__dataclass_fields__ if name != "redacted")
+_CLAIM: dict[type[OutboxMixin], Select[Any]] = {}
+
+
+def claim_statement(model: type[OutboxMixin]) -> Select[Any]:
+    """The rows due for delivery, oldest first, locked for this pass (`claim_limit` of them).
+
+    A row waits while an earlier row of its key and destination is undelivered and not
+    dead; rows another relay holds are skipped, not waited for.
+    """
+    statement = _CLAIM.get(model)
     if statement is None:
         table = _table(model)
-        marked = (
-            func.unnest(
-                bindparam("marked_ids", type_=ARRAY(BigInteger)),
-                bindparam("marked_attempts", type_=ARRAY(Integer)),
-                bindparam("marked_at", type_=ARRAY(DateTime(timezone=True))),
+        earlier = table.alias("earlier")
+        blocked = (
+            select(earlier.c.id)
+            .where(
+                earlier.c.destination == table.c.destination,
+                earlier.c.ordering_key == table.c.ordering_key,
+                earlier.c.id < table.c.id,
+                earlier.c.delivered_at.is_(None),
+                earlier.c.dead_at.is_(None),
             )
-            .table_valued("id", "attempts", "delivered_at")
-            .render_derived(name="marked")
+            .exists()
         )
-        statement = _MARK_DELIVERED[model] = (
-            table.update()
-            .where(table.c.id == marked.c.id)
-            .values(attempts=marked.c.attempts, delivered_at=marked.c.delivered_at, last_error=None)
+        statement = _CLAIM[model] = (
+            select(*(table.c[name] for name in _CLAIMED_COLUMNS))
+            .where(
+                table.c.delivered_at.is_(None),
+                table.c.dead_at.is_(None),
+                table.c.available_at <= func.now(),
+                ~blocked,
+            )
+            .order_by(table.c.id)
+            .limit(bindparam("claim_limit", type_=Integer))
+            .with_for_update(skip_locked=True)
         )
     return statement
+
+
+_WRITE_BACK: dict[type[OutboxMixin], Update] = {}
+
+
+def write_back_statement(model: type[OutboxMixin]) -> Update:
+    """`UPDATE` of a pass's rows to what the relay made of them (`OutboxRow`: its tries, and
+    delivered, retried or parked), from one array per column: one statement for a pass, where
+    the ORM's flush sent one `UPDATE` per row (three to five per missed call). A payload
+    is written only where the relay replaced it (`written_payloads` null elsewhere)."""
+    statement = _WRITE_BACK.get(model)
+    if statement is None:
+        table = _table(model)
+        written = (
+            func.unnest(
+                bindparam("written_ids", type_=ARRAY(BigInteger)),
+                bindparam("written_attempts", type_=ARRAY(Integer)),
+                bindparam("written_errors", type_=ARRAY(Text)),
+                bindparam("written_available_at", type_=ARRAY(DateTime(timezone=True))),
+                bindparam("written_delivered_at", type_=ARRAY(DateTime(timezone=True))),
+                bindparam("written_dead_at", type_=ARRAY(DateTime(timezone=True))),
+                # JSON as text, as `insert_rows` writes it (a jsonb array needs a codec).
+                bindparam("written_payloads", type_=ARRAY(Text)),
+            )
+            .table_valued(
+                "id", "attempts", "last_error", "available_at", "delivered_at", "dead_at", "payload"
+            )
+            .render_derived(name="written")
+        )
+        statement = _WRITE_BACK[model] = (
+            table.update()
+            .where(table.c.id == written.c.id)
+            .values(
+                attempts=written.c.attempts,
+                last_error=written.c.last_error,
+                available_at=written.c.available_at,
+                delivered_at=written.c.delivered_at,
+                dead_at=written.c.dead_at,
+                payload=func.coalesce(cast(written.c.payload, JSONB), table.c.payload),
+            )
+        )
+    return statement
+
+
+def write_back_params(rows: Sequence[OutboxRow]) -> dict[str, Any]:
+    """The parameters of `write_back_statement` for `rows`."""
+    return {
+        "written_ids": [row.id for row in rows],
+        "written_attempts": [row.attempts for row in rows],
+        "written_errors": [row.last_error for row in rows],
+        "written_available_at": [row.available_at for row in rows],
+        "written_delivered_at": [row.delivered_at for row in rows],
+        "written_dead_at": [row.dead_at for row in rows],
+        "written_payloads": [dumps(row.payload).decode() if row.redacted else None for row in rows],
+    }
 
 
 class RelayMetrics:
@@ -460,38 +550,15 @@ class OutboxRelay:
         `gather`: rows of a route with `gather_seconds` wait while the oldest of them is
         younger (`run` passes it; a single pass, as an operator's or a test's, sends all).
         """
-        model = self.model
-        earlier = aliased(model)
-        blocked = (
-            select(earlier.id)
-            .where(
-                earlier.destination == model.destination,
-                earlier.ordering_key == model.ordering_key,
-                earlier.id < model.id,
-                earlier.delivered_at.is_(None),
-                earlier.dead_at.is_(None),
-            )
-            .exists()
-        )
         async with self.sessions() as session:
-            rows = list(
-                (
-                    await session.scalars(
-                        select(model)
-                        .where(
-                            model.delivered_at.is_(None),
-                            model.dead_at.is_(None),
-                            model.available_at <= func.now(),
-                            ~blocked,
-                        )
-                        .order_by(model.id)
-                        .limit(self.batch_size)
-                        .with_for_update(skip_locked=True)
-                    )
-                ).all()
+            claimed = await fast_sql.fetch(
+                session,
+                fast_sql.compiled(claim_statement(self.model)),
+                {"claim_limit": self.batch_size},
             )
-            if not rows:
+            if not claimed:
                 return 0
+            rows = [OutboxRow(*row) for row in claimed]
             if gather and len(rows) < self.batch_size:
                 rows = self._gathered(rows)
             batches, singles = self._batches(rows)
@@ -499,31 +566,16 @@ class OutboxRelay:
                 *(self._deliver_batch(route, batch) for route, batch in batches),
                 *(self._deliver(row) for row in singles),
             )
-            await self._write_delivered(session, rows)
+            if rows:
+                await fast_sql.fetch(
+                    session,
+                    fast_sql.compiled(write_back_statement(self.model)),
+                    write_back_params(rows),
+                )
             await session.commit()
         return sum(results)
 
-    async def _write_delivered(self, session: AsyncSession, rows: Sequence[OutboxMixin]) -> None:
-        """The pass's delivered rows in one statement; the ORM flushes the rest at commit
-        (a retry's or a dead row's error, a redacted payload)."""
-        if self.redact_delivered is not None:
-            return  # each payload changed: the ORM writes those rows
-        done = [row for row in rows if row.delivered_at is not None]
-        if not done:
-            return
-        params = {
-            "marked_ids": [row.id for row in done],
-            "marked_attempts": [row.attempts for row in done],
-            "marked_at": [row.delivered_at for row in done],
-        }
-        # Forgotten first, so no flush writes them a second time.
-        for row in done:
-            session.expunge(row)
-        await fast_sql.fetch(
-            session, fast_sql.compiled(mark_delivered_statement(self.model)), params
-        )
-
-    def _gathered(self, rows: list[OutboxMixin]) -> list[OutboxMixin]:
+    def _gathered(self, rows: list[OutboxRow]) -> list[OutboxRow]:
         """`rows` less those of a route still gathering; notes when the first is due."""
         now = utcnow()
         oldest: dict[BatchRoute, datetime] = {}
@@ -550,18 +602,18 @@ class OutboxRelay:
         ]
 
     def _batches(
-        self, rows: Sequence[OutboxMixin]
-    ) -> tuple[list[tuple[BatchRoute, list[OutboxMixin]]], list[OutboxMixin]]:
+        self, rows: Sequence[OutboxRow]
+    ) -> tuple[list[tuple[BatchRoute, list[OutboxRow]]], list[OutboxRow]]:
         """Split a pass into batches (two rows or more for one batch route) and single rows."""
-        grouped: dict[str, list[OutboxMixin]] = {}
-        singles: list[OutboxMixin] = []
+        grouped: dict[str, list[OutboxRow]] = {}
+        singles: list[OutboxRow] = []
         for row in rows:
             route = self.batch_routes.get(row.destination)
             if route is not None and row.path == route.path:
                 grouped.setdefault(row.destination, []).append(row)
             else:
                 singles.append(row)
-        batches: list[tuple[BatchRoute, list[OutboxMixin]]] = []
+        batches: list[tuple[BatchRoute, list[OutboxRow]]] = []
         for destination, group in grouped.items():
             route = self.batch_routes[destination]
             if len(group) == 1:
@@ -571,7 +623,7 @@ class OutboxRelay:
                 batches.append((route, group[start : start + route.max_items]))
         return batches, singles
 
-    async def _deliver_batch(self, route: BatchRoute, rows: list[OutboxMixin]) -> int:
+    async def _deliver_batch(self, route: BatchRoute, rows: list[OutboxRow]) -> int:
         """Deliver rows in one request; refused as a whole, row by row instead."""
         async with self._sending:
             delivered = await self._attempt_batch(route, rows)
@@ -583,7 +635,7 @@ class OutboxRelay:
         results = await asyncio.gather(*(self._deliver(row) for row in rows))
         return sum(results)
 
-    async def _attempt_batch(self, route: BatchRoute, rows: list[OutboxMixin]) -> int | None:
+    async def _attempt_batch(self, route: BatchRoute, rows: list[OutboxRow]) -> int | None:
         """One request for `rows`: how many were delivered; None if refused as a whole (4xx)."""
         destination = rows[0].destination
         client = self.clients.get(destination)
@@ -628,12 +680,12 @@ class OutboxRelay:
                 return 0
             return None
 
-    async def _deliver(self, row: OutboxMixin) -> int:
+    async def _deliver(self, row: OutboxRow) -> int:
         """Deliver one row as a span of the trace that wrote it (a new trace if it has none)."""
         async with self._sending:  # outside the span: waiting for a turn is not delivering
             return await self._deliver_now(row)
 
-    async def _deliver_now(self, row: OutboxMixin) -> int:
+    async def _deliver_now(self, row: OutboxRow) -> int:
         with start_span(
             f"outbox.deliver {row.destination}",
             kind=SpanKind.PRODUCER,
@@ -654,7 +706,7 @@ class OutboxRelay:
                     span.set_status(StatusCode.ERROR)
             return delivered
 
-    async def _attempt(self, row: OutboxMixin) -> int:
+    async def _attempt(self, row: OutboxRow) -> int:
         client = self.clients.get(row.destination)
         row.attempts += 1
         if client is None:
@@ -676,14 +728,15 @@ class OutboxRelay:
             self._park(row, error)
         return 0
 
-    def _delivered(self, row: OutboxMixin) -> None:
+    def _delivered(self, row: OutboxRow) -> None:
         row.delivered_at = utcnow()
         row.last_error = None
         if self.redact_delivered is not None:
             row.payload = self.redact_delivered(row.payload)
+            row.redacted = True
         self.metrics.delivered.labels(self.metrics.source, row.destination).inc()
 
-    def _retry(self, row: OutboxMixin, error: str) -> None:
+    def _retry(self, row: OutboxRow, error: str) -> None:
         row.last_error = error
         row.available_at = utcnow() + timedelta(seconds=backoff_seconds(row.attempts, cap=60))
         self.metrics.failures.labels(self.metrics.source, row.destination, "transient").inc()
@@ -695,7 +748,7 @@ class OutboxRelay:
             error=error[:200],
         )
 
-    def _park(self, row: OutboxMixin, error: str) -> None:
+    def _park(self, row: OutboxRow, error: str) -> None:
         row.last_error = error
         row.dead_at = utcnow()
         self.metrics.failures.labels(self.metrics.source, row.destination, "permanent").inc()

@@ -401,24 +401,24 @@ async def test_a_running_relay_sends_gathered_events_when_due_without_waiting_fo
     )
 
 
-async def test_a_pass_marks_delivered_rows_as_the_orms_flush_would(
+async def test_a_pass_writes_back_delivered_rows_and_only_a_redacted_payload(
     intake: AsyncClient,
     webhook_secret: str,
     relay: OutboxRelay,
     peers: dict[str, LiveServer],  # noqa: F811
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """The relay writes a pass's delivered rows in one statement (`mark_delivered_statement`);
-    a relay that redacts payloads leaves them to the ORM's flush. Both must leave a row the
-    same: one try, delivered, no error, not dead, still due when it was."""
+    """A pass writes its rows back in one statement (`write_back_statement`): one try,
+    delivered, no error, not dead, still due when it was. A relay that redacts delivered
+    payloads (history's erasures) writes the new payload too; the others leave it alone."""
     for server in peers.values():
         await server.start()
-    flushed_by_orm = OutboxRelay(
+    redacting = OutboxRelay(
         model=IntakeOutbox,
         session_factory=sessions,
         clients=relay.clients,
         batch_routes=BATCH_ROUTES,
-        redact_delivered=dict,  # a copy: the ORM path, the payload unchanged
+        redact_delivered=lambda payload: {"redacted": sorted(payload)},
     )
 
     def state(row: IntakeOutbox) -> tuple[Any, ...]:
@@ -431,11 +431,15 @@ async def test_a_pass_marks_delivered_rows_as_the_orms_flush_would(
         )
 
     assert (await post_call(intake, webhook_secret, **{"from": "+358405550301"})).status_code == 202
-    assert await flushed_by_orm.run_once() == 2
-    by_orm = {row.id: state(row) for row in await _rows(sessions)}
+    assert await redacting.run_once() == 2
+    redacted = {row.id: row for row in await _rows(sessions)}
     assert (await post_call(intake, webhook_secret, **{"from": "+358405550302"})).status_code == 202
     assert await relay.run_once() == 2
-    in_one = {row.id: state(row) for row in await _rows(sessions) if row.id not in by_orm}
+    kept = {row.id: row for row in await _rows(sessions) if row.id not in redacted}
 
-    assert len(by_orm) == len(in_one) == 2
-    assert set(by_orm.values()) == set(in_one.values()) == {(1, True, None, None, True)}
+    assert len(redacted) == len(kept) == 2
+    assert {state(row) for row in redacted.values()} == {(1, True, None, None, True)}
+    assert {state(row) for row in kept.values()} == {(1, True, None, None, True)}
+    assert all(set(row.payload) == {"redacted"} for row in redacted.values())
+    assert all(row.payload["redacted"] for row in redacted.values())
+    assert not any("redacted" in row.payload for row in kept.values())

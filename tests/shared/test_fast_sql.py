@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, String, bindparam, func, insert, select
+from sqlalchemy import Integer, String, bindparam, func, insert, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -19,10 +19,19 @@ from services.history import repository as history_repository
 from services.history import webhook_delivery, webhook_events
 from shared import fast_sql
 from shared.db import unit_of_work
-from shared.outbox import _add_rows_statement, row_values, rows_params
+from shared.outbox import (
+    _add_rows_statement,
+    claim_statement,
+    row_values,
+    rows_params,
+    write_back_statement,
+)
 
 NOW = datetime(2026, 12, 7, 9, 30, tzinfo=UTC)
 PHONE = "+358401234567"
+# Outbox rows the seed writes, two ids from here; the write-back case changes both.
+SEEDED_OUTBOX_ID = 9001
+_WRITTEN = ("id", "attempts", "last_error", "available_at", "delivered_at", "dead_at", "payload")
 
 
 def _outbox_row() -> dict[str, Any]:
@@ -91,6 +100,25 @@ CASES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
         },
     ),
     "outbox rows with their wake-up": lambda: (_add_rows_statement(CallbackOutbox), _outbox_row()),
+    "outbox rows claimed for a pass": lambda: (
+        claim_statement(CallbackOutbox),
+        {"claim_limit": 10},
+    ),
+    "a pass's rows written back": lambda: (
+        # RETURNING, only so that both ways have something to compare.
+        write_back_statement(CallbackOutbox).returning(
+            *(CallbackOutbox.__table__.c[name] for name in _WRITTEN)
+        ),
+        {
+            "written_ids": [SEEDED_OUTBOX_ID, SEEDED_OUTBOX_ID + 1],
+            "written_attempts": [1, 2],
+            "written_errors": [None, "HTTP 503: busy"],
+            "written_available_at": [NOW, NOW + timedelta(seconds=4)],
+            "written_delivered_at": [NOW, None],
+            "written_dead_at": [None, None],
+            "written_payloads": ['{"erased": true}', None],
+        },
+    ),
     "sent, and its event": lambda: (
         repository._MARK_SENT_AND_TELL,
         {"notification_id": "n-1", "attempt": 1, "message_id": "m-1", "now": NOW, **_outbox_row()},
@@ -140,6 +168,22 @@ async def _seed(session: AsyncSession) -> None:
             updated_at=NOW,
         )
     )
+    # The ids are an identity the database gives; a seed names its own.
+    for offset in (0, 1):
+        await session.execute(
+            text(
+                "INSERT INTO callback.outbox (id, destination, path, payload, ordering_key,"
+                " created_at, available_at, attempts) OVERRIDING SYSTEM VALUE"
+                " VALUES (:id, 'history', '/v1/events', CAST(:payload AS jsonb), :key,"
+                " :created_at, :created_at, 0)"
+            ),
+            {
+                "id": SEEDED_OUTBOX_ID + offset,
+                "payload": '{"type": "callback_created", "note": "ääkköset"}',
+                "key": f"{PHONE}-{offset}",
+                "created_at": NOW - timedelta(days=30),  # due whenever the test runs
+            },
+        )
 
 
 async def _both_ways(
@@ -174,6 +218,8 @@ async def test_a_statement_answers_the_same_both_ways(
         "a seat taken",
         "a seat left",
         "seats booked in slots",
+        "outbox rows claimed for a pass",
+        "a pass's rows written back",
         "JSON and literal parameters",
     ):
         assert by_fast_sql, "the case was meant to answer something"

@@ -56,7 +56,8 @@ def configure_logging(*, level: str = "INFO", json: bool = True, process: str = 
     logging.getLogger("uvicorn.access").disabled = True
     # httpx logs every request's full URL at INFO: a forwarded self-service URL holds the
     # customer's token, and a provider URL may hold a credential in its query string.
-    for name in ("httpx", "httpcore"):
+    # aiohttp carries httpx's requests (shared.http_transport): held to the same.
+    for name in ("httpx", "httpcore", "aiohttp"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error", "arq"):
         logging.getLogger(name).handlers[:] = []

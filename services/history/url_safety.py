@@ -1,7 +1,7 @@
 """Where a webhook may point: https in production, never an address inside our own network.
 
 A subscriber's URL is checked when the endpoint is created or changed, and the address is
-checked again on every connection (`GuardedBackend`): a name that resolved to a public
+checked again on every connection (`GuardedResolver`): a name that resolved to a public
 address at creation may resolve to 169.254.169.254 later (DNS rebinding), so the check
 that counts is the one made on the very address the socket connects to.
 """
@@ -12,11 +12,12 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable
-from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+
+from shared.http_transport import PooledTransport
 
 URL_MAX_LENGTH = 2048
 # A name that takes longer than this to resolve is refused rather than waited for.
@@ -87,57 +88,58 @@ async def check_url(url: str, *, require_https: bool, allow_private: bool) -> No
     check_addresses(await resolve(host, port))
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Connects only to public addresses: resolves the name itself, checks every address,
-    and connects to a checked one. TLS still verifies the certificate against the name."""
+class GuardedResolver(AbstractResolver):
+    """Resolves a subscriber's name itself, checks every address, and gives the pool one
+    checked address to connect to. TLS still verifies the certificate against the name."""
 
     def __init__(self, *, allow_private: bool) -> None:
         self.allow_private = allow_private
-        self.inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         addresses = await resolve(host, port)
         if not self.allow_private:
             check_addresses(addresses)
-        return await self.inner.connect_tcp(
-            addresses[0],
-            port,
-            timeout=timeout,
-            local_address=local_address,
-            socket_options=socket_options,
-        )
+        address = addresses[0]
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+        ]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise UnsafeUrl("Webhooks are not sent over Unix sockets.")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
+    async def close(self) -> None:
+        return None
 
 
 def guarded_transport(
     *, allow_private: bool, max_connections: int, timeout_seconds: float
-) -> httpx.AsyncHTTPTransport:
-    """An httpx transport whose every connection goes through `GuardedBackend`."""
-    transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=max_connections))
-    # httpx takes no network backend of its own; its pool is replaced by an equal one that
-    # has ours (the same arguments httpx passes, from the same defaults).
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
+) -> httpx.AsyncBaseTransport:
+    """A transport that connects only where `GuardedResolver` allows, on every connection.
+
+    A URL naming an address instead of a host is never resolved, so its address is checked
+    as each request starts."""
+
+    def check_host(host: str) -> None:
+        if not allow_private and _is_address(host):
+            check_addresses([host.strip("[]")])
+
+    return PooledTransport(
         max_connections=max_connections,
-        max_keepalive_connections=max_connections,
-        keepalive_expiry=timeout_seconds,
-        network_backend=GuardedBackend(allow_private=allow_private),
+        keepalive_seconds=timeout_seconds,
+        resolver=GuardedResolver(allow_private=allow_private),
+        check_host=check_host,
     )
-    return transport
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True

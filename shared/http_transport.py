@@ -86,9 +86,13 @@ class PooledTransport(httpx.AsyncBaseTransport):
         resolver: aiohttp.abc.AbstractResolver | None = None,
         check_host: Callable[[str], None] | None = None,
     ) -> None:
+        # The certificates httpx would trust (certifi's, or SSL_CERT_FILE's), not the system's.
+        tls = httpx.create_ssl_context()
+
         def session() -> aiohttp.ClientSession:
             connector = aiohttp.TCPConnector(
                 limit=max_connections,
+                ssl=tls,
                 keepalive_timeout=keepalive_seconds,
                 resolver=resolver,
                 # The resolver decides each time (a name may move inside, DNS rebinding).

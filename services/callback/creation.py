@@ -103,12 +103,15 @@ async def create_callback(
     # Asked for in the phone queue (§11): first contact is when the caller entered it.
     queued_at = min(inputs.aware(data.queued_at), now) if data.queued_at is not None else None
     first_contact = queued_at or min(inputs.aware(data.first_contact_at), now)
-    choice = await queues.choose(session, named=data.queue, dialed=_dialed(data.dialed, settings))
+    choice = await queues.choose(
+        session, named=data.queue, dialed=_dialed(data.dialed, settings), phone=phone
+    )
     rules = choice.rules(settings)
     sla = rules.sla
     due = _due_at(data, now)
     email = data.email.lower() if data.email else None
-    callback = await repository.find_open_for_phone(session, phone, choice.key)
+    # Locked by the choice already; read only when there is one (most creates: none).
+    callback = await session.get(Callback, choice.open_id) if choice.open_id else None
     merged = callback is not None
     if callback is None:
         preferred = data.preferred

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.callback import booking, inputs, lifecycle, notify, queues, repository
 from services.callback.jobs import NotificationQueue
-from services.callback.models import ProcessedRequest
+from services.callback.models import Callback, ProcessedRequest
 from services.callback.schemas import AcknowledgementResult, AnsweredCallResult
 from services.callback.settings import CallbackSettings
 from shared.contracts import Acknowledgement, AnsweredCall
@@ -35,9 +35,9 @@ async def answered_call(
     if settings.complete_on_inbound_answer:
         await repository.lock(session, "phone", phone)
         dialed = normalize(data.dialed, settings.default_region) if data.dialed else None
-        choice = await queues.choose(session, named=data.queue, dialed=dialed)
         # Only the call's own queue: another team's promise to this customer still stands.
-        callback = await repository.find_open_for_phone(session, phone, choice.key)
+        choice = await queues.choose(session, named=data.queue, dialed=dialed, phone=phone)
+        callback = await session.get(Callback, choice.open_id) if choice.open_id else None
         result = AnsweredCallResult(status="no_open_callback")
         if callback is not None:
             await booking.release_if_ahead(session, callback, now=now)

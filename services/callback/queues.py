@@ -298,19 +298,27 @@ class Choice:
     # The queue's row, read with the choice: its rules need no look-up of their own (None:
     # `default` has no row, the site's rules).
     queue: Queue | None = None
+    # The id of the number's open callback in this queue, row-locked, when `choose` was given
+    # the number (None: it has none).
+    open_id: str | None = None
 
     def rules(self, settings: CallbackSettings) -> QueueRules:
         return rules_of(self.queue, settings)
 
 
-async def choose(session: AsyncSession, *, named: str | None, dialed: str | None) -> Choice:
+async def choose(
+    session: AsyncSession, *, named: str | None, dialed: str | None, phone: str | None = None
+) -> Choice:
     """The contact's queue: the one it names, else the one owning the number dialed, else
-    `default` (an unknown key is not an error; the reason is kept)."""
-    queue = await repository.choose_queue(session, named=named, dialed=dialed, fallback=DEFAULT)
+    `default` (an unknown key is not an error; the reason is kept). With `phone`, the
+    number's open callback in it too (`Choice.open_id`), in the same statement."""
+    queue, open_id = await repository.choose_queue(
+        session, named=named, dialed=dialed, fallback=DEFAULT, phone=phone
+    )
     reason = None
     if named and (queue is None or queue.key != named):
         reason = f"no queue is called {named[:60]!r}"
-    return Choice(queue.key if queue is not None else DEFAULT, reason, queue)
+    return Choice(queue.key if queue is not None else DEFAULT, reason, queue, open_id)
 
 
 # ----------------------------------------------------------------------------- managing queues

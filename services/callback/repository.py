@@ -31,6 +31,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -151,15 +152,21 @@ async def find_open_for_phone(session: AsyncSession, phone: str, queue: str) -> 
     return await session.scalar(_OPEN_FOR_PHONE_IN_QUEUE, {"phone": phone, "queue": queue})
 
 
+def _open_in(queue: ColumnElement[str]) -> ColumnElement[bool]:
+    """The one rule of "the number's open callback in a queue": one per number and queue."""
+    open_statuses = [literal(status, Callback.status.type) for status in OPEN_STATUSES]
+    return and_(
+        Callback.phone == bindparam("phone", type_=Callback.phone.type),
+        Callback.queue == queue,
+        Callback.status.in_(open_statuses),
+    )
+
+
 # Built once, as every statement on the create path: building it cost about as much CPU as
 # its round trip (bench/RESULTS.md, issue #21).
 _OPEN_FOR_PHONE_IN_QUEUE = (
     select(Callback)
-    .where(
-        Callback.phone == bindparam("phone"),
-        Callback.queue == bindparam("queue"),
-        Callback.status.in_(OPEN_STATUSES),
-    )
+    .where(_open_in(bindparam("queue", type_=Callback.queue.type)))
     .with_for_update()
 )
 
@@ -379,34 +386,62 @@ async def queue_owning(session: AsyncSession, number: str) -> str | None:
     return await session.scalar(select(QueueNumber.queue).where(QueueNumber.number == number))
 
 
-def _choose_queue_statement(named: bool, dialed: bool) -> Select[Queue]:
+_QUEUES = cast(Table, Queue.__table__)
+
+
+def _choose_queue_statement(named: bool, dialed: bool) -> Select[Any]:
+    """The first queue that exists of: the one `named`, the one owning the number `dialed`,
+    `fallback`, as its row's columns; and the id of the open callback of `phone` in the
+    queue chosen (`default` if none exists), locked for update (null: none, or no `phone`)."""
     candidates: list[ColumnElement[Any]] = []
     if named:
         candidates.append(bindparam("named", type_=Queue.key.type))
     if dialed:
         owner = select(QueueNumber.queue).where(QueueNumber.number == bindparam("dialed"))
         candidates.append(owner.scalar_subquery())
-    candidates.append(bindparam("fallback", type_=Queue.key.type))
-    rank = case(*((Queue.key == c, i) for i, c in enumerate(candidates)))
-    return select(Queue).where(Queue.key.in_(candidates)).order_by(rank).limit(1)
+    fallback = bindparam("fallback", type_=Queue.key.type)
+    candidates.append(fallback)
+    rank = case(*((_QUEUES.c.key == c, i) for i, c in enumerate(candidates)))
+    chosen = (select(*_QUEUES.c).where(_QUEUES.c.key.in_(candidates)).order_by(rank).limit(1)).cte(
+        "chosen"
+    )
+    key = func.coalesce(select(chosen.c.key).scalar_subquery(), fallback)
+    open_id = select(Callback.id).where(_open_in(key)).with_for_update().scalar_subquery()
+    # One row whether or not a queue was found: the open callback's id is asked either way.
+    one = select(literal_column("1").label("one")).subquery("one")
+    return select(*chosen.c, open_id.label("open_id")).select_from(one.outerjoin(chosen, true()))
 
 
-# Built once per shape (see `_OPEN_FOR_PHONE_IN_QUEUE`).
+# Built and compiled once per shape (see `_OPEN_FOR_PHONE_IN_QUEUE`).
 _CHOOSE_QUEUE = {
-    (named, dialed): _choose_queue_statement(named, dialed)
+    (named, dialed): fast_sql.Statement.of(_choose_queue_statement(named, dialed))
     for named in (False, True)
     for dialed in (False, True)
 }
 
 
 async def choose_queue(
-    session: AsyncSession, *, named: str | None, dialed: str | None, fallback: str
-) -> Queue | None:
+    session: AsyncSession,
+    *,
+    named: str | None,
+    dialed: str | None,
+    fallback: str,
+    phone: str | None = None,
+) -> tuple[Queue | None, str | None]:
     """The first queue that exists of: the one `named`, the one owning the number `dialed`,
-    `fallback`; None if none does. One statement instead of a look-up per candidate."""
-    query = _CHOOSE_QUEUE[bool(named), bool(dialed)]
-    params = {"named": named, "dialed": dialed, "fallback": fallback}
-    return await session.scalar(query, params)
+    `fallback` (None if none does); and the id of `phone`'s open callback in the queue chosen,
+    locked for update. One statement instead of a look-up per candidate and one more for
+    the callback.
+
+    The queue comes back as a `Queue` detached from the session: for its rules, not to be
+    changed."""
+    params = {"named": named, "dialed": dialed, "fallback": fallback, "phone": phone}
+    row = await fast_sql.fetchrow(session, _CHOOSE_QUEUE[bool(named), bool(dialed)], params)
+    assert row is not None  # one row always: the queue's columns are null when none exists
+    open_id: str | None = row["open_id"]
+    if row["key"] is None:
+        return None, open_id
+    return Queue(**{column.name: row[column.name] for column in _QUEUES.c}), open_id
 
 
 async def set_queue_numbers(session: AsyncSession, key: str, numbers: Sequence[str]) -> None:

@@ -2,7 +2,8 @@
 
 `queues.choose` resolves the queue named, else the one owning the number dialed, else
 `default`, in one statement, and hands back the row it read: the rules the create uses come
-from that row and must equal what `queues.rules` reads for the chosen key.
+from that row and must equal what `queues.rules` reads for the chosen key. A create's look-up
+of the number's open callback in the queue chosen rides in the same statement.
 """
 
 from __future__ import annotations
@@ -102,7 +103,11 @@ async def test_without_a_default_row_the_site_rules_apply_as_before(
 
 
 def _reads(sent: list[str], table: str) -> int:
-    return sum(1 for s in sent if s.lstrip().startswith("SELECT") and f"callback.{table}" in s)
+    return sum(
+        1
+        for s in sent
+        if s.lstrip().startswith(("SELECT", "WITH chosen")) and f"callback.{table}" in s
+    )
 
 
 async def test_a_create_reads_the_queues_and_the_earlier_answer_once_each(
@@ -113,6 +118,8 @@ async def test_a_create_reads_the_queues_and_the_earlier_answer_once_each(
         created = await client.post("/v1/callbacks", json=body, headers=auth)
     assert created.status_code == 201, created.text
     assert _reads(sent, "queues") == 1
+    # The number's open callback in the queue chosen (none here), asked with the choice.
+    assert _reads(sent, "callbacks") == 1
     # The stored answer and the do-not-call list, asked together.
     assert _reads(sent, "callback_requests") == 1
     assert _reads(sent, "do_not_call") == 1

@@ -88,6 +88,10 @@ CASES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
         repository._BOOKED_COUNTS,
         {"queue": "default", "starts": [NOW, NOW + timedelta(minutes=15)]},
     ),
+    "a queue chosen, with the number's open callback": lambda: (
+        repository._choose_queue_statement(True, True),
+        {"named": "nope", "dialed": "+358923000000", "fallback": "default", "phone": PHONE},
+    ),
     "a due send claimed": lambda: (
         repository._CLAIM_DUE,
         {
@@ -218,6 +222,7 @@ async def test_a_statement_answers_the_same_both_ways(
         "a seat taken",
         "a seat left",
         "seats booked in slots",
+        "a queue chosen, with the number's open callback",
         "outbox rows claimed for a pass",
         "a pass's rows written back",
         "JSON and literal parameters",

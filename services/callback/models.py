@@ -235,11 +235,14 @@ class Callback(Base):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
 
+    # Read-only (`viewonly`): for the detail view's eager loads. Rows are written with their
+    # `callback_id`, and a flush then has no dependencies between the tables to sort out:
+    # that bookkeeping was a third of the booking job's flush (bench/RESULTS.md, #21).
     notifications: Mapped[list[Notification]] = relationship(
-        back_populates="callback", lazy="raise", order_by="Notification.id"
+        back_populates="callback", lazy="raise", order_by="Notification.id", viewonly=True
     )
     attempts: Mapped[list[Attempt]] = relationship(
-        back_populates="callback", lazy="raise", order_by="Attempt.number"
+        back_populates="callback", lazy="raise", order_by="Attempt.number", viewonly=True
     )
 
     @validates("status")
@@ -366,7 +369,9 @@ class Attempt(Base):
     dial_id: Mapped[str | None] = mapped_column(ForeignKey("dials.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    callback: Mapped[Callback] = relationship(back_populates="attempts", lazy="raise")
+    callback: Mapped[Callback] = relationship(
+        back_populates="attempts", lazy="raise", viewonly=True
+    )
 
 
 class Dial(Base):
@@ -491,7 +496,9 @@ class Notification(Base):
     )
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    callback: Mapped[Callback | None] = relationship(back_populates="notifications", lazy="raise")
+    callback: Mapped[Callback | None] = relationship(
+        back_populates="notifications", lazy="raise", viewonly=True
+    )
 
 
 class SelfServiceChange(Base):

@@ -319,8 +319,7 @@ async def _rows(
             rows.append(row(_SMS, callback.phone))
     if callback.email and _wants_email(callback, message) and await allowed(_EMAIL, callback.email):
         rows.append(row(_EMAIL, callback.email))
-    # Added at once, and counted, so the ceilings count them for the next message.
-    session.add_all(rows)
+    # Counted at once, so the ceilings count them for the next message (`send` writes them).
     for added in rows:
         asked.added(added)
     return rows
@@ -354,6 +353,8 @@ async def send(
                 asked=asked,
                 rules=rules,
             )
+        # Every message's rows in one statement.
+        await repository.add_notifications(session, rows)
     enqueue_after_commit(session, queue, rows, now=now)
     return rows
 
@@ -391,7 +392,7 @@ async def acknowledgement(
         text=render_acknowledgement(language=language, name=name),
         send_at=now,
     )
-    session.add(row)
+    await repository.add_notifications(session, [row])
     enqueue_after_commit(session, queue, [row])
     return row
 
@@ -436,7 +437,7 @@ async def stop_confirmation(
         text=render_stop_confirmed(language=language, name=name),
         send_at=now,
     )
-    session.add(row)
+    await repository.add_notifications(session, [row])
     enqueue_after_commit(session, queue, [row])
     return row
 

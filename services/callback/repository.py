@@ -68,6 +68,7 @@ from services.callback.models import (
 )
 from services.callback.promise import promised_by_sql
 from shared import fast_sql
+from shared.db import utcnow
 from shared.outbox import add_rows, insert_rows, notify_once, rows_params
 from shared.vocabulary import (
     OPEN_STATUSES,
@@ -927,6 +928,64 @@ async def lock_notification(session: AsyncSession, notification_id: str) -> Noti
 # statement to claim and one to record, without loading or flushing ORM objects.
 _notifications = cast(Table, Notification.__table__)
 _callbacks = cast(Table, Callback.__table__)
+
+
+# Every column a new notification row is written with (`notify._row` sets them); the rest
+# (the send's error, the provider's id, when it went) start empty.
+_NEW_NOTIFICATION_COLUMNS = (
+    "id",
+    "callback_id",
+    "kind",
+    "event_key",
+    "channel",
+    "provider",
+    "status",
+    "recipient",
+    "subject",
+    "body",
+    "attempts",
+    "max_attempts",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+)
+
+
+@cache
+def _insert_notifications() -> fast_sql.Statement:
+    """New notification rows from one array per column: any number in one statement,
+    compiled once, where the ORM's flush went through its unit of work for each."""
+    new = (
+        func.unnest(
+            *(
+                bindparam(f"new_{name}", type_=ARRAY(_notifications.c[name].type))
+                for name in _NEW_NOTIFICATION_COLUMNS
+            )
+        )
+        .table_valued(*_NEW_NOTIFICATION_COLUMNS)
+        .render_derived(name="new_notification")
+    )
+    statement = insert(_notifications).from_select(
+        list(_NEW_NOTIFICATION_COLUMNS), select(*(new.c[n] for n in _NEW_NOTIFICATION_COLUMNS))
+    )
+    return fast_sql.Statement.of(statement)
+
+
+async def add_notifications(session: AsyncSession, rows: Sequence[Notification]) -> None:
+    """Write new notification rows (made by `notify._row`, not added to the session) now,
+    in the session's transaction: later statements of the transaction see them. A row's
+    callback must be written already (the foreign key is checked at once)."""
+    if not rows:
+        return
+    now = utcnow()
+    for row in rows:
+        row.created_at = row.created_at or now
+        row.updated_at = row.updated_at or now
+    params = {
+        f"new_{name}": [getattr(row, name) for row in rows] for name in _NEW_NOTIFICATION_COLUMNS
+    }
+    await fast_sql.fetch(session, _insert_notifications(), params)
+
 
 _CLAIMED = (
     update(_notifications)

@@ -115,14 +115,16 @@ class Ref(_Strict):
 
 
 # History's batch endpoint for events: what an outbox relay may send together. Nobody waits
-# on an event's arrival the way a caller waits for the confirmation, so events gather for a
-# quarter second: at 30 calls a second that halved history's CPU per call (bench/RESULTS.md).
+# on an event's arrival the way a caller waits for the confirmation, so events gather for
+# half a second: at 30 calls a second a quarter second halved history's CPU per call, and
+# half a second took another 1.4-2.1 ms (a fifth) off it (bench/RESULTS.md). A timeline, its
+# live stream and the webhooks out show a call at most that much later.
 EVENTS_BATCH = BatchRoute(
     path="/v1/events",
     batch_path="/v1/events:batch",
     field="events",
     max_items=500,
-    gather_seconds=0.25,
+    gather_seconds=0.5,
 )
 # Callback's batch endpoint for creates: what intake's relay sends together. Each create is a
 # transaction of its own there, so a hundred keeps a batch's answer well within a second.

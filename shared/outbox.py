@@ -491,7 +491,7 @@ class BatchRoute:
     max_items: int
     # A running relay lets these rows gather until the oldest waiting is this old, so that
     # the rows of the calls after it join its batch: for a peer off the customer's path
-    # (history), where a quarter second is nothing to an agent and a batch request costs
+    # (history), where half a second is nothing to an agent and a batch request costs
     # both sides about as much as a row. A backlog (a full pass) goes at once.
     gather_seconds: float = 0.0
 

@@ -7,7 +7,6 @@ from typing import Any
 import httpx
 from opentelemetry.trace import SpanKind, StatusCode
 
-from shared.http_transport import PooledTransport
 from shared.settings import CommonSettings
 from shared.tracing import current_request_id, current_trace, start_span
 
@@ -57,11 +56,15 @@ def create_http_client(
     timeout: float | None = None,
     peer: str | None = None,
     max_connections: int = 100,
+    per_call: bool = False,
 ) -> httpx.AsyncClient:
     """An `httpx.AsyncClient` that never waits forever and carries our trace headers.
 
-    `max_connections`: as many as are sent at once, and no more. Requests go over aiohttp's
-    pool (`shared.http_transport`: half httpx's own transport's CPU per request).
+    `max_connections`: as many as are sent at once, and no more.
+    `per_call`: the client sends for every missed call (the SMS, the relays), so its requests
+    go over aiohttp's pool (`shared.http_transport`: half httpx's own transport's CPU per
+    request). Importing aiohttp costs a process about 6 MiB, so a process that only sends
+    now and then (an API's peer client) keeps httpx's own transport and does without it.
     """
     headers = {"user-agent": user_agent}
     if bearer:
@@ -73,9 +76,21 @@ def create_http_client(
         timeout=httpx.Timeout(seconds, connect=min(seconds, 3.0)),
         # Keeps every connection it may open: the worker sends up to `worker_max_jobs` (50)
         # at once, and closing all but a few after each burst means new TCP/TLS handshakes.
-        transport=PooledTransport(max_connections=max_connections),
+        transport=_transport(max_connections, per_call=per_call),
         peer=peer,
     )
+
+
+def _transport(max_connections: int, *, per_call: bool) -> httpx.AsyncBaseTransport:
+    if per_call:
+        # Imported here: only a process that sends per call pays for aiohttp (see above).
+        from shared.http_transport import PooledTransport
+
+        return PooledTransport(max_connections=max_connections)
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    return httpx.AsyncHTTPTransport(limits=limits)
 
 
 # Calls to a peer: an outbox relay sends at most `shared.outbox.DELIVERY_CONCURRENCY` at once,
@@ -83,8 +98,12 @@ def create_http_client(
 PEER_CONNECTIONS = 16
 
 
-def internal_client(settings: CommonSettings, *, service: str, peer: str) -> httpx.AsyncClient:
-    """A client for calling a peer service with the internal key (the first, if several)."""
+def internal_client(
+    settings: CommonSettings, *, service: str, peer: str, per_call: bool = False
+) -> httpx.AsyncClient:
+    """A client for calling a peer service with the internal key (the first, if several).
+
+    `per_call`: as `create_http_client`'s (an outbox relay's client sends for every call)."""
     # Only the first is sent: a rotation moves a new key first once every process accepts it
     # (docs/operations.md, "Rotating secrets"), so no peer ever gets a key it does not know.
     key = next(iter(settings.internal_api_keys()), None)
@@ -95,4 +114,5 @@ def internal_client(settings: CommonSettings, *, service: str, peer: str) -> htt
         bearer=key,
         peer=peer,
         max_connections=PEER_CONNECTIONS,
+        per_call=per_call,
     )

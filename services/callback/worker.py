@@ -257,7 +257,7 @@ def _on_startup(settings: CallbackSettings) -> Any:
             settings, application_name="ringback.callback.worker", service="callback"
         )
         sessions = create_session_factory(engine)
-        http = create_http_client(settings, user_agent="ringback-callback")
+        http = create_http_client(settings, user_agent="ringback-callback", per_call=True)
         state = WorkerState(
             settings=settings,
             engine=engine,
@@ -272,7 +272,9 @@ def _on_startup(settings: CallbackSettings) -> Any:
         if settings.worker_metrics_port is not None:
             start_http_server(settings.worker_metrics_port, registry=state.metrics.registry)
         if settings.outbox_relay:
-            state.history = internal_client(settings, service="callback", peer="history")
+            state.history = internal_client(
+                settings, service="callback", peer="history", per_call=True
+            )
             relay = OutboxRelay(
                 model=CallbackOutbox,
                 session_factory=sessions,

@@ -180,7 +180,10 @@ def relay_extension(settings: HistorySettings) -> Extension:
 
     @asynccontextmanager
     async def extension(app: FastAPI) -> AsyncIterator[None]:
-        clients = {peer: internal_client(settings, service="history", peer=peer) for peer in PEERS}
+        clients = {
+            peer: internal_client(settings, service="history", peer=peer, per_call=True)
+            for peer in PEERS
+        }
         relay = OutboxRelay(
             model=HistoryOutbox,
             session_factory=app.state.session_factory,

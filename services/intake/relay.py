@@ -74,7 +74,7 @@ async def run_relay(settings: IntakeSettings, stop: asyncio.Event | None = None)
     engine = create_engine(settings, application_name="ringback.relay", service="intake")
     sessions = create_session_factory(engine)
     clients = {
-        peer: internal_client(settings, service="intake", peer=peer)
+        peer: internal_client(settings, service="intake", peer=peer, per_call=True)
         for peer in ("callback", "history")
     }
     registry = CollectorRegistry()

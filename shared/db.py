@@ -174,6 +174,12 @@ async def commit(session: AsyncSession) -> None:
             log.exception("db.after_commit.failed")
 
 
+async def rollback(session: AsyncSession) -> None:
+    """Roll back, and forget the after-commit hooks of what was rolled back."""
+    await session.rollback()
+    session.info.pop(_AFTER_COMMIT_KEY, None)
+
+
 @asynccontextmanager
 async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """A session committed when the block ends without error, rolled back otherwise."""
@@ -181,8 +187,7 @@ async def unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterat
         try:
             yield session
         except BaseException:
-            await session.rollback()
-            session.info.pop(_AFTER_COMMIT_KEY, None)
+            await rollback(session)
             raise
         else:
             await commit(session)

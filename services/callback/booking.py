@@ -114,9 +114,13 @@ async def hold(session: AsyncSession, callback: Callback, slot: Slot, *, now: da
         return False
     if old is not None and old > slot.start:
         await _give_back(session, callback.queue, old, now=now)
+    _assign(callback, slot)
+    return True
+
+
+def _assign(callback: Callback, slot: Slot) -> None:
     callback.slot_start, callback.slot_end = slot.start, slot.end
     callback.booking_seq += 1
-    return True
 
 
 async def release(session: AsyncSession, callback: Callback, *, now: datetime) -> None:
@@ -150,31 +154,64 @@ async def _give_back(session: AsyncSession, queue: str, start: datetime, *, now:
         await repository.release_seat(session, queue=queue, start=start)
 
 
+class SeatGone(Exception):
+    """The slot a seat was pencilled into filled before the seat was taken (`take_pencilled_seat`).
+
+    The transaction has written the booking and its messages for that slot: the caller rolls
+    back and books again from a fresh read.
+    """
+
+
 async def book_earliest(
     session: AsyncSession,
     callback: Callback,
     plan: CapacityPlan,
     *,
     now: datetime,
-) -> bool:
-    """Book the earliest slot with a free seat that ends by the callback's deadline.
+    seat_last: bool = False,
+) -> Slot | None:
+    """Book the earliest slot with a free seat that ends by the callback's deadline; None if none.
 
     ASAP: starts from now, ends by the SLA deadline. A window: within the window.
+
+    `seat_last`: the seat is only pencilled in, into the earliest slot the read showed room in,
+    and `take_pencilled_seat` takes it as the transaction's last statement. Every ASAP call
+    books the same earliest slot, so its row's lock, held from the seat to COMMIT, queues the
+    booking jobs behind each other: taken first, it was held through the job's other writes
+    and their round trips (174 ms of waiting per booking at 30 calls/s on two cores,
+    bench/RESULTS.md); taken last, for one round trip. Without it, a full slot's refusal moves
+    on to the next slot at once, which is what a caller that lost that race wants.
     """
     start = max(now, callback.window_start or now)
     end = callback.window_end or callback.sla_deadline
     candidates = [slot for slot in iter_slots(plan, start, end) if slot.end <= end]
     if not candidates:
-        return False
+        return None
     booked = await repository.booked_counts(
         session, callback.queue, [slot.start for slot in candidates]
     )
     for slot in candidates:
         if booked.get(slot.start, 0) >= slot.capacity:
             continue
+        if seat_last:
+            _assign(callback, slot)
+            return slot
         if await hold(session, callback, slot, now=now):
-            return True
-    return False
+            return slot
+    return None
+
+
+async def take_pencilled_seat(session: AsyncSession, callback: Callback, slot: Slot) -> None:
+    """Take the seat `book_earliest(seat_last=True)` pencilled in; `SeatGone` if the slot filled.
+
+    The callback's own row is written first, so that nothing but COMMIT follows the seat.
+    """
+    await session.flush()
+    taken = await repository.take_seat(
+        session, queue=callback.queue, start=slot.start, end=slot.end, capacity=slot.capacity
+    )
+    if not taken:
+        raise SeatGone(slot.start)
 
 
 async def book(

@@ -10,12 +10,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback import booking, events, inputs, lifecycle, notify, queues, repository
+from services.callback.capacity import Slot
 from services.callback.jobs import NotificationQueue
 from services.callback.models import Callback, rank_at_of
 from services.callback.schemas import CallbackCreated
 from services.callback.settings import CallbackSettings
 from shared.contracts import CallbackCreate
-from shared.db import after_commit, unit_of_work, utcnow
+from shared.db import after_commit, rollback, unit_of_work, utcnow
 from shared.errors import Conflict, ProblemError
 from shared.ids import new_id
 from shared.phone import is_callable, normalize
@@ -441,8 +442,36 @@ async def book_and_confirm(
 
     Runs any number of times: the owed `confirm_key` is cleared in the same transaction that
     writes the confirmation rows, whose `(event_key, channel)` is unique.
+
+    The seat is taken last (`booking.book_earliest`'s `seat_last`). When the slot filled in the
+    meantime, what was written for it is rolled back and the job books again from a fresh
+    read; the last time with the seat taken first, which moves on to the next slot by itself.
     """
     now = now or utcnow()
+    for _ in range(_SEAT_RACES - 1):
+        try:
+            return await _book_and_confirm(
+                session, settings, callback_id, queue, now=now, seat_last=True
+            )
+        except booking.SeatGone:
+            log.info("callback.booking.seat_race_lost", callback_id=callback_id)
+            await rollback(session)
+    return await _book_and_confirm(session, settings, callback_id, queue, now=now, seat_last=False)
+
+
+# Bookings in a row that may lose their pencilled-in seat before one takes the seat first.
+_SEAT_RACES = 3
+
+
+async def _book_and_confirm(
+    session: AsyncSession,
+    settings: CallbackSettings,
+    callback_id: str,
+    queue: NotificationQueue,
+    *,
+    now: datetime,
+    seat_last: bool,
+) -> str:
     found = await repository.lock_callback_with_queue(session, callback_id)
     if found is None:
         return "missing"
@@ -454,6 +483,7 @@ async def book_and_confirm(
     plan, zone = rules.plan, rules.zone
     result = "confirmed"
     messages: list[notify.Message | None] = []
+    pencilled: Slot | None = None
     if (
         callback.status == CallbackStatus.PENDING
         and callback.slot_start is None
@@ -461,7 +491,12 @@ async def book_and_confirm(
         and callback.flag is None
         and (callback.asap or callback.window_end is not None or callback.window_start is not None)
     ):
-        if plan is not None and await booking.book_earliest(session, callback, plan, now=now):
+        slot = None
+        if plan is not None:
+            slot = await booking.book_earliest(
+                session, callback, plan, now=now, seat_last=seat_last
+            )
+        if slot is not None:
             await lifecycle.transition(
                 session,
                 callback,
@@ -471,6 +506,7 @@ async def book_and_confirm(
             )
             messages.append(notify.reminder(settings, callback, now=now, zone=zone))
             result = "booked"
+            pencilled = slot if seat_last else None
         else:
             callback.flag = "no_slot_before_deadline"
             result = "no slot"
@@ -487,5 +523,7 @@ async def book_and_confirm(
         now=now,
         rules=rules,
     )
+    if pencilled is not None:
+        await booking.take_pencilled_seat(session, callback, pencilled)
     log.info("callback.confirmation.rendered", callback_id=callback.id, result=result)
     return result

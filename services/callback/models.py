@@ -134,11 +134,14 @@ class Callback(Base):
             postgresql_where=text(_in("status", OPEN_STATUSES)),
         ),
         Index("ix_callbacks_queue_status", "queue", "status"),
-        # A seat is held in its own queue's slot.
+        # A seat is held in its own queue's slot. Checked at COMMIT: the booking job writes
+        # the slot before it takes the seat (`booking.book_earliest`'s `seat_last`).
         ForeignKeyConstraint(
             ["queue", "slot_start"],
             ["slot_bookings.queue", "slot_bookings.slot_start"],
             name="fk_callbacks_queue_slot_bookings",
+            deferrable=True,
+            initially="DEFERRED",
         ),
         Index(
             "ix_callbacks_lease",

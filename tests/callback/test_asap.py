@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from httpx import AsyncClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.callback.capacity import CapacityPlan, iter_slots
-from services.callback.models import Notification, SlotBooking
+from services.callback import booking, repository
+from services.callback.capacity import CapacityPlan, Slot, iter_slots
+from services.callback.models import Callback, Notification, SlotBooking
 from services.callback.templates import window_phrase
 from tests.callback.conftest import ConfirmOwed, ReadNotificationsFn, ReadOutboxFn, RunWorker
 from tests.callback.helpers import callback_body, plan_body
@@ -66,6 +68,64 @@ async def test_asap_is_booked_into_the_earliest_free_slot_and_the_confirmation_n
     assert types == ["callback_created", "callback_scheduled"]
     claimed = await client.post("/v1/queue/claim", json={"agent_id": "anna"}, headers=auth)
     assert claimed.json()["id"] == created["id"]
+
+
+async def test_seats_taken_while_the_job_wrote_its_booking_leave_one_booking_in_the_next_slot(
+    client: AsyncClient,
+    auth: dict[str, str],
+    admin: dict[str, str],
+    confirm_owed: ConfirmOwed,
+    sessions: async_sessionmaker[AsyncSession],
+    read_notifications: ReadNotificationsFn,
+    read_outbox: ReadOutboxFn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The job writes a booking for the slot its read showed room in and takes the seat last.
+    # Here another booking takes that seat (committed) just before, every time the job tries:
+    # twice with the seat last, then the job takes the seat first and gets the third slot.
+    await client.put("/v1/capacity", json=plan_body(), headers=admin)
+    now = datetime.now(UTC)
+    plan = CapacityPlan.model_validate(plan_body())
+    first, second, third = list(iter_slots(plan, now, now + timedelta(hours=1)))[:3]
+    created = (await client.post("/v1/callbacks", json=callback_body(), headers=auth)).json()
+    take_last = booking.take_pencilled_seat
+    taken_by_others: list[datetime] = []
+
+    async def someone_else_first(session: AsyncSession, callback: Callback, slot: Slot) -> None:
+        async with sessions() as other:
+            assert await repository.take_seat(
+                other, queue=callback.queue, start=slot.start, end=slot.end, capacity=1
+            )
+            await other.commit()
+        taken_by_others.append(slot.start)
+        await take_last(session, callback, slot)
+
+    monkeypatch.setattr(booking, "take_pencilled_seat", someone_else_first)
+    assert await confirm_owed() == {created["id"]: "booked"}
+
+    assert taken_by_others == [first.start, second.start]
+    detail = (await client.get(f"/v1/callbacks/{created['id']}", headers=auth)).json()
+    assert (detail["status"], detail["slot_id"]) == ("scheduled", third.id)
+    # What was written for the lost seats was rolled back: one confirmation per channel, one
+    # reminder per channel, one event, each for the third slot.
+    rows = await read_notifications(created["id"])
+    assert sorted((n.kind, n.channel) for n in rows) == [
+        ("confirmation", "email"),
+        ("confirmation", "sms"),
+        ("reminder", "email"),
+        ("reminder", "sms"),
+    ]
+    window = window_phrase("fi", start=third.start, end=third.end, now=now, tz=HELSINKI)
+    assert all(window in n.body for n in rows if n.kind == "confirmation")
+    assert [r.payload["type"] for r in await read_outbox()] == [
+        "callback_created",
+        "callback_scheduled",
+    ]
+    async with sessions() as session:
+        seats = dict(
+            (await session.execute(select(SlotBooking.slot_start, SlotBooking.booked))).all()
+        )
+    assert seats == {first.start: 1, second.start: 1, third.start: 1}
 
 
 async def test_without_a_free_slot_before_the_deadline_it_waits_flagged(

@@ -8,7 +8,10 @@ Starts the whole stack as an operator runs it (`ringback serve history|callback|
 Redis index, with the generic JSON SMS provider pointed at bench/sms_gateway.py (a process of
 its own that records each SMS's arrival time and recipient). Then:
 
-- a short warm-up (a few calls, their SMS awaited, not counted);
+- a warm-up (`--warmup` calls, their SMS awaited, not counted), then `ANALYZE`, as autovacuum
+  would have done in service: without it every statement's plan is made while the tables are
+  nearly empty and kept, as a prepared statement's generic plan, while they grow (sequential
+  scans over thousands of rows by the end of a step; `--no-analyze` measures that);
 - `--rate` distinct signed missed calls per second for `--seconds`, pre-signed, sent open loop
   by the paced generator (bench/loadgen.py); every call is from a different number, so each
   must give exactly one confirmation SMS to that number;
@@ -31,6 +34,7 @@ the top-level figures are the first step's.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import sys
@@ -41,6 +45,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from common import (
     CpuMeter,
@@ -73,8 +78,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--tail", type=float, default=120.0, help="max wait for the last SMS")
     parser.add_argument("--settle", type=float, default=10.0, help="then wait for duplicates")
-    parser.add_argument("--warmup", type=int, default=20, help="calls before measuring")
+    parser.add_argument("--warmup", type=int, default=300, help="calls before measuring")
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--no-analyze", dest="analyze", action="store_false", help="no ANALYZE after the warm-up"
+    )
     parser.add_argument("--logs", default=None, help="keep the processes' logs in this folder")
     parser.add_argument(
         "--plain",
@@ -123,9 +131,11 @@ def main() -> int:
                 _attach_v2(stack, env, f"{subscriber.base}/hooks")
 
             warm = presign(secret, args.warmup, "e2e-warm", tag_number=1)
-            run_fast(paced("127.0.0.1", port, [s.raw(host) for s in warm], 20.0))
+            run_fast(paced("127.0.0.1", port, [s.raw(host) for s in warm], 30.0))
             if gateway.wait_for(args.warmup, timeout=60) < args.warmup:
                 print("warning: not every warm-up SMS arrived")
+            if args.analyze:
+                asyncio.run(_analyze(dsn))
 
             steps = []
             known = {s.phone for s in warm}
@@ -176,6 +186,14 @@ def _attach_v2(stack: Stack, env: dict[str, str], subscriber_url: str) -> None:
         ).raise_for_status()
     with httpx.Client(base_url=stack.url("history"), headers=headers, timeout=30) as client:
         subscribe(client, subscriber_url, ["*"])
+
+
+async def _analyze(dsn: str) -> None:
+    connection = await asyncpg.connect(dsn)
+    try:
+        await connection.execute("ANALYZE")
+    finally:
+        await connection.close()
 
 
 def _step(

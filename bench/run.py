@@ -61,7 +61,9 @@ QUICK: dict[str, list[str]] = {
     "intake_webhook": ["--seconds", "2", "--warmup", "1", "--rate", "50", "--rate-seconds", "2"],
     "footprint": ["--repeats", "1", "--idle", "1", "--seconds", "2"],
     "notifications": ["--count", "200"],
-    "end_to_end": ["--steps", "10,20", "--seconds", "3", "--tail", "60", "--settle", "1"],
+    "end_to_end": [
+        *("--steps", "10,20", "--seconds", "3", "--tail", "60", "--settle", "1", "--warmup", "20")
+    ],
     "offer": ["--callbacks", "1000", "--requests", "100"],
     "booking": ["--attempts", "200"],
     "confirm": ["--jobs", "100", "--warmup", "10"],

@@ -93,10 +93,18 @@ async def create_callback(
     # a repeated request waits for the first and replays it; two requests for one new
     # number end in one callback. The partial unique index stays the last word.
     await repository.lock_in_order(session, ("request", data.request_id), ("phone", phone))
-    previous, do_not_call = await repository.answer_and_do_not_call(session, data.request_id, phone)
-    if previous is not None:
-        return CreateOutcome(200, CallbackCreated.model_validate(previous))
-    if do_not_call:
+    # The queue, the number's open callback in it, the request's stored answer and the
+    # do-not-call list: one statement, after the locks.
+    choice = await queues.choose(
+        session,
+        named=data.queue,
+        dialed=_dialed(data.dialed, settings),
+        phone=phone,
+        request_id=data.request_id,
+    )
+    if choice.answer is not None:
+        return CreateOutcome(200, CallbackCreated.model_validate(choice.answer))
+    if choice.do_not_call:
         return await _declined(session, data=data, phone=phone, now=now, why=_DO_NOT_CALL)
     if not is_callable(phone):
         return await _declined(session, data=data, phone=phone, now=now, why=_NOT_CALLABLE)
@@ -104,9 +112,6 @@ async def create_callback(
     # Asked for in the phone queue (§11): first contact is when the caller entered it.
     queued_at = min(inputs.aware(data.queued_at), now) if data.queued_at is not None else None
     first_contact = queued_at or min(inputs.aware(data.first_contact_at), now)
-    choice = await queues.choose(
-        session, named=data.queue, dialed=_dialed(data.dialed, settings), phone=phone
-    )
     rules = choice.rules(settings)
     sla = rules.sla
     due = _due_at(data, now)

@@ -301,24 +301,37 @@ class Choice:
     # The id of the number's open callback in this queue, row-locked, when `choose` was given
     # the number (None: it has none).
     open_id: str | None = None
+    # Asked in the same statement when `choose` was given a create's request id: the answer
+    # stored for that request (None: not answered yet), and whether the number is on the
+    # do-not-call list.
+    answer: dict[str, Any] | None = None
+    do_not_call: bool = False
 
     def rules(self, settings: CallbackSettings) -> QueueRules:
         return rules_of(self.queue, settings)
 
 
 async def choose(
-    session: AsyncSession, *, named: str | None, dialed: str | None, phone: str | None = None
+    session: AsyncSession,
+    *,
+    named: str | None,
+    dialed: str | None,
+    phone: str | None = None,
+    request_id: str | None = None,
 ) -> Choice:
     """The contact's queue: the one it names, else the one owning the number dialed, else
     `default` (an unknown key is not an error; the reason is kept). With `phone`, the
-    number's open callback in it too (`Choice.open_id`), in the same statement."""
-    queue, open_id = await repository.choose_queue(
-        session, named=named, dialed=dialed, fallback=DEFAULT, phone=phone
+    number's open callback in it too (`Choice.open_id`), and with a create's `request_id`
+    its stored answer and the do-not-call list, in the same statement."""
+    read = await repository.choose_queue(
+        session, named=named, dialed=dialed, fallback=DEFAULT, phone=phone, request_id=request_id
     )
+    queue = read.queue
     reason = None
     if named and (queue is None or queue.key != named):
         reason = f"no queue is called {named[:60]!r}"
-    return Choice(queue.key if queue is not None else DEFAULT, reason, queue, open_id)
+    key = queue.key if queue is not None else DEFAULT
+    return Choice(key, reason, queue, read.open_id, read.answer, read.do_not_call)
 
 
 # ----------------------------------------------------------------------------- managing queues

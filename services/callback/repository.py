@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, Literal, cast
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Exists,
     Integer,
     Row,
+    ScalarSelect,
     Select,
     String,
     Table,
@@ -135,17 +137,6 @@ def _held_locks(session: AsyncSession) -> frozenset[int] | set[int]:
 def _locks(count: int) -> TextClause:
     calls = ", ".join(f"pg_advisory_xact_lock(:key{i})" for i in range(count))
     return text(f"SELECT {calls}")
-
-
-async def answer_and_do_not_call(
-    session: AsyncSession, request_id: str, phone: str
-) -> tuple[dict[str, Any] | None, bool]:
-    """The stored answer to `request_id` (None: not answered yet) and whether `phone` is on
-    the do-not-call list, in one round trip: a create asks both, one after the other."""
-    params = {"request_id": request_id, "phone": phone}
-    row = await fast_sql.fetchrow(session, _FAST_ANSWER_AND_DO_NOT_CALL, params)
-    assert row is not None  # a SELECT of two scalar subqueries has its one row
-    return row[0], bool(row[1])
 
 
 async def find_open_for_phone(session: AsyncSession, phone: str, queue: str) -> Callback | None:
@@ -390,10 +381,26 @@ async def queue_owning(session: AsyncSession, number: str) -> str | None:
 _QUEUES = cast(Table, Queue.__table__)
 
 
-def _choose_queue_statement(named: bool, dialed: bool) -> Select[Any]:
+def _on_do_not_call(phone: str | BindParameter[str]) -> Exists:
+    return select(DoNotCall.phone).where(DoNotCall.phone == phone).exists()
+
+
+def _stored_answer() -> ScalarSelect[Any]:
+    """The answer stored for `request_id` (null: none yet)."""
+    return (
+        select(CallbackRequest.result)
+        .where(CallbackRequest.request_id == bindparam("request_id"))
+        .scalar_subquery()
+    )
+
+
+def _choose_queue_statement(named: bool, dialed: bool, answered: bool) -> Select[Any]:
     """The first queue that exists of: the one `named`, the one owning the number `dialed`,
     `fallback`, as its row's columns; and the id of the open callback of `phone` in the
-    queue chosen (`default` if none exists), locked for update (null: none, or no `phone`)."""
+    queue chosen (`default` if none exists), locked for update (null: none, or no `phone`).
+
+    `answered`: also the answer stored for `request_id` and whether `phone` is on the
+    do-not-call list (a create asks them after its locks, as it asks the choice)."""
     candidates: list[ColumnElement[Any]] = []
     if named:
         candidates.append(bindparam("named", type_=Queue.key.type))
@@ -410,15 +417,35 @@ def _choose_queue_statement(named: bool, dialed: bool) -> Select[Any]:
     open_id = select(Callback.id).where(_open_in(key)).with_for_update().scalar_subquery()
     # One row whether or not a queue was found: the open callback's id is asked either way.
     one = select(literal_column("1").label("one")).subquery("one")
-    return select(*chosen.c, open_id.label("open_id")).select_from(one.outerjoin(chosen, true()))
+    columns: list[ColumnElement[Any]] = [*chosen.c, open_id.label("open_id")]
+    if answered:
+        answer = _stored_answer().label("answer")
+        columns += [answer, _on_do_not_call(bindparam("phone")).label("do_not_call")]
+    return select(*columns).select_from(one.outerjoin(chosen, true()))
 
 
 # Built and compiled once per shape (see `_OPEN_FOR_PHONE_IN_QUEUE`).
 _CHOOSE_QUEUE = {
-    (named, dialed): fast_sql.Statement.of(_choose_queue_statement(named, dialed))
+    (named, dialed, answered): fast_sql.Statement.of(
+        _choose_queue_statement(named, dialed, answered)
+    )
     for named in (False, True)
     for dialed in (False, True)
+    for answered in (False, True)
 }
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChoice:
+    """What `choose_queue` read, in one statement."""
+
+    # Detached from the session: for its rules, not to be changed (None: no queue exists).
+    queue: Queue | None
+    # The number's open callback in the queue chosen, row-locked (None: none, or no number).
+    open_id: str | None
+    # Asked with a `request_id` only: the answer stored for it, and the do-not-call list.
+    answer: dict[str, Any] | None = None
+    do_not_call: bool = False
 
 
 async def choose_queue(
@@ -428,21 +455,29 @@ async def choose_queue(
     dialed: str | None,
     fallback: str,
     phone: str | None = None,
-) -> tuple[Queue | None, str | None]:
+    request_id: str | None = None,
+) -> QueueChoice:
     """The first queue that exists of: the one `named`, the one owning the number `dialed`,
-    `fallback` (None if none does); and the id of `phone`'s open callback in the queue chosen,
-    locked for update. One statement instead of a look-up per candidate and one more for
-    the callback.
-
-    The queue comes back as a `Queue` detached from the session: for its rules, not to be
-    changed."""
-    params = {"named": named, "dialed": dialed, "fallback": fallback, "phone": phone}
-    row = await fast_sql.fetchrow(session, _CHOOSE_QUEUE[bool(named), bool(dialed)], params)
+    `fallback` (None if none does); the id of `phone`'s open callback in the queue chosen,
+    locked for update; with `request_id`, the answer stored for it and whether `phone` is on
+    the do-not-call list. One statement instead of a look-up per candidate, one more for
+    the callback and one for the answer and the list."""
+    params = {
+        "named": named,
+        "dialed": dialed,
+        "fallback": fallback,
+        "phone": phone,
+        "request_id": request_id,
+    }
+    shape = (bool(named), bool(dialed), request_id is not None)
+    row = await fast_sql.fetchrow(session, _CHOOSE_QUEUE[shape], params)
     assert row is not None  # one row always: the queue's columns are null when none exists
-    open_id: str | None = row["open_id"]
-    if row["key"] is None:
-        return None, open_id
-    return Queue(**{column.name: row[column.name] for column in _QUEUES.c}), open_id
+    queue = None
+    if row["key"] is not None:
+        queue = Queue(**{column.name: row[column.name] for column in _QUEUES.c})
+    if request_id is None:
+        return QueueChoice(queue, row["open_id"])
+    return QueueChoice(queue, row["open_id"], row["answer"], bool(row["do_not_call"]))
 
 
 async def set_queue_numbers(session: AsyncSession, key: str, numbers: Sequence[str]) -> None:
@@ -722,19 +757,6 @@ async def last_conversation_agent(session: AsyncSession, callback_id: str) -> st
         .limit(1)
     )
     return await session.scalar(query)
-
-
-def _on_do_not_call(phone: str | BindParameter[str]) -> Exists:
-    return select(DoNotCall.phone).where(DoNotCall.phone == phone).exists()
-
-
-_ANSWER_AND_DO_NOT_CALL = select(
-    select(CallbackRequest.result)
-    .where(CallbackRequest.request_id == bindparam("request_id"))
-    .scalar_subquery(),
-    _on_do_not_call(bindparam("phone")),
-)
-_FAST_ANSWER_AND_DO_NOT_CALL = fast_sql.Statement.of(_ANSWER_AND_DO_NOT_CALL)
 
 
 _RECORD_ANSWER = fast_sql.Statement.of(

@@ -3,7 +3,8 @@
 `queues.choose` resolves the queue named, else the one owning the number dialed, else
 `default`, in one statement, and hands back the row it read: the rules the create uses come
 from that row and must equal what `queues.rules` reads for the chosen key. A create's look-up
-of the number's open callback in the queue chosen rides in the same statement.
+of the number's open callback in the queue chosen rides in the same statement, and so do its
+stored answer and the do-not-call list.
 """
 
 from __future__ import annotations
@@ -118,11 +119,13 @@ async def test_a_create_reads_the_queues_and_the_earlier_answer_once_each(
         created = await client.post("/v1/callbacks", json=body, headers=auth)
     assert created.status_code == 201, created.text
     assert _reads(sent, "queues") == 1
-    # The number's open callback in the queue chosen (none here), asked with the choice.
+    # The number's open callback in the queue chosen (none here), the stored answer and the
+    # do-not-call list: all asked with the choice, in its one statement.
     assert _reads(sent, "callbacks") == 1
-    # The stored answer and the do-not-call list, asked together.
     assert _reads(sent, "callback_requests") == 1
     assert _reads(sent, "do_not_call") == 1
+    (choice,) = [s for s in sent if s.lstrip().startswith("WITH chosen")]
+    assert all(f"callback.{t}" in choice for t in ("callback_requests", "do_not_call"))
 
     detail = await client.get(f"/v1/callbacks/{created.json()['id']}", headers=auth)
     assert (detail.json()["queue"], detail.json()["queue_reason"]) == (

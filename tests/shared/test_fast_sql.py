@@ -52,10 +52,6 @@ def _outbox_row() -> dict[str, Any]:
 # Every statement the services run through `fast_sql`, with parameters that make it answer
 # something: a read that finds rows, a write that writes.
 CASES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
-    "stored answer and do-not-call": lambda: (
-        repository._ANSWER_AND_DO_NOT_CALL,
-        {"request_id": "req-1", "phone": PHONE},
-    ),
     "advisory locks": lambda: (repository._locks(2), {"key0": 11, "key1": 12}),
     "keys used, do-not-call, locks": lambda: (
         repository._keys_used_and_do_not_call(2, 1),
@@ -89,8 +85,18 @@ CASES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
         {"queue": "default", "starts": [NOW, NOW + timedelta(minutes=15)]},
     ),
     "a queue chosen, with the number's open callback": lambda: (
-        repository._choose_queue_statement(True, True),
+        repository._choose_queue_statement(True, True, False),
         {"named": "nope", "dialed": "+358923000000", "fallback": "default", "phone": PHONE},
+    ),
+    "a queue chosen, with the open callback, the stored answer and the list": lambda: (
+        repository._choose_queue_statement(True, True, True),
+        {
+            "named": "nope",
+            "dialed": "+358923000000",
+            "fallback": "default",
+            "phone": PHONE,
+            "request_id": "r-1",
+        },
     ),
     "a due send claimed": lambda: (
         repository._CLAIM_DUE,

@@ -178,7 +178,10 @@ def _attach_v2(stack: Stack, env: dict[str, str], subscriber_url: str) -> None:
     plan = {
         "timezone": "Europe/Helsinki",
         "business_hours": {day: [{"start": "00:00", "end": "24:00"}] for day in days},
+        # Room for every call of a run in one slot: a call booked into the next slot has its
+        # reminder due when this one starts, a second SMS that would count as a duplicate.
         "default_agents": 1000,
+        "callbacks_per_agent_per_slot": 100,
     }
     with httpx.Client(base_url=stack.url("callback"), headers=headers, timeout=30) as client:
         client.put(

@@ -442,6 +442,7 @@ async def book_and_confirm(
     callback_id: str,
     queue: NotificationQueue,
     now: datetime | None = None,
+    take_now: notify.TakeNow | None = None,
 ) -> str:
     """The job after a create: book an ASAP (or window) callback, then confirm what was booked.
 
@@ -456,12 +457,14 @@ async def book_and_confirm(
     for _ in range(_SEAT_RACES - 1):
         try:
             return await _book_and_confirm(
-                session, settings, callback_id, queue, now=now, seat_last=True
+                session, settings, callback_id, queue, now=now, seat_last=True, take_now=take_now
             )
         except booking.SeatGone:
             log.info("callback.booking.seat_race_lost", callback_id=callback_id)
             await rollback(session)
-    return await _book_and_confirm(session, settings, callback_id, queue, now=now, seat_last=False)
+    return await _book_and_confirm(
+        session, settings, callback_id, queue, now=now, seat_last=False, take_now=take_now
+    )
 
 
 # Bookings in a row that may lose their pencilled-in seat before one takes the seat first.
@@ -476,6 +479,7 @@ async def _book_and_confirm(
     *,
     now: datetime,
     seat_last: bool,
+    take_now: notify.TakeNow | None,
 ) -> str:
     found = await repository.lock_callback_with_queue(session, callback_id)
     if found is None:
@@ -527,6 +531,7 @@ async def _book_and_confirm(
         messages=messages,
         now=now,
         rules=rules,
+        take_now=take_now,
     )
     if pencilled is not None:
         await booking.take_pencilled_seat(session, callback, pencilled)

@@ -11,7 +11,7 @@ into rows (`_row` builds every row) and has them sent once the transaction commi
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -45,6 +45,10 @@ from shared.phone import region_of
 from shared.vocabulary import NotificationChannel, NotificationStatus
 
 log = structlog.get_logger("ringback.callback")
+
+# A caller that sends the rows due now itself claims them before they are written (the
+# booking job: `tasks._SendHere.take_now`).
+TakeNow = Callable[[Sequence[Notification], Callback, datetime], None]
 
 _Kind = NotificationKind
 _SMS, _EMAIL = NotificationChannel.SMS, NotificationChannel.EMAIL
@@ -334,11 +338,13 @@ async def send(
     messages: Iterable[Message | None],
     now: datetime,
     rules: queues.QueueRules | None = None,
+    take_now: TakeNow | None = None,
 ) -> list[Notification]:
     """Add rows for these messages (a None is a message not owed) and send them after commit.
 
     `rules`: the callback's queue's, when the caller has read them already (a reminder's
-    quiet hours need them; otherwise they are read here)."""
+    quiet hours need them; otherwise they are read here). `take_now`: a caller that sends the
+    rows due now itself, after its commit, claims them before they are written."""
     owed = [message for message in messages if message is not None]
     rows: list[Notification] = []
     if owed:
@@ -353,6 +359,8 @@ async def send(
                 asked=asked,
                 rules=rules,
             )
+        if take_now is not None:
+            take_now(rows, callback, now)
         # Every message's rows in one statement.
         await repository.add_notifications(session, rows)
     enqueue_after_commit(session, queue, rows, now=now)
@@ -460,6 +468,8 @@ def enqueue_after_commit(
         return
 
     def waits(row: Notification) -> bool:
+        if row.status == NotificationStatus.SENDING:  # claimed by the caller: sent now
+            return False
         return row.kind == _Kind.REMINDER or (now is not None and row.next_attempt_at > now)
 
     now_ids = [r.id for r in rows if not waits(r)]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -166,6 +166,11 @@ async def deliver(state: WorkerState, notification_id: str) -> str:
     claim = await _claim(state, notification_id)
     if isinstance(claim, str):
         return claim
+    return await deliver_claimed(state, claim)
+
+
+async def deliver_claimed(state: WorkerState, claim: _Claim) -> str:
+    """Send what this job has claimed (committed `sending`), and record what came of it."""
     if claim.kind == NotificationKind.SURVEY and not await _survey_wanted(state, claim):
         return NotificationStatus.CANCELLED
     try:
@@ -240,7 +245,6 @@ def _owner(
 
 async def _claim_carefully(state: WorkerState, notification_id: str) -> _Claim | str:
     """Look at the row under its lock: say why it is not sent now, or take a crashed send over."""
-    settings = state.settings
     async with state.sessions() as session:
         row = await repository.lock_notification(session, notification_id)
         if row is None:
@@ -281,33 +285,53 @@ async def _claim_carefully(state: WorkerState, notification_id: str) -> _Claim |
             return NotificationStatus.DEAD
         if row.status == NotificationStatus.SENDING:
             log.warning("callback.notification.resend_after_crash", notification_id=row.id)
-        sender = state.sms if row.channel == NotificationChannel.SMS else state.email
-        row.status = NotificationStatus.SENDING
-        row.attempts += 1
-        row.provider = sender.name
-        row.next_attempt_at = now + timedelta(seconds=settings.notification_lease_seconds)
-        claim = _Claim(
-            notification_id=row.id,
-            channel=row.channel,
-            recipient=row.recipient,
-            subject=row.subject,
-            body=row.body,
-            attempt=row.attempts,
-            kind=row.kind,
-            owner=(
-                _owner(
-                    callback.id,
-                    phone=callback.phone,
-                    language=callback.language,
-                    email=callback.email,
-                    name=callback.name,
-                )
-                if callback is not None
-                else None
-            ),
-        )
+        claim = take(row, callback, now=now, **_lease(state, row, now))
         await session.commit()
     return claim
+
+
+def _lease(state: WorkerState, row: Notification, now: datetime) -> dict[str, Any]:
+    """Who sends `row` and until when this job holds it."""
+    sender = state.sms if row.channel == NotificationChannel.SMS else state.email
+    lease = timedelta(seconds=state.settings.notification_lease_seconds)
+    return {"provider": sender.name, "lease_until": now + lease}
+
+
+def take(
+    row: Notification,
+    callback: Callback | None,
+    *,
+    provider: str,
+    now: datetime,
+    lease_until: datetime,
+) -> _Claim:
+    """Claim `row` for a send by this job, in Python: what `repository.claim_due_notification`
+    writes in SQL (tests/callback/test_send_rule.py holds the two equal). The caller writes the
+    row and commits before the provider is called."""
+    row.status = NotificationStatus.SENDING
+    row.attempts += 1
+    row.provider = provider
+    row.next_attempt_at = lease_until
+    row.updated_at = now
+    owner = None
+    if callback is not None:
+        owner = _owner(
+            callback.id,
+            phone=callback.phone,
+            language=callback.language,
+            email=callback.email,
+            name=callback.name,
+        )
+    return _Claim(
+        notification_id=row.id,
+        channel=row.channel,
+        recipient=row.recipient,
+        subject=row.subject,
+        body=row.body,
+        attempt=row.attempts,
+        kind=row.kind,
+        owner=owner,
+    )
 
 
 async def _survey_wanted(state: WorkerState, claim: _Claim) -> bool:
@@ -511,10 +535,14 @@ async def book_and_confirm(ctx: dict[str, Any], callback_id: str) -> str:
 
 
 async def run_book_and_confirm(state: WorkerState, redis: ArqRedis, callback_id: str) -> str:
-    queue = _SendHere(ArqNotificationQueue(redis, queue_name=state.settings.queue_name))
+    queue = _SendHere(state, ArqNotificationQueue(redis, queue_name=state.settings.queue_name))
     async with state.sessions() as session:
         result = await creation.book_and_confirm(
-            session=session, settings=state.settings, callback_id=callback_id, queue=queue
+            session=session,
+            settings=state.settings,
+            callback_id=callback_id,
+            queue=queue,
+            take_now=queue.take_now,
         )
         await commit(session)
     if result in ("booked", "no slot"):
@@ -527,11 +555,30 @@ async def run_book_and_confirm(state: WorkerState, redis: ArqRedis, callback_id:
 class _SendHere:
     """The booking job's queue: the sends due now are made by the job itself, after its commit,
     rather than as a job each (two arq jobs per call were most of the worker's Redis round
-    trips); a send for later, and a booking, still go to arq."""
+    trips); a send for later, and a booking, still go to arq.
 
-    def __init__(self, queue: ArqNotificationQueue) -> None:
+    Those sends are claimed before their rows are written (`take_now`): the rows are written
+    `sending`, leased to this job, in the booking's transaction, so no claim statement of
+    their own follows the commit. A job that dies after the commit leaves them to the
+    sweeper once the lease runs out, as a send that dies mid-call does."""
+
+    def __init__(self, state: WorkerState, queue: ArqNotificationQueue) -> None:
+        self.state = state
         self.queue = queue
         self.due: list[str] = []
+        self.claimed: dict[str, _Claim] = {}
+
+    def take_now(self, rows: Sequence[Notification], callback: Callback, now: datetime) -> None:
+        """Claim the rows `notify.send` is about to write that are due now. A rolled-back
+        booking's claims stay here unused: its rows never reach `due`, and new rows have new
+        ids."""
+        due_by = now + _EARLY_TOLERANCE
+        for row in rows:
+            if waits_on_callback(row, due_by=due_by):
+                continue
+            if decide(row, callback_status=None, now=now, due_by=due_by) != Decision.SEND:
+                continue
+            self.claimed[row.id] = take(row, callback, now=now, **_lease(self.state, row, now))
 
     async def enqueue_notifications(self, notification_ids: Iterable[str]) -> int:
         ids = list(notification_ids)
@@ -548,13 +595,15 @@ class _SendHere:
 async def _deliver_here(state: WorkerState, queue: _SendHere, notification_id: str) -> None:
     """`send_notification`'s work in this job; what it would retry goes to arq as its job.
 
-    The row was committed `queued` first, so a worker that dies here leaves it to the sweeper.
+    The row was committed first (claimed by this job, or `queued`), so a worker that dies here
+    leaves it to the sweeper.
     """
+    claim = queue.claimed.get(notification_id)
     try:
         # The same span as the job's, under the booking job's: one trace still shows each send.
         with start_span(SEND_NOTIFICATION, expected=(Retry,)) as span:
             outcome = await asyncio.wait_for(
-                deliver(state, notification_id),
+                deliver_claimed(state, claim) if claim else deliver(state, notification_id),
                 timeout=state.settings.notification_timeout_seconds,
             )
             if span.is_recording():

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.callback import repository
 from services.callback.models import Notification, NotificationKind, SlotBooking
 from services.callback.send_rule import STARTABLE, Decision, decide, waits_on_callback
+from services.callback.tasks import take
 from shared.ids import new_id
 from shared.vocabulary import CallbackStatus, NotificationChannel, NotificationStatus
 from tests.callback.conftest import InsertCallbacks
@@ -122,3 +123,68 @@ async def test_the_claim_statement_and_the_careful_path_agree(
         (CallbackStatus.PENDING, False),
         (None, False),
     }
+
+
+async def test_a_claim_writes_the_same_in_sql_and_in_python(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    insert_callbacks: InsertCallbacks,
+) -> None:
+    # The worker claims a written row in SQL (`claim_due_notification`); the booking job
+    # claims the rows it sends itself in Python (`tasks.take`) before writing them.
+    now = datetime.now(UTC).replace(microsecond=0)
+    lease_until = now + timedelta(minutes=1)
+    (callback_id,) = await insert_callbacks(1)
+
+    def fresh(channel: NotificationChannel) -> Notification:
+        return Notification(
+            id=new_id(),
+            callback_id=callback_id,
+            kind=NotificationKind.CONFIRMATION,
+            event_key=f"confirmation:{new_id()}",
+            channel=channel,
+            provider="file",
+            status=NotificationStatus.QUEUED,
+            recipient="+358401000000",
+            body="text",
+            attempts=0,
+            max_attempts=3,
+            next_attempt_at=now - timedelta(seconds=1),
+            created_at=now,
+            updated_at=now - timedelta(minutes=5),
+        )
+
+    pairs = [(fresh(c), fresh(c)) for c in (NotificationChannel.SMS, NotificationChannel.EMAIL)]
+    async with sessions() as session:
+        session.add_all([in_sql for in_sql, _ in pairs])
+        await session.commit()
+    async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
+        for in_sql, _ in pairs:
+            claimed = await repository.claim_due_notification(
+                conn,
+                in_sql.id,
+                now=now,
+                due_by=now,
+                lease_until=lease_until,
+                sms_provider="http",
+                email_provider="smtp",
+            )
+            assert claimed is not None
+    for _, in_python in pairs:
+        provider = "http" if in_python.channel == NotificationChannel.SMS else "smtp"
+        take(in_python, None, provider=provider, now=now, lease_until=lease_until)
+    async with sessions() as session:
+        await repository.add_notifications(session, [in_python for _, in_python in pairs])
+        await session.commit()
+
+    def written(row: Notification) -> tuple[object, ...]:
+        return (row.status, row.attempts, row.provider, row.next_attempt_at, row.updated_at)
+
+    async with sessions() as session:
+        for in_sql, in_python in pairs:
+            a = await session.get(Notification, in_sql.id)
+            b = await session.get(Notification, in_python.id)
+            assert a is not None
+            assert b is not None
+            assert written(a) == written(b)
+            assert written(a)[:3] == ("sending", 1, "http" if a.channel == "sms" else "smtp")

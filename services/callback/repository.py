@@ -420,7 +420,7 @@ def _choose_queue_statement(named: bool, dialed: bool, answered: bool) -> Select
     columns: list[ColumnElement[Any]] = [*chosen.c, open_id.label("open_id")]
     if answered:
         answer = _stored_answer().label("answer")
-        columns += [answer, _on_do_not_call(bindparam("phone")).label("do_not_call")]
+        columns += [answer, _on_do_not_call(bindparam("phone")).label("on_do_not_call_list")]
     return select(*columns).select_from(one.outerjoin(chosen, true()))
 
 
@@ -477,7 +477,7 @@ async def choose_queue(
         queue = Queue(**{column.name: row[column.name] for column in _QUEUES.c})
     if request_id is None:
         return QueueChoice(queue, row["open_id"])
-    return QueueChoice(queue, row["open_id"], row["answer"], bool(row["do_not_call"]))
+    return QueueChoice(queue, row["open_id"], row["answer"], bool(row["on_do_not_call_list"]))
 
 
 async def set_queue_numbers(session: AsyncSession, key: str, numbers: Sequence[str]) -> None:

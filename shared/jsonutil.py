@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi.responses import JSONResponse
+from starlette.responses import JSONResponse
 
 
 def dumps(value: Any) -> bytes:

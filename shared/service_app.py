@@ -20,7 +20,8 @@ from starlette.responses import FileResponse, HTMLResponse, Response
 
 from shared.auth import KeyVerifier
 from shared.db import create_engine, create_session_factory, ping
-from shared.errors import NotFound, install_error_handlers
+from shared.error_handlers import install_error_handlers
+from shared.errors import NotFound
 from shared.http import create_http_client
 from shared.jobs import job_deserializer, job_serializer
 from shared.jsonutil import ORJSONResponse

@@ -22,7 +22,8 @@ from shared.agent_ids import AGENT_ID_PATTERN, is_agent_id
 from shared.apikeys import AuthBase, Principal, create_key, digest, generate_key, revoke_key
 from shared.auth import KeyVerifier, acting_agent, require_scope
 from shared.db import asyncpg_dsn, create_engine, create_session_factory
-from shared.errors import Forbidden, Unprocessable, install_error_handlers
+from shared.error_handlers import install_error_handlers
+from shared.errors import Forbidden, Unprocessable
 from shared.ids import new_id
 from shared.settings import CommonSettings
 from tests.support import infra

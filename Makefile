@@ -77,8 +77,21 @@ lint: $(STAMP) promtool
 # Benchmarks (not tests; CI does not run them): writes bench/RESULTS.md and bench/results.json.
 # BENCH_QUICK=1: every script at tiny scale, to check they work (report under bench/out/quick/).
 # BENCH_OUT=DIR: write the results and the report under DIR instead.
-bench: $(STAMP)
-	$(BIN)/python bench/run.py $(if $(BENCH_QUICK),--quick) $(if $(BENCH_OUT),--out $(BENCH_OUT))
+# The processes a benchmark measures run with the container image's packages
+# (requirements-runtime.lock), so their memory and CPU are what production has: see
+# SERVICE_PYTHON in bench/common.py. The scripts and load generators run in $(VENV).
+RUNTIME_VENV := .venv-runtime
+RUNTIME_STAMP := $(RUNTIME_VENV)/.installed
+
+$(RUNTIME_STAMP): requirements-runtime.lock
+	$(PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --require-hashes -r requirements-runtime.lock
+	touch $(RUNTIME_STAMP)
+
+bench: $(STAMP) $(RUNTIME_STAMP)
+	RINGBACK_BENCH_SERVICE_PYTHON=$(CURDIR)/$(RUNTIME_VENV)/bin/python \
+		$(BIN)/python bench/run.py $(if $(BENCH_QUICK),--quick) $(if $(BENCH_OUT),--out $(BENCH_OUT))
 
 fmt: $(STAMP)
 	$(BIN)/ruff format .
@@ -91,4 +104,4 @@ lock:
 	uv pip compile pyproject.toml --python-version 3.11 --generate-hashes -o requirements-runtime.lock
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RUNTIME_VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -37,6 +37,14 @@ if str(ROOT) not in sys.path:
 
 WEBHOOK_PATH = "/v1/webhooks/generic"
 
+# The interpreter the measured processes run under (ringback's, the floors' and arq's no-op
+# worker): `make bench` points it at an environment of requirements-runtime.lock, what the
+# container image installs, so a process loads what it loads in production. In the
+# development environment it would load more: httpx imports its command-line client when
+# rich and pygments are installed (pytest and schemathesis bring them), about 4 MiB of every
+# process's memory. Unset (a script run by hand), the scripts' own interpreter.
+SERVICE_PYTHON = os.environ.get("RINGBACK_BENCH_SERVICE_PYTHON") or sys.executable
+
 
 def admin_url() -> str:
     return os.environ.get(
@@ -167,7 +175,7 @@ def spawn(name: str, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]
     logs.mkdir(parents=True, exist_ok=True)
     with (logs / f"{name}.log").open("ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "services.cli.main", *argv],
+            [SERVICE_PYTHON, "-m", "services.cli.main", *argv],
             env=env,
             cwd=ROOT,
             stdout=log,

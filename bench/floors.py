@@ -81,7 +81,7 @@ def serve(directory: Path, port: int, dsn: str) -> Any:
     import os
     import subprocess
 
-    from common import wait_ready
+    from common import SERVICE_PYTHON, wait_ready
     from sqlalchemy.engine import make_url
 
     (directory / "_floor_app.py").write_text(APP)
@@ -89,7 +89,7 @@ def serve(directory: Path, port: int, dsn: str) -> Any:
     env["FLOOR_DSN"] = make_url(dsn).set(drivername="postgresql").render_as_string(False)
     process = subprocess.Popen(
         [
-            sys.executable,
+            SERVICE_PYTHON,
             "-m",
             "uvicorn",
             "_floor_app:app",

@@ -41,6 +41,7 @@ from typing import Any
 
 from common import (
     ROOT,
+    SERVICE_PYTHON,
     base_env,
     results_path,
     scratch_database,
@@ -252,7 +253,7 @@ def measure_noop(redis_url: str, count: int) -> dict[str, Any]:
     asyncio.run(enqueue())
     began = time.monotonic()
     done = subprocess.run(
-        [sys.executable, __file__, "--noop-worker", redis_url, queue_name],
+        [SERVICE_PYTHON, __file__, "--noop-worker", redis_url, queue_name],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -171,6 +171,13 @@ def machine() -> dict[str, Any]:
     }
 
 
+def services_environment() -> str:
+    """Which environment the measured processes ran in (see `SERVICE_PYTHON` in common.py)."""
+    if os.environ.get("RINGBACK_BENCH_SERVICE_PYTHON"):
+        return "an environment of requirements-runtime.lock (the container image's packages)"
+    return "the development environment (requirements.lock: the test tools' packages too)"
+
+
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for name in ("fastapi", "starlette", "uvicorn", "pydantic", "sqlalchemy", "asyncpg", "arq"):
@@ -559,6 +566,7 @@ def write_report(
         "machine": machine(),
         "load_average_at_start": [round(x, 2) for x in load],
         "versions": versions(),
+        "services_environment": services_environment(),
         "runs": outcomes,
         "summary": [
             dict(zip(("figure", "measured", "reference", "target", "verdict"), row, strict=True))
@@ -583,7 +591,8 @@ def write_report(
         "",
         "Versions: "
         + ", ".join(f"{k} {val}" for k, val in v.items() if val is not None)
-        + f"; Python {m['python']}.",
+        + f"; Python {m['python']}. The measured processes ran in"
+        f" {summary['services_environment']}.",
         "",
         "Regenerate with `make bench` (a quiet machine; `BENCH_QUICK=1` only checks the scripts)."
         " Everything runs on the same machine as the load generators: compare ratios measured in"

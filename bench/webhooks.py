@@ -44,6 +44,7 @@ from typing import Any
 import httpx
 from common import (
     ROOT,
+    SERVICE_PYTHON,
     Stack,
     base_env,
     new_secret,
@@ -120,7 +121,7 @@ def _spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float
 def admin_key(env: dict[str, str]) -> str:
     """A key made as an operator makes one: the last line of `ringback api-key create`."""
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "api-key", "create", "--scope", "admin"],
+        [SERVICE_PYTHON, "-m", "services.cli.main", "api-key", "create", "--scope", "admin"],
         env=env,
         cwd=ROOT,
         capture_output=True,

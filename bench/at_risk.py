@@ -16,7 +16,6 @@ more agents"). Writes the process CPU seconds and wall seconds of each to
 from __future__ import annotations
 
 import argparse
-import asyncio
 import random
 import statistics
 import time
@@ -29,6 +28,7 @@ from sqlalchemy import func, insert, select
 from services.callback import promises
 from services.callback.models import Agent, Callback, CallbackOutbox, Queue, SlotBooking
 from services.callback.settings import CallbackSettings
+from shared import eventloop
 from shared.db import commit, create_engine, create_session_factory
 from shared.ids import new_id
 from shared.logging import configure_logging
@@ -187,7 +187,7 @@ def main() -> int:
     args = parser.parse_args()
     configure_logging(level="WARNING", json=True, process="bench.at_risk")
     with scratch_database(["callback"]) as url:
-        result = asyncio.run(run(url, args.callbacks, args.runs))
+        result = eventloop.run(run(url, args.callbacks, args.runs))
     path = results_path("at_risk", args.out)
     write_results(path, result)
     print(path)

@@ -29,6 +29,7 @@ from services.callback.capacity import CapacityPlan, iter_slots, slot_id
 from services.callback.models import Callback, SlotBooking
 from services.callback.settings import CallbackSettings
 from services.cli.migrate import upgrade
+from shared import eventloop
 from shared.db import asyncpg_dsn, commit, create_engine, create_session_factory
 from shared.errors import Conflict
 from shared.ids import new_id
@@ -179,7 +180,7 @@ def main() -> None:
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(url, ["callback"])
-        result = asyncio.run(run(url, args.attempts))
+        result = eventloop.run(run(url, args.attempts))
     finally:
         asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     out = results_path("booking", args.out)

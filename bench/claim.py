@@ -31,6 +31,7 @@ from services.callback import agents, repository, roster
 from services.callback.models import Agent, Callback, Queue
 from services.callback.settings import CallbackSettings
 from services.cli.migrate import upgrade
+from shared import eventloop
 from shared.db import asyncpg_dsn, commit, create_engine, create_session_factory
 from shared.ids import new_id
 from shared.logging import configure_logging
@@ -235,7 +236,7 @@ def main() -> None:
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(url, ["callback"])
-        result = asyncio.run(run(url, args.callbacks, args.claims))
+        result = eventloop.run(run(url, args.callbacks, args.claims))
     finally:
         asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     out = results_path("claim", args.out)

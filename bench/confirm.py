@@ -39,6 +39,7 @@ from services.callback.capacity import CapacityPlan
 from services.callback.models import Callback, Notification
 from services.callback.settings import CallbackSettings
 from services.cli.migrate import upgrade
+from shared import eventloop
 from shared.db import asyncpg_dsn, commit, create_engine, create_session_factory
 from shared.ids import new_id
 from shared.logging import configure_logging
@@ -214,7 +215,7 @@ def main() -> None:
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(url, ["callback"])
-        result = asyncio.run(run(url, args.jobs, args.warmup, email=args.email))
+        result = eventloop.run(run(url, args.jobs, args.warmup, email=args.email))
     finally:
         asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     out = results_path("confirm", args.out)

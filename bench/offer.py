@@ -30,6 +30,7 @@ from common import free_port, results_path, scratch_database, write_results
 from services.callback.app import create_app
 from services.callback.models import Queue
 from services.callback.settings import CallbackSettings
+from shared import eventloop
 from shared.apikeys import create_key
 from shared.db import create_engine, create_session_factory
 from shared.logging import configure_logging
@@ -119,7 +120,7 @@ def main() -> int:
     args = parser.parse_args()
     configure_logging(level="WARNING", json=True, process="bench.offer")
     with scratch_database(["auth", "callback"]) as url:
-        result = asyncio.run(run(url, args.callbacks, args.requests))
+        result = eventloop.run(run(url, args.callbacks, args.requests))
     path = results_path("offer", args.out)
     write_results(path, result)
     print(path)

@@ -29,3 +29,21 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run(main)` on the loop `loop_factory` picks."""
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(main)
+
+
+async def first_set(*events: asyncio.Event) -> None:
+    """Wait until one of `events` is set (bound it with `asyncio.timeout`).
+
+    The waits are made here, by the task that awaits them. Made by the caller, as arguments
+    (`wait_for(first(a.wait(), b.wait()), timeout=0)`), they were left un-awaited whenever
+    the wait ended before it began (a timeout of 0, a shutdown's cancel), and Python warned
+    of each at exit ("coroutine 'Event.wait' was never awaited").
+    """
+    if any(event.is_set() for event in events):
+        return
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

@@ -67,6 +67,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from shared import fast_sql
 from shared.backoff import backoff_seconds
 from shared.db import database_unavailable, utcnow
+from shared.eventloop import first_set
 from shared.jsonutil import dumps
 from shared.tracing import current_traceparent, parse_traceparent, start_span
 
@@ -820,10 +821,8 @@ class OutboxRelay:
                 # Rows held back to gather are due before the poll: the pass comes then.
                 gathering = self._gathering_until - time.monotonic()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        _first(self._wake.wait(), stop.wait()),
-                        timeout=max(0.0, min(self.poll_seconds, gathering)),
-                    )
+                    async with asyncio.timeout(max(0.0, min(self.poll_seconds, gathering))):
+                        await first_set(self._wake, stop)
                 if self._wake.is_set():
                     await self._linger(stop)
         finally:
@@ -859,12 +858,3 @@ class OutboxRelay:
             return None
         log.info("outbox.relay.listening")
         return conn
-
-
-async def _first(*awaitables: Any) -> None:
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()

@@ -29,6 +29,7 @@ from services.history.settings import HistorySettings
 from shared.backoff import backoff_seconds
 from shared.db import asyncpg_dsn
 from shared.errors import NotFound
+from shared.eventloop import first_set
 from shared.service_app import Extension
 
 log = structlog.get_logger("ringback.history.stream")
@@ -112,7 +113,7 @@ class Broadcaster:
                 self.listening = True
                 attempt = 0
                 self.wake_all()  # whatever was stored while we were not listening
-                await _first(lost.wait(), stop.wait())
+                await first_set(lost, stop)
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("history.stream.listen_failed", error=type(exc).__name__)
             finally:
@@ -225,12 +226,3 @@ async def stream_events(
                 yield KEEP_ALIVE
     finally:
         broadcaster.unsubscribe(sub)
-
-
-async def _first(*awaitables: Any) -> None:
-    tasks = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()

@@ -229,11 +229,14 @@ async def book(
     422 for a slot the plan does not have, 409 when it is full or the callback is closed.
     """
     now = now or utcnow()
-    callback = await repository.lock_callback(session, callback_id)
-    if callback is None:
+    # The callback and its queue's rules in one round trip: most attempts at a popular slot
+    # are refused, and a refusal's cost is its round trips (bench/booking.py).
+    found = await repository.lock_callback_with_queue(session, callback_id)
+    if found is None:
         raise NotFound("No callback has this id.")
+    callback, queue_row = found
     lifecycle.check(callback, CallbackStatus.SCHEDULED)
-    rules = await queues.rules(session, settings, callback.queue)
+    rules = queues.rules_of(queue_row, settings)
     plan = rules.plan
     slot = slot_in(plan, slot_ref_in)
     if slot is None:

@@ -6,10 +6,12 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from httpx import AsyncClient
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.callback.models import Callback, SlotBooking
@@ -375,3 +377,36 @@ async def test_the_database_refuses_a_seat_past_capacity(
             await session.rollback()
         else:
             raise AssertionError("the CHECK constraint did not refuse the overbooking")
+
+
+async def test_a_booking_reads_its_queue_in_the_statement_that_locks_the_callback(
+    client: AsyncClient,
+    auth: dict[str, str],
+    admin: dict[str, str],
+    insert_callbacks: InsertCallbacks,
+) -> None:
+    """Issue #21: most attempts at a popular slot are refused, and a refusal costs its round
+    trips; the queue's rules come with the callback's lock, not from a look-up of their own."""
+    await client.put("/v1/capacity", json=plan_body(per_agent=1), headers=admin)
+    slot = _z(_tomorrow_at(9))
+    first, second = await insert_callbacks(2)
+    assert (
+        await client.post(f"/v1/callbacks/{first}/book", json={"slot_id": slot}, headers=auth)
+    ).status_code == 200
+    seen: list[str] = []
+
+    def hook(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", hook)
+    try:
+        full = await client.post(
+            f"/v1/callbacks/{second}/book", json={"slot_id": slot}, headers=auth
+        )
+    finally:
+        event.remove(Engine, "before_cursor_execute", hook)
+    assert full.status_code == 409
+    reading_queues = [s for s in seen if "callback.queues" in s]
+    assert len(reading_queues) == 1, reading_queues
+    assert "callback.callbacks" in reading_queues[0]
+    assert "FOR UPDATE" in reading_queues[0]

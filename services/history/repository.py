@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    any_,
     bindparam,
     cast,
     delete,
@@ -28,7 +29,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, distinct_on, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, distinct_on, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -36,6 +37,7 @@ from services.history import partitions
 from services.history.models import Customer, CustomerActivity, CustomerIdentity, Erasure, Event
 from shared import fast_sql
 from shared.db import utcnow
+from shared.jsonutil import dumps
 from shared.vocabulary import Direction
 
 # First key of history's two-int advisory locks; the two-int key space never meets the
@@ -66,12 +68,80 @@ _LOCK_KEYS = text(
 _FAST_LOCK_KEYS = fast_sql.Statement.of(_LOCK_KEYS)
 
 
+def _among(column: Any, values: Collection[str]) -> ColumnElement[bool]:
+    """`column = ANY(:values)`, one array parameter: the statement's text is the same however
+    many values a batch has. `IN` with a list sends a parameter per value, so each batch size
+    was a statement of its own, prepared and kept (up to 100 a connection) by asyncpg: under
+    a backlog, when batches come in every size, history's memory grew by the statements
+    (bench/RESULTS.md, issue #21). PostgreSQL plans both forms alike."""
+    condition: ColumnElement[bool] = column == any_(literal(list(values), ARRAY(column.type)))
+    return condition
+
+
 async def existing_events(session: AsyncSession, ids: Collection[str]) -> dict[str, Event]:
     """Stored events among `ids`, by id."""
     if not ids:
         return {}
-    rows = await session.scalars(select(Event).where(Event.id.in_(list(ids))))
+    rows = await session.scalars(select(Event).where(_among(Event.id, ids)))
     return {row.id: row for row in rows}
+
+
+# An event's columns as `insert_events` writes them (`seq` is the database's own).
+_EVENT_COLUMNS = (
+    "id",
+    "customer_id",
+    "occurred_at",
+    "received_at",
+    "channel",
+    "direction",
+    "type",
+    "subject_kind",
+    "subject_id",
+    "actor_kind",
+    "actor_id",
+    "summary",
+    "data",
+    "queue",
+    "agent_id",
+)
+
+
+@functools.cache
+def _insert_events_statement() -> Any:
+    """Any number of events from one array per column: one statement text for every batch
+    size. Rows as a list went out as SQLAlchemy's multi-row VALUES, a statement per batch
+    size with fifteen parameters a row, each prepared and kept per connection: under a
+    backlog history's memory grew by them (bench/RESULTS.md, issue #21). `data` travels as
+    JSON text, cast back in the statement."""
+    table = Event.__table__
+    assert isinstance(table, Table)
+    columns = table.c
+    new_events = (
+        func.unnest(
+            *(
+                bindparam(name, type_=ARRAY(Text if name == "data" else columns[name].type))
+                for name in _EVENT_COLUMNS
+            )
+        )
+        .table_valued(*_EVENT_COLUMNS)
+        .render_derived(name="new_event")
+    )
+    values = [
+        cast(new_events.c[name], JSONB) if name == "data" else new_events.c[name]
+        for name in _EVENT_COLUMNS
+    ]
+    # The key holds the partition key: a resend with the same time is skipped here, one with
+    # another time was found by `existing_events` under the id's advisory lock.
+    inserted = (
+        insert(table)
+        .from_select(list(_EVENT_COLUMNS), select(*values))
+        .on_conflict_do_nothing(index_elements=[columns.id, columns.occurred_at])
+        .returning(*columns)
+        .cte("inserted")
+    )
+    # Read back as events through a SELECT: an ORM INSERT takes a parameter dictionary
+    # for rows of its own (the "bulk" mode), not for a statement's arrays.
+    return select(Event).from_statement(select(*inserted.c))
 
 
 async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> list[Event]:
@@ -80,16 +150,18 @@ async def insert_events(session: AsyncSession, rows: Sequence[dict[str, Any]]) -
         return []
     # A month without its partition yet gets one here (or the rows wait in the default one).
     await partitions.ensure_months(session, {row["occurred_at"] for row in rows})
-    # Parameters as a list (not `.values(rows)`): one cached statement, sent by SQLAlchemy's
-    # "insertmanyvalues" as multi-row INSERTs, instead of compiling 500-row SQL every time.
-    # The key holds the partition key: a resend with the same time is skipped here, one with
-    # another time was found by `existing_events` under the id's advisory lock.
-    stmt = (
-        insert(Event)
-        .on_conflict_do_nothing(index_elements=[Event.id, Event.occurred_at])
-        .returning(Event)
+    now = utcnow()
+    defaults: dict[str, Any] = {"received_at": now, "summary": "", "data": {}}
+    arrays: dict[str, list[Any]] = {name: [] for name in _EVENT_COLUMNS}
+    for row in rows:
+        for name in _EVENT_COLUMNS:
+            arrays[name].append(row.get(name, defaults.get(name)))
+    arrays["data"] = [dumps(value).decode() for value in arrays["data"]]
+    result = await session.scalars(
+        _insert_events_statement(),
+        arrays,
+        execution_options={"populate_existing": True},
     )
-    result = await session.scalars(stmt, list(rows), execution_options={"populate_existing": True})
     return list(result)
 
 
@@ -196,7 +268,7 @@ async def customer_ids_by_external_id(
         return {}
     rows = await session.execute(
         select(Customer.external_id, Customer.id)
-        .where(Customer.external_id.in_(list(external_ids)))
+        .where(_among(Customer.external_id, external_ids))
         .ext(distinct_on(Customer.external_id))
         .order_by(Customer.external_id, Customer.created_at, Customer.id)
     )
@@ -209,7 +281,7 @@ async def lock_customers(session: AsyncSession, ids: Collection[str]) -> list[Cu
         return []
     rows = await session.scalars(
         select(Customer)
-        .where(Customer.id.in_(sorted(ids)))
+        .where(_among(Customer.id, ids))
         .order_by(Customer.id)
         .with_for_update()
         .execution_options(populate_existing=True)
@@ -226,7 +298,7 @@ async def get_customers(session: AsyncSession, ids: Collection[str]) -> list[Cus
     if not ids:
         return []
     rows = await session.scalars(
-        select(Customer).where(Customer.id.in_(list(ids))).order_by(Customer.created_at)
+        select(Customer).where(_among(Customer.id, ids)).order_by(Customer.created_at)
     )
     return list(rows)
 
@@ -255,7 +327,7 @@ async def identities_of(
         return out
     rows = await session.execute(
         select(CustomerIdentity.customer_id, CustomerIdentity.kind, CustomerIdentity.value)
-        .where(CustomerIdentity.customer_id.in_(list(customer_ids)))
+        .where(_among(CustomerIdentity.customer_id, customer_ids))
         .order_by(CustomerIdentity.created_at, CustomerIdentity.kind, CustomerIdentity.value)
     )
     for customer_id, kind, value in rows:
@@ -564,7 +636,7 @@ async def blank_customers(session: AsyncSession, ids: Collection[str], *, at: da
     """Forget names and external ids of these customer records and mark them erased."""
     await session.execute(
         update(Customer)
-        .where(Customer.id.in_(list(ids)))
+        .where(_among(Customer.id, ids))
         .values(name=None, external_id=None, erased_at=at, updated_at=at)
     )
 

@@ -14,6 +14,9 @@ On a scratch database and a Redis database index of its own:
    `poll_delay`, timeouts and `keep_result` (callback's `worker_settings`), but the function
    does nothing; one arq worker process in burst mode. Its rate, counted the same way (first to
    last job finished), is what arq alone can do with these settings on this machine.
+   `lean_noop_ceiling`: the same with the worker class `ringback worker` runs
+   (`shared.job_start.LeanWorker`, a poll's jobs started in one round trip): what our start
+   buys in arq's own loop. The ratios are to arq's, the reference the targets name.
 
 Phase 1 runs once per `--gateway-delays-ms` value, each on a fresh scratch database, with the
 gateway answering each SMS that many milliseconds after it arrived (a real provider takes
@@ -201,8 +204,9 @@ async def _noop(ctx: dict[str, Any], notification_id: str, **kwargs: Any) -> Non
     _DONE.append(time.monotonic())
 
 
-def noop_worker(redis_url: str, queue_name: str) -> None:
-    """Child process: callback's arq settings with a function that does nothing, burst mode."""
+def noop_worker(redis_url: str, queue_name: str, *, lean: bool = False) -> None:
+    """Child process: callback's arq settings with a function that does nothing, burst mode;
+    arq's `Worker`, or `lean` the class `ringback worker` runs."""
     from arq import func as arq_func
 
     from services.callback.worker import close_worker, worker_settings
@@ -230,7 +234,9 @@ def noop_worker(redis_url: str, queue_name: str) -> None:
     async def run() -> None:
         from arq import Worker
 
-        worker = Worker(**kwargs)
+        from shared.job_start import LeanWorker
+
+        worker = (LeanWorker if lean else Worker)(**kwargs)
         try:
             await worker.main()
         finally:
@@ -240,7 +246,7 @@ def noop_worker(redis_url: str, queue_name: str) -> None:
     print(json.dumps({"jobs": len(_DONE), "first": min(_DONE), "last": max(_DONE)}))
 
 
-def measure_noop(redis_url: str, count: int) -> dict[str, Any]:
+def measure_noop(redis_url: str, count: int, *, lean: bool = False) -> dict[str, Any]:
     queue_name = f"ringback:bench:noop:{secrets.token_hex(4)}"
     settings = _settings("postgresql://unused/unused", redis_url, queue_name, "http://unused")
     ids = [new_id() for _ in range(count)]
@@ -253,7 +259,8 @@ def measure_noop(redis_url: str, count: int) -> dict[str, Any]:
     asyncio.run(enqueue())
     began = time.monotonic()
     done = subprocess.run(
-        [SERVICE_PYTHON, __file__, "--noop-worker", redis_url, queue_name],
+        [SERVICE_PYTHON, __file__, "--noop-worker", redis_url, queue_name]
+        + (["lean"] if lean else []),
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -276,8 +283,8 @@ def measure_noop(redis_url: str, count: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--noop-worker":
-        noop_worker(sys.argv[2], sys.argv[3])
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "--noop-worker":
+        noop_worker(sys.argv[2], sys.argv[3], lean=sys.argv[4:] == ["lean"])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--count", type=int, default=5000)
@@ -296,6 +303,7 @@ def main() -> None:
             result[key] = measure_worker(database, redis_url, args.count, Path(logs), delay)
             if number == 0:
                 result["arq_noop_ceiling"] = measure_noop(redis_url, args.count)
+                result["lean_noop_ceiling"] = measure_noop(redis_url, args.count, lean=True)
     ceiling = result["arq_noop_ceiling"]["jobs_per_second"]
     for number, delay in enumerate(delays):
         suffix = "" if number == 0 else f"_gateway_{delay:g}ms"

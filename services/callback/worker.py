@@ -48,6 +48,7 @@ from shared import eventloop
 from shared.contracts import EVENTS_BATCH
 from shared.db import asyncpg_dsn, create_engine, create_session_factory
 from shared.http import create_http_client, internal_client
+from shared.job_start import LeanWorker
 from shared.jobs import job_deserializer, job_serializer, traced_job
 from shared.outbox import OutboxRelay
 from shared.redis_url import arq_worker_connection
@@ -215,9 +216,10 @@ def worker_settings(settings: CallbackSettings) -> dict[str, Any]:
 
 
 def create_worker(settings: CallbackSettings, **overrides: Any) -> Worker:
-    """An arq `Worker` for `settings`; call inside a running event loop."""
+    """An arq `Worker` for `settings` (one that starts a poll's jobs in one round trip,
+    `shared.job_start`); call inside a running event loop."""
     quiet_idle_sweeps()
-    return Worker(**{**worker_settings(settings), **overrides})
+    return LeanWorker(**{**worker_settings(settings), **overrides})
 
 
 def run_worker(settings: CallbackSettings) -> None:

@@ -4,7 +4,8 @@
 in-progress key, `EXISTS` it, `ZSCORE` the job in the queue, then `MULTI`/`PSETEX`/`EXEC`, the
 watch making the check and the mark atomic. A Lua script is atomic by itself, so the same check
 (not in progress, still queued, due) and the same mark (the in-progress key, for arq's
-`in_progress_timeout_s`) are one `EVAL`, and the jobs of one poll go in one pipeline. The rest
+`in_progress_timeout_s`) are one `EVAL`, and the jobs of one poll go in one pipeline (as many
+as there are free slots; then more as slots free up, within the poll's delay). The rest
 is arq's own: reading the job, running it, retrying and finishing it, and the slots
 (`job_counter` and the semaphore) kept as `start_jobs` keeps them.
 
@@ -14,6 +15,8 @@ this start writes, and which jobs it refuses, equal to arq's own on a real Redis
 
 from __future__ import annotations
 
+import asyncio
+from asyncio import FIRST_COMPLETED
 from typing import Any
 
 from arq import Worker
@@ -37,27 +40,45 @@ return score
 
 
 class LeanWorker(Worker):
-    """`arq.Worker` whose `start_jobs` is one `EVAL` a job, one pipeline a poll."""
+    """`arq.Worker` whose `start_jobs` is one `EVAL` a job, one pipeline for as many jobs as
+    there are free slots."""
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        taken: list[str] = []
-        # A slot for each job while there is one, as arq's loop takes them; the semaphore has
-        # a permit more than `max_jobs`, so below `max_jobs` the acquire never waits.
-        for job_id_bytes in job_ids:
-            if self.job_counter >= self.max_jobs:
-                break
+        waiting = [job_id.decode() for job_id in job_ids]
+        while waiting:
+            free = self.max_jobs - self.job_counter
+            if free <= 0:
+                # arq's start spends four round trips a job, in which jobs finish and free
+                # their slots; one that spends one waits for a slot instead, up to a poll's
+                # delay, or a poll would start at most `max_jobs` jobs. What is left is read
+                # again by the next poll.
+                if not await self._slot_freed():
+                    return
+                continue
+            batch, waiting = waiting[:free], waiting[free:]
+            await self._start_batch(batch)
+
+    async def _slot_freed(self) -> bool:
+        running = [task for task in self.tasks.values() if not task.done()]
+        if not running:
+            return self.job_counter < self.max_jobs
+        await asyncio.wait(running, timeout=self.poll_delay_s, return_when=FIRST_COMPLETED)
+        # A task's own callbacks (the slot's release among them) run before `wait` resumes.
+        return self.job_counter < self.max_jobs
+
+    async def _start_batch(self, job_ids: list[str]) -> None:
+        # A slot for each job, as arq's loop takes them; the semaphore has a permit more than
+        # `max_jobs`, so below `max_jobs` the acquire never waits.
+        for _ in job_ids:
             await self.sem.acquire()
             self.job_counter += 1
-            taken.append(job_id_bytes.decode())
-        if not taken:
-            return
         try:
-            scores = await self._start(taken)
+            scores = await self._start(job_ids)
         except BaseException:
-            for _ in taken:
+            for _ in job_ids:
                 self._release_sem_dec_counter_on_complete()
             raise
-        for job_id, score in zip(taken, scores, strict=True):
+        for job_id, score in zip(job_ids, scores, strict=True):
             if not score:
                 # Already running elsewhere, finished, or deferred again: as arq, skip it.
                 self._release_sem_dec_counter_on_complete()

@@ -145,3 +145,22 @@ async def test_two_lean_workers_never_start_the_same_job(redis: ArqRedis) -> Non
     finally:
         for worker, r in zip(workers, ran, strict=True):
             await _finish(worker, r)
+
+
+async def test_a_poll_keeps_starting_jobs_as_slots_free_up(redis: ArqRedis) -> None:
+    """Started in one round trip, a poll's jobs would stop at `max_jobs` a poll (a backlog at
+    `max_jobs` per poll delay); the start waits for a slot instead, as arq's slower start
+    finds one."""
+    jobs = [_job(f"n{i}") for i in range(6)]
+    assert await enqueue_jobs(redis, jobs) == [True] * 6
+    ran = _Ran(redis)
+    ran.release.set()  # every job ends at once
+    worker = _worker(LeanWorker, redis, ran, max_jobs=2)
+
+    ids = await redis.zrangebyscore(redis.default_queue_name, min=float("-inf"), max="+inf")
+    await worker.start_jobs(ids)
+    try:
+        assert len(worker.tasks) == 6
+    finally:
+        await _finish(worker, ran)
+    assert set(ran.marks) == {f"n{i}" for i in range(6)}

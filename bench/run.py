@@ -370,6 +370,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         )
     )
     ceiling = get(r, "notifications.arq_noop_ceiling.jobs_per_second")
+    lean = get(r, "notifications.lean_noop_ceiling.jobs_per_second")
     phases = [k for k in (get(r, "notifications") or {}) if k.startswith("notifications")]
     for phase in phases:
         figures = get(r, f"notifications.{phase}") or {}
@@ -382,7 +383,9 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"poll {_fmt(figures.get('worker_poll_delay_seconds'))} s), gateway answers in "
                 f"{_fmt(figures.get('gateway_delay_ms', 0.0))} ms",
                 _fmt(worker, "/s"),
-                f"{_fmt(vs_ceiling)}x arq no-op ceiling ({_fmt(ceiling, 'jobs/s')})",
+                f"{_fmt(vs_ceiling)}x arq no-op ceiling ({_fmt(ceiling, 'jobs/s')}); "
+                f"{_fmt(_ratio(worker, lean))}x the same with our worker's start "
+                f"({_fmt(lean, 'jobs/s')})",
                 "≥ 0.5x arq no-op ceiling",
                 _met(_cmp(vs_ceiling, ">=", 0.5)),
             )

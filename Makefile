@@ -63,7 +63,7 @@ promtool: $(STAMP)
 lint: $(STAMP) promtool
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared services tests
+	$(BIN)/mypy shared services tests bench
 	$(BIN)/lint-imports
 	$(BIN)/python -m services.callback.catalogs --check
 	$(BIN)/hadolint deploy/Dockerfile

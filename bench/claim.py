@@ -139,9 +139,9 @@ async def _explain(sessions: Any, settings: CallbackSettings, agent_id: str) -> 
             .limit(1)
             .with_for_update(skip_locked=True)
         )
-        compiled = statement.compile(
-            dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
-        )
+        # SQLAlchemy declares the re-exported dialect class without types.
+        dialect: Any = postgresql.dialect()  # type: ignore[no-untyped-call]
+        compiled = statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True})
         plan = await session.execute(text(f"EXPLAIN (ANALYZE, COSTS OFF) {compiled}"))
         lines = [str(row[0]) for row in plan]
         await session.rollback()

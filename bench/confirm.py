@@ -208,7 +208,9 @@ def main() -> None:
     # As the worker logs (JSON at INFO), the lines thrown away: their cost is the worker's too.
     level = os.environ.get("BENCH_LOG_LEVEL", "INFO")
     configure_logging(level=level, json=True, process="bench.confirm")
-    logging.getLogger().handlers[0].setStream(open(os.devnull, "w"))
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(open(os.devnull, "w"))
     admin = admin_url()
     name = f"ringback_bench_{secrets.token_hex(4)}"
     asyncio.run(_admin(admin, f'CREATE DATABASE "{name}"'))

@@ -127,7 +127,7 @@ async def redis_bytes_per_job(redis_url: str) -> float:
         default_queue_name=queue,
     )
     try:
-        before = (await redis.info("memory"))["used_memory"]
+        before = int((await redis.info("memory"))["used_memory"])
         for _ in range(QUEUED_JOBS):
             notification = new_id()
             await redis.enqueue_job(
@@ -136,7 +136,7 @@ async def redis_bytes_per_job(redis_url: str) -> float:
                 traceparent="00-" + "0" * 32 + "-" + "0" * 16 + "-01",
                 _job_id=f"notify:{notification}",
             )
-        after = (await redis.info("memory"))["used_memory"]
+        after = int((await redis.info("memory"))["used_memory"])
         keys = [key async for key in redis.scan_iter(match="arq:job:notify:*", count=1000)]
         for start in range(0, len(keys), 1000):
             await redis.delete(*keys[start : start + 1000])

@@ -376,6 +376,12 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         figures = get(r, f"notifications.{phase}") or {}
         worker = figures.get("notifications_per_second")
         vs_ceiling = _ratio(worker, ceiling)
+        vs_lean = _ratio(worker, lean)
+        # The verdict is against the higher ceiling: arq's own start spends four round trips
+        # a job one after another, so on a slow machine its ceiling falls below what the
+        # framework does with the start our worker runs, and a ratio to it alone would read
+        # "met" without our jobs getting any cheaper.
+        strictest = min((x for x in (vs_ceiling, vs_lean) if x is not None), default=None)
         out.append(
             (
                 "Worker: notifications/s, one process "
@@ -384,10 +390,10 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
                 f"{_fmt(figures.get('gateway_delay_ms', 0.0))} ms",
                 _fmt(worker, "/s"),
                 f"{_fmt(vs_ceiling)}x arq no-op ceiling ({_fmt(ceiling, 'jobs/s')}); "
-                f"{_fmt(_ratio(worker, lean))}x the same with our worker's start "
+                f"{_fmt(vs_lean)}x the same with our worker's start "
                 f"({_fmt(lean, 'jobs/s')})",
-                "≥ 0.5x arq no-op ceiling",
-                _met(_cmp(vs_ceiling, ">=", 0.5)),
+                "≥ 0.5x arq no-op ceiling (the higher of the two)",
+                _met(_cmp(strictest, ">=", 0.5)),
             )
         )
     offer99 = get(r, "offer.ms.p99")

@@ -9,7 +9,8 @@ On a scratch database and a Redis database index of its own:
    their jobs, starts `ringback worker` against the loopback SMS gateway (bench/sms_gateway.py,
    a process of its own answering 202 at once) and waits until every row is `sent`. The rate
    is counted between the first and the last SMS arriving at the gateway (worker start-up
-   excluded); the rate including start-up is reported too.
+   excluded); the rate including start-up is reported too, and the worker's CPU per
+   notification over the same window (`worker_cpu_ms_per_notification`, from /proc).
 2. `arq_noop_ceiling`: the same number of jobs under the same name, serializer, `max_jobs`,
    `poll_delay`, timeouts and `keep_result` (callback's `worker_settings`), but the function
    does nothing; one arq worker process in burst mode. Its rate, counted the same way (first to
@@ -46,6 +47,7 @@ from common import (
     ROOT,
     SERVICE_PYTHON,
     base_env,
+    cpu_seconds,
     results_path,
     scratch_database,
     scratch_redis,
@@ -167,7 +169,12 @@ def measure_worker(
         began = time.monotonic()
         worker = spawn("worker", env, logs)
         try:
-            arrived = gateway.wait_for(count, timeout=max(120.0, count / 5))
+            # The worker's CPU from its first send to its last: start-up left out, as the
+            # rate leaves it out. CPU time holds on a noisy machine where the rate does not.
+            gateway.wait_for(1, timeout=120.0, every=0.02)
+            cpu_at_first = cpu_seconds(worker.pid)
+            arrived = gateway.wait_for(count, timeout=max(120.0, count / 5), every=0.02)
+            cpu_at_last = cpu_seconds(worker.pid)
             ended = time.monotonic()
             # The row is marked `sent` once the gateway's answer is back: give it a moment.
             sent = asyncio.run(sent_count(settings))
@@ -189,6 +196,9 @@ def measure_worker(
         "notifications_per_second": round(steady, 1),
         "seconds_including_worker_start": round(ended - began, 3),
         "notifications_per_second_including_start": round(arrived / (ended - began), 1),
+        "worker_cpu_ms_per_notification": round(
+            (cpu_at_last - cpu_at_first) * 1000 / max(arrived - 1, 1), 3
+        ),
         "worker_max_jobs": settings.worker_max_jobs,
         "worker_poll_delay_seconds": settings.worker_poll_delay_seconds,
         "gateway_delay_ms": delay_ms,

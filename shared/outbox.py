@@ -209,6 +209,7 @@ def insert_rows(
     *,
     when: ColumnElement[bool] | None = None,
     extra: Sequence[str] = (),
+    positions: Select[Any] | None = None,
 ) -> Insert:
     """`INSERT` of the rows in `rows_params`, in their order, `RETURNING id`; to run as a CTE.
 
@@ -218,6 +219,8 @@ def insert_rows(
     `when`: a condition of the enclosing statement; no row is written unless it holds.
     `extra`: the model's own text columns beyond the outbox's (a webhook delivery's endpoint),
     one value per row, passed to `rows_params` too.
+    `positions`: a select of 1-based positions in the arrays; only the rows there are written
+    (each send of a batch marked `sent` writes its own event).
     """
     table = _table(model)
     per_row_columns = (*_PER_ROW_COLUMNS, *extra)
@@ -239,6 +242,8 @@ def insert_rows(
     rows = select(*(values[name] for name in names)).order_by(arrays.c.n)
     if when is not None:
         rows = rows.where(when)
+    if positions is not None:
+        rows = rows.where(arrays.c.n.in_(positions))
     return table.insert().from_select(names, rows).returning(table.c.id)
 
 

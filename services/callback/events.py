@@ -225,10 +225,11 @@ async def message_result(
 
 
 def message_result_row(
-    *, message: SentMessage, callback: MessageOwner | None, sent: bool
+    *, message: SentMessage, callback: MessageOwner | None, sent: bool, now: datetime | None = None
 ) -> dict[str, Any]:
     """The outbox row (`shared.outbox.row_values`) of a message's `notification_sent` or
-    `notification_failed` event, for a statement that writes it along with the result."""
+    `notification_failed` event, for a statement that writes it along with the result.
+    `now`: the result's time (rows written in one statement share it)."""
     channel = Channel(message.channel)
     is_sms = message.channel == NotificationChannel.SMS
     what = f"{message.kind.capitalize()} {'SMS' if is_sms else 'email'}"
@@ -252,7 +253,12 @@ def message_result_row(
         summary=f"{what} sent" if sent else f"{what} could not be delivered",
         data=data,
         subject_id=callback.callback_id if callback is not None else None,
+        occurred_at=now,
     )
     return row_values(
-        destination="history", path="/v1/events", payload=event, ordering_key=ordering_key
+        destination="history",
+        path="/v1/events",
+        payload=event,
+        ordering_key=ordering_key,
+        now=now,
     )

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    Text,
     TextClause,
     and_,
     bindparam,
@@ -1012,7 +1013,9 @@ async def add_notifications(session: AsyncSession, rows: Sequence[Notification])
 _CLAIMED = (
     update(_notifications)
     .where(
-        _notifications.c.id == bindparam("notification_id"),
+        # Any number of sends in one statement: the worker's concurrent jobs claim together
+        # (`tasks.WorkerState.claims`).
+        _notifications.c.id == func.any(bindparam("notification_ids", type_=ARRAY(Text))),
         send_rule.due_condition(_notifications, _callbacks, due_by=bindparam("due_by")),
     )
     .values(
@@ -1050,18 +1053,28 @@ _CLAIM_DUE = select(
 _FAST_CLAIM_DUE = fast_sql.Statement.of(_CLAIM_DUE)
 
 
+# The sends to mark, one array per field; `n` is each one's position, which names its event.
+_SENT = (
+    func.unnest(
+        bindparam("sent_ids", type_=ARRAY(Text)),
+        bindparam("sent_attempts", type_=ARRAY(Integer)),
+        bindparam("sent_message_ids", type_=ARRAY(Text)),
+    )
+    .table_valued("id", "attempt", "message_id", with_ordinality="n")
+    .render_derived(name="result")
+)
 _MARKED_SENT = (
     update(_notifications)
     .where(
-        _notifications.c.id == bindparam("notification_id"),
+        _notifications.c.id == _SENT.c.id,
         _notifications.c.status == NotificationStatus.SENDING,
-        _notifications.c.attempts == bindparam("attempt"),
+        _notifications.c.attempts == _SENT.c.attempt,
     )
     .values(
         status=NotificationStatus.SENT,
         sent_at=bindparam("now"),
         updated_at=bindparam("now"),
-        provider_message_id=bindparam("message_id"),
+        provider_message_id=_SENT.c.message_id,
         last_error=None,
     )
     .returning(
@@ -1072,18 +1085,20 @@ _MARKED_SENT = (
         _notifications.c.recipient,
         _notifications.c.attempts,
         _notifications.c.provider,
+        _SENT.c.n,
     )
     .cte("sent")
 )
-# `sent`, and the event of it (`events.message_result_row`) with its NOTIFY, in one statement:
-# in autocommit one round trip where a transaction of its own took four.
+# `sent`, and the event of each send marked (`events.message_result_row`, at the same
+# position) with one NOTIFY, in one statement: in autocommit one round trip where a
+# transaction of its own took four, for any number of sends.
 _MARK_SENT_AND_TELL: Select[Any] = select(
     _MARKED_SENT.c.id,
     _MARKED_SENT.c.channel,
     _MARKED_SENT.c.provider,
     notify_once(
         CallbackOutbox,
-        insert_rows(CallbackOutbox, when=exists(select(_MARKED_SENT.c.id))).cte("new_rows"),
+        insert_rows(CallbackOutbox, positions=select(_MARKED_SENT.c.n)).cte("new_rows"),
     )
     .scalar_subquery()
     .label("notified"),
@@ -1096,27 +1111,29 @@ async def add_outbox_row(session: AsyncSession, values: dict[str, Any]) -> None:
     await add_rows(session, CallbackOutbox, [values])
 
 
-async def claim_due_notification(
+async def claim_due_notifications(
     conn: AsyncConnection,
-    notification_id: str,
+    notification_ids: Sequence[str],
     *,
     now: datetime,
     due_by: datetime,
     lease_until: datetime,
     sms_provider: str,
     email_provider: str,
-) -> Record | None:
-    """Take the send of a plainly due notification in one statement: checked and marked together.
+) -> dict[str, Record]:
+    """Take the sends of plainly due notifications in one statement: checked and marked together.
 
-    Run it in autocommit: the row is `sending` and committed when this returns. The row lock
-    makes a race safe (the loser re-checks the row as it now is, and matches nothing). None
-    means the row is missing, done, not due, held or out of tries: `lock_notification` tells.
+    Run it in autocommit: the rows are `sending` and committed when this returns. The row locks
+    make a race safe (the loser re-checks a row as it now is, and matches nothing). An id
+    missing from the answer is missing, done, not due, held or out of tries:
+    `lock_notification` tells.
     """
     rows = await fast_sql.run(
         conn,
         _FAST_CLAIM_DUE,
         {
-            "notification_id": notification_id,
+            # Sorted: two claims that share ids lock them in one order.
+            "notification_ids": sorted(notification_ids),
             "due_by": due_by,
             "lease_until": lease_until,
             "now": now,
@@ -1124,35 +1141,42 @@ async def claim_due_notification(
             "email_provider": email_provider,
         },
     )
-    return rows[0] if rows else None
+    return {row["id"]: row for row in rows}
 
 
-async def mark_notification_sent(
-    db: AsyncConnection | AsyncSession,
-    notification_id: str,
-    *,
-    attempt: int,
-    message_id: str | None,
-    now: datetime,
-    event: dict[str, Any],
-) -> Record | None:
-    """`sending` → `sent` if this attempt still holds the send, and its `event` (an outbox
-    row) written with it; neither if not.
+@dataclass(frozen=True, slots=True)
+class SentResult:
+    """A send to mark `sent`: the attempt that made it, the provider's id, and its event."""
 
-    None: the lease ran out and another job took the send over (or an erasure cancelled it).
+    notification_id: str
+    attempt: int
+    message_id: str | None
+    event: dict[str, Any]
+
+
+async def mark_notifications_sent(
+    db: AsyncConnection | AsyncSession, results: Sequence[SentResult], *, now: datetime
+) -> dict[str, Record]:
+    """`sending` → `sent` for each send whose attempt still holds it, with its `event` (an
+    outbox row) written with it; neither for the others. Keyed by notification id.
+
+    An id missing from the answer: its lease ran out and another job took the send over (or
+    an erasure cancelled it).
     """
+    if not results:
+        return {}
     params = {
-        "notification_id": notification_id,
-        "attempt": attempt,
-        "message_id": message_id,
+        "sent_ids": [result.notification_id for result in results],
+        "sent_attempts": [result.attempt for result in results],
+        "sent_message_ids": [result.message_id for result in results],
         "now": now,
-        **rows_params(CallbackOutbox, [event]),
+        **rows_params(CallbackOutbox, [result.event for result in results]),
     }
     if isinstance(db, AsyncSession):
         rows = await fast_sql.fetch(db, _FAST_MARK_SENT_AND_TELL, params)
     else:
         rows = await fast_sql.run(db, _FAST_MARK_SENT_AND_TELL, params)
-    return rows[0] if rows else None
+    return {row["id"]: row for row in rows}
 
 
 async def due_notifications(session: AsyncSession, *, now: datetime, limit: int) -> Sequence[str]:

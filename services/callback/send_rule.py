@@ -1,6 +1,6 @@
 """When the worker may send a notification: one rule, read by its SQL and by its careful path.
 
-The worker claims a send in one autocommitted statement (`repository.claim_due_notification`,
+The worker claims a send in one autocommitted statement (`repository.claim_due_notifications`,
 whose WHERE is `due_condition`); whatever that statement leaves, `tasks._claim_carefully`
 looks at under a row lock and explains with `decide`. Both read the declarations below, and
 `tests/callback/test_send_rule.py` runs every combination through both and compares.

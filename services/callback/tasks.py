@@ -14,6 +14,7 @@ import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import httpx
@@ -22,7 +23,7 @@ from arq import Retry
 from arq.connections import ArqRedis
 from asyncpg import Record
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.callback import agents, creation, events, repository, survey
 from services.callback.dialers.base import PhoneDialer
@@ -40,6 +41,7 @@ from services.callback.senders.base import (
 )
 from services.callback.settings import CallbackSettings
 from shared.backoff import backoff_seconds
+from shared.coalesce import Coalescer
 from shared.db import commit, utcnow
 from shared.tracing import start_span
 from shared.vocabulary import NotificationChannel, NotificationStatus
@@ -120,6 +122,10 @@ class WorkerState:
     depth_task: asyncio.Task[None] | None = None
     # The same pool, for single statements that commit by themselves (the claim).
     autocommit: AsyncEngine = field(init=False)
+    # Concurrent jobs' claims, and their sends' results, each written by one statement for
+    # all that arrived while the one before ran (`shared.coalesce`).
+    claims: Coalescer[str, Record | None] = field(init=False)
+    marks: Coalescer[_Sent, Record | None] = field(init=False)
 
     # A job's own metrics, made once per process: arq hands each job run a fresh copy of
     # `ctx`, so metrics kept there would be registered again (and refused) on the next run.
@@ -127,6 +133,9 @@ class WorkerState:
 
     def __post_init__(self) -> None:
         self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Two in flight: one statement waiting on a row lock does not hold up every send.
+        self.claims = Coalescer(partial(_claim_batch, self), in_flight=2)
+        self.marks = Coalescer(partial(_mark_sent_batch, self), in_flight=2)
 
     def job_metrics(self, kind: Callable[[CollectorRegistry], _M]) -> _M:
         """The metrics `kind` makes in this worker's registry, made on first use."""
@@ -193,22 +202,13 @@ async def _claim(state: WorkerState, notification_id: str) -> _Claim | str:
 
 
 async def _claim_if_due(state: WorkerState, notification_id: str) -> _Claim | None:
-    """The common case in one autocommitted statement: a queued or failed row that is due.
+    """The common case in one autocommitted statement (with the claims of this worker's other
+    jobs that arrive meanwhile): a queued or failed row that is due.
 
     Anything else (missing, done, early, held, out of tries, a reminder whose callback moved)
     is None, for `_claim_carefully` to look at under a row lock.
     """
-    now = utcnow()
-    async with state.autocommit.connect() as conn:
-        row = await repository.claim_due_notification(
-            conn,
-            notification_id,
-            now=now,
-            due_by=now + _EARLY_TOLERANCE,
-            lease_until=now + timedelta(seconds=state.settings.notification_lease_seconds),
-            sms_provider=state.sms.name,
-            email_provider=state.email.name,
-        )
+    row = await state.claims.submit(notification_id)
     if row is None:
         return None
     owner = None
@@ -231,6 +231,24 @@ async def _claim_if_due(state: WorkerState, notification_id: str) -> _Claim | No
         kind=row["kind"],
         owner=owner,
     )
+
+
+async def _claim_batch(state: WorkerState, notification_ids: Sequence[str]) -> list[Record | None]:
+    """The claims of concurrent jobs in one autocommitted statement; each row to one job."""
+    now = utcnow()
+    async with state.autocommit.connect() as conn:
+        claimed = await repository.claim_due_notifications(
+            conn,
+            notification_ids,
+            now=now,
+            due_by=now + _EARLY_TOLERANCE,
+            lease_until=now + timedelta(seconds=state.settings.notification_lease_seconds),
+            sms_provider=state.sms.name,
+            email_provider=state.email.name,
+        )
+    # Two jobs asking for one id (a re-run beside the first run): the first holds the claim,
+    # the second finds the row held, as it would have one statement later.
+    return [claimed.pop(notification_id, None) for notification_id in notification_ids]
 
 
 def _owner(
@@ -305,7 +323,7 @@ def take(
     now: datetime,
     lease_until: datetime,
 ) -> _Claim:
-    """Claim `row` for a send by this job, in Python: what `repository.claim_due_notification`
+    """Claim `row` for a send by this job, in Python: what `repository.claim_due_notifications`
     writes in SQL (tests/callback/test_send_rule.py holds the two equal). The caller writes the
     row and commits before the provider is called."""
     row.status = NotificationStatus.SENDING
@@ -380,8 +398,16 @@ async def _record(state: WorkerState, claim: _Claim, outcome: SendResult | SendE
     return await _record_failure(state, claim, outcome)
 
 
-async def _record_sent(state: WorkerState, claim: _Claim, outcome: SendResult) -> str:
-    """`sent` and its `notification_sent` event, written together in one statement."""
+@dataclass(frozen=True, slots=True)
+class _Sent:
+    """A send the provider took, to be marked `sent`."""
+
+    claim: _Claim
+    outcome: SendResult
+
+
+def _sent_result(sent: _Sent, now: datetime) -> repository.SentResult:
+    claim = sent.claim
     message = events.SentMessage(
         notification_id=claim.notification_id,
         kind=claim.kind,
@@ -389,29 +415,40 @@ async def _record_sent(state: WorkerState, claim: _Claim, outcome: SendResult) -
         attempts=claim.attempt,
         recipient=claim.recipient,
     )
-    event = events.message_result_row(message=message, callback=claim.owner, sent=True)
+    return repository.SentResult(
+        notification_id=claim.notification_id,
+        attempt=claim.attempt,
+        message_id=sent.outcome.message_id,
+        event=events.message_result_row(message=message, callback=claim.owner, sent=True, now=now),
+    )
+
+
+async def _mark_sent_batch(state: WorkerState, sends: Sequence[_Sent]) -> list[Record | None]:
+    """Concurrent jobs' sends marked `sent`, with their events, in one autocommitted statement."""
     now = utcnow()
+    results = [_sent_result(sent, now) for sent in sends]
+    async with state.autocommit.connect() as conn:
+        marked = await repository.mark_notifications_sent(conn, results, now=now)
+    return [marked.pop(sent.claim.notification_id, None) for sent in sends]
 
-    async def mark(db: AsyncConnection | AsyncSession) -> Record | None:
-        return await repository.mark_notification_sent(
-            db,
-            claim.notification_id,
-            attempt=claim.attempt,
-            message_id=outcome.message_id,
-            now=now,
-            event=event,
-        )
 
+async def _record_sent(state: WorkerState, claim: _Claim, outcome: SendResult) -> str:
+    """`sent` and its `notification_sent` event, written together in one statement."""
+    sent = _Sent(claim, outcome)
+    row: Record | None
     if claim.kind == NotificationKind.SURVEY:
         # A survey's send starts its reply window: written in the same transaction.
+        now = utcnow()
         async with state.sessions() as session:
-            row = await mark(session)
+            marked = await repository.mark_notifications_sent(
+                session, [_sent_result(sent, now)], now=now
+            )
+            row = marked.get(claim.notification_id)
             if row is not None:
                 await survey.sent(session, notification_id=row["id"], now=utcnow())
             await session.commit()
     else:
-        async with state.autocommit.connect() as conn:
-            row = await mark(conn)
+        row = await state.marks.submit(sent)
     if row is None:
         # Our lease ran out and another job took over (or an erasure cancelled the send):
         # its outcome is the one that counts.

@@ -87,19 +87,18 @@ async def test_the_claim_statement_and_the_careful_path_agree(
         and row.status in STARTABLE
         for row in rows
     }
-    claimed = {}
     async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
-        for row in rows:
-            result = await repository.claim_due_notification(
-                conn,
-                row.id,
-                now=now,
-                due_by=due_by,
-                lease_until=now + timedelta(minutes=1),
-                sms_provider="http",
-                email_provider="smtp",
-            )
-            claimed[row.id] = result is not None
+        # The whole grid in one statement, as a busy worker claims its jobs' sends together.
+        taken = await repository.claim_due_notifications(
+            conn,
+            [row.id for row in rows],
+            now=now,
+            due_by=due_by,
+            lease_until=now + timedelta(minutes=1),
+            sms_provider="http",
+            email_provider="smtp",
+        )
+    claimed = {row.id: row.id in taken for row in rows}
 
     disagreements = [
         (row.status, row.kind, callbacks[row.callback_id], row.next_attempt_at - now, row.attempts)
@@ -160,16 +159,16 @@ async def test_a_claim_writes_the_same_in_sql_and_in_python(
         await session.commit()
     async with engine.execution_options(isolation_level="AUTOCOMMIT").connect() as conn:
         for in_sql, _ in pairs:
-            claimed = await repository.claim_due_notification(
+            claimed = await repository.claim_due_notifications(
                 conn,
-                in_sql.id,
+                [in_sql.id],
                 now=now,
                 due_by=now,
                 lease_until=lease_until,
                 sms_provider="http",
                 email_provider="smtp",
             )
-            assert claimed is not None
+            assert in_sql.id in claimed
     for _, in_python in pairs:
         provider = "http" if in_python.channel == NotificationChannel.SMS else "smtp"
         take(in_python, None, provider=provider, now=now, lease_until=lease_until)

@@ -34,7 +34,7 @@ SEEDED_OUTBOX_ID = 9001
 _WRITTEN = ("id", "attempts", "last_error", "available_at", "delivered_at", "dead_at", "payload")
 
 
-def _outbox_row() -> dict[str, Any]:
+def _outbox_row(count: int = 1) -> dict[str, Any]:
     return rows_params(
         CallbackOutbox,
         [
@@ -45,7 +45,8 @@ def _outbox_row() -> dict[str, Any]:
                 ordering_key=PHONE,
                 now=NOW,
             )
-        ],
+        ]
+        * count,
     )
 
 
@@ -101,7 +102,7 @@ CASES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     "a due send claimed": lambda: (
         repository._CLAIM_DUE,
         {
-            "notification_id": "n-1",
+            "notification_ids": ["n-1", "n-2"],
             "due_by": NOW,
             "lease_until": NOW + timedelta(minutes=2),
             "now": NOW,
@@ -131,7 +132,13 @@ CASES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
     ),
     "sent, and its event": lambda: (
         repository._MARK_SENT_AND_TELL,
-        {"notification_id": "n-1", "attempt": 1, "message_id": "m-1", "now": NOW, **_outbox_row()},
+        {
+            "sent_ids": ["n-1", "n-2"],
+            "sent_attempts": [1, 2],
+            "sent_message_ids": ["m-1", None],
+            "now": NOW,
+            **_outbox_row(2),
+        },
     ),
     "webhook deliveries done": lambda: (
         webhook_delivery._DELIVERED,

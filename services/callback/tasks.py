@@ -133,9 +133,12 @@ class WorkerState:
 
     def __post_init__(self) -> None:
         self.autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        # Two in flight: one statement waiting on a row lock does not hold up every send.
-        self.claims = Coalescer(partial(_claim_batch, self), in_flight=2)
-        self.marks = Coalescer(partial(_mark_sent_batch, self), in_flight=2)
+        # One statement in flight, so the next takes everything that arrived meanwhile: at
+        # two, batches were half the size and a send cost 15-25% more CPU (bench/RESULTS.md).
+        # A statement that waits on a row lock holds the others up only while the holder's
+        # transaction lasts, and every transaction that locks a notification is short.
+        self.claims = Coalescer(partial(_claim_batch, self))
+        self.marks = Coalescer(partial(_mark_sent_batch, self))
 
     def job_metrics(self, kind: Callable[[CollectorRegistry], _M]) -> _M:
         """The metrics `kind` makes in this worker's registry, made on first use."""

@@ -382,13 +382,14 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
         # framework does with the start our worker runs, and a ratio to it alone would read
         # "met" without our jobs getting any cheaper.
         strictest = min((x for x in (vs_ceiling, vs_lean) if x is not None), default=None)
+        cpu = figures.get("worker_cpu_ms_per_notification")
         out.append(
             (
                 "Worker: notifications/s, one process "
                 f"(max_jobs {_fmt(figures.get('worker_max_jobs'))}, "
                 f"poll {_fmt(figures.get('worker_poll_delay_seconds'))} s), gateway answers in "
                 f"{_fmt(figures.get('gateway_delay_ms', 0.0))} ms",
-                _fmt(worker, "/s"),
+                _fmt(worker, "/s") + (f"; worker CPU {_fmt(cpu, 'ms')} each" if cpu else ""),
                 f"{_fmt(vs_ceiling)}x arq no-op ceiling ({_fmt(ceiling, 'jobs/s')}); "
                 f"{_fmt(vs_lean)}x the same with our worker's start "
                 f"({_fmt(lean, 'jobs/s')})",

@@ -1132,8 +1132,7 @@ async def claim_due_notifications(
         conn,
         _FAST_CLAIM_DUE,
         {
-            # Sorted: two claims that share ids lock them in one order.
-            "notification_ids": sorted(notification_ids),
+            "notification_ids": list(notification_ids),
             "due_by": due_by,
             "lease_until": lease_until,
             "now": now,

@@ -446,7 +446,8 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             f"Booking: {_fmt(get(r, 'booking.attempts'))} concurrent attempts, "
             f"{_fmt(get(r, 'booking.slots'))} slots x {_fmt(get(r, 'booking.capacity_per_slot'))}",
             f"{_fmt(attempts, 'attempts/s')}; overbooked {_fmt(over_booked)}",
-            f"seats match callbacks: {_fmt(get(r, 'booking.seats_match_callbacks'))}",
+            f"seats match callbacks: {_fmt(get(r, 'booking.seats_match_callbacks'))}; "
+            f"{_fmt(get(r, 'booking.service_cpu_ms_per_attempt'), 'ms')} service CPU per attempt",
             "≥ 1,000/s, 0 overbooked",
             _met(booking_ok),
         )

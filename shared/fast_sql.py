@@ -27,6 +27,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.expression import Executable
 
 _DIALECT = asyncpg_dialect()  # type: ignore[no-untyped-call]
+DIALECT = _DIALECT  # for the modules that compile from the same declarations (fast_load)
 
 Processor = Callable[[Any], Any]
 _REQUIRED = object()

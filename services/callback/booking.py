@@ -19,6 +19,7 @@ from services.callback.models import Callback, NotificationKind
 from services.callback.schemas import SlotList, SlotOut
 from services.callback.settings import CallbackSettings
 from services.callback.templates import window_phrase
+from shared import fast_update
 from shared.contracts import Language
 from shared.db import utcnow
 from shared.errors import Conflict, NotFound
@@ -204,9 +205,11 @@ async def book_earliest(
 async def take_pencilled_seat(session: AsyncSession, callback: Callback, slot: Slot) -> None:
     """Take the seat `book_earliest(seat_last=True)` pencilled in; `SeatGone` if the slot filled.
 
-    The callback's own row is written first, so that nothing but COMMIT follows the seat.
+    The callback's own row is written first, so that nothing but COMMIT follows the seat
+    (without the ORM's flush: the job's last statement through it).
     """
-    await session.flush()
+    await fast_update.write_changes(session, callback)
+    await session.flush()  # anything else the job added (a refusal's row): usually nothing
     taken = await repository.take_seat(
         session, queue=callback.queue, start=slot.start, end=slot.end, capacity=slot.capacity
     )

@@ -1,0 +1,117 @@
+"""Whole mapped rows read on asyncpg directly, and made the session's objects as the ORM would.
+
+An ORM `select(Callback, Queue)` costs about a millisecond of CPU on a slow core before its
+round trip: the compiled-cache key, the ORM's compile state, an execution context, a result,
+and a loading context building each object (bench/RESULTS.md, issue #21). The booking job and
+every booking attempt lock their callback this way, and most attempts are refused, so that
+millisecond is most of a refusal's CPU.
+
+`Load.of(statement)` takes the ORM statement as declared, once, and runs the same SQL through
+`shared.fast_sql`: the same FROM, WHERE and `FOR UPDATE OF`, the entities' columns as the ORM
+selects them (deferred ones left out). Each row becomes the entities' objects the way the ORM's
+own loader makes them: a new instance's attributes written as loaded (no validators, no
+history), its identity key set, and the object attached to the session as persistent, so a
+change to it is flushed as an UPDATE at commit. An object the session holds already is
+refreshed in place, as `populate_existing` does. Relationships are left unloaded, as a plain
+load leaves them. `tests/shared/test_fast_load.py` holds the two ways equal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Column, Select, inspect
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+
+from shared import fast_sql
+from shared.fast_sql import Processor
+
+
+@dataclass(frozen=True, slots=True)
+class _Entity:
+    """Where one entity's columns sit in a row, and how each becomes its attribute."""
+
+    mapper: Mapper[Any]
+    start: int
+    keys: tuple[str, ...]
+    processors: tuple[Processor | None, ...]
+    primary_key: tuple[int, ...]  # positions within `keys`
+
+    def materialise(self, session: Session, record: asyncpg.Record) -> Any | None:
+        values = [record[self.start + i] for i in range(len(self.keys))]
+        for i, process in enumerate(self.processors):
+            if process is not None and values[i] is not None:
+                values[i] = process(values[i])
+        identity = tuple(values[i] for i in self.primary_key)
+        if all(value is None for value in identity):
+            return None  # an outer join that found no row
+        held = session.identity_map.get(self.mapper.identity_key_from_primary_key(identity))
+        if held is not None:
+            # `populate_existing`: the row as read now, whatever the object held before.
+            for key, value in zip(self.keys, values, strict=True):
+                set_committed_value(held, key, value)
+            return held
+        instance = self.mapper.class_manager.new_instance()
+        # As the ORM's loader does: the values straight into the instance's dict, so no
+        # validator runs and no attribute has history.
+        instance.__dict__.update(zip(self.keys, values, strict=True))
+        make_transient_to_detached(instance)
+        # It marks what was not written expired; the ORM's load leaves a deferred column
+        # unloaded instead (its own loader reads it when asked).
+        inspect(instance).expired_attributes.clear()
+        session.add(instance)
+        return instance
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """An ORM SELECT of whole entities, compiled once for asyncpg."""
+
+    statement: fast_sql.Statement
+    entities: tuple[_Entity, ...]
+
+    @classmethod
+    def of(cls, statement: Select[*tuple[Any, ...]]) -> Load:
+        """`statement` selects mapped entities only (`select(A, B)...`); its FROM, WHERE,
+        ordering and locking are kept, its columns become each entity's loaded columns."""
+        columns: list[Column[Any]] = []
+        entities = []
+        for description in statement.column_descriptions:
+            entity = description.get("entity")
+            if entity is None or description.get("expr") is not entity:
+                raise ValueError(f"{description['name']!r} is not a whole entity")
+            mapper: Mapper[Any] = inspect(entity)
+            attributes = [p for p in mapper.column_attrs if not p.deferred]
+            own: list[Column[Any]] = [p.columns[0] for p in attributes]  # type: ignore[misc]
+            entities.append(
+                _Entity(
+                    mapper=mapper,
+                    start=len(columns),
+                    keys=tuple(p.key for p in attributes),
+                    processors=tuple(_result_processor(c) for c in own),
+                    primary_key=tuple(own.index(c) for c in mapper.primary_key),  # type: ignore[arg-type]
+                )
+            )
+            columns += own
+        compiled = fast_sql.Statement.of(statement.with_only_columns(*columns))
+        return cls(compiled, tuple(entities))
+
+    async def rows(
+        self, session: AsyncSession, params: Mapping[str, Any]
+    ) -> list[tuple[Any | None, ...]]:
+        """Each row's objects, in the statement's entity order (None: an outer join's miss)."""
+        records: Sequence[asyncpg.Record] = await fast_sql.fetch(session, self.statement, params)
+        sync = session.sync_session
+        return [tuple(e.materialise(sync, r) for e in self.entities) for r in records]
+
+
+def _result_processor(column: Column[Any]) -> Processor | None:
+    processor: Processor | None = column.type.dialect_impl(fast_sql.DIALECT).result_processor(
+        fast_sql.DIALECT, None
+    )
+    return processor

@@ -25,8 +25,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy import Column, Select, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapper, Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import InstanceState, Mapper, Session
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 from shared import fast_sql
 from shared.fast_sql import Processor
@@ -50,21 +50,25 @@ class _Entity:
         identity = tuple(values[i] for i in self.primary_key)
         if all(value is None for value in identity):
             return None  # an outer join that found no row
-        held = session.identity_map.get(self.mapper.identity_key_from_primary_key(identity))
+        key = self.mapper.identity_key_from_primary_key(identity)
+        held = session.identity_map.get(key)
         if held is not None:
             # `populate_existing`: the row as read now, whatever the object held before.
-            for key, value in zip(self.keys, values, strict=True):
-                set_committed_value(held, key, value)
+            for name, value in zip(self.keys, values, strict=True):
+                set_committed_value(held, name, value)
             return held
+        # What the ORM's loader does for a row it has not seen (`loading._instance`): a new
+        # instance with its identity, put in the identity map as persistent, the values
+        # straight into its dict (no validator runs, no attribute has history). The public
+        # way there (`make_transient_to_detached`, then `Session.add`) cost more than the
+        # ORM's whole load: it expires what was not written, then walks the cascades.
         instance = self.mapper.class_manager.new_instance()
-        # As the ORM's loader does: the values straight into the instance's dict, so no
-        # validator runs and no attribute has history.
-        instance.__dict__.update(zip(self.keys, values, strict=True))
-        make_transient_to_detached(instance)
-        # It marks what was not written expired; the ORM's load leaves a deferred column
-        # unloaded instead (its own loader reads it when asked).
-        inspect(instance).expired_attributes.clear()
-        session.add(instance)
+        state: InstanceState[Any] = instance_state(instance)
+        state.key = key
+        state.identity_token = None
+        state.session_id = session.hash_key
+        session.identity_map._add_unpresent(state, key)  # type: ignore[attr-defined]
+        state.dict.update(zip(self.keys, values, strict=True))
         return instance
 
 

@@ -67,7 +67,7 @@ class _Entity:
         state.key = key
         state.identity_token = None
         state.session_id = session.hash_key
-        session.identity_map._add_unpresent(state, key)  # type: ignore[attr-defined]
+        session.identity_map._add_unpresent(state, key)
         state.dict.update(zip(self.keys, values, strict=True))
         return instance
 

@@ -41,13 +41,16 @@ class _Entity:
     keys: tuple[str, ...]
     processors: tuple[Processor | None, ...]
     primary_key: tuple[int, ...]  # positions within `keys`
+    processed: bool  # any column whose value SQLAlchemy would change on the way out
 
-    def materialise(self, session: Session, record: asyncpg.Record) -> Any | None:
-        values = [record[self.start + i] for i in range(len(self.keys))]
-        for i, process in enumerate(self.processors):
-            if process is not None and values[i] is not None:
-                values[i] = process(values[i])
-        identity = tuple(values[i] for i in self.primary_key)
+    def materialise(self, session: Session, row: tuple[Any, ...]) -> Any | None:
+        values = row[self.start : self.start + len(self.keys)]
+        if self.processed:
+            values = tuple(
+                v if process is None or v is None else process(v)
+                for v, process in zip(values, self.processors, strict=True)
+            )
+        identity = tuple([values[i] for i in self.primary_key])
         if all(value is None for value in identity):
             return None  # an outer join that found no row
         key = self.mapper.identity_key_from_primary_key(identity)
@@ -92,12 +95,14 @@ class Load:
             mapper: Mapper[Any] = inspect(entity)
             attributes = [p for p in mapper.column_attrs if not p.deferred]
             own: list[Column[Any]] = [p.columns[0] for p in attributes]  # type: ignore[misc]
+            processors = tuple(_result_processor(c) for c in own)
             entities.append(
                 _Entity(
                     mapper=mapper,
                     start=len(columns),
                     keys=tuple(p.key for p in attributes),
-                    processors=tuple(_result_processor(c) for c in own),
+                    processors=processors,
+                    processed=any(p is not None for p in processors),
                     primary_key=tuple(own.index(c) for c in mapper.primary_key),  # type: ignore[arg-type]
                 )
             )
@@ -111,7 +116,8 @@ class Load:
         """Each row's objects, in the statement's entity order (None: an outer join's miss)."""
         records: Sequence[asyncpg.Record] = await fast_sql.fetch(session, self.statement, params)
         sync = session.sync_session
-        return [tuple(e.materialise(sync, r) for e in self.entities) for r in records]
+        rows = [tuple(record) for record in records]
+        return [tuple([e.materialise(sync, row) for e in self.entities]) for row in rows]
 
 
 def _result_processor(column: Column[Any]) -> Processor | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -10,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.apikeys import create_key
@@ -138,6 +139,33 @@ async def test_a_key_bound_to_anna_signs_her_in_available_and_out_offline(
     )
     await expect(page.get_by_test_id("whoami")).to_have_text("Signed in as anna")
     assert await presence(admin, "anna") == "available"
+    assert errors == []
+
+
+async def test_a_key_sent_before_the_pages_configuration_arrived_still_signs_in(
+    stack: Stack,
+    page: Page,
+    admin: httpx.AsyncClient,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """An agent who pastes their key and presses Enter while the page is still asking for
+    its configuration (the callback service's address) is signed in once it arrives."""
+    await put(admin, "/v1/queues/billing", {"name": "Billing"})
+    await put(admin, "/v1/agents/anna", {"name": "Anna", "queues": ["billing"]})
+    arrived = asyncio.Event()
+
+    async def late(route: Route) -> None:
+        await arrived.wait()
+        await route.continue_()
+
+    await page.route("**/console/config.json", late)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await sign_in(page, stack, await agent_key(sessions, "anna"))
+    await expect(page.get_by_test_id("whoami")).not_to_be_visible()
+    arrived.set()
+    await expect(page.get_by_test_id("whoami")).to_have_text("Signed in as anna")
+    await expect(page.get_by_test_id("status")).not_to_contain_text("failed")
     assert errors == []
 
 

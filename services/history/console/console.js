@@ -71,6 +71,8 @@ const languageNames = new Intl.DisplayNames(["en"], { type: "language" });
 const $ = (id) => document.getElementById(id);
 
 const state = {
+  // `config.json`, asked for as the page starts. A sign-in waits for it: the form can be
+  // sent before it has arrived (a pasted key and Enter at once), and then had no address.
   config: null,
   callback: null, // Api for callback's service
   history: null, // Api for history (this page's own origin)
@@ -192,7 +194,8 @@ function setPresence(api, agentId, status) {
 }
 
 async function signIn(key, typedId, { quiet = false } = {}) {
-  const callback = new Api(state.config.callback_url, key);
+  const config = await state.config;
+  const callback = new Api(config.callback_url, key);
   const history = new Api(historyRoot(), key);
   // One cheap read on each service proves the key and its scopes before anything is kept;
   // `/v1/me` also says whether the key belongs to one agent, who is then the only one it acts as.
@@ -1100,9 +1103,9 @@ function wire() {
 
 async function start() {
   wire();
+  state.config = loadConfig(); // before any event can run: `wire`'s handlers await it
   try {
-    state.config = await loadConfig();
-    showTimeZone(state.config.site_timezone);
+    showTimeZone((await state.config).site_timezone);
   } catch (error) {
     sayError(error, "Loading the console's configuration");
     return;

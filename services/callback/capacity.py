@@ -200,8 +200,12 @@ def iter_slots(plan: CapacityPlan, start: datetime, end: datetime) -> Iterator[S
         for interval in plan.intervals_on(day):
             moment = _instant(day, interval.start, zone)
             stop = _instant(day, interval.end, zone)
-            while moment + step <= stop:
-                if start <= moment < end:
+            if moment < start:
+                # Straight to the last step at or before `start`: the same steps from the
+                # interval's start, without walking them (a booking looks up one slot).
+                moment += step * ((start - moment) // step)
+            while moment + step <= stop and moment < end:
+                if start <= moment:
                     local = moment.astimezone(zone)
                     capacity = plan.agents_at(day, local.hour) * plan.callbacks_per_agent_per_slot
                     if capacity > 0:

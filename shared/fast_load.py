@@ -81,18 +81,26 @@ class Load:
 
     statement: fast_sql.Statement
     entities: tuple[_Entity, ...]
+    # The plain values selected after the entities (`select(A, B, expr)`), as results.
+    values: tuple[Processor | None, ...] = ()
 
     @classmethod
     def of(cls, statement: Select[*tuple[Any, ...]]) -> Load:
-        """`statement` selects mapped entities only (`select(A, B)...`); its FROM, WHERE,
-        ordering and locking are kept, its columns become each entity's loaded columns."""
-        columns: list[Column[Any]] = []
+        """`statement` selects mapped entities (`select(A, B)...`), then any plain values; its
+        FROM, WHERE, ordering and locking are kept, its entities' columns become each one's
+        loaded columns, and each value comes after them as the ORM would give it."""
+        columns: list[Any] = []
         entities = []
-        for description in statement.column_descriptions:
-            entity = description.get("entity")
-            if entity is None or description.get("expr") is not entity:
-                raise ValueError(f"{description['name']!r} is not a whole entity")
-            mapper: Mapper[Any] = inspect(entity)
+        descriptions = statement.column_descriptions
+        whole = [
+            d.get("entity") is not None and d.get("expr") is d.get("entity") for d in descriptions
+        ]
+        if not any(whole) or whole != sorted(whole, reverse=True):
+            raise ValueError("the statement selects whole entities first, then plain values")
+        for description, is_entity in zip(descriptions, whole, strict=True):
+            if not is_entity:
+                continue
+            mapper: Mapper[Any] = inspect(description["entity"])
             attributes = [p for p in mapper.column_attrs if not p.deferred]
             own: list[Column[Any]] = [p.columns[0] for p in attributes]  # type: ignore[misc]
             processors = tuple(_result_processor(c) for c in own)
@@ -107,20 +115,37 @@ class Load:
                 )
             )
             columns += own
-        compiled = fast_sql.Statement.of(statement.with_only_columns(*columns))
-        return cls(compiled, tuple(entities))
+        plain = [
+            d["expr"] for d, is_entity in zip(descriptions, whole, strict=True) if not is_entity
+        ]
+        compiled = fast_sql.Statement.of(statement.with_only_columns(*columns, *plain))
+        return cls(compiled, tuple(entities), tuple(_result_processor(v) for v in plain))
 
     async def rows(
-        self, session: AsyncSession, params: Mapping[str, Any]
+        self, session: AsyncSession, params: Mapping[str, Any], *, begin: bool = True
     ) -> list[tuple[Any | None, ...]]:
-        """Each row's objects, in the statement's entity order (None: an outer join's miss)."""
-        records: Sequence[asyncpg.Record] = await fast_sql.fetch(session, self.statement, params)
+        """Each row's objects in the statement's entity order (None: an outer join's miss),
+        then its plain values. `begin`: as `fast_sql.fetch`'s (False: a read without lock may
+        run before the transaction begins)."""
+        records: Sequence[asyncpg.Record] = await fast_sql.fetch(
+            session, self.statement, params, begin=begin
+        )
         sync = session.sync_session
         rows = [tuple(record) for record in records]
-        return [tuple([e.materialise(sync, row) for e in self.entities]) for row in rows]
+        first = len(rows[0]) - len(self.values) if rows else 0
+        return [
+            (
+                *[e.materialise(sync, row) for e in self.entities],
+                *[
+                    v if process is None or v is None else process(v)
+                    for v, process in zip(row[first:], self.values, strict=True)
+                ],
+            )
+            for row in rows
+        ]
 
 
-def _result_processor(column: Column[Any]) -> Processor | None:
+def _result_processor(column: Any) -> Processor | None:
     processor: Processor | None = column.type.dialect_impl(fast_sql.DIALECT).result_processor(
         fast_sql.DIALECT, None
     )

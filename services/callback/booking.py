@@ -232,25 +232,29 @@ async def book(
     422 for a slot the plan does not have, 409 when it is full or the callback is closed.
     """
     now = now or utcnow()
-    # The callback and its queue's rules in one round trip: most attempts at a popular slot
-    # are refused, and a refusal's cost is its round trips (bench/booking.py).
+    # A first look, with no lock and no transaction: most attempts at a popular slot are
+    # refused, and one refused here costs a round trip and waits on nobody. A slot seen full
+    # was full at that instant (a seat given back a moment later is a race the attempt lost).
+    # Anything else is decided again on the locked callback below.
+    peek = await repository.peek_booking(session, callback_id, parse_slot_id(slot_ref_in))
+    if peek is None:
+        raise NotFound("No callback has this id.")
+    seen, seen_queue, booked = peek
+    wanted = _slot_to_book(seen, queues.rules_of(seen_queue, settings), slot_ref_in, now=now)
+    if wanted is not None and not repository.has_room(booked, wanted.capacity):
+        raise _slot_full()
+    # The callback and its queue's rules in one round trip, the callback locked.
     found = await repository.lock_callback_with_queue(session, callback_id)
     if found is None:
         raise NotFound("No callback has this id.")
     callback, queue_row = found
-    lifecycle.check(callback, CallbackStatus.SCHEDULED)
     rules = queues.rules_of(queue_row, settings)
-    plan = rules.plan
-    slot = slot_in(plan, slot_ref_in)
+    slot = _slot_to_book(callback, rules, slot_ref_in, now=now)
     if slot is None:
-        raise inputs.invalid(["body", "slot_id"], "no such slot in the capacity plan")
-    if slot.end <= now:
-        raise inputs.invalid(["body", "slot_id"], "that slot is over")
-    if callback.slot_start == slot.start and callback.status == CallbackStatus.SCHEDULED:
         return callback
     had_slot = callback.slot_start is not None
     if not await hold(session, callback, slot, now=now):
-        raise Conflict("That slot is full; choose another.", slug="slot-full")
+        raise _slot_full()
     if had_slot:
         await _cancel_reminders(session, callback)
     callback.asap = False
@@ -278,3 +282,23 @@ async def book(
         rules=rules,
     )
     return callback
+
+
+def _slot_to_book(
+    callback: Callback, rules: queues.QueueRules, slot_ref_in: str, *, now: datetime
+) -> Slot | None:
+    """The slot `callback` is to be booked into (None: it holds it already); 409 for a callback
+    that cannot be scheduled, 422 for a slot its queue's plan does not have or that is over."""
+    lifecycle.check(callback, CallbackStatus.SCHEDULED)
+    slot = slot_in(rules.plan, slot_ref_in)
+    if slot is None:
+        raise inputs.invalid(["body", "slot_id"], "no such slot in the capacity plan")
+    if slot.end <= now:
+        raise inputs.invalid(["body", "slot_id"], "that slot is over")
+    if callback.slot_start == slot.start and callback.status == CallbackStatus.SCHEDULED:
+        return None
+    return slot
+
+
+def _slot_full() -> Conflict:
+    return Conflict("That slot is full; choose another.", slug="slot-full")

@@ -206,14 +206,15 @@ async def lock_callback(session: AsyncSession, callback_id: str) -> Callback | N
     return callback
 
 
-# The callback locked with its queue's row (None: `default`, which may have no row) read in the
-# same statement, so that the booking job needs no look-up of its own for the queue's rules.
-_LOCK_WITH_QUEUE = (
+# The callback with its queue's row (None: `default`, which may have no row) in one statement,
+# so that the booking job needs no look-up of its own for the queue's rules.
+_WITH_QUEUE = (
     select(Callback, Queue)
     .outerjoin(Queue, Queue.key == Callback.queue)
     .where(Callback.id == bindparam("callback_id"))
-    .with_for_update(of=Callback)
-    .execution_options(populate_existing=True)
+)
+_LOCK_WITH_QUEUE = _WITH_QUEUE.with_for_update(of=Callback).execution_options(
+    populate_existing=True
 )
 # Run without the ORM's execution (`shared.fast_load`): every booking attempt and booking job
 # locks this way, and most attempts are refused, so the ORM's load was most of their CPU.
@@ -229,6 +230,37 @@ async def lock_callback_with_queue(
         return None
     callback, queue = rows[0]
     return cast(Callback, callback), cast(Queue | None, queue)
+
+
+# A booking attempt's first look: the callback and its queue as `_LOCK_WITH_QUEUE` reads them,
+# and the seats taken in the slot asked for, with no lock and no transaction.
+_PEEK_BOOKING = _WITH_QUEUE.add_columns(
+    select(SlotBooking.booked)
+    .where(
+        SlotBooking.queue == Callback.queue,
+        SlotBooking.slot_start == bindparam("slot_start", type_=DateTime(timezone=True)),
+    )
+    .scalar_subquery()
+)
+_FAST_PEEK_BOOKING = fast_load.Load.of(_PEEK_BOOKING)
+
+
+async def peek_booking(
+    session: AsyncSession, callback_id: str, slot_start: datetime | None
+) -> tuple[Callback, Queue | None, int] | None:
+    """The callback (not locked), its queue row, and the seats taken in its queue's slot at
+    `slot_start` (0: none yet), as committed when the statement began.
+
+    As the transaction's first statement it runs alone (`fast_sql`'s `begin=False`): a booking
+    refused from this look costs one round trip, and waits on nobody's lock.
+    """
+    rows = await _FAST_PEEK_BOOKING.rows(
+        session, {"callback_id": callback_id, "slot_start": slot_start}, begin=False
+    )
+    if not rows:
+        return None
+    callback, queue, booked = rows[0]
+    return cast(Callback, callback), cast(Queue | None, queue), int(booked or 0)
 
 
 # ----------------------------------------------------------------------------- slots
@@ -317,6 +349,13 @@ _FAST_TAKE_SEAT = fast_sql.Statement.of(_TAKE_SEAT)
 _FAST_SEAT_LEFT = fast_sql.Statement.of(_SEAT_LEFT)
 
 
+def has_room(booked: int, capacity: int) -> bool:
+    """Whether a slot with `booked` seats taken of `capacity` has one more: the rule
+    `_TAKE_SEAT` and `_SEAT_LEFT` state in SQL, for a count read without the row's lock
+    (`booking.book`'s first look; tests/callback/test_seats.py holds the two equal)."""
+    return booked < capacity
+
+
 async def take_seat(
     session: AsyncSession, *, queue: str, start: datetime, end: datetime, capacity: int
 ) -> bool:
@@ -330,7 +369,7 @@ async def take_seat(
     is confirmed by a fresh read; a seat freed or a row made meanwhile is tried again, a few
     times at most (then refused: never a seat too many).
     """
-    if capacity <= 0:
+    if not has_room(0, capacity):
         return False
     params = {"b_queue": queue, "b_start": start, "b_end": end, "b_capacity": capacity}
     for _ in range(_SEAT_TRIES):

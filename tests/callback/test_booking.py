@@ -379,20 +379,24 @@ async def test_the_database_refuses_a_seat_past_capacity(
             raise AssertionError("the CHECK constraint did not refuse the overbooking")
 
 
-async def test_a_booking_reads_its_queue_in_the_statement_that_locks_the_callback(
+async def test_a_booking_refused_for_a_full_slot_is_one_statement_that_waits_on_no_lock(
     client: AsyncClient,
     auth: dict[str, str],
     admin: dict[str, str],
     insert_callbacks: InsertCallbacks,
+    sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    """Issue #21: most attempts at a popular slot are refused, and a refusal costs its round
-    trips; the queue's rules come with the callback's lock, not from a look-up of their own."""
+    """Issue #21: most attempts at a popular slot are refused. A refusal is answered from one
+    read (the callback, its queue and the slot's count), without a transaction or a lock, so
+    it does not queue behind whoever is working on the callback or the slot; a booking with
+    room still locks the callback and reads its queue in that same statement."""
     await client.put("/v1/capacity", json=plan_body(per_agent=1), headers=admin)
-    slot = _z(_tomorrow_at(9))
+    full_slot, free_slot = _tomorrow_at(9), _tomorrow_at(9) + timedelta(minutes=15)
     first, second = await insert_callbacks(2)
-    assert (
-        await client.post(f"/v1/callbacks/{first}/book", json={"slot_id": slot}, headers=auth)
-    ).status_code == 200
+    booked = await client.post(
+        f"/v1/callbacks/{first}/book", json={"slot_id": _z(full_slot)}, headers=auth
+    )
+    assert booked.status_code == 200
     seen: list[str] = []
 
     def hook(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -400,13 +404,37 @@ async def test_a_booking_reads_its_queue_in_the_statement_that_locks_the_callbac
 
     event.listen(Engine, "before_cursor_execute", hook)
     try:
-        full = await client.post(
-            f"/v1/callbacks/{second}/book", json={"slot_id": slot}, headers=auth
+        async with sessions() as holder:
+            # An agent's transaction holds the callback and the slot (an edit, a rebooking).
+            await holder.execute(select(Callback.id).where(Callback.id == second).with_for_update())
+            await holder.execute(
+                select(SlotBooking.booked)
+                .where(SlotBooking.slot_start == full_slot)
+                .with_for_update()
+            )
+            seen.clear()
+            # Were it to wait for those locks it would never answer: the guard ends the test.
+            full = await asyncio.wait_for(
+                client.post(
+                    f"/v1/callbacks/{second}/book", json={"slot_id": _z(full_slot)}, headers=auth
+                ),
+                timeout=30,
+            )
+            refusal = list(seen)
+            await holder.rollback()
+        seen.clear()
+        fine = await client.post(
+            f"/v1/callbacks/{second}/book", json={"slot_id": _z(free_slot)}, headers=auth
         )
     finally:
         event.remove(Engine, "before_cursor_execute", hook)
     assert full.status_code == 409
-    reading_queues = [s for s in seen if "callback.queues" in s]
-    assert len(reading_queues) == 1, reading_queues
+    assert full.json()["type"] == "urn:ringback:problem:slot-full"
+    assert len(refusal) == 1, refusal
+    assert "FOR UPDATE" not in refusal[0]
+    assert all(table in refusal[0] for table in ("callbacks", "queues", "slot_bookings"))
+    assert fine.status_code == 200
+    assert fine.json()["slot_id"] == _z(free_slot)
+    reading_queues = [s for s in seen if "callback.queues" in s and "FOR UPDATE" in s]
+    assert len(reading_queues) == 1, seen
     assert "callback.callbacks" in reading_queues[0]
-    assert "FOR UPDATE" in reading_queues[0]

@@ -85,3 +85,28 @@ async def test_a_slot_with_room_still_waits_for_the_row_and_counts_after(
         await first.commit()
     assert await _take(sessions) is False
     assert await _booked(sessions) == 2
+
+
+@pytest.mark.usefixtures("clean_db")
+async def test_the_rule_for_a_count_read_without_the_lock_is_the_statements_rule(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """`has_room` (a booking's first look, booking.book) answers as `take_seat` does, for a
+    slot with no row yet and for every count up to and past its capacity."""
+    for capacity in (0, 1, 2, 3):
+        for booked in (None, *range(capacity + 2)):
+            async with sessions() as session:
+                if booked is not None:
+                    await session.execute(
+                        text(
+                            "INSERT INTO callback.slot_bookings "
+                            "(queue, slot_start, slot_end, capacity, booked, updated_at) "
+                            "VALUES ('default', :s, :e, :b, :b, now())"
+                        ),
+                        {"s": START, "e": END, "b": booked},
+                    )
+                taken = await repository.take_seat(
+                    session, queue="default", start=START, end=END, capacity=capacity
+                )
+                await session.rollback()
+            assert repository.has_room(booked or 0, capacity) is taken, (capacity, booked)

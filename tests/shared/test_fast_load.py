@@ -217,8 +217,42 @@ async def test_the_row_is_locked_until_commit(
 
 
 def test_a_statement_of_columns_is_refused() -> None:
-    with pytest.raises(ValueError, match="not a whole entity"):
-        fast_load.Load.of(select(Callback.id, Queue))
+    for statement in (select(Callback.id, Queue), select(Callback.id), select(Queue.key)):
+        with pytest.raises(ValueError, match="whole entities first"):
+            fast_load.Load.of(statement)
+
+
+@pytest.mark.parametrize(
+    ("callback_id", "slot_start", "booked"),
+    [("cb-full", NOW + timedelta(hours=1), 1), ("cb-full", NOW, None), ("cb-bare", NOW, None)],
+)
+async def test_plain_values_after_the_entities_are_the_orms(
+    clean_db: None,
+    sessions: async_sessionmaker[AsyncSession],
+    callback_id: str,
+    slot_start: datetime,
+    booked: int | None,
+) -> None:
+    """A booking's first look: the callback and its queue, then the slot's seat count."""
+    await _seed(sessions)
+    params = {"callback_id": callback_id, "slot_start": slot_start}
+    answers = []
+    for fast in (False, True):
+        async with sessions() as session:
+            if fast:
+                rows = await fast_load.Load.of(repository._PEEK_BOOKING).rows(
+                    session, params, begin=False
+                )
+            else:
+                result = await session.execute(repository._PEEK_BOOKING, params)
+                rows = [tuple(row) for row in result.all()]
+            [(callback, queue, count)] = rows
+            assert inspect(callback).persistent
+            answers.append((_columns(callback), queue and _columns(queue), count))
+            await session.rollback()
+    assert answers[1] == answers[0]
+    assert answers[1][2] == booked
+    assert (answers[1][1] is None) is (callback_id == "cb-bare")
 
 
 async def test_an_object_expired_by_a_rollback_is_loaded_again(

@@ -266,6 +266,46 @@ async def test_it_runs_in_the_sessions_transaction(
     assert booked == 2  # the rolled-back seat is not there, both committed ones are
 
 
+# The statement's transaction's start: the same for every statement of one transaction.
+_BEGAN = fast_sql.Statement.of(select(func.now()))
+
+
+async def test_a_read_that_needs_no_transaction_runs_without_one_until_one_is_begun(
+    clean_db: None, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """`begin=False` saves the BEGIN (and ROLLBACK) round trips of a read that answers alone;
+    once the transaction has begun, such a read runs in it and sees its writes."""
+    take_seat = fast_sql.Statement.of(repository._TAKE_SEAT)
+    seat = {
+        "b_queue": "default",
+        "b_start": NOW,
+        "b_end": NOW + timedelta(minutes=15),
+        "b_capacity": 1,
+    }
+
+    async def began(session: AsyncSession, *, begin: bool) -> datetime:
+        moment: datetime = (await fast_sql.fetch(session, _BEGAN, {}, begin=begin))[0][0]
+        return moment
+
+    async with sessions() as session:
+        alone = [await began(session, begin=False) for _ in range(2)]
+        assert alone[0] != alone[1]  # each its own transaction
+        # The default begins one, and every statement after is in it.
+        inside = [await began(session, begin=True), await began(session, begin=False)]
+        assert inside[0] == inside[1]
+        await session.rollback()
+    async with sessions() as session:
+        alone_first = await began(session, begin=False)
+        await fast_sql.fetch(session, take_seat, seat)  # begins the transaction, then writes
+        assert await began(session, begin=False) != alone_first
+        left = fast_sql.Statement.of(repository._SEAT_LEFT)
+        # In the transaction: its own seat, not committed, fills the slot.
+        assert (await fast_sql.fetch(session, left, seat, begin=False))[0][0] is False
+        await session.rollback()
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(SlotBooking)) == 0
+
+
 async def test_an_error_is_sqlalchemys_and_the_session_goes_on(
     clean_db: None, sessions: async_sessionmaker[AsyncSession]
 ) -> None:

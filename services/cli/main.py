@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import Any
 
-from shared import eventloop
+from shared import eventloop, heap
 from shared.logging import configure_logging, wants_json
 from shared.telemetry import flush_before_signal, tracing
 from shared.vocabulary import LANGUAGES, OutboxRowStatus
@@ -84,7 +84,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     with tracing(settings, service=args.service) as provider:
         if provider is not None:
             flush_before_signal(provider)
-        uvicorn.Server(config).run()
+        server = uvicorn.Server(config)
+        heap.settle()
+        server.run()
     return 0
 
 
@@ -93,6 +95,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     run_worker = _load("services.callback.worker:run_worker")
     settings = _settings("callback")
     with tracing(settings, service="worker"):
+        heap.settle()
         run_worker(settings)
     return 0
 
@@ -102,6 +105,7 @@ def cmd_relay(args: argparse.Namespace) -> int:
     run_relay = _load("services.intake.relay:run_relay")
     settings = _settings("intake")
     with tracing(settings, service="relay"):
+        heap.settle()
         eventloop.run(run_relay(settings))
     return 0
 

@@ -6,6 +6,12 @@ it, books through the service function (`booking.book`, one session and transact
 attempt, as the API does), checks the booking invariant in the database, prints the figures
 and writes `bench/results/booking.json` (or `--out`). Notifications the bookings would send are
 not enqueued (no Redis): this measures the database.
+
+Then `one_at_a_time`: `--one-at-a-time` more attempts, each alone, at a slot already full
+(every one refused), and as many bookings into slots with room (every one succeeds): this
+process's CPU per refusal and per booking, without the concurrency's lock waits and batching
+of the event loop's wake-ups (the two paths cost differently: a refusal is answered from the
+first look, a booking then locks and writes).
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ async def _admin(url: str, statement: str) -> None:
         await conn.close()
 
 
-async def run(database_url: str, attempts: int = ATTEMPTS) -> dict[str, Any]:
+async def run(database_url: str, attempts: int = ATTEMPTS, alone: int = 0) -> dict[str, Any]:
     settings = CallbackSettings(
         database_url=database_url,
         redis_url="redis://127.0.0.1:6379/0",
@@ -82,7 +88,12 @@ async def run(database_url: str, attempts: int = ATTEMPTS) -> dict[str, Any]:
         }
     )
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
-    slots = list(iter_slots(plan, start, start + timedelta(days=1)))[:SLOTS]
+    day = list(iter_slots(plan, start, start + timedelta(days=1)))
+    slots = day[:SLOTS]
+    # Slots for the bookings made one at a time: one each, after the contended ones.
+    spare = day[SLOTS : SLOTS + alone]
+    if len(spare) < alone:
+        raise SystemExit(f"--one-at-a-time at most {len(day) - SLOTS}")
     now = datetime.now(UTC)
     async with sessions() as session:
         await queues.put_default_plan(session=session, settings=settings, plan=plan)
@@ -107,7 +118,7 @@ async def run(database_url: str, attempts: int = ATTEMPTS) -> dict[str, Any]:
                 created_at=now,
                 updated_at=now,
             )
-            for i in range(attempts)
+            for i in range(attempts + 2 * alone)
         )
         await session.commit()
         ids = list((await session.scalars(select(Callback.id))).all())
@@ -130,14 +141,38 @@ async def run(database_url: str, attempts: int = ATTEMPTS) -> dict[str, Any]:
                 return "full"
         return "booked"
 
+    contended, refused_alone, booked_alone = (
+        ids[:attempts],
+        ids[attempts : attempts + alone],
+        ids[attempts + alone :],
+    )
     began, cpu_began = time.perf_counter(), time.process_time()
     outcomes = await asyncio.gather(
-        *(attempt(cid, slot_id(slots[i % SLOTS].start)) for i, cid in enumerate(ids))
+        *(attempt(cid, slot_id(slots[i % SLOTS].start)) for i, cid in enumerate(contended))
     )
     elapsed = time.perf_counter() - began
     # This process runs the service's code for every attempt: its CPU is steadier across runs
     # than the rate, which the database's lock waits and the machine's neighbours move.
     cpu = time.process_time() - cpu_began
+
+    one_at_a_time: dict[str, Any] = {"attempts": alone}
+    if alone:
+        full = slot_id(slots[0].start)  # filled by the contended attempts
+        cpu_began = time.process_time()
+        refused = [await attempt(cid, full) for cid in refused_alone]
+        refusal_cpu = time.process_time() - cpu_began
+        cpu_began = time.process_time()
+        booked = [
+            await attempt(cid, slot_id(slot.start))
+            for cid, slot in zip(booked_alone, spare, strict=True)
+        ]
+        booking_cpu = time.process_time() - cpu_began
+        one_at_a_time.update(
+            refused=refused.count("full"),
+            booked=booked.count("booked"),
+            service_cpu_ms_per_refusal=round(1000 * refusal_cpu / alone, 3),
+            service_cpu_ms_per_booking=round(1000 * booking_cpu / alone, 3),
+        )
 
     async with sessions() as session:
         seats = dict(
@@ -170,12 +205,14 @@ async def run(database_url: str, attempts: int = ATTEMPTS) -> dict[str, Any]:
         "bookings_per_second": round(successes / elapsed, 1),
         "service_cpu_ms_per_attempt": round(1000 * cpu / attempts, 3),
         "db_pool": settings.db_pool_size + settings.db_max_overflow,
+        "one_at_a_time": one_at_a_time,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--attempts", type=int, default=ATTEMPTS)
+    parser.add_argument("--one-at-a-time", type=int, default=50, dest="alone")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     admin = admin_url()
@@ -184,7 +221,7 @@ def main() -> None:
     url = make_url(admin).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(url, ["callback"])
-        result = eventloop.run(run(url, args.attempts))
+        result = eventloop.run(run(url, args.attempts, args.alone))
     finally:
         asyncio.run(_admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     out = results_path("booking", args.out)

@@ -447,7 +447,10 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
             f"{_fmt(get(r, 'booking.slots'))} slots x {_fmt(get(r, 'booking.capacity_per_slot'))}",
             f"{_fmt(attempts, 'attempts/s')}; overbooked {_fmt(over_booked)}",
             f"seats match callbacks: {_fmt(get(r, 'booking.seats_match_callbacks'))}; "
-            f"{_fmt(get(r, 'booking.service_cpu_ms_per_attempt'), 'ms')} service CPU per attempt",
+            f"{_fmt(get(r, 'booking.service_cpu_ms_per_attempt'), 'ms')} service CPU per attempt; "
+            "one at a time: "
+            f"{_fmt(get(r, 'booking.one_at_a_time.service_cpu_ms_per_refusal'), 'ms')} a refusal, "
+            f"{_fmt(get(r, 'booking.one_at_a_time.service_cpu_ms_per_booking'), 'ms')} a booking",
             "≥ 1,000/s, 0 overbooked",
             _met(booking_ok),
         )

@@ -236,12 +236,12 @@ async def book(
     # refused, and one refused here costs a round trip and waits on nobody. A slot seen full
     # was full at that instant (a seat given back a moment later is a race the attempt lost).
     # Anything else is decided again on the locked callback below.
-    peek = await repository.peek_booking(session, callback_id, parse_slot_id(slot_ref_in))
-    if peek is None:
+    look = await repository.peek_booking(session, callback_id, parse_slot_id(slot_ref_in))
+    if look is None:
         raise NotFound("No callback has this id.")
-    seen, seen_queue, booked = peek
-    wanted = _slot_to_book(seen, queues.rules_of(seen_queue, settings), slot_ref_in, now=now)
-    if wanted is not None and not repository.has_room(booked, wanted.capacity):
+    rules = queues.rules_of(look.queue, settings)
+    wanted = _slot_to_book(look.status, look.slot_start, rules, slot_ref_in, now=now)
+    if wanted is not None and not repository.has_room(look.booked, wanted.capacity):
         raise _slot_full()
     # The callback and its queue's rules in one round trip, the callback locked.
     found = await repository.lock_callback_with_queue(session, callback_id)
@@ -249,7 +249,7 @@ async def book(
         raise NotFound("No callback has this id.")
     callback, queue_row = found
     rules = queues.rules_of(queue_row, settings)
-    slot = _slot_to_book(callback, rules, slot_ref_in, now=now)
+    slot = _slot_to_book(callback.status, callback.slot_start, rules, slot_ref_in, now=now)
     if slot is None:
         return callback
     had_slot = callback.slot_start is not None
@@ -285,17 +285,23 @@ async def book(
 
 
 def _slot_to_book(
-    callback: Callback, rules: queues.QueueRules, slot_ref_in: str, *, now: datetime
+    status: str,
+    held: datetime | None,
+    rules: queues.QueueRules,
+    slot_ref_in: str,
+    *,
+    now: datetime,
 ) -> Slot | None:
-    """The slot `callback` is to be booked into (None: it holds it already); 409 for a callback
-    that cannot be scheduled, 422 for a slot its queue's plan does not have or that is over."""
-    lifecycle.check(callback, CallbackStatus.SCHEDULED)
+    """The slot a callback in `status`, holding a seat in the slot starting at `held`, is to be
+    booked into (None: it holds it already); 409 for a callback that cannot be scheduled, 422
+    for a slot its queue's plan does not have or that is over."""
+    lifecycle.check_status(status, CallbackStatus.SCHEDULED)
     slot = slot_in(rules.plan, slot_ref_in)
     if slot is None:
         raise inputs.invalid(["body", "slot_id"], "no such slot in the capacity plan")
     if slot.end <= now:
         raise inputs.invalid(["body", "slot_id"], "that slot is over")
-    if callback.slot_start == slot.start and callback.status == CallbackStatus.SCHEDULED:
+    if held == slot.start and status == CallbackStatus.SCHEDULED:
         return None
     return slot
 

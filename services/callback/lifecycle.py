@@ -58,10 +58,15 @@ def can(current: str, target: CallbackStatus) -> bool:
 
 def check(callback: Callback, target: CallbackStatus) -> None:
     """409 unless `callback` may move to `target`."""
-    if not can(callback.status, target):
+    check_status(callback.status, target)
+
+
+def check_status(status: str, target: CallbackStatus) -> None:
+    """409 unless a callback in `status` may move to `target`."""
+    if not can(status, target):
         raise Conflict(
-            f"A callback that is {callback.status} cannot become {target}.",
-            extra={"current_status": callback.status},
+            f"A callback that is {status} cannot become {target}.",
+            extra={"current_status": status},
         )
 
 

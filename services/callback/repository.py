@@ -232,24 +232,43 @@ async def lock_callback_with_queue(
     return cast(Callback, callback), cast(Queue | None, queue)
 
 
-# A booking attempt's first look: the callback and its queue as `_LOCK_WITH_QUEUE` reads them,
-# and the seats taken in the slot asked for, with no lock and no transaction.
-_PEEK_BOOKING = _WITH_QUEUE.add_columns(
-    select(SlotBooking.booked)
-    .where(
-        SlotBooking.queue == Callback.queue,
-        SlotBooking.slot_start == bindparam("slot_start", type_=DateTime(timezone=True)),
+# A booking attempt's first look, with no lock and no transaction: what its refusal needs of
+# the callback (its status and slot), its queue's row, and the seats taken in the slot asked
+# for. Not the callback as an object: an attempt that goes on locks and loads it anyway.
+_PEEK_BOOKING = (
+    select(
+        Queue,
+        Callback.status,
+        Callback.slot_start,
+        select(SlotBooking.booked)
+        .where(
+            SlotBooking.queue == Callback.queue,
+            SlotBooking.slot_start == bindparam("slot_start", type_=DateTime(timezone=True)),
+        )
+        .scalar_subquery(),
     )
-    .scalar_subquery()
+    .select_from(Callback)
+    .outerjoin(Queue, Queue.key == Callback.queue)
+    .where(Callback.id == bindparam("callback_id"))
 )
 _FAST_PEEK_BOOKING = fast_load.Load.of(_PEEK_BOOKING)
 
 
+@dataclass(frozen=True, slots=True)
+class BookingLook:
+    """A callback as a booking attempt first sees it (`peek_booking`)."""
+
+    status: str
+    slot_start: datetime | None
+    queue: Queue | None  # None: `default`, which may have no row
+    booked: int  # seats taken in the slot asked for (0: none yet)
+
+
 async def peek_booking(
     session: AsyncSession, callback_id: str, slot_start: datetime | None
-) -> tuple[Callback, Queue | None, int] | None:
-    """The callback (not locked), its queue row, and the seats taken in its queue's slot at
-    `slot_start` (0: none yet), as committed when the statement began.
+) -> BookingLook | None:
+    """The callback's status and slot (not locked), its queue row, and the seats taken in its
+    queue's slot at `slot_start`, as committed when the statement began; None: no callback.
 
     As the transaction's first statement it runs alone (`fast_sql`'s `begin=False`): a booking
     refused from this look costs one round trip, and waits on nobody's lock.
@@ -259,8 +278,8 @@ async def peek_booking(
     )
     if not rows:
         return None
-    callback, queue, booked = rows[0]
-    return cast(Callback, callback), cast(Queue | None, queue), int(booked or 0)
+    queue, status, slot, booked = rows[0]
+    return BookingLook(str(status), slot, cast(Queue | None, queue), int(booked or 0))
 
 
 # ----------------------------------------------------------------------------- slots

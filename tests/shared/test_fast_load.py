@@ -233,7 +233,8 @@ async def test_plain_values_after_the_entities_are_the_orms(
     slot_start: datetime,
     booked: int | None,
 ) -> None:
-    """A booking's first look: the callback and its queue, then the slot's seat count."""
+    """A booking's first look: the queue, then the callback's status and slot and the slot's
+    seat count as plain values."""
     await _seed(sessions)
     params = {"callback_id": callback_id, "slot_start": slot_start}
     answers = []
@@ -246,13 +247,16 @@ async def test_plain_values_after_the_entities_are_the_orms(
             else:
                 result = await session.execute(repository._PEEK_BOOKING, params)
                 rows = [tuple(row) for row in result.all()]
-            [(callback, queue, count)] = rows
-            assert inspect(callback).persistent
-            answers.append((_columns(callback), queue and _columns(queue), count))
+            [(queue, *values)] = rows
+            assert queue is None or inspect(queue).persistent
+            answers.append((queue and _columns(queue), values))
             await session.rollback()
     assert answers[1] == answers[0]
-    assert answers[1][2] == booked
-    assert (answers[1][1] is None) is (callback_id == "cb-bare")
+    queue_columns, (status, held, count) = answers[1]
+    assert count == booked
+    assert status == "pending"
+    assert held == (NOW + timedelta(hours=1) if callback_id == "cb-full" else None)
+    assert (queue_columns is None) is (callback_id == "cb-bare")
 
 
 async def test_an_object_expired_by_a_rollback_is_loaded_again(

@@ -15,7 +15,6 @@ import textwrap
 
 import pytest
 
-from shared import heap
 from tests.support.infra import ROOT
 
 _SETTLED = textwrap.dedent(
@@ -36,8 +35,7 @@ _SETTLED = textwrap.dedent(
     gone = weakref.ref(a)
     del a, b
     gc.collect()
-    print(json.dumps({"frozen": frozen, "threshold": gc.get_threshold(),
-                      "cycle_collected": gone() is None}))
+    print(json.dumps({"frozen": frozen, "cycle_collected": gone() is None}))
     """
 )
 
@@ -64,7 +62,6 @@ def test_settle_freezes_the_startup_heap_and_still_collects_later_cycles() -> No
     # The modules, classes and schemas of a service: tens of thousands of objects.
     assert isinstance(seen["frozen"], int)
     assert seen["frozen"] > 20_000
-    assert seen["threshold"] == [heap.YOUNG, *seen["threshold"][1:]]  # type: ignore[index]
     assert seen["cycle_collected"] is True
 
 

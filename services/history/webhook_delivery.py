@@ -3,8 +3,8 @@
 It is an `OutboxRelay` (the same wake-on-NOTIFY loop, the same table columns), with a
 different way of working a row, because a subscriber is not a peer of ours:
 
-- a row is *claimed* in a short transaction (a lease: `available_at` moves past the
-  request's timeout) and sent outside any transaction, so a subscriber that hangs holds no
+- a row is *claimed* by one autocommitted statement (a lease: `available_at` moves past
+  the request's timeout) and sent outside any transaction, so a subscriber that hangs holds no
   lock and no pass: the other endpoints' rows are claimed and sent meanwhile;
 - at most `per_endpoint` requests are in flight to one endpoint, and each is cut off after
   `timeout_seconds`; a relay killed mid-request leaves the row to be claimed again when its
@@ -202,16 +202,33 @@ _DELIVERED = (
 _FAST_DELIVERED = fast_sql.Statement.of(_DELIVERED)
 
 
-def _claimable() -> Any:
-    """Per enabled endpoint not at its limit (`full`), its first due rows (`per_endpoint`),
-    `room` in all, with what a try needs, locked (others' locks skipped), in id order.
+def _claim() -> Any:
+    """Claim what is due, in one statement: the rows leased out and what their tries need.
+
+    Per enabled endpoint, its first due rows up to its free slots (`per_endpoint` less the
+    `busy_counts` this relay has in flight to the `busy_endpoints`), `room` in all, in due
+    order; rows another relay holds are skipped, not waited for. Each claimed row's try is
+    counted (`attempts` comes back counted) and its lease (`until`) taken in the same
+    statement, autocommitted: one round trip where a transaction of a select and an update
+    took four, and an empty pass three (bench/RESULTS.md, "fourteenth").
 
     Read off the partial index of pending rows by (endpoint, due time): a pass costs the same
     however long the backlog, and a big backlog at one endpoint never hides another's rows.
     Endpoints' secrets come last, in `_EndpointSecrets`' order."""
     row = WebhookDelivery
+    busy = (
+        func.unnest(
+            bindparam("busy_endpoints", type_=ARRAY(Text)),
+            bindparam("busy_counts", type_=ARRAY(Integer)),
+        )
+        .table_valued("endpoint_id", "n")
+        .render_derived(name="busy")
+    )
+    in_flight = func.coalesce(
+        select(busy.c.n).where(busy.c.endpoint_id == WebhookEndpoint.id).scalar_subquery(), 0
+    )
     firsts = (
-        select(row.id)
+        select(row.id, func.row_number().over(order_by=row.available_at).label("place"))
         .where(row.endpoint_id == WebhookEndpoint.id, _pending(), row.available_at <= func.now())
         .order_by(row.available_at)
         .limit(bindparam("per_endpoint", type_=Integer))
@@ -223,12 +240,25 @@ def _claimable() -> Any:
         .join(firsts, true())
         .where(
             WebhookEndpoint.enabled,
-            WebhookEndpoint.id != func.all(bindparam("full", type_=ARRAY(Text))),
+            firsts.c.place <= bindparam("per_endpoint", type_=Integer) - in_flight,
         )
         .limit(bindparam("room", type_=Integer))
     )
+    locked = (
+        select(row.id)
+        .where(row.id.in_(due), _pending())
+        .with_for_update(skip_locked=True)
+        .cte("locked")
+    )
     return (
-        select(
+        update(row)
+        .where(row.id == locked.c.id, WebhookEndpoint.id == row.endpoint_id)
+        .values(
+            attempts=row.attempts + 1,
+            available_at=bindparam("until"),
+            last_attempt_at=bindparam("now"),
+        )
+        .returning(
             row.id,
             row.endpoint_id,
             row.message_id,
@@ -239,10 +269,6 @@ def _claimable() -> Any:
             WebhookEndpoint.previous_secret,
             WebhookEndpoint.previous_secret_expires_at,
         )
-        .join(WebhookEndpoint, WebhookEndpoint.id == row.endpoint_id)
-        .where(row.id.in_(due), _pending())
-        .order_by(row.id)
-        .with_for_update(of=row, skip_locked=True)
     )
 
 
@@ -253,19 +279,9 @@ class _EndpointSecrets:
     previous_secret_expires_at: datetime | None
 
 
-# A claim pass in two statements of its own transaction, both compiled once (`shared.fast_sql`):
-# the rows locked, then each claimed row's try counted and leased out. Through the ORM the rows
-# and their endpoints were objects loaded, changed and flushed, every pass.
-_CLAIMABLE = fast_sql.Statement.of(_claimable())
-_LEASE = fast_sql.Statement.of(
-    update(WebhookDelivery)
-    .where(WebhookDelivery.id == func.any(bindparam("ids", type_=ARRAY(BigInteger))))
-    .values(
-        attempts=WebhookDelivery.attempts + 1,
-        available_at=bindparam("until"),
-        last_attempt_at=bindparam("now"),
-    )
-)
+# Compiled once (`shared.fast_sql`): through the ORM the rows and their endpoints were objects
+# loaded, changed and flushed, every pass.
+_CLAIM = fast_sql.Statement.of(_claim())
 
 
 class WebhookRelay(OutboxRelay):
@@ -361,45 +377,41 @@ class WebhookRelay(OutboxRelay):
         room = self.max_in_flight - self.in_flight
         if room <= 0:
             return 0
-        full = [e for e, n in self._in_flight.items() if n >= self.per_endpoint]
+        busy = list(self._in_flight.items())
         now = utcnow()
         lease = timedelta(seconds=self.timeout_seconds + LEASE_MARGIN_SECONDS)
-        claimed: list[Claimed] = []
-        async with self.sessions() as session:
-            rows = await fast_sql.fetch(
-                session,
-                _CLAIMABLE,
-                {"per_endpoint": self.per_endpoint, "room": room, "full": full},
+        # Autocommitted: a row comes back only once its lease is taken, and whatever happens
+        # to this process from then on, the row is due again when the lease ends.
+        async with self._autocommit.connect() as conn:
+            rows = await fast_sql.run(
+                conn,
+                _CLAIM,
+                {
+                    "per_endpoint": self.per_endpoint,
+                    "room": room,
+                    "busy_endpoints": [endpoint for endpoint, _ in busy],
+                    "busy_counts": [count for _, count in busy],
+                    "now": now,
+                    "until": now + lease,
+                },
             )
-            for row in rows:
-                endpoint_id = row["endpoint_id"]
-                if self._in_flight.get(endpoint_id, 0) >= self.per_endpoint:
-                    continue
-                self._in_flight[endpoint_id] = self._in_flight.get(endpoint_id, 0) + 1
-                claimed.append(
-                    Claimed(
-                        id=row["id"],
-                        endpoint_id=endpoint_id,
-                        url=row["url"],
-                        secrets=signing_secrets(_EndpointSecrets(*row[-3:]), now),
-                        message_id=row["message_id"],
-                        body=dumps(row["payload"]),
-                        tries=row["attempts"] + 1,
-                    )
-                )
-            try:
-                if claimed:
-                    await fast_sql.fetch(
-                        session,
-                        _LEASE,
-                        {"ids": [item.id for item in claimed], "now": now, "until": now + lease},
-                    )
-                await session.commit()
-            except BaseException:
-                for item in claimed:
-                    self._release(item.endpoint_id)
-                raise
+        # Sent in id order, as they were written (an update returns its rows in no order).
+        claimed = [
+            Claimed(
+                id=row["id"],
+                endpoint_id=row["endpoint_id"],
+                url=row["url"],
+                secrets=signing_secrets(_EndpointSecrets(*row[-3:]), now),
+                message_id=row["message_id"],
+                body=dumps(row["payload"]),
+                tries=row["attempts"],
+            )
+            for row in sorted(rows, key=lambda row: int(row["id"]))
+        ]
         for item in claimed:
+            # The statement read the slots as they were when it was sent; slots only free up
+            # while it runs (the claims are made here alone), so none is over-filled.
+            self._in_flight[item.endpoint_id] = self._in_flight.get(item.endpoint_id, 0) + 1
             task = asyncio.create_task(self._send(item), name=f"webhook.{item.id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

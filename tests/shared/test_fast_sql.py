@@ -144,9 +144,16 @@ CASES: dict[str, Callable[[], tuple[Any, dict[str, Any]]]] = {
         webhook_delivery._DELIVERED,
         {"delivery_ids": [1, 2], "status_codes": [200, 204], "now": NOW},
     ),
-    "webhook deliveries claimable": lambda: (
-        webhook_delivery._claimable(),
-        {"per_endpoint": 4, "room": 10, "full": ["we-full"]},
+    "webhook deliveries claimed": lambda: (
+        webhook_delivery._claim(),
+        {
+            "per_endpoint": 4,
+            "room": 10,
+            "busy_endpoints": ["we-full"],
+            "busy_counts": [4],
+            "now": NOW,
+            "until": NOW + timedelta(seconds=30),
+        },
     ),
     "history's key locks": lambda: (
         history_repository._LOCK_KEYS,

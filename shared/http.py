@@ -11,7 +11,28 @@ from shared.settings import CommonSettings
 from shared.tracing import current_request_id, current_trace, start_span
 
 
-class TracedClient(httpx.AsyncClient):
+class _NoCookies(httpx.Cookies):
+    """A jar that keeps nothing: each request stands alone.
+
+    The client's own jar parsed every response for `Set-Cookie` through `http.cookiejar`,
+    about 60 µs of a request's 400 (bench/RESULTS.md, "fourteenth"), for cookies no peer of
+    ours sets; and a jar would hand one subscriber's or gateway's cookie back to it on the
+    next request, state no server-to-server call should carry.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class StatelessClient(httpx.AsyncClient):
+    """`httpx.AsyncClient` without a cookie jar (`_NoCookies`): for calls between servers."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cookies = _NoCookies()
+
+
+class TracedClient(StatelessClient):
     """Each request is a client span, and carries it as `traceparent` (and our request id).
 
     The caller's trace continues (or one starts) so a missed call can be followed across

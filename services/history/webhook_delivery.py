@@ -53,6 +53,7 @@ from services.history.url_safety import UnsafeUrl, guarded_transport
 from services.history.webhook_signing import signature_header
 from shared import fast_sql
 from shared.db import asyncpg_dsn, utcnow
+from shared.http import StatelessClient
 from shared.jsonutil import dumps
 from shared.outbox import OutboxRelay
 from shared.service_app import Extension
@@ -635,8 +636,9 @@ async def replay(session: AsyncSession, *, endpoint_id: str, delivery_id: int) -
 
 
 def make_client(settings: HistorySettings) -> httpx.AsyncClient:
-    """The subscribers' client: guarded addresses, no redirects, no proxies from the env."""
-    return httpx.AsyncClient(
+    """The subscribers' client: guarded addresses, no redirects, no proxies from the env, and
+    no cookie jar (one subscriber's cookie is never sent back to it)."""
+    return StatelessClient(
         transport=guarded_transport(
             allow_private=settings.webhook_allow_private,
             max_connections=settings.history_webhook_max_in_flight,

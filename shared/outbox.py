@@ -475,7 +475,9 @@ class RelayMetrics:
 
 
 def _headers(idempotency_key: str) -> dict[str, str]:
-    headers = {"Idempotency-Key": idempotency_key}
+    # The bodies are encoded here by orjson (`dumps`), not by httpx's `json=` (the standard
+    # library's encoder, several times slower on a batch of events).
+    headers = {"Idempotency-Key": idempotency_key, "content-type": "application/json"}
     traceparent = current_traceparent()
     if traceparent:
         # A client of our own sends its client span's instead; either continues the trace.
@@ -669,7 +671,7 @@ class OutboxRelay:
             headers = _headers(f"outbox-{rows[0].id}-{rows[-1].id}-{len(rows)}")
             body = {route.field: [row.payload for row in rows]}
             try:
-                response = await client.post(route.batch_path, json=body, headers=headers)
+                response = await client.post(route.batch_path, content=dumps(body), headers=headers)
             except httpx.HTTPError as exc:
                 for row in rows:
                     self._retry(row, f"{type(exc).__name__}: {exc}"[:500])
@@ -720,7 +722,7 @@ class OutboxRelay:
             return 0
         headers = _headers(f"outbox-{row.id}")
         try:
-            response = await client.post(row.path, json=row.payload, headers=headers)
+            response = await client.post(row.path, content=dumps(row.payload), headers=headers)
         except httpx.HTTPError as exc:
             self._retry(row, f"{type(exc).__name__}: {exc}"[:500])
             return 0

@@ -223,7 +223,7 @@ def _claim() -> Any:
             bindparam("busy_counts", type_=ARRAY(Integer)),
         )
         .table_valued("endpoint_id", "n")
-        .render_derived(name="busy")
+        .render_derived(name="in_flight")
     )
     in_flight = func.coalesce(
         select(busy.c.n).where(busy.c.endpoint_id == WebhookEndpoint.id).scalar_subquery(), 0

@@ -12,6 +12,7 @@ from services.callback.senders.base import (
     TransientSendError,
     classify_http_status,
 )
+from shared.jsonutil import dumps
 
 
 class HttpSmsSender:
@@ -36,8 +37,12 @@ class HttpSmsSender:
         try:
             response = await self._client.post(
                 self._url,
-                json=body,
-                headers={"Idempotency-Key": message.notification_id},
+                # orjson, not httpx's `json=` (the standard library's encoder): one per SMS.
+                content=dumps(body),
+                headers={
+                    "Idempotency-Key": message.notification_id,
+                    "content-type": "application/json",
+                },
             )
         except httpx.HTTPError as exc:
             raise TransientSendError(f"{type(exc).__name__}: {exc}"[:500]) from exc

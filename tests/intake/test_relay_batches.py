@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from httpx import AsyncClient
+from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -443,3 +444,72 @@ async def test_a_pass_writes_back_delivered_rows_and_only_a_redacted_payload(
     assert all(set(row.payload) == {"redacted"} for row in redacted.values())
     assert all(row.payload["redacted"] for row in redacted.values())
     assert not any("redacted" in row.payload for row in kept.values())
+
+
+async def test_a_relay_gathering_events_is_not_woken_by_more_events_but_is_by_a_call(
+    intake: AsyncClient,
+    webhook_secret: str,
+    intake_settings: IntakeSettings,
+    relay: OutboxRelay,
+    peers: dict[str, LiveServer],  # noqa: F811
+    sessions: async_sessionmaker[AsyncSession],
+    sent: Counter[str],
+) -> None:
+    """While every row due is an event waiting to gather, a NOTIFY for more events adds to the
+    gathering without a pass of its own; one that names callback (a call's create) is sent at
+    once, the events still waiting for their batch."""
+    for server in peers.values():
+        await server.start()
+    claims: list[str] = []
+
+    def count_claims(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FOR UPDATE SKIP LOCKED" in statement and "intake.outbox" in statement:
+            claims.append(statement)
+
+    engine = sessions.kw["bind"].sync_engine
+    sa_event.listen(engine, "before_cursor_execute", count_claims)
+    running = _gathering(
+        relay,
+        # Wide enough that everything below happens inside it on a loaded machine.
+        6.0,
+        listen_dsn=asyncpg_dsn(intake_settings.direct_database_url_for("intake")),
+        linger_seconds=0.01,
+        poll_seconds=60.0,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+    try:
+        for _ in range(500):
+            if await _listening(sessions):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the first pass (nothing to send) is over
+        before = len(claims)
+        for _ in range(3):
+            await _enqueue_events(sessions, 1)
+            await asyncio.sleep(0.3)
+        # The first event's NOTIFY brought one pass, which let it go to gather; the other
+        # two brought none.
+        assert len(claims) == before + 1
+        assert sent == {}
+
+        assert (
+            await post_call(intake, webhook_secret, **{"from": "+358405551100"})
+        ).status_code == 202
+        for _ in range(1500):
+            if all(row.delivered_at is not None for row in await _rows(sessions)):
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await task
+        sa_event.remove(engine, "before_cursor_execute", count_claims)
+
+    rows = await _rows(sessions)
+    assert all(row.delivered_at is not None for row in rows)
+    assert sent["history POST /v1/events:batch"] == 1
+    create = next(row for row in rows if row.destination == "callback")
+    events = [row for row in rows if row.destination == "history"]
+    assert len(events) == 4
+    assert create.delivered_at is not None
+    assert create.delivered_at < min(row.delivered_at for row in events if row.delivered_at)

@@ -363,12 +363,18 @@ class OutboxRow:
     last_error: str | None
     delivered_at: datetime | None
     dead_at: datetime | None
+    # A later row of its key and destination was undelivered when the pass claimed it: once
+    # this one is delivered or parked, that row may go (read by the claim, never written).
+    followed: bool = False
     # The payload was replaced (`OutboxRelay.redact_delivered`): written back too.
     redacted: bool = False
 
 
-# What a pass reads of each row: `OutboxRow`'s fields, in its order.
-_CLAIMED_COLUMNS = tuple(name for name in OutboxRow.__dataclass_fields__ if name != "redacted")
+# What a pass reads of each row's columns: `OutboxRow`'s fields, in its order (`followed`,
+# computed, comes right after them).
+_CLAIMED_COLUMNS = tuple(
+    name for name in OutboxRow.__dataclass_fields__ if name not in ("followed", "redacted")
+)
 _CLAIM: dict[type[OutboxMixin], Select[Any]] = {}
 
 
@@ -376,7 +382,8 @@ def claim_statement(model: type[OutboxMixin]) -> Select[Any]:
     """The rows due for delivery, oldest first, locked for this pass (`claim_limit` of them).
 
     A row waits while an earlier row of its key and destination is undelivered and not
-    dead; rows another relay holds are skipped, not waited for.
+    dead; rows another relay holds are skipped, not waited for. Each row says whether a later
+    one of its key is waiting (`OutboxRow.followed`, one index probe a row).
     """
     statement = _CLAIM.get(model)
     if statement is None:
@@ -393,8 +400,22 @@ def claim_statement(model: type[OutboxMixin]) -> Select[Any]:
             )
             .exists()
         )
-        statement = _CLAIM[model] = (
-            select(*(table.c[name] for name in _CLAIMED_COLUMNS))
+        later = table.alias("later")
+        followed = (
+            select(later.c.id)
+            .where(
+                later.c.destination == table.c.destination,
+                later.c.ordering_key == table.c.ordering_key,
+                later.c.id > table.c.id,
+                later.c.delivered_at.is_(None),
+                later.c.dead_at.is_(None),
+            )
+            .exists()
+            .label("followed")
+        )
+        columns: list[Any] = [table.c[name] for name in _CLAIMED_COLUMNS]
+        claim: Select[Any] = (
+            select(*columns, followed)
             .where(
                 table.c.delivered_at.is_(None),
                 table.c.dead_at.is_(None),
@@ -405,6 +426,7 @@ def claim_statement(model: type[OutboxMixin]) -> Select[Any]:
             .limit(bindparam("claim_limit", type_=Integer))
             .with_for_update(skip_locked=True)
         )
+        statement = _CLAIM[model] = claim
     return statement
 
 
@@ -573,6 +595,9 @@ class OutboxRelay:
         # their destinations, when a pass held rows back and had nothing else to send.
         self._gathering_until = math.inf
         self._only_gathering: frozenset[str] = frozenset()
+        # Whether the last pass settled a row another waited on (`run_once`); a subclass
+        # that claims its own way leaves it set, and looks again after every pass that sent.
+        self._followers_freed = True
 
     async def run_once(self, *, gather: bool = False) -> int:
         """Deliver one batch; return how many rows were acknowledged.
@@ -600,6 +625,12 @@ class OutboxRelay:
             results = await asyncio.gather(
                 *(self._deliver_batch(route, batch) for route, batch in batches),
                 *(self._deliver(row) for row in singles),
+            )
+            # A row that waited on one this pass settled may go now, with no NOTIFY of its
+            # own: `run` looks again at once only then.
+            self._followers_freed = any(
+                row.followed and (row.delivered_at is not None or row.dead_at is not None)
+                for row in rows
             )
             if rows:
                 await fast_sql.fetch(
@@ -846,14 +877,17 @@ class OutboxRelay:
                     delivered = 0
                 if delivered >= self.batch_size:
                     continue  # a backlog: the next batch at once
-                if delivered:
+                if delivered and self._followers_freed:
                     # Look again (a row whose key waited for one delivered now has no NOTIFY
-                    # of its own), once the rows written meanwhile have gathered.
+                    # of its own), once the rows written meanwhile have gathered. When no row
+                    # waited, that pass found nothing: about one pass in two of the callback
+                    # events' relay (bench/RESULTS.md, "fourteenth").
                     await self._linger(stop)
                     continue
-                # Once per poll interval while nothing is due: visible when debugging a relay
-                # that seems stuck, silent in a developer's terminal.
-                log.debug("outbox.relay.idle", source=self.metrics.source)
+                if not delivered:
+                    # Once per poll interval while nothing is due: visible when debugging a
+                    # relay that seems stuck, silent in a developer's terminal.
+                    log.debug("outbox.relay.idle", source=self.metrics.source)
                 if await self._wait(stop):
                     await self._linger(stop)
         finally:

@@ -513,3 +513,76 @@ async def test_a_relay_gathering_events_is_not_woken_by_more_events_but_is_by_a_
     assert len(events) == 4
     assert create.delivered_at is not None
     assert create.delivered_at < min(row.delivered_at for row in events if row.delivered_at)
+
+
+async def test_a_relay_looks_again_at_once_only_when_a_row_waited_on_one_it_sent(
+    intake_settings: IntakeSettings,
+    relay: OutboxRelay,
+    peers: dict[str, LiveServer],  # noqa: F811
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """Two events of one customer written together: the second waits on the first and has no
+    NOTIFY of its own after it, so the relay looks again as soon as the first is sent (the poll
+    is a minute away). A lone event: nothing waited on it, and no pass follows its own."""
+    await peers["history"].start()
+    claims: list[str] = []
+
+    def count_claims(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FOR UPDATE SKIP LOCKED" in statement and "intake.outbox" in statement:
+            claims.append(statement)
+
+    engine = sessions.kw["bind"].sync_engine
+    sa_event.listen(engine, "before_cursor_execute", count_claims)
+    running = _gathering(
+        relay,
+        0.0,
+        listen_dsn=asyncpg_dsn(intake_settings.direct_database_url_for("intake")),
+        linger_seconds=0.01,
+        poll_seconds=60.0,
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(running.run(stop))
+
+    async def all_delivered() -> list[IntakeOutbox]:
+        for _ in range(500):
+            rows = await _rows(sessions)
+            if rows and all(row.delivered_at is not None for row in rows):
+                return rows
+            await asyncio.sleep(0.02)
+        raise AssertionError("not every row was delivered")
+
+    try:
+        for _ in range(500):
+            if await _listening(sessions):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the first pass (nothing to send) is over
+        async with sessions() as session:
+            for summary in ("first", "second"):
+                event = _event("+358405551200", summary=summary)
+                await enqueue(
+                    session,
+                    IntakeOutbox,
+                    destination="history",
+                    path="/v1/events",
+                    payload=event,
+                    ordering_key="+358405551200",
+                )
+            await session.commit()
+        first, second = await all_delivered()
+        assert first.payload["summary"] == "first"
+        assert second.payload["summary"] == "second"
+        assert first.delivered_at is not None
+        assert second.delivered_at is not None
+        assert first.delivered_at <= second.delivered_at
+
+        await asyncio.sleep(0.3)  # the look-again after the second has found nothing
+        before = len(claims)
+        await _enqueue_events(sessions, 1)
+        await all_delivered()
+        await asyncio.sleep(0.3)
+        assert len(claims) == before + 1, "a pass after the lone event's own"
+    finally:
+        stop.set()
+        await task
+        sa_event.remove(engine, "before_cursor_execute", count_claims)

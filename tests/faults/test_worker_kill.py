@@ -240,8 +240,12 @@ async def test_killing_the_worker_mid_send_never_sends_a_customer_two_messages(
     assert set(email_deliveries) == ids["email"]
     resent_sms = sum(count - 1 for count in sms_deliveries.values())
     resent_email = sum(count - 1 for count in email_deliveries.values())
-    # Only a send in flight when a kill landed can go out twice: at most max_jobs per kill.
-    assert resent_sms + resent_email <= KILLS * MAX_JOBS
+    # Only a send in flight when a kill landed can go out twice. A job has at most one send
+    # per channel in flight (the booking job sends its SMS and its email together), so at
+    # most max_jobs per channel per kill; a bound on the two together was crossed by a run
+    # with 197 SMS and 7 emails re-sent, each channel within its own.
+    assert resent_sms <= KILLS * MAX_JOBS
+    assert resent_email <= KILLS * MAX_JOBS
     print(  # noqa: T201 - the figures the brief asks for, visible with -s
         f"\nworker kill: {KILLS} kills, {CUSTOMERS} customers, "
         f"{len(ids['sms'])} SMS and {len(ids['email'])} emails sent, lost 0, duplicated 0; "
